@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make test`: colcon build + colcon test of the package against .venv, then the results.
+# Fails when any test fails or errors, or when no test ran at all.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FACE_PERCEPTION_VENV:-$ROOT/.venv}"
+cd "$ROOT"
+export PATH="$VENV/bin:$PATH"
+# A private DDS world for this run: loopback only, a random domain (no cross-talk between runs).
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}"
+export PYTHONDONTWRITEBYTECODE=1
+B=build/colcon
+rm -rf "$B/build/face_perception/pytest.xml" "$B/build/face_perception/test_results"
+colcon --log-base "$B/log" build --base-paths "$ROOT" --packages-select face_perception \
+  --build-base "$B/build" --install-base "$B/install" --event-handlers console_cohesion- summary+
+status=0
+colcon --log-base "$B/log" test --base-paths "$ROOT" --packages-select face_perception \
+  --build-base "$B/build" --install-base "$B/install" \
+  --python-testing pytest --event-handlers console_direct+ summary+ \
+  --pytest-args -p no:cacheprovider -ra --timeout=900 ${PYTEST_ARGS:-} || status=$?
+summary="$(colcon test-result --test-result-base "$B/build" --verbose 2>&1)" || status=$?
+echo "$summary"
+ran="$(echo "$summary" | sed -n 's/^Summary: \([0-9]*\) tests.*/\1/p' | tail -1)"
+if [[ -z "$ran" || "$ran" == "0" ]]; then
+  echo "run_tests: no test ran" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# One set-up for everything (README, Makefile, CI): creates .venv with the pinned dependencies and,
+# where no ROS 2 distro provides vision_msgs, builds it from interfaces/vision_msgs into the venv.
+# Idempotent: a stamp file keyed on the inputs' checksum makes a second run a no-op.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${FACE_PERCEPTION_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+STAMP="$VENV/.face_perception_setup"
+
+inputs_sum() {
+  cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" \
+      "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" \
+    | sha256sum | cut -d' ' -f1
+}
+WANT="$(inputs_sum)"
+MSGS_SUM="$(cat "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" | sha256sum | cut -d' ' -f1)"
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" ]]; then
+  echo "setup_env: $VENV is up to date"
+  exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "setup_env: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+echo "setup_env: installing pinned dependencies (first run takes a few minutes)"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/scripts/requirements.txt" 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" || true
+"$VENV/bin/python" -m pip check >/dev/null 2>&1 || true
+
+# vision_msgs: use a sourced ROS 2 distro's package when there is one; otherwise build ours.
+have_vision_msgs() {
+  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c "import vision_msgs.msg" >/dev/null 2>&1
+}
+if [[ -n "${ROS_DISTRO:-}" ]] && python3 -c "import vision_msgs.msg" >/dev/null 2>&1; then
+  echo "setup_env: using vision_msgs from ROS $ROS_DISTRO"
+elif have_vision_msgs && [[ -f "$VENV/share/vision_msgs/.face_perception_build" && \
+      "$(cat "$VENV/share/vision_msgs/.face_perception_build")" == "$MSGS_SUM" ]]; then
+  echo "setup_env: vision_msgs already built"
+else
+  echo "setup_env: building vision_msgs from interfaces/vision_msgs"
+  PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
+  # The wheels' CMake exports name the build machine's Python and numpy include dirs.
+  find "$VENV/share" -path '*/cmake/*.cmake' -type f -print0 \
+    | xargs -0 -r grep -lZ '/opt/python/cp311-cp311' 2>/dev/null \
+    | xargs -0 -r sed -i \
+        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
+        -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" || true
+  BUILD="$(mktemp -d)"
+  trap 'rm -rf "$BUILD"' EXIT
+  (
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    export PATH="$VENV/bin:$PATH"
+    cmake -S "$ROOT/interfaces/vision_msgs" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+      > "$BUILD/cmake.log" 2>&1 || { cat "$BUILD/cmake.log"; exit 1; }
+    make -C "$BUILD" -j"$(nproc)" install > "$BUILD/make.log" 2>&1 || { tail -50 "$BUILD/make.log"; exit 1; }
+  )
+  echo "$MSGS_SUM" > "$VENV/share/vision_msgs/.face_perception_build"
+  have_vision_msgs || { echo "setup_env: vision_msgs built but not importable" >&2; exit 1; }
+fi
+
+# Real face photos for tests and the demo: the MIT-licensed test images of the face_recognition
+# sdist (obama x3, biden, partial faces). Only the pictures are kept, not its code.
+PHOTOS="$VENV/share/face_perception/test_images"
+if [[ ! -f "$PHOTOS/biden.jpg" ]]; then
+  echo "setup_env: fetching test photos (face_recognition 1.3.0 sdist)"
+  DL="$(mktemp -d)"
+  "$VENV/bin/python" -m pip download -q --no-deps --no-binary=:all: -d "$DL" face-recognition==1.3.0 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory" || true
+  mkdir -p "$PHOTOS"
+  tar -xzf "$DL"/face_recognition-1.3.0.tar.gz -C "$DL"
+  cp "$DL"/face_recognition-1.3.0/tests/test_images/* "$PHOTOS"/
+  rm -rf "$DL"
+fi
+touch "$VENV/COLCON_IGNORE"
+
+echo "$WANT" > "$STAMP"
+echo "setup_env: done ($VENV)"

@@ -1,0 +1,34 @@
+"""ament_python build of face_perception: core library, ROS 2 nodes, launch files and config."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "face_perception"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
+    package_data={PACKAGE: ["data/*", "data/**/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    install_requires=["setuptools", "numpy", "opencv-python", "onnxruntime"],
+    zip_safe=False,
+    maintainer="face_perception developers",
+    maintainer_email="face-perception@example.org",
+    description="Face detection and recognition for ROS 2 robots",
+    license="Apache-2.0",
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "face-perception = face_perception.cli:main",
+            "face_detector = face_perception.ros.detector_node:main",
+            "face_recognizer = face_perception.ros.recognizer_node:main",
+            "face_perception_container = face_perception.ros.container:main",
+        ],
+    },
+)
