@@ -305,7 +305,9 @@ def _entry(backbone: str, url: Optional[str], sha256: Optional[str]) -> dict:
 
 
 def downloaded_path(backbone: str) -> Path:
-    return cache_dir(CACHE_SUBDIR) / _entry(backbone, "unused", "unused")["filename"]
+    """Where :func:`download` puts the published weights of ``backbone`` in the cache."""
+    filename = PRETRAINED.get(backbone, {}).get("filename", f"retinaface_{backbone}.pth")
+    return cache_dir(CACHE_SUBDIR) / filename
 
 
 def download(backbone: str = "resnet", url: Optional[str] = None, sha256: Optional[str] = None,
@@ -314,11 +316,12 @@ def download(backbone: str = "resnet", url: Optional[str] = None, sha256: Option
     """Fetch published weights for ``backbone`` (resumable, sha256-verified, atomic).
 
     Returns the local path. Offline or unreachable servers raise ``DownloadError`` naming the URL.
-    ``mnet`` needs no download (converted offline); pass ``url``/``sha256`` to fetch another copy.
+    ``mnet`` needs no download: without ``url`` it returns the offline conversion's cache file;
+    with ``url``/``sha256`` it fetches that file like any other.
     """
     if backbone == "mnet" and url is None and "mnet" not in PRETRAINED:
-        return converted_mnet_path() if converted_mnet_path().is_file() else \
-            (mnet_state_dict() and converted_mnet_path())
+        mnet_state_dict()  # converts on first use
+        return converted_mnet_path()
     entry = _entry(backbone, url, sha256)
     folder = Path(dest_dir) if dest_dir is not None else cache_dir(CACHE_SUBDIR)
     return download_file(entry["url"], folder / entry["filename"], entry["sha256"],
