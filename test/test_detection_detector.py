@@ -230,6 +230,11 @@ def test_constructor_refuses_bad_settings_by_name(tmp_path):
         Detector(model_path=tmp_path / "missing.onnx")
 
 
+def test_empty_ros_style_parameters_mean_defaults():
+    det = Detector(scales=[], model_path="")
+    assert det.scales == [1.0] and det.model_path is None
+
+
 def test_max_faces_keeps_the_best_scores(collage):
     canvas, _ = collage
     all_faces = Detector().detect(canvas)

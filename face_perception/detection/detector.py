@@ -140,11 +140,12 @@ class Detector:
         device: 'cpu' or 'cuda' (falls back to the CPU with a warning when unavailable).
         model_path: weights to use instead of the pretrained ones: a ``.pth`` state dict (both
             backends; exported to ONNX for 'onnx') or an ``.onnx`` file ('onnx' backend).
+            None or '' means the pretrained weights.
         score_threshold: minimum face probability kept.
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
         target_size / max_size / upscale: the size policy.
         scales: test-time pyramid, factors applied on top of the size policy (e.g.
-            ``[0.5, 1.0, 2.0]``); None means one pass at 1.0.
+            ``[0.5, 1.0, 2.0]``); None or [] means one pass at 1.0.
         flip: also run on the horizontally mirrored image.
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
@@ -191,8 +192,9 @@ class Detector:
         if target_size <= 0 or max_size <= 0:
             raise ValueError(f"target_size and max_size must be positive, got {target_size}, "
                              f"{max_size}")
-        scales = [1.0] if scales is None else [float(s) for s in scales]
-        if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        # None or an empty list (what a ROS parameter can hold) mean a single pass.
+        scales = [1.0] if scales is None or len(scales) == 0 else [float(s) for s in scales]
+        if any(not np.isfinite(s) or s <= 0 for s in scales):
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
@@ -211,7 +213,8 @@ class Detector:
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
         self.variance = self.cfg["variance"]
-        self.model_path = Path(model_path) if model_path is not None else None
+        # '' (an unset ROS string parameter) means the pretrained weights, like None.
+        self.model_path = Path(model_path) if model_path else None
         if self.model_path is not None and not self.model_path.is_file():
             raise FileNotFoundError(f"detector model file not found: {self.model_path}")
 
