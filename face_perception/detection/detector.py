@@ -317,7 +317,10 @@ class Detector:
         nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         if (nh, nw) == (h, w):
             return img, (1.0, 1.0)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        # INTER_AREA avoids aliasing on strong reductions (big photos) but costs about 10x
+        # INTER_LINEAR at non-integer factors (18 ms vs 1.8 ms for 720p -> 1138x640); mild
+        # reductions of camera frames barely alias, so they take the fast path.
+        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
         out = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
         # Exact per-axis factors: rounding makes them differ slightly from ``scale``.
         return out, (nw / w, nh / h)
