@@ -16,7 +16,7 @@ from face_perception.detection.wider import WiderFaceDataset
 from face_perception.download import DownloadError
 from face_perception.imageio import read_image_bgr
 from face_perception.learners import RetinaFaceLearner
-from face_perception.learners.retinaface import RetinaFaceLearnerError
+from face_perception.learners.retinaface import BACKBONE_URLS, RetinaFaceLearnerError
 from face_perception.types import Face
 from test.wider_fixture import build_split, cut_faces
 
@@ -30,7 +30,13 @@ def wider_root(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp("wider")
     patches = cut_faces(photos, Detector(backbone="mnet", backend="onnx"))
     build_split(root / "train", photos, patches, 16, seed=1)
-    build_split(root / "val", photos, patches, 8, seed=2)
+    val = build_split(root / "val", photos, patches, 8, seed=2)
+    # Difficulty lists as text: "easy" = faces at least 60 px wide, "hard" = every face.
+    easy = [f"{s.name} " + " ".join(str(i + 1) for i in np.flatnonzero(
+        s.boxes[:, 2] - s.boxes[:, 0] >= 60)) for s in val]
+    (root / "val" / "wider_easy_val.txt").write_text("\n".join(easy) + "\n")
+    hard = [f"{s.name} " + " ".join(str(i + 1) for i in range(len(s))) for s in val]
+    (root / "val" / "wider_hard_val.txt").write_text("\n".join(hard) + "\n")
     return root
 
 
@@ -56,6 +62,11 @@ def test_pretrained_mnet_scores_its_recall_as_a_hand_count_gives(wider_root, pre
     assert 0.0 <= result["precision"] <= 1.0
     assert result["num_images"] == 8 and result["num_faces"] == sum(len(s) for s in val)
     assert result["ap"] > 0.9 and result["recall"] == 1.0
+    big = sum(int((s.boxes[:, 2] - s.boxes[:, 0] >= 60).sum()) for s in val)
+    assert 0 < big < result["num_faces"]
+    assert result["easy"]["num_faces"] == big and result["easy"]["recall"] == 1.0
+    assert result["hard"]["num_faces"] == result["num_faces"]
+    assert learner.eval(val, use_subset=True, subset_size=3, **SMALL)["num_images"] == 3
     # Hand check: faces with a detection (score >= 0.02, same size rule) at IoU >= 0.5.
     found = 0
     for sample in val:
@@ -161,6 +172,7 @@ def test_optimize_runs_onnxruntime_with_the_same_faces(pretrained_folder, photos
     torch_faces = learner.infer(image, scales=[480, 960], mask_thresh=0.5)
     onnx_path = learner.optimize()
     assert onnx_path.is_file() and learner.onnx_path == onnx_path
+    assert learner.onnx_parity < 1e-3
     onnx_faces = learner.infer(image, scales=[480, 960])
     assert len(onnx_faces) == len(torch_faces) == 1
     np.testing.assert_allclose(onnx_faces[0].box, torch_faces[0].box, atol=0.05)
@@ -175,36 +187,50 @@ def test_optimize_runs_onnxruntime_with_the_same_faces(pretrained_folder, photos
     np.testing.assert_allclose(again[0].box, onnx_faces[0].box, atol=1e-4)
 
 
-class _WeightsHandler(http.server.BaseHTTPRequestHandler):
-    payload = b""
+class _FilesHandler(http.server.BaseHTTPRequestHandler):
+    files: dict = {}
 
     def do_GET(self):  # noqa: N802 - http.server API
-        if self.path != "/retinaface_mnet.pth":
+        body = self.files.get(self.path)
+        if body is None:
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Length", str(len(self.payload)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(self.payload)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
 
 
 @pytest.fixture()
-def weights_server(pretrained_folder):
-    # Serve the weights the way published checkpoints come: wrapped in "state_dict" with
-    # DataParallel "module." prefixes.
-    state = torch.load(pretrained_folder / "retinaface_mnet.pth", weights_only=True)
-    buffer = io.BytesIO()
-    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, buffer)
-    handler = type("Handler", (_WeightsHandler,), {"payload": buffer.getvalue()})
+def file_server():
+    """A local HTTP server; tests put bytes at paths in the returned dict."""
+    files: dict = {}
+    handler = type("Handler", (_FilesHandler,), {"files": files})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", hashlib.sha256(
-        handler.payload).hexdigest(), state
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", files
     httpd.shutdown()
+
+
+def _torch_payload(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def weights_server(pretrained_folder, file_server):
+    # Serve the weights the way published checkpoints come: wrapped in "state_dict" with
+    # DataParallel "module." prefixes.
+    base, files = file_server
+    state = torch.load(pretrained_folder / "retinaface_mnet.pth", weights_only=True)
+    payload = _torch_payload({"state_dict": {f"module.{k}": v for k, v in state.items()}})
+    files["/retinaface_mnet.pth"] = payload
+    return base, hashlib.sha256(payload).hexdigest(), state
 
 
 def test_download_pretrained_from_url_verifies_and_builds_a_model_folder(weights_server,
@@ -272,3 +298,58 @@ def test_cuda_device_falls_back_to_cpu_with_a_warning():
         learner = RetinaFaceLearner(backbone="mnet")  # the seed's default device='cuda'
     assert learner.device == "cpu"
     assert any("CUDA is not available" in str(w.message) for w in caught)
+
+
+def _bn_stats(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+
+
+@pytest.mark.timeout(300)
+def test_resnet_trains_from_downloaded_imagenet_backbone_or_from_scratch(
+        wider_root, tmp_path, file_server, monkeypatch):
+    from torchvision.models import resnet50
+
+    base, files = file_server
+    torch.manual_seed(1)
+    imagenet = resnet50(weights=None).state_dict()  # stands in for torchvision's file
+    payload = _torch_payload(imagenet)
+    prefix = hashlib.sha256(payload).hexdigest()[:8]
+    files[f"/resnet50-{prefix}.pth"] = payload
+    monkeypatch.setitem(BACKBONE_URLS, "resnet", {
+        "url": f"{base}/resnet50-{prefix}.pth", "sha256_prefix": prefix,
+        "filename": f"resnet50-{prefix}.pth"})
+    samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:2]
+    args = dict(backbone="resnet", device="cpu", image_size=96, batch_size=2, log_after=0,
+                temp_path=str(tmp_path), lr=0.001)
+
+    learner = RetinaFaceLearner(epochs=0, **args)
+    learner.fit(samples, silent=True)  # builds the network around the downloaded backbone
+    assert (tmp_path / f"resnet50-{prefix}.pth").is_file()
+    for key, value in learner.model.body.state_dict().items():
+        assert torch.equal(value, imagenet[key]), key
+    before = _bn_stats(learner.model.body)
+    learner.epochs = 1
+    stats = learner.fit(samples, silent=True)
+    assert np.isfinite(stats["loss"]).all() and stats["iterations"] == 1
+    after = _bn_stats(learner.model.body)
+    assert all(torch.equal(before[k], after[k]) for k in before)  # pretrained BN kept frozen
+
+    scratch = RetinaFaceLearner(epochs=1, **args)
+    stats = scratch.fit(samples, from_scratch=True, silent=True)
+    assert np.isfinite(stats["loss"]).all()
+    fresh = _bn_stats(RetinaFaceLearner(**args)._new_model().body)
+    trained = _bn_stats(scratch.model.body)
+    assert any(not torch.equal(fresh[k], trained[k]) for k in fresh)  # BN learns from scratch
+
+
+def test_backbone_download_with_wrong_checksum_prefix_is_removed(tmp_path, file_server,
+                                                                 monkeypatch):
+    base, files = file_server
+    files["/resnet50-deadbeef.pth"] = b"not the weights"
+    monkeypatch.setitem(BACKBONE_URLS, "resnet", {
+        "url": f"{base}/resnet50-deadbeef.pth", "sha256_prefix": "deadbeef",
+        "filename": "resnet50-deadbeef.pth"})
+    learner = RetinaFaceLearner(backbone="resnet", device="cpu", temp_path=str(tmp_path))
+    with pytest.raises(DownloadError, match="deadbeef"):
+        learner.download(mode="backbone", verbose=False)
+    assert not (tmp_path / "resnet50-deadbeef.pth").exists()

@@ -239,6 +239,7 @@ class RetinaFaceLearner:
         self._detectors: dict = {}
         self._weights_tmp: Optional[tempfile.TemporaryDirectory] = None
         self.epochs_trained = 0
+        self.onnx_parity: Optional[float] = None  # max abs diff torch vs ONNX of optimize()
 
     # ------------------------------------------------------------------------------------------
     # Model construction
@@ -249,8 +250,10 @@ class RetinaFaceLearner:
 
         from face_perception.detection.retinaface import RetinaFace
 
-        torch.manual_seed(self.seed)
-        return RetinaFace(self.cfg)
+        # Seeded initialisation without touching the caller's global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return RetinaFace(self.cfg)
 
     def _bn_names(self, model, prefix: str = "") -> set[str]:
         import torch
@@ -644,9 +647,9 @@ class RetinaFaceLearner:
         pth = [p for p in meta["model_paths"] if p.endswith(".pth")]
         if not pth:
             raise RetinaFaceLearnerError(f"{meta_path}: no .pth weights listed")
-        state = _load_checked(folder / pth[0], meta["sha256"].get(pth[0]))
-        if meta["sha256"].get(pth[0]) is None:
+        if not meta["sha256"].get(pth[0]):
             raise RetinaFaceLearnerError(f"{meta_path}: no sha256 for {pth[0]}")
+        state = _load_checked(folder / pth[0], meta["sha256"][pth[0]])
         if meta["backbone"] != self.backbone:
             if verbose:
                 print(f"load: switching backbone {self.backbone!r} -> {meta['backbone']!r}")
@@ -682,13 +685,14 @@ class RetinaFaceLearner:
             print(f"loaded RetinaFace ({self.backbone}) from {folder}"
                   f"{' with ONNX model' if onnx else ''}", flush=True)
 
-    def optimize(self, do_constant_folding: bool = False) -> Path:
+    def optimize(self, max_diff: float = 1e-3) -> Path:
         """Export the current weights to ONNX; infer/eval then run on onnxruntime.
 
-        The file goes to ``temp_path`` (or the user cache) until save() copies it into the model
-        folder.
+        The export (dynamic batch/height/width, batch norm folded) is checked against the torch
+        model on random inputs of two sizes; a difference above ``max_diff`` raises. The file
+        goes to ``temp_path`` (or the user cache) until save() copies it into the model folder.
         """
-        from face_perception.detection.export import export_onnx
+        from face_perception.detection.export import ExportError, check_parity, export_onnx
         from face_perception.download import cache_dir
 
         model = self._require_model()
@@ -696,6 +700,11 @@ class RetinaFaceLearner:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{self.prefix or 'retinaface_' + self.backbone}.onnx"
         export_onnx(model.eval(), target)
+        self.onnx_parity = check_parity(model.eval(), target)
+        if self.onnx_parity > max_diff:
+            target.unlink(missing_ok=True)
+            raise ExportError(f"ONNX export differs from the torch model by "
+                              f"{self.onnx_parity:.3g} (> {max_diff})")
         self._detectors = {}
         self._onnx_bytes = target.read_bytes()
         self.onnx_path = target
@@ -717,6 +726,10 @@ class RetinaFaceLearner:
         from face_perception.detection import weights
 
         folder = Path(path) if path is not None else Path(self.temp_path or ".")
+        if mode == "backbone" and path is None and not self.temp_path:
+            from face_perception.download import cache_dir
+
+            folder = cache_dir("retinaface")  # shared by every later fit()
         if mode == "pretrained":
             target = folder / f"retinaface_{self.backbone}"
             if self.backbone == "mnet" and url is None:
