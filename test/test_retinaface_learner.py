@@ -96,6 +96,20 @@ def test_fit_from_pretrained_backbone_lowers_loss_and_raises_ap(wider_root, tmp_
     assert before["ap"] < val["ap"] <= 1.0
 
 
+@pytest.mark.timeout(120)
+def test_fine_tuning_the_shipped_detector_keeps_it_accurate(wider_root, pretrained_folder,
+                                                            tmp_path):
+    learner = _learner(tmp_path, epochs=3, lr=0.001)
+    learner.load(pretrained_folder, verbose=False)
+    learner.image_size = 256
+    stem = learner.model.body.stage1[0][0].weight.clone()
+    stats = learner.fit(WiderFaceDataset(wider_root, splits=["train"]), silent=True)
+    assert max(stats["loss"]) < 5.0  # it starts near its optimum and stays there
+    assert torch.equal(learner.model.body.stage1[0][0].weight, stem)  # folded-BN stem frozen
+    result = learner.eval(WiderFaceDataset(wider_root, splits=["val"]), **SMALL)
+    assert result["ap"] > 0.9 and result["recall"] == 1.0
+
+
 def _state(learner):
     return {k: v.clone() for k, v in learner.model.state_dict().items()}
 
@@ -326,13 +340,22 @@ def test_resnet_trains_from_downloaded_imagenet_backbone_or_from_scratch(
     learner.fit(samples, silent=True)  # builds the network around the downloaded backbone
     assert (tmp_path / f"resnet50-{prefix}.pth").is_file()
     for key, value in learner.model.body.state_dict().items():
-        assert torch.equal(value, imagenet[key]), key
+        if key != "conv1.weight":
+            assert torch.equal(value, imagenet[key]), key
+    # conv1 takes BGR pixels minus the mean instead of normalised RGB: 1/std, channels reversed.
+    std = torch.tensor([0.229, 0.224, 0.225]) * 255
+    torch.testing.assert_close(learner.model.body.conv1.weight,
+                               (imagenet["conv1.weight"] / std[None, :, None, None]).flip(1))
+    stem = learner.model.body.conv1.weight.clone()
     before = _bn_stats(learner.model.body)
     learner.epochs = 1
     stats = learner.fit(samples, silent=True)
     assert np.isfinite(stats["loss"]).all() and stats["iterations"] == 1
     after = _bn_stats(learner.model.body)
     assert all(torch.equal(before[k], after[k]) for k in before)  # pretrained BN kept frozen
+    assert torch.equal(learner.model.body.conv1.weight, stem)  # stem frozen with its BN
+    assert not torch.equal(learner.model.body.layer4[0].conv1.weight,
+                           imagenet["layer4.0.conv1.weight"])  # the rest trains
 
     scratch = RetinaFaceLearner(epochs=1, **args)
     stats = scratch.fit(samples, from_scratch=True, silent=True)

@@ -137,3 +137,11 @@ def build_split(folder: Path, photos: Path, patches: list[FacePatch], count: int
                                    np.ones(len(boxes), bool), name=name))
     write_label_file(folder / "label.txt", samples)
     return samples
+
+
+def build_wider_root(root: Path, photos: Path, detector, n_train: int = 16, n_val: int = 8
+                     ) -> tuple[list[WiderSample], list[WiderSample]]:
+    """``root/train`` and ``root/val`` in the RetinaFace layout; returns their samples."""
+    patches = cut_faces(photos, detector)
+    return (build_split(root / "train", photos, patches, n_train, seed=1),
+            build_split(root / "val", photos, patches, n_val, seed=2))

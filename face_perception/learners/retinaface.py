@@ -39,6 +39,17 @@ BACKBONE_URLS = {
     "resnet": {"url": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                "sha256_prefix": "0676ba61", "filename": "resnet50-0676ba61.pth"},
 }
+# The first convolution and its batch norm, per backbone. The network sees raw pixels minus the
+# mean (values up to +-150), so this layer's weights are tiny and its gradients huge; only a
+# batch norm that re-normalises with batch statistics keeps SGD stable there. When that batch
+# norm is frozen (pretrained weights; the shipped mnet has its BN folded into this conv), one
+# step at lr 1e-4 already wrecks the layer, so the stem is frozen with it (as Detectron does).
+STEM = {"mnet": ("body.stage1.0.",), "resnet": ("body.conv1.", "body.bn1.")}
+STEM_BN = {"mnet": "body.stage1.0.1", "resnet": "body.bn1"}
+# torchvision's ImageNet models take RGB in [0, 1] normalised by mean and std; RetinaFace takes
+# BGR pixels minus (104, 117, 123) (the same means, BGR order, 0..255). Scaling conv1 by 1/std and
+# reversing its input channels makes the ImageNet backbone compute the same features.
+IMAGENET_STD_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # Score threshold for evaluation: low, so the precision/recall curve covers the whole range.
 EVAL_SCORE_THRESHOLD = 0.02
 # Test-time pyramid of eval(pyramid=True): factors on top of the base size.
@@ -284,10 +295,15 @@ class RetinaFaceLearner:
             # The shipped detector's MobileNet body is the only offline mnet backbone we have.
             state = weights.mnet_state_dict()
             return {k[len("body."):]: v for k, v in state.items() if k.startswith("body.")}
+        import torch
+
         path = self.download(mode="backbone", verbose=verbose)
-        state = _load_checked(Path(path), None)
-        state = weights.normalize_checkpoint(state)
-        return {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state = weights.normalize_checkpoint(_load_checked(Path(path), None))
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        if "conv1.weight" in state:
+            std = torch.tensor(IMAGENET_STD_RGB, dtype=state["conv1.weight"].dtype)
+            state["conv1.weight"] = (state["conv1.weight"] / std[None, :, None, None]).flip(1)
+        return state
 
     def _require_model(self):
         if self.model is None:
@@ -312,6 +328,18 @@ class RetinaFaceLearner:
         modules = dict(model.named_modules())
         for name in frozen:
             modules[name].eval()  # keep running statistics; affine weights still learn
+
+    def _trainable(self, model) -> list:
+        """Parameters SGD updates: all but the stem when the stem's batch norm is frozen."""
+        stem_bn = STEM_BN[self.backbone]
+        frozen_bn = (self.freeze_bn is True
+                     or (self.freeze_bn == "auto" and stem_bn in self._pretrained_bn))
+        params = []
+        for name, param in model.named_parameters():
+            param.requires_grad_(not (frozen_bn and name.startswith(STEM[self.backbone])))
+            if param.requires_grad:
+                params.append(param)
+        return params
 
     # ------------------------------------------------------------------------------------------
     # Training
@@ -352,7 +380,7 @@ class RetinaFaceLearner:
         elif self.model is None:
             self._init_model(from_scratch, verbose and not silent)
         model = self.model.to(self.device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
+        optimizer = torch.optim.SGD(self._trainable(model), lr=self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
         if self.checkpoint_load_iter > 0:
             optimizer.load_state_dict(self._resume_optimizer)
