@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -248,7 +247,6 @@ class RetinaFaceLearner:
         self._onnx_bytes: Optional[bytes] = None
         self._pretrained_bn: set[str] = set()  # BN layers whose weights came pretrained
         self._detectors: dict = {}
-        self._weights_tmp: Optional[tempfile.TemporaryDirectory] = None
         self.epochs_trained = 0
         self.onnx_parity: Optional[float] = None  # max abs diff torch vs ONNX of optimize()
 
@@ -317,9 +315,6 @@ class RetinaFaceLearner:
         self._detectors = {}
         self.onnx_path = None
         self._onnx_bytes = None
-        if self._weights_tmp is not None:
-            self._weights_tmp.cleanup()
-            self._weights_tmp = None
 
     def _set_train_mode(self, model) -> None:
         model.train()
@@ -499,8 +494,7 @@ class RetinaFaceLearner:
                   max_size: int, scales=None, flip: bool = False):
         """A Detector over the learner's current weights (ONNX after optimize(), else torch).
 
-        The torch backend gets the in-memory weights through a private state-dict file, so the
-        learner runs exactly the Detector code (resize, decode, NMS, TTA) the node uses.
+        The learner runs exactly the Detector code (resize, decode, NMS, TTA) the node uses.
         """
         from face_perception.detection.detector import Detector
 
@@ -509,25 +503,16 @@ class RetinaFaceLearner:
         det = self._detectors.get(key)
         if det is None:
             model = self._require_model()
-            common = dict(backbone=self.backbone, device=self.device,
-                          score_threshold=score_threshold, nms_threshold=nms_threshold,
+            common = dict(score_threshold=score_threshold, nms_threshold=nms_threshold,
                           target_size=target_size, max_size=max_size, scales=scales, flip=flip,
                           upscale=True)  # the seed's size rule enlarges small images
             if self.onnx_path is not None:
-                det = Detector(backend="onnx", model_path=str(self.onnx_path), **common)
+                det = Detector(backbone=self.backbone, backend="onnx", device=self.device,
+                               model_path=str(self.onnx_path), **common)
             else:
-                det = Detector(backend="torch", model_path=str(self._weights_file(model)),
-                               **common)
+                det = Detector.from_torch_model(model, device=self.device, **common)
             self._detectors[key] = det
         return det
-
-    def _weights_file(self, model) -> Path:
-        if self._weights_tmp is None:
-            self._weights_tmp = tempfile.TemporaryDirectory(prefix="retinaface_learner_")
-            path = Path(self._weights_tmp.name) / f"{self.backbone}.pth"
-            _atomic_write(path, _torch_bytes({k: v.detach().cpu()
-                                              for k, v in model.state_dict().items()}))
-        return Path(self._weights_tmp.name) / f"{self.backbone}.pth"
 
     def infer(self, img, threshold: float = 0.8, nms_threshold: float = 0.4,
               scales: Sequence[int] = (1024, 1980), mask_thresh: float = 0.8) -> list[Face]:
