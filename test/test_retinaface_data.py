@@ -186,3 +186,19 @@ def test_train_transform_gives_normalised_targets_inside_unit_square(tmp_path):
         assert (targets["boxes"] >= 0).all() and (targets["boxes"] <= 1).all()
         has = targets["has_landmarks"]
         assert ((targets["landmarks"][~has]) == -1).all()
+
+
+def test_train_transform_keeps_image_left_landmarks_first_under_flips():
+    # Without the left/right swap, every mirrored sample would put the "left" eye on the right.
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    transform = TrainTransform(size=128, flip=True, crop=False, distort=False)
+    mirrored = 0
+    for _ in range(40):
+        _, targets = transform(image, _face_annotations(), rng)
+        pts = targets["landmarks"].reshape(-1, 5, 2)[0]
+        assert pts[0, 0] < pts[1, 0] and pts[3, 0] < pts[4, 0]
+        box = targets["boxes"][0]
+        mirrored += bool(box[0] > 0.5)  # the face (x 10..50 of 320) lands on the right
+        assert box[0] <= pts[:, 0].min() and pts[:, 0].max() <= box[2]
+    assert 5 < mirrored < 35
