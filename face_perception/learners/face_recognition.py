@@ -146,6 +146,7 @@ class FaceRecognitionLearner:
         if not folder.is_dir():
             raise FileNotFoundError(f"model folder not found: {folder}")
         meta = ModelMeta.load(folder)
+        _verify_weights(folder, meta)
         if meta.architecture != self.backbone:
             raise ValueError(f"{folder} holds a {meta.architecture!r} model but this learner's "
                              f"backbone is {self.backbone!r}")
@@ -172,7 +173,11 @@ class FaceRecognitionLearner:
         meta.weights_file = WEIGHTS_FILE
         meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
         onnx_src = self._onnx_path
-        if onnx_src is None and self._model_folder is not None and meta.onnx_file:
+        # As in the seed, the ONNX file travels only when inference runs on it (optimize(), or
+        # a loaded optimized folder); the pretrained cache's own export does not count.
+        running_onnx = self._embedder is not None and self._embedder.backend == "onnx"
+        if onnx_src is None and running_onnx and self._model_folder is not None and \
+                meta.onnx_file:
             candidate = Path(self._model_folder) / meta.onnx_file
             onnx_src = candidate if candidate.is_file() else None
         if onnx_src is not None:
@@ -463,7 +468,7 @@ class FaceRecognitionLearner:
                     "(the pretrained 'dlib_resnet' backbone needs neither)")
             from face_perception.recognition import Embedder
             self._embedder = Embedder("dlib_resnet", backend="torch", device=self.device)
-            self._model_folder = getattr(self._embedder, "model_folder", None)
+            self._model_folder = Path(self._embedder.folder)
         return self._embedder
 
     def _use_model_folder(self, folder: Path, backend: str, keep_torch: bool = False) -> None:
@@ -473,22 +478,15 @@ class FaceRecognitionLearner:
         self._embedder = embedder
         self._model_folder = folder
         if not keep_torch:
-            self.backbone_model = getattr(embedder, "model", None)
+            self.backbone_model = None  # read from the folder when save/optimize need it
         self._recognizer = None
 
     def _torch_model(self):
-        """The current backbone as a torch module (loading the torch weights if inference
-        currently runs on onnxruntime)."""
+        """The current backbone as a torch module (read from the model folder when inference
+        runs on onnxruntime or the weights came from the pretrained cache)."""
         if self.backbone_model is None:
             embedder = self._ensure_embedder()
-            model = getattr(embedder, "model", None)
-            if model is None or not hasattr(model, "state_dict"):
-                folder = self._model_folder
-                if folder is None:
-                    raise RuntimeError("no torch weights available for this model")
-                from face_perception.recognition import Embedder
-                model = Embedder(str(folder), backend="torch", device="cpu").model
-            self.backbone_model = model
+            self.backbone_model = _load_torch_backbone(Path(embedder.folder), embedder.meta)
         return self.backbone_model
 
     def _new_backbone(self):
@@ -541,6 +539,36 @@ class FaceRecognitionLearner:
 
 
 # ====================================================================== helpers
+def _verify_weights(folder: Path, meta) -> None:
+    """The weights file exists and matches the sha256 recorded in backbone.json."""
+    from face_perception.download import sha256_file
+    from face_perception.recognition.embedder import ModelIntegrityError
+
+    weights = folder / meta.weights_file
+    if not weights.is_file():
+        raise FileNotFoundError(f"model weights not found: {weights}")
+    if not meta.weights_sha256:
+        raise ModelIntegrityError(f"{folder / 'backbone.json'} records no weights_sha256; "
+                                  "refusing unverifiable weights")
+    digest = sha256_file(weights)
+    if digest != meta.weights_sha256.lower():
+        raise ModelIntegrityError(f"{weights} has sha256 {digest}, backbone.json expects "
+                                  f"{meta.weights_sha256}: the file is altered or belongs to "
+                                  "another model")
+
+
+def _load_torch_backbone(folder: Path, meta):
+    import torch
+
+    from face_perception.recognition.embedder import build_backbone
+
+    _verify_weights(folder, meta)
+    model = build_backbone(meta)
+    state = torch.load(folder / meta.weights_file, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def _image_folder(path) -> dict[str, list[Path]]:
     """identity -> sorted image files of an ImageFolder tree (one sub-folder per identity)."""
     root = Path(path)
