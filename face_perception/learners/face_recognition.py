@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from face_perception.imageio import ImageError, load_bgr, read_image_bgr
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
+from face_perception.recognition.enrollment import enroll_tree, image_folder, largest_face
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
 from face_perception.types import Category, Face
@@ -30,7 +30,6 @@ log = logging.getLogger("face_perception.learner")
 
 MODES = ("backbone_only", "head_only", "full", "finetune")
 OPTIMIZERS = ("sgd",)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Pretrained backbones the seed publishes. The sha256 of these files could not be read from here
 # (no access to that server), so they are None: download() then warns that the file is
 # unverified and records the sha256 it got; pass ``sha256=`` to pin one.
@@ -317,32 +316,9 @@ class FaceRecognitionLearner:
             self._recognizer = None
             return {"identities": len(self.database), "loaded": str(Gallery.index_path(
                 save_path)), "images": 0, "embedded": 0, "no_face": []}
-        tree = _image_folder(path)
         gallery = Gallery(model_id, size)
-        report = {"identities": 0, "images": 0, "embedded": 0, "no_face": [],
-                  "several_faces": []}
-        for identity, files in tree.items():
-            chips, sources = [], []
-            for file in files:
-                report["images"] += 1
-                image, faces = self._read_and_detect(file, report)
-                if image is None:
-                    continue
-                if not faces:
-                    report["no_face"].append(str(file))
-                    continue
-                if len(faces) > 1:
-                    report["several_faces"].append(str(file))
-                face = _largest(faces)
-                chips.append(embedder.align(image, face.landmarks))
-                sources.append(str(Path(identity) / file.name))
-            if chips:
-                emb = embedder.embed_chips(np.stack(chips))
-                gallery.add(identity, emb, sources=sources)
-                report["embedded"] += len(chips)
+        report = enroll_tree(gallery, self.detector, embedder, path)
         report["identities"] = len(gallery)
-        for f in report["no_face"]:
-            log.warning("fit_reference: no face found in %s", f)
         if len(gallery) == 0:
             raise ValueError(f"no face found in any image under {path}")
         if save_path is not None:
@@ -367,7 +343,7 @@ class FaceRecognitionLearner:
         image = _image_input(img)
         faces = self.detector.detect(image)
         if faces:
-            face = _largest(faces)
+            face = largest_face(faces)
         else:
             h, w = image.shape[:2]
             face = Face(box=[0, 0, w, h], score=0.0, landmarks=None)
@@ -380,7 +356,7 @@ class FaceRecognitionLearner:
         if not faces:
             return None
         embedder = self._ensure_embedder()
-        face = _largest(faces)
+        face = largest_face(faces)
         return embedder.embed_chips(embedder.align(image, face.landmarks)[None])[0]
 
     # ================================================================== data preparation
@@ -404,7 +380,7 @@ class FaceRecognitionLearner:
         if out == src or src in out.parents or out in src.parents:
             raise ValueError(f"dest {str(out)!r} must be outside data {str(src)!r} (and not "
                              "contain it): align never writes into its source")
-        tree = _image_folder(src)
+        tree = image_folder(src)
         template = ARCFACE_TEMPLATE_112 * (crop_size / ARCFACE_CROP)
         report = {"aligned": 0, "images": 0, "no_face": [], "several_faces": [],
                   "unreadable": [], "dest": str(out)}
@@ -419,7 +395,7 @@ class FaceRecognitionLearner:
                     continue
                 if len(faces) > 1:
                     report["several_faces"].append(str(file))
-                chip = align_to_template(image, _largest(faces).landmarks, template,
+                chip = align_to_template(image, largest_face(faces).landmarks, template,
                                          (crop_size, crop_size))
                 target = out / identity / file.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -567,27 +543,6 @@ def _load_torch_backbone(folder: Path, meta):
     state = torch.load(folder / meta.weights_file, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
-
-
-def _image_folder(path) -> dict[str, list[Path]]:
-    """identity -> sorted image files of an ImageFolder tree (one sub-folder per identity)."""
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {path!s}")
-    tree = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in sub.iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if files:
-            tree[sub.name] = files
-    if not tree:
-        raise ValueError(f"{path!s} has no identity sub-folders with images "
-                         f"({', '.join(IMAGE_SUFFIXES)})")
-    return tree
-
-
-def _largest(faces: Sequence[Face]) -> Face:
-    return max(faces, key=lambda f: f.area)
 
 
 def _image_input(img) -> np.ndarray:
