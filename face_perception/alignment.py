@@ -143,8 +143,8 @@ def warp_between_templates(chips: np.ndarray, src_template, dst_template, dst_si
 
     A plain resize would keep the wrong face placement and scale; this applies the similarity
     that maps one template onto the other. Parts of the target chip outside the source chip
-    (a looser crop such as dlib's padded 150x150) become black. ``chips`` is one HxWx3 chip
-    or an NxHxWx3 stack; returns the same rank.
+    become black (ArcFace 112 -> dlib 150: the bottom ~18 rows, below the chin line of the
+    ArcFace crop). ``chips`` is one HxWx3 chip or an NxHxWx3 stack; returns the same rank.
     """
     arr = np.asarray(chips)
     single = arr.ndim == 3

@@ -174,7 +174,7 @@ class Embedder:
     def _stack(self, chips_bgr) -> np.ndarray:
         if isinstance(chips_bgr, np.ndarray):
             arr = chips_bgr[None] if chips_bgr.ndim == 3 else chips_bgr
-        elif isinstance(chips_bgr, Sequence):
+        elif isinstance(chips_bgr, Sequence) and not isinstance(chips_bgr, (str, bytes)):
             if len(chips_bgr) == 0:
                 return np.zeros((0,) + self._shape, np.uint8)
             for i, c in enumerate(chips_bgr):

