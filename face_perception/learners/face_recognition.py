@@ -21,7 +21,12 @@ import numpy as np
 
 from face_perception.imageio import ImageError, load_bgr, read_image_bgr
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.enrollment import enroll_tree, image_folder, largest_face
+from face_perception.recognition.enrollment import (
+    enroll_tree,
+    find_face,
+    image_folder,
+    largest_face,
+)
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
 from face_perception.types import Category, Face
@@ -387,15 +392,19 @@ class FaceRecognitionLearner:
         for identity, files in tree.items():
             for file in files:
                 report["images"] += 1
-                image, faces = self._read_and_detect(file, report)
-                if image is None:
+                try:
+                    image = read_image_bgr(file)
+                except (ImageError, FileNotFoundError) as exc:
+                    report["unreadable"].append(str(file))
+                    log.warning("skipping %s: %s", file, exc)
                     continue
-                if not faces:
+                face, count = find_face(self.detector, image)
+                if face is None:
                     report["no_face"].append(str(file))
                     continue
-                if len(faces) > 1:
+                if count > 1:
                     report["several_faces"].append(str(file))
-                chip = align_to_template(image, largest_face(faces).landmarks, template,
+                chip = align_to_template(image, face.landmarks, template,
                                          (crop_size, crop_size))
                 target = out / identity / file.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -419,9 +428,25 @@ class FaceRecognitionLearner:
         (``num_pairs`` seeded random positive and negative pairs), or a pairs list file
         (``pairs.txt`` style; image paths relative to the list's folder). Writes the ROC curve
         to ``temp_path/roc_<name>.png`` and returns the metrics dict."""
-        from face_perception.learners import _recognition_eval as ev
+        from face_perception.recognition.pair_eval import evaluate_dataset
 
-        return ev.evaluate(self, dataset, num_pairs=num_pairs, silent=silent, verbose=verbose)
+        if dataset is None:
+            raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
+                             "tree or a pairs list")
+        name = Path(dataset).stem or "dataset"
+        metrics = evaluate_dataset(self.detector, self._ensure_embedder(), dataset,
+                                   num_pairs=num_pairs, seed=self.seed,
+                                   roc_path=Path(self.temp_path) / f"roc_{name}.png")
+        if not silent:
+            print(f"{name}: accuracy {metrics['accuracy_mean']:.4f} +- "
+                  f"{metrics['accuracy_std']:.4f}, AUC {metrics['auc']:.4f}, "
+                  f"EER {metrics['eer']:.4f} ({metrics['num_pairs']} pairs)")
+            if verbose:
+                print(f"  best threshold {metrics['threshold']:.4f} (model's "
+                      f"{metrics['model_threshold']:.4f}); ROC: {metrics.get('roc_png')}")
+                if metrics["skipped_pairs"]:
+                    print(f"  skipped {len(metrics['skipped_pairs'])} pairs without a face")
+        return metrics
 
     # ================================================================== internals
     @property
@@ -503,15 +528,6 @@ class FaceRecognitionLearner:
             self._recognizer = Recognizer(self._ensure_embedder(), self.database,
                                           threshold=threshold, detector=self.detector)
         return self._recognizer
-
-    def _read_and_detect(self, file: Path, report: dict):
-        try:
-            image = read_image_bgr(file)
-        except (ImageError, FileNotFoundError) as exc:
-            report.setdefault("unreadable", []).append(str(file))
-            log.warning("skipping %s: %s", file, exc)
-            return None, []
-        return image, self.detector.detect(image)
 
 
 # ====================================================================== helpers

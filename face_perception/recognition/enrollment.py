@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -36,6 +37,25 @@ class EmbeddedImages:
 
 def largest_face(faces: Sequence[Face]) -> Face:
     return max(faces, key=lambda f: f.area)
+
+
+def find_face(detector, image: np.ndarray) -> tuple[Optional[Face], int]:
+    """(largest face or None, number of faces detected) in an image.
+
+    When the detector finds nothing, the image may be a tight or already aligned face crop
+    (the seed enrolls aligned chips): the landmark search of the Recognizer then looks for a
+    face in a padded crop around the whole image.
+    """
+    from face_perception.recognition.recognizer import find_landmarks_in_boxes
+
+    faces = detector.detect(image)
+    if faces:
+        return largest_face(faces), len(faces)
+    h, w = image.shape[:2]
+    (lms,) = find_landmarks_in_boxes(detector, image, [np.array([0, 0, w, h], np.float32)])
+    if lms is None:
+        return None, 0
+    return Face([0, 0, w, h], 0.0, lms), 1
 
 
 def list_images(folder) -> list[Path]:
@@ -71,14 +91,14 @@ def embed_largest_faces(detector, embedder, files: Sequence) -> EmbeddedImages:
             out.unreadable.append((str(file), str(exc)))
             log.warning("skipping %s: %s", file, exc)
             continue
-        faces = detector.detect(image)
-        if not faces:
+        face, count = find_face(detector, image)
+        if face is None:
             out.no_face.append(str(file))
             log.warning("no face found in %s", file)
             continue
-        if len(faces) > 1:
+        if count > 1:
             out.several_faces.append(str(file))
-        chips.append(embedder.align(image, largest_face(faces).landmarks))
+        chips.append(embedder.align(image, face.landmarks))
         out.files.append(str(file))
         if len(chips) == CHUNK:
             chunks.append(embedder.embed_chips(np.stack(chips)))
