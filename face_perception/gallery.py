@@ -182,7 +182,7 @@ class Gallery:
             self._num_samples = int(keep_s.sum())
             del self._names[row]
             self._lookup = {nm: i for i, nm in enumerate(self._names)}
-            self._changed()
+            self._changed(means_rewritten=True, samples_rewritten=True)
 
     def rename(self, old: str, new: str) -> None:
         """Give identity ``old`` the name ``new`` (which must not exist yet)."""
@@ -197,7 +197,7 @@ class Gallery:
             self._names[row] = new
             del self._lookup[old]
             self._lookup[new] = row
-            self._changed()
+            self._version += 1  # vectors unchanged: search indexes stay valid
 
     # ------------------------------------------------------------------ search
     def resolved_backend(self, mode: str = "mean") -> str:
@@ -344,10 +344,15 @@ class Gallery:
         except (KeyError, TypeError):
             raise GalleryError(f"no identity named {name!r} in the gallery") from None
 
-    def _changed(self) -> None:
+    def _changed(self, means_rewritten: bool, samples_rewritten: bool = False) -> None:
+        """Invalidate search caches. Rows appended at the end keep a cached HNSW graph valid
+        (it is extended on the next search); rewritten or removed rows force a rebuild."""
         self._version += 1
-        self._faiss_cache.clear()
         self._group_cache = None
+        if means_rewritten:
+            self._faiss_cache.pop("mean", None)
+        if samples_rewritten:
+            self._faiss_cache.pop("sample", None)
 
     def _check_embeddings(self, x, what: str) -> np.ndarray:
         """(n, D) float32 unit rows from (D,) or (n, D) input, or GalleryError naming the fault."""
@@ -409,7 +414,8 @@ class Gallery:
         self._owner[s0:s1] = rows
         self._sources.extend(srcs)
         self._num_samples = s1
-        self._changed()
+        # Samples are only ever appended here; means of existing identities may have moved.
+        self._changed(means_rewritten=len(new_names) != len(names))
 
     def _accumulate(self, rows: np.ndarray, emb: np.ndarray) -> None:
         """Add sample rows ``emb`` to the sums of identities ``rows`` and renormalise means."""
@@ -490,10 +496,14 @@ class Gallery:
         return self._group_cache[1], self._group_cache[2]
 
     def _faiss(self, mode: str, rows: np.ndarray) -> FaissIndex:
+        if self.faiss_index == "flat":
+            return FaissIndex(rows)  # a view, no build step: nothing worth caching
         cached = self._faiss_cache.get(mode)
-        if cached is None or cached.kind != self.faiss_index:
+        if cached is None or cached.kind != self.faiss_index or cached.ntotal > len(rows):
             cached = FaissIndex(rows, kind=self.faiss_index)
             self._faiss_cache[mode] = cached
+        elif cached.ntotal < len(rows):
+            cached.extend(rows[cached.ntotal:])
         return cached
 
     def _arrays_for_save(self) -> dict:

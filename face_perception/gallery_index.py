@@ -94,6 +94,13 @@ class FaissIndex:
             index.add(rows)
             self._index = index
 
+    def extend(self, new_rows: np.ndarray) -> None:
+        """Append rows to a graph index (HNSW graphs grow in place; no rebuild)."""
+        if self._index is None:
+            raise RuntimeError("a flat FaissIndex is a view: make a new one over the new rows")
+        self._index.add(np.ascontiguousarray(new_rows, dtype=np.float32))
+        self.ntotal = int(self._index.ntotal)
+
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         k = min(k, self.ntotal)
         q = np.ascontiguousarray(queries, dtype=np.float32)
