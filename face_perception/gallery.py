@@ -58,6 +58,10 @@ class Gallery:
         choose_backend(backend, 0)  # validates the name early
         if faiss_index not in ("flat", "hnsw"):
             raise GalleryError(f"faiss_index must be 'flat' or 'hnsw', got {faiss_index!r}")
+        if faiss_threshold is not None and (isinstance(faiss_threshold, bool) or not isinstance(
+                faiss_threshold, (int, np.integer)) or faiss_threshold < 0):
+            raise GalleryError(f"faiss_threshold must be a row count >= 0 or None, got "
+                               f"{faiss_threshold!r}")
         self.model_id = model_id
         self.embedding_size = int(embedding_size)
         self.backend = backend
@@ -87,7 +91,10 @@ class Gallery:
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._lookup
+        try:
+            return name in self._lookup
+        except TypeError:  # unhashable: certainly not a name
+            return False
 
     def __repr__(self) -> str:
         return (f"Gallery(model_id={self.model_id!r}, embedding_size={self.embedding_size}, "
