@@ -150,3 +150,18 @@ def test_console_entry_point_runs_verify(photos):
                          capture_output=True, text=True, env=child_env(), timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["same"] is True
+
+
+@pytest.mark.timeout(120)
+def test_eval_cli_prints_metrics_json_and_writes_the_roc_png(capsys, photos, tmp_path):
+    tree = tmp_path / "tree"
+    for person, files in (("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg"]),
+                          ("biden", ["biden.jpg"])):
+        (tree / person).mkdir(parents=True)
+        for f in files:
+            shutil.copy(photos / f, tree / person)
+    code, (metrics,), _ = run_json(capsys, ["eval", str(tree), "--num-pairs", "6", "--json",
+                                            "--out", str(tmp_path / "out")])
+    assert code == 0
+    assert metrics["num_pairs"] == 6 and metrics["auc"] == 1.0
+    assert (tmp_path / "out" / "roc_tree.png").read_bytes()[:4] == b"\x89PNG"

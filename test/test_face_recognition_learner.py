@@ -332,3 +332,59 @@ def test_download_test_data_fetches_the_seed_image_tree(server, tmp_path, photos
     got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.jpg"))
     assert len(got) == 12 and got[0] == "1/1.jpg"
     assert (dest / "6" / "2.jpg").read_bytes() == jpeg
+
+
+# ---------------------------------------------------------------- verification evaluation
+@pytest.fixture(scope="module")
+def lfw_tree(photos, tmp_path_factory):
+    """LFW-style tree (name/name_000n.jpg) of the real photos."""
+    root = tmp_path_factory.mktemp("lfw")
+    for person, files in (("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg"]),
+                          ("biden", ["biden.jpg"])):
+        (root / person).mkdir()
+        for i, f in enumerate(files, 1):
+            shutil.copy(photos / f, root / person / f"{person}_{i:04d}.jpg")
+    return root
+
+
+@pytest.mark.timeout(120)
+def test_eval_on_a_verification_bin_separates_the_real_pairs(learner, detector, photos,
+                                                             tmp_path):
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
+    from face_perception.data.verification_bin import write_verification_bin
+
+    # InsightFace-style chips: 112x112 in the ArcFace template, re-aligned by eval into the
+    # dlib model's 150x150 geometry.
+    chips = {}
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+        img = read_image_bgr(photos / name)
+        chips[name] = align_to_template(img, detector.detect(img)[0].landmarks,
+                                        ARCFACE_TEMPLATE_112, 112)
+    pairs = [("obama.jpg", "obama2.jpg", True), ("obama.jpg", "biden.jpg", False),
+             ("obama.jpg", "obama3.jpg", True), ("obama2.jpg", "biden.jpg", False),
+             ("obama2.jpg", "obama3.jpg", True), ("obama3.jpg", "biden.jpg", False)]
+    images = [chips[n] for a, b, _ in pairs for n in (a, b)]
+    path = write_verification_bin(tmp_path / "tiny_lfw.bin", images, [s for *_, s in pairs])
+    metrics = learner.eval(str(path), silent=True)
+    assert metrics["num_pairs"] == 6 and metrics["dataset_kind"] == "bin"
+    assert metrics["accuracy_mean"] == 1.0 and metrics["auc"] == 1.0 and metrics["eer"] == 0.0
+    png = metrics["roc_png"]
+    assert png.endswith("roc_tiny_lfw.png") and open(png, "rb").read(4) == b"\x89PNG"
+
+
+@pytest.mark.timeout(120)
+def test_eval_on_an_imagefolder_and_a_pairs_list(learner, lfw_tree, tmp_path):
+    from face_perception.data.pairs import write_lfw_pairs
+
+    metrics = learner.eval(str(lfw_tree), num_pairs=6, silent=True)
+    assert metrics["dataset_kind"] == "imagefolder"
+    assert (metrics["num_same"], metrics["num_different"]) == (3, 3)
+    assert metrics["auc"] == 1.0
+    pairs = write_lfw_pairs(lfw_tree / "pairs.txt", [("obama", 1, 2), ("obama", 2, 3),
+                                                     ("obama", 1, "biden", 1),
+                                                     ("obama", 3, "biden", 1)])
+    metrics = learner.eval(str(pairs), silent=True)
+    assert metrics["dataset_kind"] == "pairs" and metrics["num_pairs"] == 4
+    assert metrics["auc"] == 1.0 and metrics["skipped_pairs"] == []
+    with pytest.raises(FileNotFoundError, match="evaluation dataset not found"):
+        learner.eval(str(tmp_path / "nope.bin"), silent=True)
