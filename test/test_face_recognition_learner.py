@@ -116,6 +116,13 @@ def test_fit_says_training_comes_with_the_training_issue():
         FaceRecognitionLearner(device="cpu").fit("some/folder")
 
 
+def test_inference_modes_are_explicit(photos):
+    with pytest.raises(NotImplementedError, match="classifier head.*training issue"):
+        FaceRecognitionLearner(device="cpu", mode="full").infer(str(photos / "obama.jpg"))
+    with pytest.raises(ValueError, match="'finetune' is a training mode"):
+        FaceRecognitionLearner(device="cpu", mode="finetune").infer(str(photos / "obama.jpg"))
+
+
 def test_untrained_backbone_refuses_inference_with_a_clear_message(photos):
     lrn = FaceRecognitionLearner(device="cpu", backbone="mobilefacenet")
     with pytest.raises(RuntimeError, match="no trained weights yet: load"):
@@ -311,9 +318,12 @@ def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server,
     path = lrn.download(str(tmp_path / "dl"), url=f"{base}/backbone_mobilefacenet.pth",
                         sha256=sha)
     assert path.read_bytes() == payload
-    lrn.load_state_dict_file(path, threshold=0.5)
     emb = lrn.embed(str(photos / "obama.jpg"))
     assert emb.shape == (512,) and abs(np.linalg.norm(emb) - 1) < 1e-5
+    # The seed's flow: download(path) then load(path) in another learner gives the same model.
+    other = FaceRecognitionLearner(backbone="mobilefacenet", device="cpu", detector=detector,
+                                   temp_path=str(tmp_path / "temp2")).load(tmp_path / "dl")
+    assert np.allclose(other.embed(str(photos / "obama.jpg")), emb, atol=1e-5)
     with pytest.raises(DownloadError, match="HTTP 404"):
         lrn.download(str(tmp_path / "dl2"), url=f"{base}/nope.pth", sha256=sha)
     with pytest.raises(ValueError, match="download mode must be"):
@@ -388,3 +398,24 @@ def test_eval_on_an_imagefolder_and_a_pairs_list(learner, lfw_tree, tmp_path):
     assert metrics["auc"] == 1.0 and metrics["skipped_pairs"] == []
     with pytest.raises(FileNotFoundError, match="evaluation dataset not found"):
         learner.eval(str(tmp_path / "nope.bin"), silent=True)
+
+
+@pytest.mark.timeout(120)
+def test_state_dicts_in_face_evolve_naming_load_into_our_ir_backbone(tmp_path, photos,
+                                                                     detector):
+    from face_perception.recognition.backbones import get_model
+    torch.manual_seed(2)
+    ours = get_model("ir_50").state_dict()
+    evolve = {k.replace("stem.", "input_layer.", 1).replace("head.", "output_layer.", 1)
+              .replace(".shortcut.", ".shortcut_layer.").replace(".residual.", ".res_layer."): v
+              for k, v in ours.items()}
+    assert "body.0.res_layer.1.weight" in evolve and "input_layer.0.weight" in evolve
+    torch.save(evolve, tmp_path / "backbone_ir_50.pth")
+    lrn = FaceRecognitionLearner(device="cpu", detector=detector, temp_path=str(tmp_path))
+    lrn.load_state_dict_file(tmp_path / "backbone_ir_50.pth", threshold=0.4)
+    loaded = lrn._torch_model().state_dict()
+    assert all(torch.equal(loaded[k], ours[k]) for k in ours)
+    assert lrn.embedder.meta.threshold == 0.4
+    with pytest.raises(ValueError, match="does not fit backbone 'ir_50'"):
+        torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+        lrn.load_state_dict_file(tmp_path / "other.pth")

@@ -235,7 +235,9 @@ class FaceRecognitionLearner:
         """Fetch files over HTTP(S)/FTP with sha256 checks (``face_perception.download``).
 
         mode "pretrained": the published backbone for ``self.backbone`` (mobilefacenet,
-        ir_50) into ``path`` (default temp_path) as ``backbone_<name>.pth``; returns its path.
+        ir_50) into ``path`` (default temp_path) as ``backbone_<name>.pth``, converted into a
+        model folder at ``path`` (backbone.pth + backbone.json, so ``load(path)`` works) and
+        used by this learner; returns the downloaded file's path.
         mode "test_data": the seed's test images into ``path/test_data/images``; returns that
         folder. ``url`` overrides the registry URL (the base URL for test_data), ``sha256``
         pins the expected checksum of a pretrained file.
@@ -263,12 +265,17 @@ class FaceRecognitionLearner:
             digest = sha256_file(dest)
             warnings.warn(f"{dest} was downloaded without a pinned sha256 (got {digest}); "
                           "pass sha256= to verify it", stacklevel=2)
+        # Turn the published state dict into our model folder next to it, so that the seed's
+        # ``download(path); load(path)`` works; the learner uses the weights right away.
+        self.load_state_dict_file(dest, folder=root)
         return dest
 
-    def load_state_dict_file(self, path, threshold: Optional[float] = None):
+    def load_state_dict_file(self, path, threshold: Optional[float] = None, folder=None):
         """Use a plain torch state dict file (e.g. from ``download``) as this learner's
-        backbone weights. The file is read with ``weights_only=True``; keys must match the
-        backbone (face.evoLVe's IR names are mapped)."""
+        backbone weights, and write them as a model folder (``folder``, default
+        ``temp_path/model_<backbone>``). The file is read with ``weights_only=True``; keys
+        must match the backbone (face.evoLVe's IR names are mapped). ``threshold``: the
+        cosine similarity to store with the model (measure it with ``eval``)."""
         import torch
 
         path = Path(path)
@@ -289,7 +296,8 @@ class FaceRecognitionLearner:
         if missing or unexpected:
             raise ValueError(f"{path} does not fit backbone {self.backbone!r}: missing "
                              f"{list(missing)[:5]}..., unexpected {list(unexpected)[:5]}...")
-        folder = Path(self.temp_path) / f"model_{self.backbone}"
+        folder = Path(folder) if folder is not None else \
+            Path(self.temp_path) / f"model_{self.backbone}"
         self.backbone_model = model.eval()
         if threshold is not None:
             self.threshold = _threshold(threshold)
@@ -338,10 +346,13 @@ class FaceRecognitionLearner:
 
         If the detector finds no face (e.g. a tight face crop), the whole image is taken as the
         face box and landmarks are searched in a padded crop around it."""
-        if self.mode != "backbone_only":
+        if self.mode == "full":
             raise NotImplementedError(
-                f"mode {self.mode!r} infers with a trained classifier head, which lands with "
-                "the training issue; use mode='backbone_only' (retrieval)")
+                "mode 'full' infers with a trained classifier head, which lands with the "
+                "training issue; use mode='backbone_only' (retrieval from fit_reference)")
+        if self.mode != "backbone_only":
+            raise ValueError(f"mode {self.mode!r} is a training mode; inference uses "
+                             "mode='backbone_only'")
         if self.database is None:
             raise RuntimeError("no reference database: call fit_reference(path, save_path) "
                                "first (or fit_reference(None, save_path) to load one)")
