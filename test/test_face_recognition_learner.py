@@ -242,6 +242,8 @@ def test_align_writes_chips_in_the_same_tree_and_reports_problems(learner, refer
         learner.align(str(reference), str(reference / "aligned"), silent=True)
     with pytest.raises(ValueError, match="must be outside data"):
         learner.align(str(reference), str(reference), silent=True)
+    with pytest.raises(ValueError, match="needs the data folder"):
+        learner.align("", str(tmp_path / "x"), silent=True)
     before = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}
     out = tmp_path / "aligned"
     report = learner.align(str(reference), str(out), crop_size=112, silent=True)
@@ -416,6 +418,8 @@ def test_state_dicts_in_face_evolve_naming_load_into_our_ir_backbone(tmp_path, p
     loaded = lrn._torch_model().state_dict()
     assert all(torch.equal(loaded[k], ours[k]) for k in ours)
     assert lrn.embedder.meta.threshold == 0.4
+    # Own weights, own model id (galleries of other ir_50 weights are refused).
+    assert lrn.embedder.meta.name.startswith("ir_50_512_") and len(lrn.embedder.meta.name) == 18
     with pytest.raises(ValueError, match="does not fit backbone 'ir_50'"):
         torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
         lrn.load_state_dict_file(tmp_path / "other.pth")

@@ -176,6 +176,10 @@ class FaceRecognitionLearner:
         os.replace(tmp, folder / WEIGHTS_FILE)
         meta.weights_file = WEIGHTS_FILE
         meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
+        if meta.name == self._fresh_name():
+            # Galleries are tagged with the model name: weights of their own get a name of
+            # their own, so that a gallery made with other weights is refused.
+            meta.name = f"{meta.name}_{meta.weights_sha256[:8]}"
         onnx_src = self._onnx_path
         # As in the seed, the ONNX file travels only when inference runs on it (optimize(), or
         # a loaded optimized folder); the pretrained cache's own export does not count.
@@ -299,6 +303,7 @@ class FaceRecognitionLearner:
         folder = Path(folder) if folder is not None else \
             Path(self.temp_path) / f"model_{self.backbone}"
         self.backbone_model = model.eval()
+        self._embedder = None  # the new weights get fresh metadata
         if threshold is not None:
             self.threshold = _threshold(threshold)
         self._model_folder = None
@@ -389,6 +394,8 @@ class FaceRecognitionLearner:
         from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
         crop_size = _int_at_least("crop_size", crop_size, 16)
+        if not isinstance(data, (str, os.PathLike)) or not str(data):
+            raise ValueError(f"align needs the data folder to align, got {data!r}")
         src = Path(data).resolve()
         out = Path(dest).resolve()
         if not src.is_dir():
@@ -519,17 +526,24 @@ class FaceRecognitionLearner:
         if self._embedder is not None or self.backbone == "dlib_resnet":
             meta = copy.deepcopy(self._ensure_embedder().meta)
         else:
+            w, h = self.input_size
             meta = ModelMeta.arcface_112(
-                name=f"{self.backbone}_{self.embedding_size}", architecture=self.backbone,
+                name=self._fresh_name(), architecture=self.backbone,
                 embedding_size=self.embedding_size,
                 architecture_kwargs={"embedding_size": self.embedding_size,
                                      "input_size": list(self.input_size)})
-            meta.input_size = tuple(self.input_size)
+            # The ArcFace template scaled to the chip, as training crops of that size are.
+            meta.template = meta.template * np.array([w / ARCFACE_CROP, h / ARCFACE_CROP],
+                                                     np.float32)
+            meta.input_size = (w, h)
             meta.mean = tuple(255.0 * v for v in self.rgb_mean)
             meta.std = tuple(255.0 * v for v in self.rgb_std)
         if self.threshold != 0.0:
             meta.threshold = self.threshold
         return meta
+
+    def _fresh_name(self) -> str:
+        return f"{self.backbone}_{self.embedding_size}"
 
     def _get_recognizer(self):
         if self._recognizer is None or self._recognizer.gallery is not self.database:
