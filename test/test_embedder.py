@@ -175,3 +175,26 @@ def test_dlib_distance_threshold_maps_to_cosine():
     a = np.array([1.385, 0.0])
     b = 1.385 * np.array([0.9062, np.sqrt(1 - 0.9062 ** 2)])
     assert np.linalg.norm(a - b) == pytest.approx(0.6, abs=1e-3)
+
+
+@pytest.mark.timeout(180)
+def test_embed_faces_embeds_every_face_of_a_photo(photos, onnx_embedder):
+    import cv2
+
+    from face_perception.detection import Detector
+    from face_perception.imageio import read_image_bgr
+
+    # Two people side by side in one frame, as a camera would see them.
+    left, right = (cv2.resize(read_image_bgr(photos / n), (400, 500))
+                   for n in ("obama.jpg", "biden.jpg"))
+    frame = np.hstack([left, right])
+    faces = sorted(Detector().detect(frame), key=lambda f: f.box[0])
+    assert len(faces) == 2
+    emb = onnx_embedder.embed_faces(frame, faces)
+    assert emb.shape == (2, 128)
+    one = onnx_embedder.embed_chips(onnx_embedder.align(frame, faces[0].landmarks))
+    np.testing.assert_allclose(emb[0], one[0], atol=1e-5)
+    obama2 = Detector().detect(read_image_bgr(photos / "obama2.jpg"))[0]
+    ref = onnx_embedder.embed_faces(read_image_bgr(photos / "obama2.jpg"), [obama2])[0]
+    threshold = onnx_embedder.meta.threshold
+    assert emb[0] @ ref > threshold > emb[1] @ ref

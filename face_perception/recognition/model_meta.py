@@ -94,6 +94,11 @@ class ModelMeta:
     def model_id(self) -> str:
         return self.name
 
+    @property
+    def sha256(self) -> Optional[str]:
+        """The weights' checksum (``weights_sha256``)."""
+        return self.weights_sha256
+
     def validate(self) -> None:
         def bad(msg):
             raise ModelMetaError(f"model {self.name!r}: {msg}")

@@ -13,6 +13,7 @@ Nothing here downloads: published weights elsewhere are fetched with
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -161,13 +162,34 @@ def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os
     return folder
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """Serialise conversions of one folder across processes (tests, nodes starting together)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: conversions are still atomic per file
+        yield
+        return
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:
     dat = dlib_model_file(DLIB_RESNET_FILE)
     folder = Path(folder) if folder else cache_dir("recognition") / "dlib_resnet"
-    if _folder_is_current(folder, sha256_file(dat)):
+    source_sha = sha256_file(dat)
+    if _folder_is_current(folder, source_sha):
         return folder
-    log.info("converting %s into %s", dat, folder)
-    return convert_dlib_resnet(dat, folder)
+    with _folder_lock(folder):
+        if not _folder_is_current(folder, source_sha):  # another process may have finished
+            log.info("converting %s into %s", dat, folder)
+            convert_dlib_resnet(dat, folder)
+    return folder
 
 
 _REGISTRY: dict[str, Callable[..., Path]] = {"dlib_resnet": _ensure_dlib_resnet}
