@@ -253,3 +253,20 @@ def test_cuda_request_without_gpu_falls_back_to_cpu_with_a_warning():
     with pytest.warns(RuntimeWarning, match="CPU"):
         det = Detector(device="cuda")
     assert det.providers == ["CPUExecutionProvider"]
+
+
+def test_detector_wraps_an_in_memory_network_without_changing_it(images, onnx_detector):
+    import torch
+
+    from face_perception.detection.retinaface import RetinaFace
+    from face_perception.detection.weights import mnet_state_dict
+
+    net = RetinaFace("mnet")
+    net.load_state_dict(mnet_state_dict())
+    net.train()
+    det = Detector.from_torch_model(net, score_threshold=0.6)
+    faces = det.detect(images["biden.jpg"])
+    assert len(faces) == 1 and det.score_threshold == 0.6
+    np.testing.assert_allclose(faces[0].box, onnx_detector.detect(images["biden.jpg"])[0].box,
+                               atol=0.5)
+    assert net.training and any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())

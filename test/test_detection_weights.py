@@ -211,3 +211,23 @@ def test_resnet_without_downloaded_weights_says_how_to_get_them(private_cache):
         Detector(backbone="resnet", backend="torch")
     assert W.PRETRAINED["resnet"]["url"].startswith("https://")
     assert len(W.PRETRAINED["resnet"]["sha256"]) == 64
+
+
+@pytest.mark.timeout(180)
+def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
+    code = ("import logging, sys; logging.basicConfig(level=logging.WARNING); "
+            "from face_perception.detection import Detector; import numpy as np; "
+            "Detector().detect(np.zeros((64, 64, 3), np.uint8)); print('ok')")
+    env = child_env()
+    env["FACE_PERCEPTION_CACHE"] = str(tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = [p.communicate(timeout=170) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out.strip() == "ok", err
+        assert "mismatch" not in err, err
+    folder = tmp_path / W.CACHE_SUBDIR
+    for onnx_file in folder.glob("*.onnx"):
+        sidecar = onnx_file.with_name(onnx_file.name + ".sha256")
+        assert sidecar.read_text().strip() == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    assert W.load_verified(folder / W.converted_mnet_path().name)

@@ -105,18 +105,23 @@ def _verified(path: Path) -> bool:
 
 
 def _export_cached(model_factory, path: Path, opset: int) -> Path:
+    from face_perception.detection.weights import atomic_write, cache_lock
+
     if _verified(path):
         return path
     if path.exists():
         log.warning("cached ONNX %s failed its checksum; exporting again", path)
-    model = model_factory()
-    export_onnx(model, path, opset=opset)
-    diff = check_parity(model, path)
-    if diff > 1e-3:
-        path.unlink(missing_ok=True)
-        raise ExportError(f"exported ONNX differs from torch by {diff:.3g} (> 1e-3): {path}")
-    log.info("exported %s (max abs diff vs torch %.2e)", path, diff)
-    path.with_name(path.name + ".sha256").write_text(sha256_file(path) + "\n")
+    with cache_lock(path.name):
+        if _verified(path):  # built by another process while we waited
+            return path
+        model = model_factory()
+        export_onnx(model, path, opset=opset)
+        diff = check_parity(model, path)
+        if diff > 1e-3:
+            path.unlink(missing_ok=True)
+            raise ExportError(f"exported ONNX differs from torch by {diff:.3g} (> 1e-3): {path}")
+        log.info("exported %s (max abs diff vs torch %.2e)", path, diff)
+        atomic_write(path.with_name(path.name + ".sha256"), (sha256_file(path) + "\n").encode())
     return path
 
 
