@@ -56,9 +56,7 @@ def _bag_frames(path: Path, bag_topic: Optional[str]) -> Iterator[tuple[int, str
     from face_perception import rosbag_io
 
     if bag_topic is None:
-        from rosbags.rosbag2 import Reader
-
-        with Reader(path) as reader:
+        with rosbag_io.open_reader(path) as reader:
             topics = sorted({c.topic for c in reader.connections
                              if c.msgtype in (rosbag_io.IMAGE, rosbag_io.COMPRESSED)})
         if len(topics) != 1:
