@@ -18,7 +18,7 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from test.proc import Proc, wait_for
+from test.proc import REPO, Proc, wait_for
 
 ENTRY_POINTS = {
     "face_detector": "face_perception.ros.detector_node",
@@ -32,13 +32,19 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 
 
 def installed_script(name: str) -> Optional[Path]:
-    """The colcon-installed script of ``name`` when the face_perception in use is installed."""
+    """The colcon-installed script of ``name`` built from THIS checkout, else None.
+
+    `colcon test` puts the package's install prefix on AMENT_PREFIX_PATH; a prefix is used only
+    when it lies inside this source tree (its colcon build) or holds the imported package, so a
+    stale install of another checkout is never tested by mistake.
+    """
     import face_perception
 
     here = Path(face_perception.__file__).resolve()
     for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        script = Path(prefix) / "lib" / "face_perception" / name
-        if script.is_file() and Path(prefix).resolve() in here.parents:
+        root = Path(prefix).resolve()
+        script = root / "lib" / "face_perception" / name
+        if script.is_file() and (REPO in root.parents or root in here.parents):
             return script
     return None
 

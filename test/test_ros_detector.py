@@ -323,3 +323,24 @@ def test_invalid_params_file_stops_the_node_with_a_clear_message(tmp_path):
     out = proc.log_path.read_text()
     assert code == 2, out
     assert "backend must be one of ['onnx', 'torch'], got 'tensorrt'" in out
+
+
+@pytest.mark.timeout(120)
+def test_annotated_image_is_published_only_to_subscribers_with_the_frame_header(
+        ros, detector, photos):
+    frame = frames_from(photos, ["obama.jpg"])[0]
+    publish_and_wait(detector, image_msg(frame, 6_000 * 10**9))
+    topic = f"{NS}/faces/detections/image"
+    annotated = ros.listen(Image, topic)
+    assert until(lambda: ros.node.count_publishers(topic) == 1, 20)
+    time.sleep(0.5)  # let the node see the new subscriber
+    msg = image_msg(frame, 6_001 * 10**9)
+    publish_and_wait(detector, msg)
+    assert until(lambda: any(stamp_ns(a.header) == 6_001 * 10**9 for a in annotated), 20)
+    out = next(a for a in annotated if stamp_ns(a.header) == 6_001 * 10**9)
+    assert out.header == msg.header and (out.height, out.width, out.encoding) == (480, 640,
+                                                                                  "bgr8")
+    drawn = np.frombuffer(bytes(out.data), np.uint8).reshape(480, 640, 3)
+    changed = (drawn != frame).any(axis=2)
+    assert 0.001 < changed.mean() < 0.2  # box, landmarks and score drawn; the rest untouched
+    assert not any(stamp_ns(a.header) == 6_000 * 10**9 for a in annotated)
