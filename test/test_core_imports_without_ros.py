@@ -17,8 +17,8 @@ BLOCK_ROS = textwrap.dedent("""
     import face_perception
     imported = []
     for mod in pkgutil.walk_packages(face_perception.__path__, "face_perception."):
-        if mod.name.startswith("face_perception.ros"):
-            continue
+        if mod.name.startswith("face_perception.ros") or mod.name.endswith("__main__"):
+            continue  # __main__ modules run a program when imported
         __import__(mod.name)
         imported.append(mod.name)
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
