@@ -102,7 +102,9 @@ class _OnnxRunner:
 class _TorchRunner:
     """PyTorch RetinaFace in eval mode (batch norm fused) returning NumPy outputs."""
 
-    def __init__(self, state_dict: dict, backbone: str, device: str):
+    def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None):
+        import copy
+
         import torch
 
         from face_perception.detection.retinaface import RetinaFace
@@ -112,8 +114,12 @@ class _TorchRunner:
                           RuntimeWarning, stacklevel=3)
             device = "cpu"
         self.device = torch.device(device)
-        model = RetinaFace(get_config(backbone))
-        model.load_state_dict(state_dict, strict=True)
+        if model is None:
+            model = RetinaFace(get_config(backbone))
+            model.load_state_dict(state_dict, strict=True)
+        else:
+            # A caller's (e.g. freshly trained) network: fuse a copy, never the original.
+            model = copy.deepcopy(model)
         self.model = model.eval().fuse_batchnorm().to(self.device)
         self._torch = torch
 
@@ -134,11 +140,12 @@ class Detector:
         device: 'cpu' or 'cuda' (falls back to the CPU with a warning when unavailable).
         model_path: weights to use instead of the pretrained ones: a ``.pth`` state dict (both
             backends; exported to ONNX for 'onnx') or an ``.onnx`` file ('onnx' backend).
+            None or '' means the pretrained weights.
         score_threshold: minimum face probability kept.
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
         target_size / max_size / upscale: the size policy.
         scales: test-time pyramid, factors applied on top of the size policy (e.g.
-            ``[0.5, 1.0, 2.0]``); None means one pass at 1.0.
+            ``[0.5, 1.0, 2.0]``); None or [] means one pass at 1.0.
         flip: also run on the horizontally mirrored image.
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
@@ -153,6 +160,27 @@ class Detector:
                  scales: Optional[Sequence[float]] = None, flip: bool = False,
                  max_faces: int = 0, merge: str = "vote", upscale: bool = False,
                  top_k: int = 5000, num_threads: Optional[int] = None):
+        self._configure(backbone, backend, device, model_path, score_threshold=score_threshold,
+                        nms_threshold=nms_threshold, target_size=target_size,
+                        max_size=max_size, scales=scales, flip=flip, max_faces=max_faces,
+                        merge=merge, upscale=upscale, top_k=top_k)
+        if backend == "onnx":
+            self._run = _OnnxRunner(self._onnx_model(), device, num_threads)
+            self.providers = self._run.providers
+        else:
+            from face_perception.detection.weights import pretrained_state_dict
+
+            state = pretrained_state_dict(backbone, self.model_path)
+            self._run = _TorchRunner(state, backbone, device)
+            self.providers = [str(self._run.device)]
+
+    def _configure(self, backbone: str, backend: str, device: str,
+                   model_path: Optional[Union[str, os.PathLike]], score_threshold: float = 0.5,
+                   nms_threshold: float = 0.4, target_size: int = 640, max_size: int = 1280,
+                   scales: Optional[Sequence[float]] = None, flip: bool = False,
+                   max_faces: int = 0, merge: str = "vote", upscale: bool = False,
+                   top_k: int = 5000) -> None:
+        """Validate and store the settings (everything but the network runner)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown detector backend {backend!r}; choose one of {BACKENDS}")
         if merge not in MERGE_MODES:
@@ -164,8 +192,9 @@ class Detector:
         if target_size <= 0 or max_size <= 0:
             raise ValueError(f"target_size and max_size must be positive, got {target_size}, "
                              f"{max_size}")
-        scales = [1.0] if scales is None else [float(s) for s in scales]
-        if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        # None or an empty list (what a ROS parameter can hold) mean a single pass.
+        scales = [1.0] if scales is None or len(scales) == 0 else [float(s) for s in scales]
+        if any(not np.isfinite(s) or s <= 0 for s in scales):
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
@@ -184,18 +213,23 @@ class Detector:
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
         self.variance = self.cfg["variance"]
-        self.model_path = Path(model_path) if model_path is not None else None
+        # '' (an unset ROS string parameter) means the pretrained weights, like None.
+        self.model_path = Path(model_path) if model_path else None
         if self.model_path is not None and not self.model_path.is_file():
             raise FileNotFoundError(f"detector model file not found: {self.model_path}")
-        if backend == "onnx":
-            self._run = _OnnxRunner(self._onnx_model(), device, num_threads)
-            self.providers = self._run.providers
-        else:
-            from face_perception.detection.weights import pretrained_state_dict
 
-            state = pretrained_state_dict(backbone, self.model_path)
-            self._run = _TorchRunner(state, backbone, device)
-            self.providers = [str(self._run.device)]
+    @classmethod
+    def from_torch_model(cls, model, device: str = "cpu", **kwargs) -> Detector:
+        """A torch-backend Detector around an in-memory ``RetinaFace`` (e.g. right after
+        training), without saving it first. The model is copied; the original is untouched."""
+        backbone = {"mobilenet0.25": "mnet", "Resnet50": "resnet"}.get(model.cfg["name"])
+        if backbone is None:
+            raise ValueError(f"not a RetinaFace config: {model.cfg.get('name')!r}")
+        det = cls.__new__(cls)
+        det._configure(backbone, "torch", device, None, **kwargs)
+        det._run = _TorchRunner(None, backbone, device, model=model)
+        det.providers = [str(det._run.device)]
+        return det
 
     # -- model files -----------------------------------------------------------------------------
 

