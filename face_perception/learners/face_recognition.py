@@ -14,7 +14,6 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -22,6 +21,12 @@ import numpy as np
 
 from face_perception.imageio import ImageError, load_bgr, read_image_bgr
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
+from face_perception.recognition.enrollment import (
+    enroll_tree,
+    find_face,
+    image_folder,
+    largest_face,
+)
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
 from face_perception.types import Category, Face
@@ -30,7 +35,6 @@ log = logging.getLogger("face_perception.learner")
 
 MODES = ("backbone_only", "head_only", "full", "finetune")
 OPTIMIZERS = ("sgd",)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # Pretrained backbones the seed publishes. The sha256 of these files could not be read from here
 # (no access to that server), so they are None: download() then warns that the file is
 # unverified and records the sha256 it got; pass ``sha256=`` to pin one.
@@ -146,6 +150,7 @@ class FaceRecognitionLearner:
         if not folder.is_dir():
             raise FileNotFoundError(f"model folder not found: {folder}")
         meta = ModelMeta.load(folder)
+        _verify_weights(folder, meta)
         if meta.architecture != self.backbone:
             raise ValueError(f"{folder} holds a {meta.architecture!r} model but this learner's "
                              f"backbone is {self.backbone!r}")
@@ -172,7 +177,11 @@ class FaceRecognitionLearner:
         meta.weights_file = WEIGHTS_FILE
         meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
         onnx_src = self._onnx_path
-        if onnx_src is None and self._model_folder is not None and meta.onnx_file:
+        # As in the seed, the ONNX file travels only when inference runs on it (optimize(), or
+        # a loaded optimized folder); the pretrained cache's own export does not count.
+        running_onnx = self._embedder is not None and self._embedder.backend == "onnx"
+        if onnx_src is None and running_onnx and self._model_folder is not None and \
+                meta.onnx_file:
             candidate = Path(self._model_folder) / meta.onnx_file
             onnx_src = candidate if candidate.is_file() else None
         if onnx_src is not None:
@@ -312,32 +321,9 @@ class FaceRecognitionLearner:
             self._recognizer = None
             return {"identities": len(self.database), "loaded": str(Gallery.index_path(
                 save_path)), "images": 0, "embedded": 0, "no_face": []}
-        tree = _image_folder(path)
         gallery = Gallery(model_id, size)
-        report = {"identities": 0, "images": 0, "embedded": 0, "no_face": [],
-                  "several_faces": []}
-        for identity, files in tree.items():
-            chips, sources = [], []
-            for file in files:
-                report["images"] += 1
-                image, faces = self._read_and_detect(file, report)
-                if image is None:
-                    continue
-                if not faces:
-                    report["no_face"].append(str(file))
-                    continue
-                if len(faces) > 1:
-                    report["several_faces"].append(str(file))
-                face = _largest(faces)
-                chips.append(embedder.align(image, face.landmarks))
-                sources.append(str(Path(identity) / file.name))
-            if chips:
-                emb = embedder.embed_chips(np.stack(chips))
-                gallery.add(identity, emb, sources=sources)
-                report["embedded"] += len(chips)
+        report = enroll_tree(gallery, self.detector, embedder, path)
         report["identities"] = len(gallery)
-        for f in report["no_face"]:
-            log.warning("fit_reference: no face found in %s", f)
         if len(gallery) == 0:
             raise ValueError(f"no face found in any image under {path}")
         if save_path is not None:
@@ -362,7 +348,7 @@ class FaceRecognitionLearner:
         image = _image_input(img)
         faces = self.detector.detect(image)
         if faces:
-            face = _largest(faces)
+            face = largest_face(faces)
         else:
             h, w = image.shape[:2]
             face = Face(box=[0, 0, w, h], score=0.0, landmarks=None)
@@ -375,7 +361,7 @@ class FaceRecognitionLearner:
         if not faces:
             return None
         embedder = self._ensure_embedder()
-        face = _largest(faces)
+        face = largest_face(faces)
         return embedder.embed_chips(embedder.align(image, face.landmarks)[None])[0]
 
     # ================================================================== data preparation
@@ -399,22 +385,26 @@ class FaceRecognitionLearner:
         if out == src or src in out.parents or out in src.parents:
             raise ValueError(f"dest {str(out)!r} must be outside data {str(src)!r} (and not "
                              "contain it): align never writes into its source")
-        tree = _image_folder(src)
+        tree = image_folder(src)
         template = ARCFACE_TEMPLATE_112 * (crop_size / ARCFACE_CROP)
         report = {"aligned": 0, "images": 0, "no_face": [], "several_faces": [],
                   "unreadable": [], "dest": str(out)}
         for identity, files in tree.items():
             for file in files:
                 report["images"] += 1
-                image, faces = self._read_and_detect(file, report)
-                if image is None:
+                try:
+                    image = read_image_bgr(file)
+                except (ImageError, FileNotFoundError) as exc:
+                    report["unreadable"].append(str(file))
+                    log.warning("skipping %s: %s", file, exc)
                     continue
-                if not faces:
+                face, count = find_face(self.detector, image)
+                if face is None:
                     report["no_face"].append(str(file))
                     continue
-                if len(faces) > 1:
+                if count > 1:
                     report["several_faces"].append(str(file))
-                chip = align_to_template(image, _largest(faces).landmarks, template,
+                chip = align_to_template(image, face.landmarks, template,
                                          (crop_size, crop_size))
                 target = out / identity / file.name
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -438,9 +428,25 @@ class FaceRecognitionLearner:
         (``num_pairs`` seeded random positive and negative pairs), or a pairs list file
         (``pairs.txt`` style; image paths relative to the list's folder). Writes the ROC curve
         to ``temp_path/roc_<name>.png`` and returns the metrics dict."""
-        from face_perception.learners import _recognition_eval as ev
+        from face_perception.recognition.pair_eval import evaluate_dataset
 
-        return ev.evaluate(self, dataset, num_pairs=num_pairs, silent=silent, verbose=verbose)
+        if dataset is None:
+            raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
+                             "tree or a pairs list")
+        name = Path(dataset).stem or "dataset"
+        metrics = evaluate_dataset(self.detector, self._ensure_embedder(), dataset,
+                                   num_pairs=num_pairs, seed=self.seed,
+                                   roc_path=Path(self.temp_path) / f"roc_{name}.png")
+        if not silent:
+            print(f"{name}: accuracy {metrics['accuracy_mean']:.4f} +- "
+                  f"{metrics['accuracy_std']:.4f}, AUC {metrics['auc']:.4f}, "
+                  f"EER {metrics['eer']:.4f} ({metrics['num_pairs']} pairs)")
+            if verbose:
+                print(f"  best threshold {metrics['threshold']:.4f} (model's "
+                      f"{metrics['model_threshold']:.4f}); ROC: {metrics.get('roc_png')}")
+                if metrics["skipped_pairs"]:
+                    print(f"  skipped {len(metrics['skipped_pairs'])} pairs without a face")
+        return metrics
 
     # ================================================================== internals
     @property
@@ -463,7 +469,7 @@ class FaceRecognitionLearner:
                     "(the pretrained 'dlib_resnet' backbone needs neither)")
             from face_perception.recognition import Embedder
             self._embedder = Embedder("dlib_resnet", backend="torch", device=self.device)
-            self._model_folder = getattr(self._embedder, "model_folder", None)
+            self._model_folder = Path(self._embedder.folder)
         return self._embedder
 
     def _use_model_folder(self, folder: Path, backend: str, keep_torch: bool = False) -> None:
@@ -473,22 +479,15 @@ class FaceRecognitionLearner:
         self._embedder = embedder
         self._model_folder = folder
         if not keep_torch:
-            self.backbone_model = getattr(embedder, "model", None)
+            self.backbone_model = None  # read from the folder when save/optimize need it
         self._recognizer = None
 
     def _torch_model(self):
-        """The current backbone as a torch module (loading the torch weights if inference
-        currently runs on onnxruntime)."""
+        """The current backbone as a torch module (read from the model folder when inference
+        runs on onnxruntime or the weights came from the pretrained cache)."""
         if self.backbone_model is None:
             embedder = self._ensure_embedder()
-            model = getattr(embedder, "model", None)
-            if model is None or not hasattr(model, "state_dict"):
-                folder = self._model_folder
-                if folder is None:
-                    raise RuntimeError("no torch weights available for this model")
-                from face_perception.recognition import Embedder
-                model = Embedder(str(folder), backend="torch", device="cpu").model
-            self.backbone_model = model
+            self.backbone_model = _load_torch_backbone(Path(embedder.folder), embedder.meta)
         return self.backbone_model
 
     def _new_backbone(self):
@@ -530,36 +529,36 @@ class FaceRecognitionLearner:
                                           threshold=threshold, detector=self.detector)
         return self._recognizer
 
-    def _read_and_detect(self, file: Path, report: dict):
-        try:
-            image = read_image_bgr(file)
-        except (ImageError, FileNotFoundError) as exc:
-            report.setdefault("unreadable", []).append(str(file))
-            log.warning("skipping %s: %s", file, exc)
-            return None, []
-        return image, self.detector.detect(image)
-
 
 # ====================================================================== helpers
-def _image_folder(path) -> dict[str, list[Path]]:
-    """identity -> sorted image files of an ImageFolder tree (one sub-folder per identity)."""
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {path!s}")
-    tree = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in sub.iterdir()
-                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if files:
-            tree[sub.name] = files
-    if not tree:
-        raise ValueError(f"{path!s} has no identity sub-folders with images "
-                         f"({', '.join(IMAGE_SUFFIXES)})")
-    return tree
+def _verify_weights(folder: Path, meta) -> None:
+    """The weights file exists and matches the sha256 recorded in backbone.json."""
+    from face_perception.download import sha256_file
+    from face_perception.recognition.embedder import ModelIntegrityError
+
+    weights = folder / meta.weights_file
+    if not weights.is_file():
+        raise FileNotFoundError(f"model weights not found: {weights}")
+    if not meta.weights_sha256:
+        raise ModelIntegrityError(f"{folder / 'backbone.json'} records no weights_sha256; "
+                                  "refusing unverifiable weights")
+    digest = sha256_file(weights)
+    if digest != meta.weights_sha256.lower():
+        raise ModelIntegrityError(f"{weights} has sha256 {digest}, backbone.json expects "
+                                  f"{meta.weights_sha256}: the file is altered or belongs to "
+                                  "another model")
 
 
-def _largest(faces: Sequence[Face]) -> Face:
-    return max(faces, key=lambda f: f.area)
+def _load_torch_backbone(folder: Path, meta):
+    import torch
+
+    from face_perception.recognition.embedder import build_backbone
+
+    _verify_weights(folder, meta)
+    model = build_backbone(meta)
+    state = torch.load(folder / meta.weights_file, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _image_input(img) -> np.ndarray:

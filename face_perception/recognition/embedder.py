@@ -169,12 +169,13 @@ class Embedder:
 
     def align(self, image_bgr: np.ndarray, landmarks) -> np.ndarray:
         """The model's chip (HxWx3 BGR uint8) for a face with 5 ``landmarks`` in ``image_bgr``."""
-        return align_to_template(image_bgr, landmarks, self.meta.template, self.meta.input_size)
+        return align_to_template(image_bgr, landmarks, self.meta.template, self.meta.input_size,
+                                 fit=self.meta.template_fit)
 
     def _stack(self, chips_bgr) -> np.ndarray:
         if isinstance(chips_bgr, np.ndarray):
             arr = chips_bgr[None] if chips_bgr.ndim == 3 else chips_bgr
-        elif isinstance(chips_bgr, Sequence):
+        elif isinstance(chips_bgr, Sequence) and not isinstance(chips_bgr, (str, bytes)):
             if len(chips_bgr) == 0:
                 return np.zeros((0,) + self._shape, np.uint8)
             for i, c in enumerate(chips_bgr):

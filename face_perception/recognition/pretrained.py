@@ -13,6 +13,7 @@ Nothing here downloads: published weights elsewhere are fetched with
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
@@ -42,6 +43,8 @@ DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 # different-person cosines 0.80-0.83.
 DLIB_DESCRIPTOR_NORM = 1.385
 ONNX_OPSET = 17
+# Bump when the conversion or the dlib metadata changes: cached folders are then redone.
+CONVERSION_VERSION = "dlib_face_recognition_resnet_model_v1/conversion-2"
 
 
 class PretrainedError(RuntimeError):
@@ -77,11 +80,12 @@ def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> Mo
     return ModelMeta(
         name="dlib_resnet", architecture="dlib_resnet", embedding_size=128,
         input_size=(150, 150), template=DLIB_TEMPLATE_150, template_name="dlib_150_p025",
-        padding=0.25, color_order="rgb", mean=tuple(network_avg_rgb), std=(256.0, 256.0, 256.0),
+        padding=0.25, template_fit="image", color_order="rgb", mean=tuple(network_avg_rgb),
+        std=(256.0, 256.0, 256.0),
         threshold=round(cosine_threshold_from_distance(distance_threshold,
                                                        DLIB_DESCRIPTOR_NORM), 4),
         distance_threshold=round(float(distance_threshold), 6),
-        version="dlib_face_recognition_resnet_model_v1",
+        version=CONVERSION_VERSION,
         source=f"dlib {DLIB_RESNET_FILE} (Davis King, 2017), converted by face_perception",
         license="CC0-1.0 (public domain dedication by the dlib author)",
         **fields)
@@ -92,7 +96,7 @@ def _folder_is_current(folder: Path, source_sha: str) -> bool:
         meta = ModelMeta.load(folder)
     except (FileNotFoundError, ModelMetaError):
         return False
-    if meta.source_sha256 != source_sha:
+    if meta.source_sha256 != source_sha or meta.version != CONVERSION_VERSION:
         return False
     for name, want in ((meta.weights_file, meta.weights_sha256),
                        (meta.onnx_file, meta.onnx_sha256)):
@@ -114,6 +118,9 @@ def export_onnx(model, path: Union[str, os.PathLike], input_size: tuple[int, int
     with torch.no_grad(), warnings.catch_warnings():
         # The zero-extension pads trigger a harmless "constant folding" note from the exporter.
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        # torch >= 2.9 prefers its torch.export-based exporter, which needs onnxscript (not a
+        # dependency); the TorchScript exporter handles these plain CNNs fully.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
         torch.onnx.export(model, (dummy,), str(path), input_names=["input"],
                           output_names=["embedding"], opset_version=ONNX_OPSET,
                           dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
@@ -158,13 +165,34 @@ def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os
     return folder
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """Serialise conversions of one folder across processes (tests, nodes starting together)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: conversions are still atomic per file
+        yield
+        return
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:
     dat = dlib_model_file(DLIB_RESNET_FILE)
     folder = Path(folder) if folder else cache_dir("recognition") / "dlib_resnet"
-    if _folder_is_current(folder, sha256_file(dat)):
+    source_sha = sha256_file(dat)
+    if _folder_is_current(folder, source_sha):
         return folder
-    log.info("converting %s into %s", dat, folder)
-    return convert_dlib_resnet(dat, folder)
+    with _folder_lock(folder):
+        if not _folder_is_current(folder, source_sha):  # another process may have finished
+            log.info("converting %s into %s", dat, folder)
+            convert_dlib_resnet(dat, folder)
+    return folder
 
 
 _REGISTRY: dict[str, Callable[..., Path]] = {"dlib_resnet": _ensure_dlib_resnet}

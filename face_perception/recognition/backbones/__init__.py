@@ -9,8 +9,10 @@ Modules are imported on first use so that listing names stays cheap.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # torch is imported only when a model is built
+    from torch import nn
 
 # name -> (module, factory)
 _REGISTRY = {

@@ -1,0 +1,131 @@
+"""Enrolment: image files -> largest-face embeddings -> gallery identities.
+
+Shared by ``FaceRecognitionLearner.fit_reference`` and ``face-perception enroll`` so that both
+treat photos the same way: the largest detected face of each image is aligned and embedded
+(one batched embedder call per chunk of images); images without a face or unreadable files are
+reported, never silently dropped.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from face_perception.imageio import ImageError, read_image_bgr
+from face_perception.types import Face
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CHUNK = 32  # chips per embedder call: bounded memory for large folders
+
+
+@dataclass
+class EmbeddedImages:
+    """Embeddings of the images that had a face, and what happened to the others."""
+
+    embeddings: np.ndarray            # (N, D) float32, L2-normalised
+    files: list = field(default_factory=list)           # the N images, in order
+    no_face: list = field(default_factory=list)
+    several_faces: list = field(default_factory=list)   # embedded with their largest face
+    unreadable: list = field(default_factory=list)      # (file, reason)
+
+
+def largest_face(faces: Sequence[Face]) -> Face:
+    return max(faces, key=lambda f: f.area)
+
+
+def find_face(detector, image: np.ndarray) -> tuple[Optional[Face], int]:
+    """(largest face or None, number of faces detected) in an image.
+
+    When the detector finds nothing, the image may be a tight or already aligned face crop
+    (the seed enrolls aligned chips): the landmark search of the Recognizer then looks for a
+    face in a padded crop around the whole image.
+    """
+    from face_perception.recognition.recognizer import find_landmarks_in_boxes
+
+    faces = detector.detect(image)
+    if faces:
+        return largest_face(faces), len(faces)
+    h, w = image.shape[:2]
+    (lms,) = find_landmarks_in_boxes(detector, image, [np.array([0, 0, w, h], np.float32)])
+    if lms is None:
+        return None, 0
+    return Face([0, 0, w, h], 0.0, lms), 1
+
+
+def list_images(folder) -> list[Path]:
+    folder = Path(folder)
+    return sorted(f for f in folder.iterdir()
+                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def image_folder(path) -> dict[str, list[Path]]:
+    """identity -> sorted image files of an ImageFolder tree (one sub-folder per identity)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {path!s}")
+    tree = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = list_images(sub)
+        if files:
+            tree[sub.name] = files
+    if not tree:
+        raise ValueError(f"{path!s} has no identity sub-folders with images "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    return tree
+
+
+def embed_largest_faces(detector, embedder, files: Sequence) -> EmbeddedImages:
+    """Detect, align and embed the largest face of every image file."""
+    out = EmbeddedImages(np.zeros((0, embedder.meta.embedding_size), np.float32))
+    chunks, chips = [], []
+    for file in files:
+        try:
+            image = read_image_bgr(file)
+        except (ImageError, FileNotFoundError) as exc:
+            out.unreadable.append((str(file), str(exc)))
+            log.warning("skipping %s: %s", file, exc)
+            continue
+        face, count = find_face(detector, image)
+        if face is None:
+            out.no_face.append(str(file))
+            log.warning("no face found in %s", file)
+            continue
+        if count > 1:
+            out.several_faces.append(str(file))
+        chips.append(embedder.align(image, face.landmarks))
+        out.files.append(str(file))
+        if len(chips) == CHUNK:
+            chunks.append(embedder.embed_chips(np.stack(chips)))
+            chips = []
+    if chips:
+        chunks.append(embedder.embed_chips(np.stack(chips)))
+    if chunks:
+        out.embeddings = np.concatenate(chunks).astype(np.float32)
+    return out
+
+
+def enroll_tree(gallery, detector, embedder, root) -> dict:
+    """Add every identity sub-folder of ``root`` to ``gallery`` (appending to identities it
+    already has). Returns a report: identities, images, embedded, no_face, several_faces,
+    unreadable."""
+    root = Path(root)
+    report = {"identities": [], "images": 0, "embedded": 0, "no_face": [],
+              "several_faces": [], "unreadable": []}
+    for identity, files in image_folder(root).items():
+        result = embed_largest_faces(detector, embedder, files)
+        report["images"] += len(files)
+        report["no_face"] += result.no_face
+        report["several_faces"] += result.several_faces
+        report["unreadable"] += [f for f, _ in result.unreadable]
+        if len(result.files):
+            sources = [Path(f).relative_to(root).as_posix() for f in result.files]
+            gallery.add(identity, result.embeddings, sources=sources)
+            report["identities"].append(identity)
+            report["embedded"] += len(result.files)
+    return report

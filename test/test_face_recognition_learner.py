@@ -1,0 +1,334 @@
+"""FaceRecognitionLearner (seed API) on real photos: reference database, infer, align, model
+files, ONNX optimisation and downloads from a local HTTP server."""
+import hashlib
+import http.server
+import inspect
+import json
+import shutil
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from face_perception.detection import Detector
+from face_perception.download import DownloadError
+from face_perception.gallery import Gallery, GalleryError
+from face_perception.imageio import read_image_bgr
+from face_perception.learners import FaceRecognitionLearner
+from face_perception.recognition.embedder import ModelIntegrityError
+
+SEED_DEFAULTS = dict(
+    lr=0.1, iters=120, batch_size=128, optimizer="sgd", device="cuda", threshold=0.0,
+    backbone="ir_50", network_head="arcface", loss="focal", temp_path="./temp",
+    mode="backbone_only", checkpoint_after_iter=0, checkpoint_load_iter=0, val_after=0,
+    input_size=[112, 112], rgb_mean=[0.5, 0.5, 0.5], rgb_std=[0.5, 0.5, 0.5],
+    embedding_size=512, weight_decay=5e-4, momentum=0.9, drop_last=True, stages=[35, 65, 95],
+    pin_memory=True, num_workers=4, seed=123)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector()
+
+
+@pytest.fixture(scope="module")
+def reference(photos, tmp_path_factory):
+    """ImageFolder tree: obama (one photo), biden, and an identity whose photo has no face."""
+    root = tmp_path_factory.mktemp("ref")
+    (root / "obama").mkdir()
+    (root / "biden").mkdir()
+    (root / "nobody").mkdir()
+    shutil.copy(photos / "obama.jpg", root / "obama" / "obama.jpg")
+    shutil.copy(photos / "biden.jpg", root / "biden" / "biden.jpg")
+    img = read_image_bgr(photos / "obama.jpg")
+    cv2.imwrite(str(root / "nobody" / "wall.jpg"), img[:80, :200])  # background: no face
+    return root
+
+
+@pytest.fixture(scope="module")
+def learner(detector, reference, tmp_path_factory):
+    temp = tmp_path_factory.mktemp("temp")
+    lrn = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", temp_path=str(temp),
+                                 detector=detector)
+    lrn.report = lrn.fit_reference(str(reference), str(temp / "reference"))
+    return lrn
+
+
+def test_constructor_has_every_seed_parameter_with_its_default():
+    params = inspect.signature(FaceRecognitionLearner).parameters
+    for name, default in SEED_DEFAULTS.items():
+        assert name in params, name
+        shown = params[name].default
+        assert shown == default or (shown is None and isinstance(default, list)), name
+    lrn = FaceRecognitionLearner(device="cpu")
+    for name, default in SEED_DEFAULTS.items():
+        if name != "device":
+            assert getattr(lrn, name) == default, name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU fallback needs a machine "
+                                                       "without CUDA")
+def test_cuda_falls_back_to_cpu_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="CUDA is not available"):
+        lrn = FaceRecognitionLearner()
+    assert lrn.device == "cpu"
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"lr": 0}, "lr must be a positive number"),
+    ({"iters": 0}, "iters must be an integer >= 1"),
+    ({"batch_size": 2.5}, "batch_size must be an integer"),
+    ({"optimizer": "adam"}, "optimizer must be one of 'sgd'"),
+    ({"device": "tpu"}, "device must be 'cpu' or 'cuda'"),
+    ({"threshold": 2.0}, "threshold is a cosine similarity"),
+    ({"backbone": "vgg"}, "backbone must be one of"),
+    ({"network_head": "softmax"}, "network_head must be one of"),
+    ({"loss": "triplet"}, "loss must be one of"),
+    ({"mode": "train"}, "mode must be one of"),
+    ({"checkpoint_after_iter": -1}, "checkpoint_after_iter must be an integer >= 0"),
+    ({"input_size": [112]}, "input_size must be two positive integers"),
+    ({"input_size": [100, 100]}, "multiples of 16"),
+    ({"rgb_mean": [0.5, 0.5]}, "rgb_mean must be 3 numbers"),
+    ({"rgb_std": [0.5, 0.0, 0.5]}, "rgb_std must be 3 numbers"),
+    ({"embedding_size": 0}, "embedding_size must be an integer >= 1"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a number"),
+    ({"momentum": 1.5}, "momentum must be a number in"),
+    ({"drop_last": "yes"}, "drop_last must be True or False"),
+    ({"stages": [65, 35]}, "stages must be increasing"),
+    ({"num_workers": -2}, "num_workers must be an integer >= 0"),
+    ({"temp_path": ""}, "temp_path must be a non-empty path"),
+])
+def test_bad_constructor_values_are_refused(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        FaceRecognitionLearner(**{"device": "cpu", **kw})
+
+
+def test_every_mode_and_head_of_the_seed_is_accepted():
+    for mode in ("backbone_only", "head_only", "full", "finetune"):
+        for head in ("arcface", "cosface", "sphereface", "am_softmax", "classifier"):
+            assert FaceRecognitionLearner(device="cpu", mode=mode, network_head=head).mode == mode
+
+
+def test_fit_says_training_comes_with_the_training_issue():
+    with pytest.raises(NotImplementedError, match="training lands with the training issue"):
+        FaceRecognitionLearner(device="cpu").fit("some/folder")
+
+
+def test_untrained_backbone_refuses_inference_with_a_clear_message(photos):
+    lrn = FaceRecognitionLearner(device="cpu", backbone="mobilefacenet")
+    with pytest.raises(RuntimeError, match="no trained weights yet: load"):
+        lrn.fit_reference(str(photos), "x")
+
+
+@pytest.mark.timeout(120)
+def test_fit_reference_enrolls_each_subfolder_and_reports_images_without_faces(learner,
+                                                                               reference):
+    report = learner.report
+    assert report["identities"] == 2 and report["embedded"] == 2
+    assert report["no_face"] == [str(reference / "nobody" / "wall.jpg")]
+    saved = Gallery.load(report["gallery"], model_id="dlib_resnet", embedding_size=128)
+    assert sorted(saved.names) == ["biden", "obama"]
+    assert saved.sources("obama") == ["obama/obama.jpg"]
+    # The file is JSON + npz, readable without pickle.
+    assert json.loads(open(report["gallery"]).read())["model_id"] == "dlib_resnet"
+
+
+@pytest.mark.timeout(120)
+def test_infer_names_other_photos_of_enrolled_people(learner, photos):
+    for name, person in (("obama2.jpg", "obama"), ("obama3.jpg", "obama"),
+                         ("biden.jpg", "biden")):
+        cat = learner.infer(str(photos / name))
+        assert cat is not None and cat.name == person, (name, cat)
+    cat = learner.infer(read_image_bgr(photos / "obama2.jpg"))  # ndarray input too
+    assert cat.name == "obama" and cat.confidence > learner.embedder.meta.threshold
+
+
+@pytest.mark.timeout(120)
+def test_infer_on_a_tight_face_crop_uses_the_whole_image(learner, detector, photos):
+    img = read_image_bgr(photos / "obama3.jpg")
+    x1, y1, x2, y2 = detector.detect(img)[0].box.astype(int)
+    crop = np.ascontiguousarray(img[y1:y2, x1:x2])
+    cat = learner.infer(crop)
+    assert cat is not None and cat.name == "obama"
+
+
+@pytest.mark.timeout(120)
+def test_unknown_person_gives_none(detector, photos, tmp_path):
+    only_biden = tmp_path / "ref" / "biden"
+    only_biden.mkdir(parents=True)
+    shutil.copy(photos / "biden.jpg", only_biden)
+    lrn = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                 temp_path=str(tmp_path))
+    lrn.fit_reference(str(tmp_path / "ref"), str(tmp_path / "db"))
+    assert lrn.infer(str(photos / "obama2.jpg")) is None
+
+
+@pytest.mark.timeout(120)
+def test_fit_reference_without_path_loads_the_saved_database(learner, detector, photos,
+                                                             tmp_path):
+    again = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                   temp_path=str(tmp_path))
+    with pytest.raises(RuntimeError, match="no reference database"):
+        again.infer(str(photos / "obama2.jpg"))
+    again.fit_reference(None, learner.report["gallery"])
+    assert again.infer(str(photos / "obama2.jpg")).name == "obama"
+    with pytest.raises(FileNotFoundError, match="gallery index not found"):
+        again.fit_reference(None, str(tmp_path / "missing"))
+    # A database made with another model is refused.
+    Gallery("ir_50_512", 512).save(tmp_path / "other")
+    with pytest.raises(GalleryError, match="'ir_50_512'"):
+        again.fit_reference(None, str(tmp_path / "other"))
+
+
+@pytest.mark.timeout(240)
+def test_save_load_optimize_round_trip(learner, detector, photos, tmp_path):
+    target = str(photos / "obama2.jpg")
+    before = learner.infer(target)
+    folder = learner.save(tmp_path / "model")
+    meta = json.loads((folder / "backbone.json").read_text())
+    assert meta["architecture"] == "dlib_resnet" and meta["onnx_file"] is None
+    assert meta["weights_sha256"] == hashlib.sha256(
+        (folder / "backbone.pth").read_bytes()).hexdigest()
+
+    loaded = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                    temp_path=str(tmp_path / "t1")).load(folder)
+    loaded.fit_reference(None, learner.report["gallery"])
+    after = loaded.infer(target)
+    assert after.name == before.name and after.confidence == pytest.approx(before.confidence,
+                                                                           abs=1e-5)
+
+    onnx_path = loaded.optimize()
+    assert onnx_path.is_file() and loaded.onnx_parity < 1e-3
+    assert loaded.embedder.backend == "onnx"
+    optimized = loaded.infer(target)
+    assert optimized.name == "obama"
+    assert optimized.confidence == pytest.approx(before.confidence, abs=1e-3)
+
+    folder2 = loaded.save(tmp_path / "model_onnx")
+    assert (folder2 / "backbone.onnx").is_file()
+    again = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                   temp_path=str(tmp_path / "t2")).load(folder2)
+    assert again.embedder.backend == "onnx"
+    again.fit_reference(None, learner.report["gallery"])
+    assert again.infer(target).name == "obama"
+
+
+def test_load_refuses_altered_weights_and_other_architectures(learner, tmp_path):
+    folder = learner.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="holds a 'dlib_resnet' model but this learner's "
+                                         "backbone is 'ir_50'"):
+        FaceRecognitionLearner(device="cpu").load(folder)
+    with open(folder / "backbone.pth", "ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").load(folder)
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        FaceRecognitionLearner(device="cpu").load(tmp_path / "nothing")
+
+
+@pytest.mark.timeout(120)
+def test_align_writes_chips_in_the_same_tree_and_reports_problems(learner, reference, photos,
+                                                                  tmp_path):
+    with pytest.raises(ValueError, match="must be outside data"):
+        learner.align(str(reference), str(reference / "aligned"), silent=True)
+    with pytest.raises(ValueError, match="must be outside data"):
+        learner.align(str(reference), str(reference), silent=True)
+    before = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}
+    out = tmp_path / "aligned"
+    report = learner.align(str(reference), str(out), crop_size=112, silent=True)
+    assert report["aligned"] == 2 and report["images"] == 3
+    assert report["no_face"] == [str(reference / "nobody" / "wall.jpg")]
+    for rel in ("obama/obama.jpg", "biden/biden.jpg"):
+        chip = read_image_bgr(out / rel)
+        assert chip.shape == (112, 112, 3)
+    assert {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()} == before
+    # The aligned chips are still recognised (tight crops: the landmark search pads them).
+    assert learner.infer(str(out / "obama" / "obama.jpg")).name == "obama"
+
+
+@pytest.mark.timeout(120)
+def test_align_reports_images_with_several_faces(learner, photos, tmp_path):
+    a, b = read_image_bgr(photos / "obama.jpg"), read_image_bgr(photos / "biden.jpg")
+    h = max(a.shape[0], b.shape[0])
+    pair = np.zeros((h, a.shape[1] + b.shape[1], 3), np.uint8)
+    pair[:a.shape[0], :a.shape[1]] = a
+    pair[:b.shape[0], a.shape[1]:] = b
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "data" / "x" / "pair.jpg"), pair)
+    report = learner.align(str(tmp_path / "data"), str(tmp_path / "out"), crop_size=96,
+                           silent=True)
+    assert report["several_faces"] == [str(tmp_path / "data" / "x" / "pair.jpg")]
+    assert read_image_bgr(tmp_path / "out" / "x" / "pair.jpg").shape == (96, 96, 3)
+
+
+# ---------------------------------------------------------------- downloads (local server)
+class FilesHandler(http.server.BaseHTTPRequestHandler):
+    files: dict = {}
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    handler = type("Handler", (FilesHandler,), {"files": {}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield handler.files, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.mark.timeout(120)
+def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server, tmp_path,
+                                                                         detector, photos):
+    files, base = server
+    from face_perception.recognition.backbones import get_model
+    torch.manual_seed(1)
+    weights = tmp_path / "published.pth"
+    torch.save(get_model("mobilefacenet", embedding_size=512).state_dict(), weights)
+    payload = weights.read_bytes()
+    files["/backbone_mobilefacenet.pth"] = payload
+    sha = hashlib.sha256(payload).hexdigest()
+
+    lrn = FaceRecognitionLearner(backbone="mobilefacenet", device="cpu", detector=detector,
+                                 temp_path=str(tmp_path / "temp"))
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        lrn.download(str(tmp_path / "dl"), url=f"{base}/backbone_mobilefacenet.pth",
+                     sha256="0" * 64)
+    path = lrn.download(str(tmp_path / "dl"), url=f"{base}/backbone_mobilefacenet.pth",
+                        sha256=sha)
+    assert path.read_bytes() == payload
+    lrn.load_state_dict_file(path, threshold=0.5)
+    emb = lrn.embed(str(photos / "obama.jpg"))
+    assert emb.shape == (512,) and abs(np.linalg.norm(emb) - 1) < 1e-5
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        lrn.download(str(tmp_path / "dl2"), url=f"{base}/nope.pth", sha256=sha)
+    with pytest.raises(ValueError, match="download mode must be"):
+        lrn.download(mode="weights")
+
+
+@pytest.mark.timeout(120)
+def test_download_test_data_fetches_the_seed_image_tree(server, tmp_path, photos):
+    files, base = server
+    jpeg = (photos / "obama.jpg").read_bytes()
+    for i in range(1, 7):
+        for j in (1, 2):
+            files[f"/images/{i}/{j}.jpg"] = jpeg
+    lrn = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu")
+    dest = lrn.download(str(tmp_path), mode="test_data", url=f"{base}/images")
+    got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.jpg"))
+    assert len(got) == 12 and got[0] == "1/1.jpg"
+    assert (dest / "6" / "2.jpg").read_bytes() == jpeg
