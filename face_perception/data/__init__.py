@@ -1,0 +1,31 @@
+"""Datasets for recognition: ImageFolder trees, pair lists, verification .bin files, RecordIO.
+
+Submodules are imported lazily, so ``import face_perception.data`` costs nothing.
+"""
+from __future__ import annotations
+
+import importlib
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder that cannot be used as given; the message names the path."""
+
+
+_EXPORTS = {
+    "ImageFolder": "face_perception.data.imagefolder",
+    "list_image_folder": "face_perception.data.imagefolder",
+    "Pair": "face_perception.data.pairs",
+    "random_pairs": "face_perception.data.pairs",
+    "read_lfw_pairs": "face_perception.data.pairs",
+    "VerificationBin": "face_perception.data.verification_bin",
+    "read_verification_bin": "face_perception.data.verification_bin",
+    "write_verification_bin": "face_perception.data.verification_bin",
+    "RecordIODataset": "face_perception.data.recordio",
+}
+__all__ = ["DatasetError", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)
