@@ -116,6 +116,13 @@ def test_fit_says_training_comes_with_the_training_issue():
         FaceRecognitionLearner(device="cpu").fit("some/folder")
 
 
+def test_inference_modes_are_explicit(photos):
+    with pytest.raises(NotImplementedError, match="classifier head.*training issue"):
+        FaceRecognitionLearner(device="cpu", mode="full").infer(str(photos / "obama.jpg"))
+    with pytest.raises(ValueError, match="'finetune' is a training mode"):
+        FaceRecognitionLearner(device="cpu", mode="finetune").infer(str(photos / "obama.jpg"))
+
+
 def test_untrained_backbone_refuses_inference_with_a_clear_message(photos):
     lrn = FaceRecognitionLearner(device="cpu", backbone="mobilefacenet")
     with pytest.raises(RuntimeError, match="no trained weights yet: load"):
@@ -235,6 +242,8 @@ def test_align_writes_chips_in_the_same_tree_and_reports_problems(learner, refer
         learner.align(str(reference), str(reference / "aligned"), silent=True)
     with pytest.raises(ValueError, match="must be outside data"):
         learner.align(str(reference), str(reference), silent=True)
+    with pytest.raises(ValueError, match="needs the data folder"):
+        learner.align("", str(tmp_path / "x"), silent=True)
     before = {p: p.read_bytes() for p in reference.rglob("*") if p.is_file()}
     out = tmp_path / "aligned"
     report = learner.align(str(reference), str(out), crop_size=112, silent=True)
@@ -311,9 +320,12 @@ def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server,
     path = lrn.download(str(tmp_path / "dl"), url=f"{base}/backbone_mobilefacenet.pth",
                         sha256=sha)
     assert path.read_bytes() == payload
-    lrn.load_state_dict_file(path, threshold=0.5)
     emb = lrn.embed(str(photos / "obama.jpg"))
     assert emb.shape == (512,) and abs(np.linalg.norm(emb) - 1) < 1e-5
+    # The seed's flow: download(path) then load(path) in another learner gives the same model.
+    other = FaceRecognitionLearner(backbone="mobilefacenet", device="cpu", detector=detector,
+                                   temp_path=str(tmp_path / "temp2")).load(tmp_path / "dl")
+    assert np.allclose(other.embed(str(photos / "obama.jpg")), emb, atol=1e-5)
     with pytest.raises(DownloadError, match="HTTP 404"):
         lrn.download(str(tmp_path / "dl2"), url=f"{base}/nope.pth", sha256=sha)
     with pytest.raises(ValueError, match="download mode must be"):
@@ -332,3 +344,82 @@ def test_download_test_data_fetches_the_seed_image_tree(server, tmp_path, photos
     got = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.jpg"))
     assert len(got) == 12 and got[0] == "1/1.jpg"
     assert (dest / "6" / "2.jpg").read_bytes() == jpeg
+
+
+# ---------------------------------------------------------------- verification evaluation
+@pytest.fixture(scope="module")
+def lfw_tree(photos, tmp_path_factory):
+    """LFW-style tree (name/name_000n.jpg) of the real photos."""
+    root = tmp_path_factory.mktemp("lfw")
+    for person, files in (("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg"]),
+                          ("biden", ["biden.jpg"])):
+        (root / person).mkdir()
+        for i, f in enumerate(files, 1):
+            shutil.copy(photos / f, root / person / f"{person}_{i:04d}.jpg")
+    return root
+
+
+@pytest.mark.timeout(120)
+def test_eval_on_a_verification_bin_separates_the_real_pairs(learner, detector, photos,
+                                                             tmp_path):
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
+    from face_perception.data.verification_bin import write_verification_bin
+
+    # InsightFace-style chips: 112x112 in the ArcFace template, re-aligned by eval into the
+    # dlib model's 150x150 geometry.
+    chips = {}
+    for name in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"):
+        img = read_image_bgr(photos / name)
+        chips[name] = align_to_template(img, detector.detect(img)[0].landmarks,
+                                        ARCFACE_TEMPLATE_112, 112)
+    pairs = [("obama.jpg", "obama2.jpg", True), ("obama.jpg", "biden.jpg", False),
+             ("obama.jpg", "obama3.jpg", True), ("obama2.jpg", "biden.jpg", False),
+             ("obama2.jpg", "obama3.jpg", True), ("obama3.jpg", "biden.jpg", False)]
+    images = [chips[n] for a, b, _ in pairs for n in (a, b)]
+    path = write_verification_bin(tmp_path / "tiny_lfw.bin", images, [s for *_, s in pairs])
+    metrics = learner.eval(str(path), silent=True)
+    assert metrics["num_pairs"] == 6 and metrics["dataset_kind"] == "bin"
+    assert metrics["accuracy_mean"] == 1.0 and metrics["auc"] == 1.0 and metrics["eer"] == 0.0
+    png = metrics["roc_png"]
+    assert png.endswith("roc_tiny_lfw.png") and open(png, "rb").read(4) == b"\x89PNG"
+
+
+@pytest.mark.timeout(120)
+def test_eval_on_an_imagefolder_and_a_pairs_list(learner, lfw_tree, tmp_path):
+    from face_perception.data.pairs import write_lfw_pairs
+
+    metrics = learner.eval(str(lfw_tree), num_pairs=6, silent=True)
+    assert metrics["dataset_kind"] == "imagefolder"
+    assert (metrics["num_same"], metrics["num_different"]) == (3, 3)
+    assert metrics["auc"] == 1.0
+    pairs = write_lfw_pairs(lfw_tree / "pairs.txt", [("obama", 1, 2), ("obama", 2, 3),
+                                                     ("obama", 1, "biden", 1),
+                                                     ("obama", 3, "biden", 1)])
+    metrics = learner.eval(str(pairs), silent=True)
+    assert metrics["dataset_kind"] == "pairs" and metrics["num_pairs"] == 4
+    assert metrics["auc"] == 1.0 and metrics["skipped_pairs"] == []
+    with pytest.raises(FileNotFoundError, match="evaluation dataset not found"):
+        learner.eval(str(tmp_path / "nope.bin"), silent=True)
+
+
+@pytest.mark.timeout(120)
+def test_state_dicts_in_face_evolve_naming_load_into_our_ir_backbone(tmp_path, photos,
+                                                                     detector):
+    from face_perception.recognition.backbones import get_model
+    torch.manual_seed(2)
+    ours = get_model("ir_50").state_dict()
+    evolve = {k.replace("stem.", "input_layer.", 1).replace("head.", "output_layer.", 1)
+              .replace(".shortcut.", ".shortcut_layer.").replace(".residual.", ".res_layer."): v
+              for k, v in ours.items()}
+    assert "body.0.res_layer.1.weight" in evolve and "input_layer.0.weight" in evolve
+    torch.save(evolve, tmp_path / "backbone_ir_50.pth")
+    lrn = FaceRecognitionLearner(device="cpu", detector=detector, temp_path=str(tmp_path))
+    lrn.load_state_dict_file(tmp_path / "backbone_ir_50.pth", threshold=0.4)
+    loaded = lrn._torch_model().state_dict()
+    assert all(torch.equal(loaded[k], ours[k]) for k in ours)
+    assert lrn.embedder.meta.threshold == 0.4
+    # Own weights, own model id (galleries of other ir_50 weights are refused).
+    assert lrn.embedder.meta.name.startswith("ir_50_512_") and len(lrn.embedder.meta.name) == 18
+    with pytest.raises(ValueError, match="does not fit backbone 'ir_50'"):
+        torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+        lrn.load_state_dict_file(tmp_path / "other.pth")

@@ -1,5 +1,383 @@
-"""Placeholder: sub-commands of this family are added by their issue's work."""
+"""``face-perception enroll | recognize | verify | embed | eval | align``: face recognition.
+
+Thin wrappers over the core: Detector -> alignment -> Embedder -> Gallery (via Recognizer and
+the enrolment helpers). Every command takes ``--model`` (``dlib_resnet``, the pretrained model
+that needs no network, or a model folder), ``--backend onnx|torch`` and ``--device``. A file
+that cannot be read or has no face gets a one-line message and the others are still processed;
+the exit code is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def _err(command: str, message: str) -> None:
+    print(f"face-perception {command}: error: {message}", file=sys.stderr)
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    """Files as given; folders expand to the image files directly inside them (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def _pipeline(args):
+    from face_perception.detection import Detector
+    from face_perception.recognition import Embedder
+
+    detector = Detector(backend=args.backend, device=args.device,
+                        score_threshold=args.detector_threshold)
+    embedder = Embedder(args.model, backend=args.backend, device=args.device)
+    return detector, embedder
+
+
+def _threshold(args, embedder) -> float:
+    return float(embedder.meta.threshold if args.threshold is None else args.threshold)
+
+
+def _load_gallery(path, embedder, must_exist: bool = True):
+    from face_perception.gallery import Gallery
+
+    if must_exist or Gallery.exists(path):
+        return Gallery.load(path, model_id=embedder.meta.name,
+                            embedding_size=embedder.meta.embedding_size)
+    return Gallery(embedder.meta.name, embedder.meta.embedding_size)
+
+
+# ------------------------------------------------------------------------------------ enroll
+def run_enroll(args) -> int:
+    from face_perception.recognition.enrollment import embed_largest_faces, enroll_tree
+
+    detector, embedder = _pipeline(args)
+    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
+    source = Path(args.folder)
+    if args.name:
+        # One identity: the folder (or the files given) are all photos of it.
+        files = _expand([args.folder] + list(args.more or []))
+        if not files:
+            raise FileNotFoundError(f"no image files in {args.folder}")
+        if args.replace and args.name in gallery:
+            gallery.remove(args.name)
+        result = embed_largest_faces(detector, embedder, files)
+        if len(result.files):
+            gallery.add(args.name, result.embeddings,
+                        sources=[Path(f).name for f in result.files])
+        report = {"identities": [args.name] if len(result.files) else [],
+                  "images": len(files), "embedded": len(result.files),
+                  "no_face": result.no_face, "several_faces": result.several_faces,
+                  "unreadable": [f for f, _ in result.unreadable]}
+    else:
+        if args.more:
+            raise ValueError("several paths need --name (they are photos of one person); "
+                             "without --name give one folder with a sub-folder per person")
+        if not source.is_dir():
+            raise FileNotFoundError(f"enroll needs a folder with one sub-folder per person, "
+                                    f"got {source}")
+        if args.replace:
+            from face_perception.recognition.enrollment import image_folder
+            for name in image_folder(source):
+                if name in gallery:
+                    gallery.remove(name)
+        report = enroll_tree(gallery, detector, embedder, source)
+    for f in report["no_face"]:
+        _err("enroll", f"no face found in {f}")
+    for f in report["unreadable"]:
+        _err("enroll", f"cannot read {f}")
+    for f in report["several_faces"]:
+        print(f"face-perception enroll: note: several faces in {f}; enrolled the largest",
+              file=sys.stderr)
+    if report["embedded"] == 0:
+        _err("enroll", f"no face found in any image of {source}; gallery not written")
+        return 1
+    index = gallery.save(args.gallery)
+    summary = {"gallery": str(index), "model": embedder.meta.name,
+               "enrolled": report["identities"], "images": report["images"],
+               "embedded": report["embedded"], "no_face": report["no_face"],
+               "unreadable": report["unreadable"],
+               "gallery_identities": len(gallery), "gallery_samples": gallery.num_samples}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"enrolled {len(report['identities'])} identities from {report['embedded']} of "
+              f"{report['images']} images into {index} ({len(gallery)} identities, "
+              f"{gallery.num_samples} samples)")
+    return 1 if (report["no_face"] or report["unreadable"]) else 0
+
+
+# --------------------------------------------------------------------------------- recognize
+def run_recognize(args) -> int:
+    import cv2
+
+    from face_perception.detection.draw import draw_faces
+    from face_perception.imageio import read_image_bgr
+    from face_perception.recognition import Recognizer
+
+    detector, embedder = _pipeline(args)
+    gallery = _load_gallery(args.gallery, embedder)
+    recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    files = _expand(args.images)
+    if not files:
+        _err("recognize", "no image files given")
+        return 2
+    failed = 0
+    for path in files:
+        try:
+            image = read_image_bgr(path)
+            faces = detector.detect(image)
+            ids = recognizer.identify(image, faces)
+        except (ValueError, OSError) as exc:
+            failed += 1
+            _err("recognize", str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            continue
+        results = []
+        for face, cat in zip(faces, ids):
+            entry = face.to_dict()
+            entry["identity"] = cat.name if cat is not None else None
+            entry["similarity"] = round(float(cat.confidence), 4) if cat is not None else None
+            results.append(entry)
+        record = {"image": str(path), "faces": results}
+        if out_dir is not None:
+            labels = [f"{c.name} {c.confidence:.2f}" if c is not None else "unknown"
+                      for c in ids]
+            suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+            dest = out_dir / f"{path.stem}_recognized{suffix}"
+            if cv2.imwrite(str(dest), draw_faces(image, faces, labels)):
+                record["annotated"] = str(dest)
+            else:
+                failed += 1
+                _err("recognize", f"cannot write {dest}")
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            names = ", ".join(r["identity"] or "unknown" for r in results) or "no face"
+            print(f"{path}: {names}")
+            for r in results:
+                x1, y1, x2, y2 = r["box"]
+                sim = "" if r["similarity"] is None else f" (similarity {r['similarity']:.3f})"
+                print(f"  {r['identity'] or 'unknown'}{sim}  box ({x1}, {y1}, {x2}, {y2})")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------ verify
+def run_verify(args) -> int:
+    from face_perception.recognition.enrollment import embed_largest_faces
+
+    detector, embedder = _pipeline(args)
+    result = embed_largest_faces(detector, embedder, [Path(args.a), Path(args.b)])
+    for f, why in result.unreadable:
+        _err("verify", why if f in why else f"{f}: {why}")
+    for f in result.no_face:
+        _err("verify", f"no face found in {f}")
+    if len(result.files) != 2:
+        return 1
+    a, b = result.embeddings
+    similarity = float(a @ b)
+    threshold = _threshold(args, embedder)
+    # Unit vectors: |a - b| = sqrt(2 - 2 cos); the same rule expressed as a distance.
+    distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
+    record = {
+        "a": args.a, "b": args.b, "model": embedder.meta.name,
+        "similarity": round(similarity, 4), "threshold": round(threshold, 4),
+        "distance": round(distance, 4),
+        "distance_threshold": round(float(np.sqrt(max(0.0, 2.0 - 2.0 * threshold))), 4),
+        "same": similarity > threshold,
+    }
+    if args.json:
+        print(json.dumps(record))
+    else:
+        verdict = "same person" if record["same"] else "different people"
+        print(f"{verdict}: similarity {record['similarity']:.4f} (threshold "
+              f"{record['threshold']:.4f}), distance {record['distance']:.4f} (threshold "
+              f"{record['distance_threshold']:.4f})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------- embed
+def run_embed(args) -> int:
+    from face_perception.recognition.enrollment import embed_largest_faces
+
+    detector, embedder = _pipeline(args)
+    files = _expand(args.images)
+    if not files:
+        _err("embed", "no image files given")
+        return 2
+    result = embed_largest_faces(detector, embedder, files)
+    for f, why in result.unreadable:
+        _err("embed", why if f in why else f"{f}: {why}")
+    for f in result.no_face:
+        _err("embed", f"no face found in {f}")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = np.array(result.files, dtype=str) if result.files else np.zeros(0, dtype="<U1")
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, embeddings=result.embeddings.astype(np.float32), images=names,
+             model=np.array(embedder.meta.name))
+    tmp.replace(out)
+    print(f"wrote {len(result.files)} embeddings ({embedder.meta.embedding_size}-d, model "
+          f"{embedder.meta.name}) to {out}")
+    return 1 if (result.no_face or result.unreadable) else 0
+
+
+# -------------------------------------------------------------------------------------- eval
+def run_eval(args) -> int:
+    from face_perception.recognition.pair_eval import evaluate_dataset
+
+    detector, embedder = _pipeline(args)
+    out_dir = Path(args.out)
+    name = Path(args.dataset).stem or "dataset"
+    metrics = evaluate_dataset(detector, embedder, args.dataset, num_pairs=args.num_pairs,
+                               seed=args.seed, images_root=args.images_root,
+                               roc_path=out_dir / f"roc_{name}.png")
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{name} ({metrics['dataset_kind']}, model {metrics['model']}): accuracy "
+              f"{metrics['accuracy_mean']:.4f} +- {metrics['accuracy_std']:.4f}, AUC "
+              f"{metrics['auc']:.4f}, EER {metrics['eer']:.4f}, best threshold "
+              f"{metrics['threshold']:.4f} (model's {metrics['model_threshold']:.4f})")
+        for t in metrics["tar_at_far"]:
+            tar = "n/a (" + t["reason"] + ")" if t["tar"] is None else f"{t['tar']:.4f}"
+            print(f"  TAR @ FAR {t['far']:g}: {tar}")
+        print(f"  ROC curve: {metrics['roc_png']}")
+    if metrics["skipped_pairs"]:
+        print(f"face-perception eval: note: {len(metrics['skipped_pairs'])} pairs skipped "
+              "(an image without a face)", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- align
+def run_align(args) -> int:
+    from face_perception.learners.face_recognition import FaceRecognitionLearner
+
+    learner = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu",
+                                     detector=_pipeline_detector(args))
+    report = learner.align(args.data, args.dest, crop_size=args.crop_size, silent=True)
+    for f in report["no_face"]:
+        _err("align", f"no face found in {f}")
+    for f in report["unreadable"]:
+        _err("align", f"cannot read {f}")
+    for f in report["several_faces"]:
+        print(f"face-perception align: note: several faces in {f}; aligned the largest",
+              file=sys.stderr)
+    print(f"aligned {report['aligned']} of {report['images']} images into {report['dest']}")
+    return 1 if (report["no_face"] or report["unreadable"]) else 0
+
+
+def _pipeline_detector(args):
+    from face_perception.detection import Detector
+
+    return Detector(backend=args.backend, device=args.device,
+                    score_threshold=args.detector_threshold)
+
+
+# ---------------------------------------------------------------------------------- parsers
+def _common(p, model: bool = True, threshold: bool = True) -> None:
+    if model:
+        p.add_argument("--model", default="dlib_resnet",
+                       help="'dlib_resnet' (pretrained, no network; default) or a model "
+                            "folder (backbone.json + backbone.pth)")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                   help="inference backend (default: onnx)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--detector-threshold", type=float, default=0.5,
+                   help="face detector score threshold (0.5)")
+    if threshold:
+        p.add_argument("--threshold", type=float, default=None,
+                       help="cosine similarity above which faces match (default: the "
+                            "model's own, e.g. 0.906 for dlib_resnet)")
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser(
+        "enroll", help="add people to a gallery from a folder of photos",
+        description="Enroll identities into a gallery. FOLDER has one sub-folder per person "
+                    "(its name is the identity); with --name, FOLDER (a folder or image "
+                    "files) holds photos of that one person. The largest face of each photo "
+                    "is enrolled; an existing gallery is extended.")
+    p.add_argument("folder", metavar="FOLDER")
+    p.add_argument("more", nargs="*", metavar="IMAGE", help=argparse.SUPPRESS)
+    p.add_argument("--gallery", required=True, metavar="FILE",
+                   help="gallery file (FILE.json + arrays); created if missing")
+    p.add_argument("--name", help="enroll all photos as this one identity")
+    p.add_argument("--replace", action="store_true",
+                   help="replace identities that already exist instead of adding samples")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _common(p, threshold=False)
+    p.set_defaults(func=run_enroll)
+
+    p = sub.add_parser(
+        "recognize", help="name the faces in images using a gallery",
+        description="Detect every face, identify it against the gallery (cosine similarity "
+                    "above the threshold, else 'unknown'). --json prints one JSON object per "
+                    "image; --out writes annotated images.")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--gallery", required=True, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
+    _common(p)
+    p.set_defaults(func=run_recognize)
+
+    p = sub.add_parser(
+        "verify", help="are the largest faces of two images the same person?",
+        description="Compare the largest face of image A with that of image B: cosine "
+                    "similarity, the equivalent distance between the unit embeddings, the "
+                    "thresholds and the verdict.")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser(
+        "embed", help="write the largest face's embedding of each image to an .npz",
+        description="Embeddings of the largest face per image, saved as FILE.npz with arrays "
+                    "'embeddings' (N x D float32, L2-normalised), 'images' (N paths) and "
+                    "'model'; read it with numpy.load(FILE, allow_pickle=False).")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--output", "-o", required=True, metavar="FILE.npz")
+    _common(p, threshold=False)
+    p.set_defaults(func=run_embed)
+
+    p = sub.add_parser(
+        "eval", help="verification accuracy, ROC AUC, EER and TAR@FAR on a dataset",
+        description="Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an "
+                    "ImageFolder tree (random same/different pairs) or an LFW-style pairs "
+                    "list. Prints the metrics (JSON with --json) and writes the ROC curve PNG "
+                    "into --out.")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("--num-pairs", type=int, default=1000,
+                   help="pairs drawn from an ImageFolder (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed for ImageFolder pairs")
+    p.add_argument("--images-root", metavar="DIR",
+                   help="image folder of a pairs list (default: the list's folder)")
+    p.add_argument("--out", default=".", metavar="DIR", help="where the ROC PNG goes (.)")
+    p.add_argument("--json", action="store_true")
+    _common(p, threshold=False)
+    p.set_defaults(func=run_eval)
+
+    p = sub.add_parser(
+        "align", help="align every face of an ImageFolder tree into 112x112 chips",
+        description="Write the largest face of every image of DATA (one sub-folder per "
+                    "person) as an ArcFace-template chip into DEST with the same structure. "
+                    "DEST must lie outside DATA; the source is never modified.")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--crop-size", type=int, default=112, help="chip side in pixels (112)")
+    _common(p, model=False, threshold=False)
+    p.set_defaults(func=run_align)
+

@@ -176,6 +176,10 @@ class FaceRecognitionLearner:
         os.replace(tmp, folder / WEIGHTS_FILE)
         meta.weights_file = WEIGHTS_FILE
         meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
+        if meta.name == self._fresh_name():
+            # Galleries are tagged with the model name: weights of their own get a name of
+            # their own, so that a gallery made with other weights is refused.
+            meta.name = f"{meta.name}_{meta.weights_sha256[:8]}"
         onnx_src = self._onnx_path
         # As in the seed, the ONNX file travels only when inference runs on it (optimize(), or
         # a loaded optimized folder); the pretrained cache's own export does not count.
@@ -235,7 +239,9 @@ class FaceRecognitionLearner:
         """Fetch files over HTTP(S)/FTP with sha256 checks (``face_perception.download``).
 
         mode "pretrained": the published backbone for ``self.backbone`` (mobilefacenet,
-        ir_50) into ``path`` (default temp_path) as ``backbone_<name>.pth``; returns its path.
+        ir_50) into ``path`` (default temp_path) as ``backbone_<name>.pth``, converted into a
+        model folder at ``path`` (backbone.pth + backbone.json, so ``load(path)`` works) and
+        used by this learner; returns the downloaded file's path.
         mode "test_data": the seed's test images into ``path/test_data/images``; returns that
         folder. ``url`` overrides the registry URL (the base URL for test_data), ``sha256``
         pins the expected checksum of a pretrained file.
@@ -263,12 +269,17 @@ class FaceRecognitionLearner:
             digest = sha256_file(dest)
             warnings.warn(f"{dest} was downloaded without a pinned sha256 (got {digest}); "
                           "pass sha256= to verify it", stacklevel=2)
+        # Turn the published state dict into our model folder next to it, so that the seed's
+        # ``download(path); load(path)`` works; the learner uses the weights right away.
+        self.load_state_dict_file(dest, folder=root)
         return dest
 
-    def load_state_dict_file(self, path, threshold: Optional[float] = None):
+    def load_state_dict_file(self, path, threshold: Optional[float] = None, folder=None):
         """Use a plain torch state dict file (e.g. from ``download``) as this learner's
-        backbone weights. The file is read with ``weights_only=True``; keys must match the
-        backbone (face.evoLVe's IR names are mapped)."""
+        backbone weights, and write them as a model folder (``folder``, default
+        ``temp_path/model_<backbone>``). The file is read with ``weights_only=True``; keys
+        must match the backbone (face.evoLVe's IR names are mapped). ``threshold``: the
+        cosine similarity to store with the model (measure it with ``eval``)."""
         import torch
 
         path = Path(path)
@@ -289,8 +300,10 @@ class FaceRecognitionLearner:
         if missing or unexpected:
             raise ValueError(f"{path} does not fit backbone {self.backbone!r}: missing "
                              f"{list(missing)[:5]}..., unexpected {list(unexpected)[:5]}...")
-        folder = Path(self.temp_path) / f"model_{self.backbone}"
+        folder = Path(folder) if folder is not None else \
+            Path(self.temp_path) / f"model_{self.backbone}"
         self.backbone_model = model.eval()
+        self._embedder = None  # the new weights get fresh metadata
         if threshold is not None:
             self.threshold = _threshold(threshold)
         self._model_folder = None
@@ -338,10 +351,13 @@ class FaceRecognitionLearner:
 
         If the detector finds no face (e.g. a tight face crop), the whole image is taken as the
         face box and landmarks are searched in a padded crop around it."""
-        if self.mode != "backbone_only":
+        if self.mode == "full":
             raise NotImplementedError(
-                f"mode {self.mode!r} infers with a trained classifier head, which lands with "
-                "the training issue; use mode='backbone_only' (retrieval)")
+                "mode 'full' infers with a trained classifier head, which lands with the "
+                "training issue; use mode='backbone_only' (retrieval from fit_reference)")
+        if self.mode != "backbone_only":
+            raise ValueError(f"mode {self.mode!r} is a training mode; inference uses "
+                             "mode='backbone_only'")
         if self.database is None:
             raise RuntimeError("no reference database: call fit_reference(path, save_path) "
                                "first (or fit_reference(None, save_path) to load one)")
@@ -378,6 +394,8 @@ class FaceRecognitionLearner:
         from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
         crop_size = _int_at_least("crop_size", crop_size, 16)
+        if not isinstance(data, (str, os.PathLike)) or not str(data):
+            raise ValueError(f"align needs the data folder to align, got {data!r}")
         src = Path(data).resolve()
         out = Path(dest).resolve()
         if not src.is_dir():
@@ -508,17 +526,24 @@ class FaceRecognitionLearner:
         if self._embedder is not None or self.backbone == "dlib_resnet":
             meta = copy.deepcopy(self._ensure_embedder().meta)
         else:
+            w, h = self.input_size
             meta = ModelMeta.arcface_112(
-                name=f"{self.backbone}_{self.embedding_size}", architecture=self.backbone,
+                name=self._fresh_name(), architecture=self.backbone,
                 embedding_size=self.embedding_size,
                 architecture_kwargs={"embedding_size": self.embedding_size,
                                      "input_size": list(self.input_size)})
-            meta.input_size = tuple(self.input_size)
+            # The ArcFace template scaled to the chip, as training crops of that size are.
+            meta.template = meta.template * np.array([w / ARCFACE_CROP, h / ARCFACE_CROP],
+                                                     np.float32)
+            meta.input_size = (w, h)
             meta.mean = tuple(255.0 * v for v in self.rgb_mean)
             meta.std = tuple(255.0 * v for v in self.rgb_std)
         if self.threshold != 0.0:
             meta.threshold = self.threshold
         return meta
+
+    def _fresh_name(self) -> str:
+        return f"{self.backbone}_{self.embedding_size}"
 
     def _get_recognizer(self):
         if self._recognizer is None or self._recognizer.gallery is not self.database:
