@@ -1,5 +1,120 @@
-"""Placeholder: sub-commands of this family are added by their issue's work."""
+"""``face-perception detect``: run the RetinaFace Detector on image files.
+
+Prints one JSON object per image (``--json``, JSON Lines) or a short summary, and writes
+annotated copies to ``--out``. A file that cannot be read gets a one-line error and the others
+are still processed; the exit code is 1 if any file failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    """Files as given; folders expand to the image files directly inside them (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+def _out_path(out_dir: Path, src: Path, used: set) -> Path:
+    # Same name as the input plus "_faces"; a numeric suffix keeps files of equal names apart.
+    suffix = src.suffix if src.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"} else ".png"
+    candidate = out_dir / f"{src.stem}_faces{suffix}"
+    n = 1
+    while candidate in used:
+        candidate = out_dir / f"{src.stem}_faces_{n}{suffix}"
+        n += 1
+    used.add(candidate)
+    return candidate
+
+
+def run(args) -> int:
+    import cv2
+
+    from face_perception.detection.detector import Detector
+    from face_perception.detection.draw import draw_faces
+    from face_perception.imageio import read_image_bgr
+
+    detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,
+                        model_path=args.model, score_threshold=args.threshold,
+                        nms_threshold=args.nms_threshold, target_size=args.target_size,
+                        max_size=args.max_size, scales=args.scales, flip=args.flip,
+                        max_faces=args.max_faces)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    used: set = set()
+    failed = 0
+    files = _expand(args.images)
+    if not files:
+        print("face-perception detect: error: no image files given", file=sys.stderr)
+        return 2
+    for path in files:
+        try:
+            image = read_image_bgr(path)
+            faces = detector.detect(image)
+        except (ValueError, OSError) as exc:
+            failed += 1
+            # ImageError messages already name the file; others get it prefixed.
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            print(f"face-perception detect: error: {message}", file=sys.stderr)
+            continue
+        record = {"image": str(path), "width": int(image.shape[1]),
+                  "height": int(image.shape[0]), "faces": [f.to_dict() for f in faces]}
+        if out_dir is not None:
+            dest = _out_path(out_dir, path, used)
+            if not cv2.imwrite(str(dest), draw_faces(image, faces)):
+                failed += 1
+                print(f"face-perception detect: error: cannot write {dest}", file=sys.stderr)
+            else:
+                record["annotated"] = str(dest)
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(f"{path}: {len(faces)} face(s)")
+            for f in faces:
+                x1, y1, x2, y2 = (round(float(v), 1) for v in f.box)
+                print(f"  score {f.score:.3f}  box ({x1}, {y1}, {x2}, {y2})")
+    return 1 if failed else 0
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser(
+        "detect", help="detect faces (boxes, scores, 5 landmarks) in images",
+        description="Detect faces with RetinaFace. Prints a summary, or JSON Lines with --json "
+                    "(one object per image: image, width, height, faces[box, score, "
+                    "landmarks]); --out writes annotated images.")
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
+    p.add_argument("--model", metavar="PATH", help="weights (.pth) or .onnx file to use")
+    p.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
+    p.add_argument("--nms-threshold", type=float, default=0.4, help="NMS IoU threshold (0.4)")
+    p.add_argument("--target-size", type=int, default=640,
+                   help="short side is scaled down to this many pixels (640)")
+    p.add_argument("--max-size", type=int, default=1280,
+                   help="long side is never above this many pixels (1280)")
+    p.add_argument("--scales", type=float, nargs="+", metavar="S",
+                   help="test-time pyramid factors, e.g. --scales 0.5 1 2")
+    p.add_argument("--flip", action="store_true", help="also run on the mirrored image")
+    p.add_argument("--max-faces", type=int, default=0, help="keep at most N faces (0: all)")
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`
+    parser = argparse.ArgumentParser(prog="face-perception")
+    register(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))

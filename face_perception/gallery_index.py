@@ -1,0 +1,108 @@
+"""Cosine top-k search backends for the Gallery: numpy matrix products and faiss indexes.
+
+Both backends take L2-normalised float32 rows, so inner product equals cosine similarity, and
+return the same thing: (similarities, row indices) of shape (num_queries, k), best first.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional, Tuple
+
+import numpy as np
+
+# Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured on
+# this project's 2-core machine (benchmarks/gallery_search.py): single-query latency is the same
+# for numpy and faiss's exact IndexFlatIP (both read the whole matrix once), but faiss keeps no
+# (queries x rows) score matrix, runs its scan on all OpenMP threads and its top-k selection is a
+# heap instead of a full argpartition, which starts to pay off in the tens of thousands of rows.
+FAISS_AUTO_THRESHOLD = 50_000
+
+# numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
+# this many elements (64 MiB), whatever the gallery size.
+_NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
+
+FAISS_INDEX_KINDS = ("flat", "hnsw")
+
+
+def faiss_available() -> bool:
+    """True when the optional faiss package (faiss-cpu) can be imported."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+def top_k_numpy(rows: np.ndarray, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner products of each query against all rows (both float32, normalised)."""
+    n = rows.shape[0]
+    k = min(k, n)
+    nq = queries.shape[0]
+    sims_out = np.empty((nq, k), dtype=np.float32)
+    idx_out = np.empty((nq, k), dtype=np.int64)
+    chunk = max(1, _NUMPY_SCORE_BUDGET // max(n, 1))
+    for start in range(0, nq, chunk):
+        q = queries[start:start + chunk]
+        scores = q @ rows.T
+        sims, idx = top_k_of_scores(scores, k)
+        sims_out[start:start + len(q)] = sims
+        idx_out[start:start + len(q)] = idx
+    return sims_out, idx_out
+
+
+def top_k_of_scores(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Best-first top-k of each row of a (queries x candidates) score matrix."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k < n:
+        # argpartition is O(n); only the k survivors get sorted.
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # Stable sort on (-score) keeps lower row index first among equal scores, like faiss.
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    idx = np.take_along_axis(part, order, axis=1)
+    return np.take_along_axis(part_scores, order, axis=1), idx
+
+
+class FaissIndex:
+    """A faiss inner-product index over a fixed set of normalised rows.
+
+    kind "flat": exact IndexFlatIP (same results as numpy). kind "hnsw": approximate
+    IndexHNSWFlat graph (much faster queries on very large galleries, slower to build, may
+    miss the true best match with small probability; ``hnsw_m`` and ``ef_search`` trade speed
+    for recall).
+    """
+
+    def __init__(self, rows: np.ndarray, kind: str = "flat", hnsw_m: int = 32,
+                 ef_search: int = 128):
+        import faiss  # optional dependency: imported only when a faiss index is built
+
+        if kind not in FAISS_INDEX_KINDS:
+            raise ValueError(f"unknown faiss index kind {kind!r}; expected one of "
+                             f"{', '.join(FAISS_INDEX_KINDS)}")
+        dim = rows.shape[1]
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        else:
+            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = ef_search
+        index.add(np.ascontiguousarray(rows, dtype=np.float32))
+        self.kind = kind
+        self.ntotal = int(index.ntotal)
+        self._index = index
+
+    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+        k = min(k, self.ntotal)
+        sims, idx = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return sims, idx.astype(np.int64, copy=False)
+
+
+def choose_backend(backend: str, num_rows: int, threshold: Optional[int] = None) -> str:
+    """Resolve "auto" to "numpy" or "faiss" for a gallery of ``num_rows`` rows."""
+    if backend not in ("auto", "numpy", "faiss"):
+        raise ValueError(f"unknown search backend {backend!r}; expected auto, numpy or faiss")
+    if backend == "faiss" and not faiss_available():
+        raise RuntimeError("search backend 'faiss' requested but faiss is not installed "
+                           "(pip install faiss-cpu)")
+    if backend != "auto":
+        return backend
+    limit = FAISS_AUTO_THRESHOLD if threshold is None else threshold
+    return "faiss" if num_rows >= limit and faiss_available() else "numpy"

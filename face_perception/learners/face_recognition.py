@@ -1,0 +1,671 @@
+"""FaceRecognitionLearner: the seed's (OpenDR) face recognition API over the core library.
+
+Constructor parameters, names and defaults follow the seed. Inference goes through the same
+parts as the CLI and the ROS node: ``Detector`` -> 5-point alignment -> ``Embedder`` ->
+``Gallery`` (via ``Recognizer``). Where the seed was unsafe or vague this class differs, and
+docs/recognition_api.md says how: the reference database is a ``Gallery`` file (npz + JSON,
+never pickle), models load with ``torch.load(weights_only=True)`` after a sha256 check, and
+``fit`` is not implemented yet (it lands with the training issue).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from face_perception.imageio import ImageError, load_bgr, read_image_bgr
+from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
+from face_perception.recognition.heads import HEAD_NAMES
+from face_perception.recognition.losses import LOSS_NAMES
+from face_perception.types import Category, Face
+
+log = logging.getLogger("face_perception.learner")
+
+MODES = ("backbone_only", "head_only", "full", "finetune")
+OPTIMIZERS = ("sgd",)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Pretrained backbones the seed publishes. The sha256 of these files could not be read from here
+# (no access to that server), so they are None: download() then warns that the file is
+# unverified and records the sha256 it got; pass ``sha256=`` to pin one.
+PRETRAINED_URLS = {
+    "mobilefacenet": {
+        "url": "ftp://opendrdata.csd.auth.gr/perception/face_recognition/"
+               "backbone_mobilefacenet.pth",
+        "sha256": None,
+    },
+    "ir_50": {
+        "url": "ftp://opendrdata.csd.auth.gr/perception/face_recognition/backbone_ir_50.pth",
+        "sha256": None,
+    },
+}
+# The seed's test images: six identities with two photos each.
+TEST_DATA_URL = "ftp://opendrdata.csd.auth.gr/perception/face_recognition/test_data/images"
+TEST_DATA_FILES = tuple(f"{i}/{j}.jpg" for i in range(1, 7) for j in (1, 2))
+ARCFACE_CROP = 112
+
+
+class FaceRecognitionLearner:
+    """Face recognition learner with the seed's constructor (see docs/recognition_api.md).
+
+    threshold: cosine similarity above which a face matches a reference identity; 0.0 (the
+    seed's default) means "use the threshold stored with the model". backbone: one of
+    ``BACKBONE_NAMES``; ``dlib_resnet`` is the pretrained model shipped with the package (no
+    network), every other backbone needs ``load()`` or ``download()`` before inference.
+    detector: optional ``face_perception.detection.Detector`` to use instead of the default.
+    """
+
+    def __init__(self, lr=0.1, iters=120, batch_size=128, optimizer='sgd', device='cuda',
+                 threshold=0.0, backbone='ir_50', network_head='arcface', loss='focal',
+                 temp_path='./temp', mode='backbone_only', checkpoint_after_iter=0,
+                 checkpoint_load_iter=0, val_after=0, input_size=None, rgb_mean=None,
+                 rgb_std=None, embedding_size=512, weight_decay=5e-4, momentum=0.9,
+                 drop_last=True, stages=None, pin_memory=True, num_workers=4, seed=123, *,
+                 detector=None):
+        # Mutable defaults are spelled None here (the seed's values are filled in below).
+        input_size = [112, 112] if input_size is None else input_size
+        rgb_mean = [0.5, 0.5, 0.5] if rgb_mean is None else rgb_mean
+        rgb_std = [0.5, 0.5, 0.5] if rgb_std is None else rgb_std
+        stages = [35, 65, 95] if stages is None else stages
+
+        self.lr = _positive_float("lr", lr)
+        self.iters = _int_at_least("iters", iters, 1)
+        self.batch_size = _int_at_least("batch_size", batch_size, 1)
+        self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
+        self.device = _resolve_device(device)
+        self.threshold = _threshold(threshold)
+        self.backbone = _choice("backbone", backbone, BACKBONE_NAMES)
+        self.network_head = _choice("network_head", network_head, HEAD_NAMES)
+        self.loss = _choice("loss", loss, LOSS_NAMES)
+        if not isinstance(temp_path, (str, os.PathLike)) or not str(temp_path):
+            raise ValueError(f"temp_path must be a non-empty path, got {temp_path!r}")
+        self.temp_path = str(temp_path)
+        self.mode = _choice("mode", mode, MODES)
+        self.checkpoint_after_iter = _int_at_least("checkpoint_after_iter",
+                                                   checkpoint_after_iter, 0)
+        self.checkpoint_load_iter = _int_at_least("checkpoint_load_iter", checkpoint_load_iter, 0)
+        self.val_after = _int_at_least("val_after", val_after, 0)
+        self.input_size = _pair("input_size", input_size)
+        self.rgb_mean = _triple("rgb_mean", rgb_mean, low=0.0, high=1.0)
+        self.rgb_std = _triple("rgb_std", rgb_std, low=1e-6, high=None)
+        self.embedding_size = _int_at_least("embedding_size", embedding_size, 1)
+        self.weight_decay = _float_range("weight_decay", weight_decay, 0.0, None)
+        self.momentum = _float_range("momentum", momentum, 0.0, 1.0)
+        self.drop_last = _bool("drop_last", drop_last)
+        self.stages = _stages(stages)
+        self.pin_memory = _bool("pin_memory", pin_memory)
+        self.num_workers = _int_at_least("num_workers", num_workers, 0)
+        self.seed = _int_at_least("seed", seed, 0)
+        fixed = FIXED_GEOMETRY.get(self.backbone)
+        if fixed:
+            # Published weights fix the geometry: the seed does the same for its 128-d
+            # mobilefacenet. Say so rather than silently building something else.
+            if list(self.input_size) != list(fixed["input_size"]) and \
+                    list(self.input_size) != [112, 112]:
+                raise ValueError(f"backbone {self.backbone!r} takes {fixed['input_size']} "
+                                 f"chips, got input_size={self.input_size}")
+            self.input_size = list(fixed["input_size"])
+            self.embedding_size = fixed["embedding_size"]
+        if self.backbone.startswith("ir") or self.backbone.startswith("resnet"):
+            # Four stride-2 stages: anything else cannot be built.
+            if any(v % 16 or v < 32 for v in self.input_size):
+                raise ValueError(f"input_size for {self.backbone} must be multiples of 16 and "
+                                 f">= 32, got {self.input_size}")
+
+        self._detector = detector
+        self._embedder = None        # Embedder used for inference (torch or onnx backend)
+        self._model_folder = None    # folder the current weights came from (for save())
+        self._onnx_path = None       # set by optimize(): the ONNX export in temp_path
+        self.backbone_model = None   # torch module of the current weights, if any
+        self.network_head_model = None
+        self.database = None         # the reference Gallery (fit_reference)
+        self._recognizer = None
+
+    # ================================================================== training (not yet)
+    def fit(self, dataset=None, val_dataset=None, logging_path='', silent=False, verbose=True):
+        """Training is not implemented in this release."""
+        raise NotImplementedError(
+            "training lands with the training issue; until then use the pretrained "
+            "'dlib_resnet' backbone, or load()/download() a trained model folder")
+
+    # ================================================================== model files
+    def load(self, path):
+        """Load a model folder written by ``save`` (backbone.json + backbone.pth, and
+        backbone.onnx if it was optimized): the weights' sha256 is checked against
+        backbone.json and torch loads them with ``weights_only=True``. With an ONNX file in the
+        folder, inference runs with onnxruntime."""
+        from face_perception.recognition.model_meta import ModelMeta
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"model folder not found: {folder}")
+        meta = ModelMeta.load(folder)
+        if meta.architecture != self.backbone:
+            raise ValueError(f"{folder} holds a {meta.architecture!r} model but this learner's "
+                             f"backbone is {self.backbone!r}")
+        backend = "onnx" if meta.onnx_file and (folder / meta.onnx_file).is_file() else "torch"
+        self._use_model_folder(folder, backend)
+        self._onnx_path = None
+        return self
+
+    def save(self, path):
+        """Write the model folder: backbone.pth + backbone.json (ModelMeta), and backbone.onnx
+        when ``optimize`` ran. Existing files of the same names are overwritten."""
+        import torch
+
+        from face_perception.download import sha256_file
+        from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE
+
+        model = self._torch_model()
+        meta = self._current_meta()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (WEIGHTS_FILE + ".tmp")
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, folder / WEIGHTS_FILE)
+        meta.weights_file = WEIGHTS_FILE
+        meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
+        onnx_src = self._onnx_path
+        if onnx_src is None and self._model_folder is not None and meta.onnx_file:
+            candidate = Path(self._model_folder) / meta.onnx_file
+            onnx_src = candidate if candidate.is_file() else None
+        if onnx_src is not None:
+            if Path(onnx_src).resolve() != (folder / ONNX_FILE).resolve():
+                shutil.copyfile(onnx_src, folder / ONNX_FILE)
+            meta.onnx_file = ONNX_FILE
+            meta.onnx_sha256 = sha256_file(folder / ONNX_FILE)
+        else:
+            meta.onnx_file, meta.onnx_sha256 = None, None
+        meta.save(folder)
+        return folder
+
+    def optimize(self, do_constant_folding=False):
+        """Export the backbone to ONNX in ``temp_path``, check it against torch on random
+        chips (max abs difference of the embeddings below 1e-3), and run inference with
+        onnxruntime from then on. Returns the ONNX file's path."""
+        import onnxruntime as ort
+        import torch
+
+        model = self._torch_model().eval()
+        meta = self._current_meta()
+        out_dir = Path(self.temp_path) / f"optimized_{self.backbone}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        onnx_path = out_dir / "backbone.onnx"
+        w, h = meta.input_size
+        example = torch.randn(2, 3, h, w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's deprecation notes on the legacy exporter
+            torch.onnx.export(model, (example,), str(onnx_path), dynamo=False,
+                              input_names=["input"], output_names=["embedding"],
+                              dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                              opset_version=17, do_constant_folding=bool(do_constant_folding))
+        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        check = torch.randn(3, 3, h, w)
+        with torch.no_grad():
+            ref = model(check).numpy()
+        got = sess.run(None, {"input": check.numpy()})[0]
+        diff = float(np.abs(ref - got).max())
+        if not diff < 1e-3:
+            raise RuntimeError(f"ONNX export of {self.backbone} disagrees with torch: max abs "
+                               f"difference {diff:.3g}")
+        self.onnx_parity = diff
+        # Inference from a model folder next to the export, so that the Embedder reads the
+        # same metadata either way.
+        self._onnx_path = onnx_path
+        self.save(out_dir)
+        self._use_model_folder(out_dir, "onnx", keep_torch=True)
+        return onnx_path
+
+    def download(self, path=None, mode="pretrained", url=None, sha256=None, timeout=60.0):
+        """Fetch files over HTTP(S)/FTP with sha256 checks (``face_perception.download``).
+
+        mode "pretrained": the published backbone for ``self.backbone`` (mobilefacenet,
+        ir_50) into ``path`` (default temp_path) as ``backbone_<name>.pth``; returns its path.
+        mode "test_data": the seed's test images into ``path/test_data/images``; returns that
+        folder. ``url`` overrides the registry URL (the base URL for test_data), ``sha256``
+        pins the expected checksum of a pretrained file.
+        """
+        from face_perception.download import download_file, sha256_file
+
+        if mode not in ("pretrained", "test_data"):
+            raise ValueError(f"download mode must be 'pretrained' or 'test_data', got {mode!r}")
+        root = Path(path if path is not None else self.temp_path)
+        if mode == "test_data":
+            base = (url or TEST_DATA_URL).rstrip("/")
+            dest = root / "test_data" / "images"
+            for rel in TEST_DATA_FILES:
+                download_file(f"{base}/{rel}", dest / rel, None, timeout=timeout)
+            return dest
+        entry = PRETRAINED_URLS.get(self.backbone)
+        if entry is None and url is None:
+            raise ValueError(f"no published weights for backbone {self.backbone!r}; "
+                             f"available: {', '.join(PRETRAINED_URLS)} (or pass url=)")
+        source = url or entry["url"]
+        expected = sha256 or (entry or {}).get("sha256")
+        dest = root / f"backbone_{self.backbone}.pth"
+        download_file(source, dest, expected, timeout=timeout)
+        if expected is None:
+            digest = sha256_file(dest)
+            warnings.warn(f"{dest} was downloaded without a pinned sha256 (got {digest}); "
+                          "pass sha256= to verify it", stacklevel=2)
+        return dest
+
+    def load_state_dict_file(self, path, threshold: Optional[float] = None):
+        """Use a plain torch state dict file (e.g. from ``download``) as this learner's
+        backbone weights. The file is read with ``weights_only=True``; keys must match the
+        backbone (face.evoLVe's IR names are mapped)."""
+        import torch
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file here
+            raise ValueError(f"{path} is not a torch state dict loadable with "
+                             f"weights_only=True: {exc}") from None
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+        model = self._new_backbone()
+        state = _map_evolve_keys(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{path} does not fit backbone {self.backbone!r}: missing "
+                             f"{list(missing)[:5]}..., unexpected {list(unexpected)[:5]}...")
+        folder = Path(self.temp_path) / f"model_{self.backbone}"
+        self.backbone_model = model.eval()
+        if threshold is not None:
+            self.threshold = _threshold(threshold)
+        self._model_folder = None
+        self._onnx_path = None
+        self.save(folder)
+        self._use_model_folder(folder, "torch")
+        return self
+
+    # ================================================================== inference
+    def fit_reference(self, path=None, save_path=None):
+        """Build the reference database from an ImageFolder tree (one identity per
+        sub-folder), or load it.
+
+        Every image's largest face (Detector + alignment + Embedder) is kept as a sample of its
+        identity; images without a face are reported. With ``save_path`` the Gallery is saved
+        there (``<save_path>.json`` + arrays, see docs/gallery.md). With ``path=None`` the
+        gallery at ``save_path`` is loaded. Returns a report dict.
+        """
+        from face_perception.gallery import Gallery
+
+        embedder = self._ensure_embedder()
+        model_id, size = embedder.meta.name, embedder.meta.embedding_size
+        if path is None:
+            if save_path is None:
+                raise ValueError("fit_reference needs path (images) or save_path (a saved "
+                                 "reference database)")
+            self.database = Gallery.load(save_path, model_id=model_id, embedding_size=size)
+            self._recognizer = None
+            return {"identities": len(self.database), "loaded": str(Gallery.index_path(
+                save_path)), "images": 0, "embedded": 0, "no_face": []}
+        tree = _image_folder(path)
+        gallery = Gallery(model_id, size)
+        report = {"identities": 0, "images": 0, "embedded": 0, "no_face": [],
+                  "several_faces": []}
+        for identity, files in tree.items():
+            chips, sources = [], []
+            for file in files:
+                report["images"] += 1
+                image, faces = self._read_and_detect(file, report)
+                if image is None:
+                    continue
+                if not faces:
+                    report["no_face"].append(str(file))
+                    continue
+                if len(faces) > 1:
+                    report["several_faces"].append(str(file))
+                face = _largest(faces)
+                chips.append(embedder.align(image, face.landmarks))
+                sources.append(str(Path(identity) / file.name))
+            if chips:
+                emb = embedder.embed_chips(np.stack(chips))
+                gallery.add(identity, emb, sources=sources)
+                report["embedded"] += len(chips)
+        report["identities"] = len(gallery)
+        for f in report["no_face"]:
+            log.warning("fit_reference: no face found in %s", f)
+        if len(gallery) == 0:
+            raise ValueError(f"no face found in any image under {path}")
+        if save_path is not None:
+            report["gallery"] = str(gallery.save(save_path))
+        self.database = gallery
+        self._recognizer = None
+        return report
+
+    def infer(self, img) -> Optional[Category]:
+        """Identity of the largest face in ``img`` (path, BGR ndarray, or an object with
+        ``opencv()``), or None when nobody in the reference database is similar enough.
+
+        If the detector finds no face (e.g. a tight face crop), the whole image is taken as the
+        face box and landmarks are searched in a padded crop around it."""
+        if self.mode != "backbone_only":
+            raise NotImplementedError(
+                f"mode {self.mode!r} infers with a trained classifier head, which lands with "
+                "the training issue; use mode='backbone_only' (retrieval)")
+        if self.database is None:
+            raise RuntimeError("no reference database: call fit_reference(path, save_path) "
+                               "first (or fit_reference(None, save_path) to load one)")
+        image = _image_input(img)
+        faces = self.detector.detect(image)
+        if faces:
+            face = _largest(faces)
+        else:
+            h, w = image.shape[:2]
+            face = Face(box=[0, 0, w, h], score=0.0, landmarks=None)
+        return self._get_recognizer().identify(image, [face])[0]
+
+    def embed(self, img) -> Optional[np.ndarray]:
+        """(D,) embedding of the largest face in ``img``, or None when no face is found."""
+        image = _image_input(img)
+        faces = self.detector.detect(image)
+        if not faces:
+            return None
+        embedder = self._ensure_embedder()
+        face = _largest(faces)
+        return embedder.embed_chips(embedder.align(image, face.landmarks)[None])[0]
+
+    # ================================================================== data preparation
+    def align(self, data='', dest='/aligned', crop_size=112, silent=False):
+        """Align every image of an ImageFolder tree into ``dest`` with the same structure.
+
+        Each image's largest face is warped onto the ArcFace template scaled to
+        ``crop_size`` (the InsightFace dataset geometry). ``dest`` may not be ``data``, inside
+        it, or contain it (the source is never overwritten). Returns a report dict with the
+        images that had no face (skipped) or several faces (largest kept).
+        """
+        import cv2
+
+        from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
+
+        crop_size = _int_at_least("crop_size", crop_size, 16)
+        src = Path(data).resolve()
+        out = Path(dest).resolve()
+        if not src.is_dir():
+            raise FileNotFoundError(f"data folder not found: {data!r}")
+        if out == src or src in out.parents or out in src.parents:
+            raise ValueError(f"dest {str(out)!r} must be outside data {str(src)!r} (and not "
+                             "contain it): align never writes into its source")
+        tree = _image_folder(src)
+        template = ARCFACE_TEMPLATE_112 * (crop_size / ARCFACE_CROP)
+        report = {"aligned": 0, "images": 0, "no_face": [], "several_faces": [],
+                  "unreadable": [], "dest": str(out)}
+        for identity, files in tree.items():
+            for file in files:
+                report["images"] += 1
+                image, faces = self._read_and_detect(file, report)
+                if image is None:
+                    continue
+                if not faces:
+                    report["no_face"].append(str(file))
+                    continue
+                if len(faces) > 1:
+                    report["several_faces"].append(str(file))
+                chip = align_to_template(image, _largest(faces).landmarks, template,
+                                         (crop_size, crop_size))
+                target = out / identity / file.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not cv2.imwrite(str(target), chip):
+                    raise OSError(f"could not write {target}")
+                report["aligned"] += 1
+        if not silent:
+            print(f"aligned {report['aligned']} of {report['images']} images into {out}; "
+                  f"no face: {len(report['no_face'])}, several faces: "
+                  f"{len(report['several_faces'])}, unreadable: {len(report['unreadable'])}")
+            for f in report["no_face"]:
+                print(f"  no face: {f}")
+            for f in report["several_faces"]:
+                print(f"  several faces (largest kept): {f}")
+        return report
+
+    # ================================================================== evaluation
+    def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True):
+        """Verification metrics (face_perception.evaluation) on ``dataset``:
+        a verification ``.bin`` file (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree
+        (``num_pairs`` seeded random positive and negative pairs), or a pairs list file
+        (``pairs.txt`` style; image paths relative to the list's folder). Writes the ROC curve
+        to ``temp_path/roc_<name>.png`` and returns the metrics dict."""
+        from face_perception.learners import _recognition_eval as ev
+
+        return ev.evaluate(self, dataset, num_pairs=num_pairs, silent=silent, verbose=verbose)
+
+    # ================================================================== internals
+    @property
+    def detector(self):
+        if self._detector is None:
+            from face_perception.detection import Detector
+            self._detector = Detector(device=self.device)
+        return self._detector
+
+    @property
+    def embedder(self):
+        return self._ensure_embedder()
+
+    def _ensure_embedder(self):
+        if self._embedder is None:
+            if self.backbone != "dlib_resnet":
+                raise RuntimeError(
+                    f"backbone {self.backbone!r} has no trained weights yet: load() a model "
+                    "folder, or download() published weights and load_state_dict_file() them "
+                    "(the pretrained 'dlib_resnet' backbone needs neither)")
+            from face_perception.recognition import Embedder
+            self._embedder = Embedder("dlib_resnet", backend="torch", device=self.device)
+            self._model_folder = getattr(self._embedder, "model_folder", None)
+        return self._embedder
+
+    def _use_model_folder(self, folder: Path, backend: str, keep_torch: bool = False) -> None:
+        from face_perception.recognition import Embedder
+
+        embedder = Embedder(str(folder), backend=backend, device=self.device)
+        self._embedder = embedder
+        self._model_folder = folder
+        if not keep_torch:
+            self.backbone_model = getattr(embedder, "model", None)
+        self._recognizer = None
+
+    def _torch_model(self):
+        """The current backbone as a torch module (loading the torch weights if inference
+        currently runs on onnxruntime)."""
+        if self.backbone_model is None:
+            embedder = self._ensure_embedder()
+            model = getattr(embedder, "model", None)
+            if model is None or not hasattr(model, "state_dict"):
+                folder = self._model_folder
+                if folder is None:
+                    raise RuntimeError("no torch weights available for this model")
+                from face_perception.recognition import Embedder
+                model = Embedder(str(folder), backend="torch", device="cpu").model
+            self.backbone_model = model
+        return self.backbone_model
+
+    def _new_backbone(self):
+        from face_perception.recognition.backbones import get_model
+
+        if self.backbone in FIXED_GEOMETRY:
+            return get_model(self.backbone)
+        return get_model(self.backbone, embedding_size=self.embedding_size,
+                         input_size=tuple(self.input_size))
+
+    def _current_meta(self):
+        """ModelMeta describing the current weights (from the loaded model when there is one,
+        else from the constructor's geometry and normalisation)."""
+        import copy
+
+        from face_perception.recognition.model_meta import ModelMeta
+
+        if self._embedder is not None or self.backbone == "dlib_resnet":
+            meta = copy.deepcopy(self._ensure_embedder().meta)
+        else:
+            meta = ModelMeta.arcface_112(
+                name=f"{self.backbone}_{self.embedding_size}", architecture=self.backbone,
+                embedding_size=self.embedding_size,
+                architecture_kwargs={"embedding_size": self.embedding_size,
+                                     "input_size": list(self.input_size)})
+            meta.input_size = tuple(self.input_size)
+            meta.mean = tuple(255.0 * v for v in self.rgb_mean)
+            meta.std = tuple(255.0 * v for v in self.rgb_std)
+        if self.threshold != 0.0:
+            meta.threshold = self.threshold
+        return meta
+
+    def _get_recognizer(self):
+        if self._recognizer is None or self._recognizer.gallery is not self.database:
+            from face_perception.recognition.recognizer import Recognizer
+
+            threshold = None if self.threshold == 0.0 else self.threshold
+            self._recognizer = Recognizer(self._ensure_embedder(), self.database,
+                                          threshold=threshold, detector=self.detector)
+        return self._recognizer
+
+    def _read_and_detect(self, file: Path, report: dict):
+        try:
+            image = read_image_bgr(file)
+        except (ImageError, FileNotFoundError) as exc:
+            report.setdefault("unreadable", []).append(str(file))
+            log.warning("skipping %s: %s", file, exc)
+            return None, []
+        return image, self.detector.detect(image)
+
+
+# ====================================================================== helpers
+def _image_folder(path) -> dict[str, list[Path]]:
+    """identity -> sorted image files of an ImageFolder tree (one sub-folder per identity)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {path!s}")
+    tree = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(f for f in sub.iterdir()
+                       if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            tree[sub.name] = files
+    if not tree:
+        raise ValueError(f"{path!s} has no identity sub-folders with images "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    return tree
+
+
+def _largest(faces: Sequence[Face]) -> Face:
+    return max(faces, key=lambda f: f.area)
+
+
+def _image_input(img) -> np.ndarray:
+    if hasattr(img, "opencv") and callable(img.opencv):  # the seed's engine.data.Image
+        img = img.opencv()
+    return load_bgr(img)
+
+
+def _map_evolve_keys(state: dict) -> dict:
+    """face.evoLVe / OpenDR IR module names -> ours (same layer order, other names)."""
+    renames = (("input_layer.", "stem."), ("output_layer.", "head."),
+               (".shortcut_layer.", ".shortcut."), (".res_layer.", ".residual."))
+    out = {}
+    for key, value in state.items():
+        for old, new in renames:
+            if key.startswith(old) or (old.startswith(".") and old in key):
+                key = key.replace(old, new, 1)
+        out[key] = value
+    return out
+
+
+def _resolve_device(device) -> str:
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
+    if device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            warnings.warn(f"device {device!r} requested but CUDA is not available; using the "
+                          "CPU", RuntimeWarning, stacklevel=3)
+            return "cpu"
+    return device
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _positive_float(name, value) -> float:
+    if not _is_number(value) or float(value) <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _float_range(name, value, low, high) -> float:
+    if not _is_number(value) or float(value) < low or (high is not None and float(value) >= high):
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def _threshold(value) -> float:
+    if not _is_number(value) or not -1.0 <= float(value) <= 1.0:
+        raise ValueError(f"threshold is a cosine similarity in [-1, 1] (0.0 = the model's "
+                         f"own), got {value!r}")
+    return float(value)
+
+
+def _int_at_least(name, value, low) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _bool(name, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _pair(name, value) -> list:
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be [width, height], got {value!r}") from None
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                              or v <= 0 for v in items):
+        raise ValueError(f"{name} must be two positive integers, got {value!r}")
+    return [int(v) for v in items]
+
+
+def _triple(name, value, low, high) -> list:
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be 3 numbers (R, G, B), got {value!r}") from None
+    if len(items) != 3 or not all(_is_number(v) for v in items) or \
+            any(float(v) < low or (high is not None and float(v) > high) for v in items):
+        rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be 3 numbers {rng} (0..1 pixel units), got {value!r}")
+    return [float(v) for v in items]
+
+
+def _stages(value) -> list:
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"stages must be a list of iteration numbers, got {value!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0
+           for v in items) or items != sorted(items):
+        raise ValueError(f"stages must be increasing non-negative integers, got {value!r}")
+    return [int(v) for v in items]
+

@@ -1,0 +1,250 @@
+"""Embedder: aligned face chips -> L2-normalised embeddings, with ONNX Runtime or PyTorch.
+
+Everything model-specific (chip size, landmark template, colour order, mean/std) comes from
+the model folder's :class:`ModelMeta`, so one class serves dlib's ResNet (150x150, RGB,
+(x - avg) / 256) and ArcFace-style IR/ResNet/MobileFaceNet models (112x112, RGB,
+(x - 127.5) / 127.5) alike. Chips and images enter as BGR uint8 (OpenCV / ROS bgr8).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from face_perception.alignment import align_to_template
+from face_perception.download import cache_dir, sha256_file
+from face_perception.recognition.model_meta import ModelMeta
+from face_perception.recognition.pretrained import export_onnx, resolve_model
+from face_perception.types import Face
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("onnx", "torch")
+
+
+class ModelIntegrityError(RuntimeError):
+    """Model weights whose checksum does not match their metadata."""
+
+
+def build_backbone(meta: ModelMeta):
+    """An untrained torch module of ``meta.architecture`` with the meta's geometry."""
+    if meta.architecture == "dlib_resnet":
+        from face_perception.recognition.backbones.dlib_resnet import DlibResNet
+
+        return DlibResNet(embedding_size=meta.embedding_size, input_size=meta.input_size[0])
+    try:
+        from face_perception.recognition.backbones import get_model
+    except ImportError as exc:
+        raise ValueError(f"architecture {meta.architecture!r} needs the backbone registry "
+                         f"(face_perception.recognition.backbones): {exc}") from None
+    kwargs = {"embedding_size": meta.embedding_size, "input_size": tuple(meta.input_size)}
+    kwargs.update(meta.architecture_kwargs)
+    return get_model(meta.architecture, **kwargs)
+
+
+def _verify(path: Path, expected: Optional[str], what: str) -> None:
+    if expected and sha256_file(path) != expected.lower():
+        raise ModelIntegrityError(f"{what} {path} does not match the sha256 in its "
+                                  f"backbone.json ({expected}); the file is altered or "
+                                  "belongs to another model")
+
+
+class Embedder:
+    """Face embeddings from a model folder or a pretrained name.
+
+    ``model``: ``'dlib_resnet'`` (converted from dlib's .dat on first use) or a path to a model
+    folder (see ``model_meta``). ``backend``: ``'onnx'`` (ONNX Runtime; exported and cached on
+    first use if the folder has no ONNX file) or ``'torch'``. ``device``: ``'cpu'`` or
+    ``'cuda'`` (falls back to CPU with a warning when CUDA is unavailable). ``batch_size``:
+    chips per forward pass; larger inputs are chunked. ``threads``: intra-op threads (None:
+    library default).
+    """
+
+    def __init__(self, model: Union[str, os.PathLike] = "dlib_resnet", backend: str = "onnx",
+                 device: str = "cpu", batch_size: int = 32, threads: Optional[int] = None):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.folder = resolve_model(model)
+        self.meta = ModelMeta.load(self.folder)
+        self.backend = backend
+        self.batch_size = int(batch_size)
+        self.threads = threads
+        w, h = self.meta.input_size
+        self._mean = np.asarray(self.meta.mean, np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(self.meta.std, np.float32)).reshape(1, 3, 1, 1)
+        self._shape = (h, w, 3)
+        if backend == "onnx":
+            self.device = self._init_onnx(device)
+        else:
+            self.device = self._init_torch(device)
+
+    # -- backends -----------------------------------------------------------------------------
+    def _load_torch_model(self):
+        import torch
+
+        weights = self.folder / self.meta.weights_file
+        if not weights.is_file():
+            raise FileNotFoundError(f"model weights not found: {weights}")
+        _verify(weights, self.meta.weights_sha256, "weights")
+        model = build_backbone(self.meta)
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(
+                state["state_dict"], dict):
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{weights} does not fit architecture "
+                             f"{self.meta.architecture!r}: {exc}") from None
+        return model.eval()
+
+    def _init_torch(self, device: str) -> str:
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn("CUDA requested but not available to torch; using the CPU",
+                          RuntimeWarning, stacklevel=3)
+            device = "cpu"
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self._torch = torch
+        self._model = self._load_torch_model().to(device)
+        return device
+
+    def _onnx_path(self) -> Path:
+        if self.meta.onnx_file:
+            path = self.folder / self.meta.onnx_file
+            if path.is_file():
+                _verify(path, self.meta.onnx_sha256, "ONNX model")
+                return path
+        # No export in the folder: export once into the cache, keyed by the weights' checksum.
+        weights = self.folder / self.meta.weights_file
+        key = self.meta.weights_sha256 or sha256_file(weights)
+        path = cache_dir("recognition") / "onnx" / f"{self.meta.name}-{key[:16]}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            export_onnx(self._load_torch_model(), tmp, self.meta.input_size)
+            os.replace(tmp, path)
+        return path
+
+    def _init_onnx(self, device: str) -> str:
+        import onnxruntime as ort
+
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+            else:
+                warnings.warn("CUDA requested but onnxruntime has no CUDAExecutionProvider; "
+                              "using the CPU", RuntimeWarning, stacklevel=3)
+                device = "cpu"
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+        path = self._onnx_path()
+        self._session = ort.InferenceSession(str(path), opts, providers=providers)
+        inp = self._session.get_inputs()[0]
+        self._input_name = inp.name
+        shape = inp.shape
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise ValueError(f"{path}: expected an N x 3 x H x W input, got {shape}")
+        if "CUDAExecutionProvider" not in self._session.get_providers():
+            device = "cpu"
+        return device
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def embedding_size(self) -> int:
+        return self.meta.embedding_size
+
+    def align(self, image_bgr: np.ndarray, landmarks) -> np.ndarray:
+        """The model's chip (HxWx3 BGR uint8) for a face with 5 ``landmarks`` in ``image_bgr``."""
+        return align_to_template(image_bgr, landmarks, self.meta.template, self.meta.input_size)
+
+    def _stack(self, chips_bgr) -> np.ndarray:
+        if isinstance(chips_bgr, np.ndarray):
+            arr = chips_bgr[None] if chips_bgr.ndim == 3 else chips_bgr
+        elif isinstance(chips_bgr, Sequence):
+            if len(chips_bgr) == 0:
+                return np.zeros((0,) + self._shape, np.uint8)
+            for i, c in enumerate(chips_bgr):
+                if not isinstance(c, np.ndarray) or c.shape != self._shape:
+                    raise ValueError(f"chip {i} has shape {getattr(c, 'shape', type(c))}, "
+                                     f"model {self.meta.name!r} needs {self._shape}")
+            arr = np.stack(chips_bgr)
+        else:
+            raise ValueError(f"chips must be an ndarray or a list of ndarrays, got "
+                             f"{type(chips_bgr).__name__}")
+        if arr.ndim != 4 or arr.shape[1:] != self._shape:
+            raise ValueError(f"chips have shape {arr.shape}, model {self.meta.name!r} needs "
+                             f"N x {self._shape[0]} x {self._shape[1]} x 3 (BGR)")
+        if arr.dtype != np.uint8:
+            raise ValueError(f"chips must be uint8 BGR, got {arr.dtype}")
+        return arr
+
+    def preprocess(self, chips_bgr: np.ndarray) -> np.ndarray:
+        """N x H x W x 3 BGR uint8 -> N x 3 x H x W float32 network input (colour order and
+        normalisation from the metadata)."""
+        x = chips_bgr[..., ::-1] if self.meta.color_order == "rgb" else chips_bgr
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+        x -= self._mean
+        x *= self._inv_std
+        return x
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if self.backend == "onnx":
+            return self._session.run(None, {self._input_name: x})[0]
+        torch = self._torch
+        with torch.inference_mode():
+            return self._model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def embed_raw(self, chips_bgr) -> np.ndarray:
+        """The network's raw (un-normalised) output for the chips, (N, D) float32."""
+        arr = self._stack(chips_bgr)
+        out = np.zeros((len(arr), self.meta.embedding_size), np.float32)
+        for start in range(0, len(arr), self.batch_size):
+            chunk = self.preprocess(arr[start:start + self.batch_size])
+            y = np.asarray(self._forward(chunk), dtype=np.float32).reshape(len(chunk), -1)
+            if y.shape[1] != self.meta.embedding_size:
+                raise ValueError(f"model {self.meta.name!r} produced {y.shape[1]}-d output, "
+                                 f"its metadata says {self.meta.embedding_size}")
+            out[start:start + len(chunk)] = y
+        return out
+
+    def embed_chips(self, chips_bgr) -> np.ndarray:
+        """L2-normalised embeddings (N, D) float32 of aligned chips (N x H x W x 3 BGR uint8
+        array or list of H x W x 3 chips)."""
+        out = self.embed_raw(chips_bgr)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+    def embed_faces(self, image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        """Align every face (its landmarks are needed) and embed them in batched passes."""
+        chips = []
+        for i, face in enumerate(faces):
+            if face.landmarks is None:
+                raise ValueError(f"face {i} (box {face.box.tolist()}) has no landmarks; run a "
+                                 "landmark-producing detector or use Recognizer, which finds "
+                                 "them inside the box")
+            chips.append(self.align(image_bgr, face.landmarks))
+        if not chips:
+            return np.zeros((0, self.meta.embedding_size), np.float32)
+        return self.embed_chips(np.stack(chips))
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Cosine similarity matrix of two sets of L2-normalised embeddings."""
+        return np.asarray(a, np.float32) @ np.asarray(b, np.float32).T
+
+    def __repr__(self) -> str:
+        return (f"Embedder(model={self.meta.name!r}, backend={self.backend!r}, "
+                f"device={self.device!r}, embedding_size={self.meta.embedding_size})")

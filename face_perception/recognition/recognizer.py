@@ -1,0 +1,197 @@
+"""Recognizer: faces in a frame -> identities from a gallery, in one batched embedder call.
+
+The same object serves the CLI, the learner and the ROS recognizer node. Faces that arrive with
+5 landmarks (from our Detector) are aligned directly. Faces that arrive as bare boxes (from any
+other detector) get landmarks by running our Detector on an enlarged, padded crop around each
+box; where it finds no face there, a box-derived approximate landmark set is used instead, and
+the result says so in ``Category.extra["landmarks"]``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from face_perception.imageio import to_bgr_uint8
+from face_perception.types import Category, Face
+
+# Where RetinaFace puts the 5 landmarks inside its own box, as fractions of box width/height
+# (mean over the detector's boxes on the frontal test photos; used only when no detector can
+# find the face inside a foreign box). Order: left eye, right eye, nose, left/right mouth.
+BOX_RELATIVE_LANDMARKS = np.array([
+    [0.32, 0.40],
+    [0.68, 0.40],
+    [0.50, 0.58],
+    [0.35, 0.76],
+    [0.65, 0.76],
+], dtype=np.float32)
+
+# Side of the square crop (in pixels, after resizing) that the detector sees per foreign box, and
+# how much context around the box it includes: RetinaFace needs some margin to find a face that
+# fills the box, and a fixed size lets all crops of a frame go through one batched detector call.
+CROP_SIZE = 320
+CROP_SCALE = 2.0
+
+
+def model_id_of(meta) -> str:
+    """The identifier galleries are tagged with (ModelMeta.model_id, else its name)."""
+    for attr in ("model_id", "name"):
+        value = getattr(meta, attr, None)
+        if value:
+            return str(value)
+    raise ValueError(f"embedder metadata {meta!r} has neither model_id nor name")
+
+
+def landmarks_from_box(box) -> np.ndarray:
+    """Approximate 5 landmarks for a face box (x1, y1, x2, y2) from average proportions."""
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float32).reshape(4)
+    return BOX_RELATIVE_LANDMARKS * np.array([x2 - x1, y2 - y1], np.float32) + \
+        np.array([x1, y1], np.float32)
+
+
+class Recognizer:
+    """Identify faces against a gallery.
+
+    embedder: a ``face_perception.recognition.Embedder`` (its ``meta`` gives the model id,
+    embedding size and default threshold). gallery: a ``face_perception.gallery.Gallery`` made
+    with the same model (checked here: a mismatch raises ValueError naming both). threshold:
+    cosine similarity above which a face is an identity; None takes ``embedder.meta.threshold``.
+    detector: a ``face_perception.detection.Detector`` used to find landmarks for faces without
+    them; None creates the default Detector the first time one is needed.
+    """
+
+    def __init__(self, embedder, gallery, threshold: Optional[float] = None,
+                 detector=None) -> None:
+        self.embedder = embedder
+        self.meta = embedder.meta
+        self.model_id = model_id_of(self.meta)
+        self.embedding_size = int(self.meta.embedding_size)
+        self.gallery = None
+        self.set_gallery(gallery)
+        if threshold is None:
+            threshold = getattr(self.meta, "threshold", None)
+            if threshold is None:
+                raise ValueError(f"model {self.model_id!r} has no threshold in its metadata; "
+                                 "pass threshold=")
+        threshold = float(threshold)
+        if not -1.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        self.threshold = threshold
+        self._detector = detector
+
+    # ------------------------------------------------------------------ set-up
+    def set_gallery(self, gallery) -> None:
+        """Swap the gallery (e.g. after enrolling); refuses one made with another model."""
+        if gallery is not None:
+            g_id, g_size = gallery.model_id, int(gallery.embedding_size)
+            if g_id != self.model_id or g_size != self.embedding_size:
+                raise ValueError(
+                    f"gallery was made with model {g_id!r} (embedding size {g_size}) but the "
+                    f"embedder is {self.model_id!r} (embedding size {self.embedding_size}); "
+                    "re-enroll the identities with this model")
+        self.gallery = gallery
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from face_perception.detection import Detector
+            self._detector = Detector()
+        return self._detector
+
+    # ------------------------------------------------------------------ landmarks
+    def complete_landmarks(self, image_bgr: np.ndarray, faces: Sequence[Face]) -> list[tuple]:
+        """(landmarks (5, 2), source) for every face; source is "given", "detector" or "box"."""
+        out: list = [None] * len(faces)
+        missing = []
+        for i, face in enumerate(faces):
+            if face.landmarks is not None:
+                out[i] = (np.asarray(face.landmarks, np.float32), "given")
+            else:
+                missing.append(i)
+        if missing:
+            found = self._landmarks_by_detection(image_bgr, [faces[i].box for i in missing])
+            for i, lms in zip(missing, found):
+                out[i] = (lms, "detector") if lms is not None else \
+                    (landmarks_from_box(faces[i].box), "box")
+        return out
+
+    def _landmarks_by_detection(self, image_bgr: np.ndarray, boxes) -> list:
+        crops, transforms = [], []
+        for box in boxes:
+            crop, scale, origin = _square_crop(image_bgr, box, CROP_SCALE, CROP_SIZE)
+            crops.append(crop)
+            transforms.append((scale, origin, box))
+        results = self.detector.detect_batch(crops)
+        found = []
+        for dets, (scale, origin, box) in zip(results, transforms):
+            best = None
+            x1, y1, x2, y2 = (float(v) for v in box)
+            for det in dets:  # sorted by score: take the best face centred inside the box
+                if det.landmarks is None:
+                    continue
+                lms = det.landmarks / scale + origin
+                cx, cy = ((det.box[0] + det.box[2]) / 2) / scale + origin[0], \
+                    ((det.box[1] + det.box[3]) / 2) / scale + origin[1]
+                if x1 <= cx <= x2 and y1 <= cy <= y2:
+                    best = lms.astype(np.float32)
+                    break
+            found.append(best)
+        return found
+
+    # ------------------------------------------------------------------ embeddings
+    def embed(self, image_bgr, faces: Sequence[Face]) -> np.ndarray:
+        """(N, D) L2-normalised embeddings of ``faces`` in ``image_bgr``, one embedder call."""
+        return self._embed(image_bgr, faces)[0]
+
+    def _embed(self, image_bgr, faces: Sequence[Face]):
+        image = to_bgr_uint8(image_bgr)
+        faces = list(faces)
+        if not faces:
+            return np.zeros((0, self.embedding_size), np.float32), []
+        for face in faces:
+            if not isinstance(face, Face):
+                raise TypeError(f"faces must be face_perception.types.Face, got {type(face)}")
+        marks = self.complete_landmarks(image, faces)
+        chips = np.stack([self.embedder.align(image, lms) for lms, _ in marks])
+        emb = np.asarray(self.embedder.embed_chips(chips), dtype=np.float32)
+        return emb, [src for _, src in marks]
+
+    def identify(self, image_bgr, faces: Sequence[Face]) -> list[Optional[Category]]:
+        """One entry per face: Category(name, confidence=cosine similarity) or None (unknown).
+
+        An empty or missing gallery knows nobody: every face is None.
+        ``Category.extra`` holds ``similarity`` and ``landmarks`` ("given", "detector", "box").
+        """
+        emb, sources = self._embed(image_bgr, faces)
+        if len(emb) == 0:
+            return []
+        if self.gallery is None or len(self.gallery) == 0:
+            return [None] * len(emb)
+        matches = self.gallery.match(emb, self.threshold)
+        out: list[Optional[Category]] = []
+        for match, src in zip(matches, sources):
+            if match is not None:
+                match.extra = {**(match.extra or {}), "similarity": float(match.confidence),
+                               "landmarks": src}
+            out.append(match)
+        return out
+
+
+def _square_crop(image: np.ndarray, box, scale: float, size: int):
+    """A square crop of side ``scale * max(box side)`` centred on the box, padded with black
+    where it leaves the image, resized to ``size``. Returns (crop, pixels per source pixel,
+    crop origin in source pixels)."""
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
+    if not np.all(np.isfinite([x1, y1, x2, y2])) or x2 <= x1 or y2 <= y1:
+        raise ValueError(f"face box must be finite with x2 > x1 and y2 > y1, got {box}")
+    side = max(x2 - x1, y2 - y1) * scale
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    ox, oy = cx - side / 2, cy - side / 2
+    # An affine warp does crop, pad and resize in one step.
+    k = size / side
+    matrix = np.array([[k, 0, -ox * k], [0, k, -oy * k]], np.float32)
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return crop, k, np.array([ox, oy], np.float32)
