@@ -5,6 +5,7 @@ registered from the .msg definitions shipped as package data (a copy of interfac
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,25 @@ class ImageRecord:
     connection: object
 
 
+@contextlib.contextmanager
+def open_reader(bag_path):
+    from rosbags.rosbag2 import Reader, ReaderError
+
+    path = _existing(bag_path)
+    try:
+        reader = Reader(path)
+        reader.open()
+    except ReaderError as exc:
+        raise BagError(f"cannot read bag {path}: {exc}") from None
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
 def image_topic_info(bag_path, topic: str) -> tuple[str, int]:
     """(message type, message count) of ``topic``; BagError names the topics the bag has."""
-    from rosbags.rosbag2 import Reader
-
-    with Reader(_existing(bag_path)) as reader:
+    with open_reader(bag_path) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         if not conns:
             topics = ", ".join(f"{c.topic} [{c.msgtype}]" for c in reader.connections) or "none"
@@ -76,11 +91,9 @@ def image_topic_info(bag_path, topic: str) -> tuple[str, int]:
 
 def read_images(bag_path, topic: str) -> Iterator[ImageRecord]:
     """Yield the image messages of ``topic`` in log-time order."""
-    from rosbags.rosbag2 import Reader
-
     image_topic_info(bag_path, topic)
     store = typestore()
-    with Reader(_existing(bag_path)) as reader:
+    with open_reader(bag_path) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         for conn, timestamp, rawdata in reader.messages(connections=conns):
             yield ImageRecord(timestamp, store.deserialize_cdr(rawdata, conn.msgtype),
