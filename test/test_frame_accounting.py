@@ -102,6 +102,15 @@ def test_duplicate_stamps_are_counted_as_duplicates_not_gaps():
     assert snap["received"] == 110
 
 
+def test_unstamped_frames_are_duplicates_with_no_loss_estimate():
+    # A driver that leaves header.stamp at zero: nothing can be judged, nothing is invented.
+    acc = FrameAccounting(window=120)
+    snap = feed(acc, [0] * 100)
+    assert snap["received"] == 100 and snap["duplicates"] == 99
+    assert snap["missing_upstream"] == 0 and math.isnan(snap["median_interval_ms"])
+    assert acc.loss_warning() is None
+
+
 def test_reordered_frames_are_not_lost():
     order = []
     for i in range(0, 200, 2):
