@@ -142,7 +142,7 @@ class FrameAccounting:
             seen = self._received - self._duplicates
             total = seen + self._missing
             recent_rx = sum(r for r, _ in self._recent)
-            recent_missing = sum(m for _, m in self._recent)
+            recent_missing = max(0, sum(m for _, m in self._recent))
             recent_total = recent_rx + recent_missing
             return {
                 "received": self._received,
@@ -170,7 +170,7 @@ class FrameAccounting:
         """
         with self._lock:
             recent_rx = sum(r for r, _ in self._recent)
-            recent_missing = sum(m for _, m in self._recent)
+            recent_missing = max(0, sum(m for _, m in self._recent))
             total = recent_rx + recent_missing
             if total < self.warn_min_frames or self._interval_ns is None:
                 return None
