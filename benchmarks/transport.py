@@ -138,13 +138,13 @@ def run_publisher(args) -> int:
 
 
 # --------------------------------------------------------------------------- orchestration
-def child_env(with_profile: bool) -> dict[str, str]:
+def child_env(with_profile: bool, profile: str = "default") -> dict[str, str]:
     from face_perception.ros.transport import PROFILE_ENV_VARS, profile_env
     env = dict(os.environ)
     for name in PROFILE_ENV_VARS:
         env.pop(name, None)  # a profile set by the user must not leak into "off" runs
     if with_profile:
-        env.update(profile_env("default"))
+        env.update(profile_env(profile))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -163,7 +163,7 @@ def run_case(size: str, profile: str, pub_rel: str, sub_rel: str, args, run_id: 
     echo = subprocess.Popen(
         me + ["--role", "echo", "--topic", topic, "--reply-topic", reply_topic,
               "--reliability", sub_rel],
-        env=child_env(profile in ("both", "sub only")), stdout=subprocess.DEVNULL,
+        env=child_env(profile in ("both", "sub only"), args.profile), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     try:
         match_timeout = 3.0 if (pub_rel, sub_rel) == (BE, REL) else 20.0
@@ -172,8 +172,8 @@ def run_case(size: str, profile: str, pub_rel: str, sub_rel: str, args, run_id: 
                   "--reliability", pub_rel, "--width", str(width), "--height", str(height),
                   "--rate", str(args.rate), "--seconds", str(args.seconds),
                   "--match-timeout", str(match_timeout), "--drain", "1.5"],
-            env=child_env(profile in ("both", "pub only")), capture_output=True, text=True,
-            timeout=120)
+            env=child_env(profile in ("both", "pub only"), args.profile), capture_output=True,
+            text=True, timeout=120)
     finally:
         echo.terminate()
         try:
@@ -220,6 +220,8 @@ def orchestrate(args) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     todo = cases(args)
+    from face_perception.ros.transport import resolve_profile
+    print(f"profile: {resolve_profile(args.profile)}")
     print(f"transport benchmark: {len(todo)} runs, {args.seconds:g} s of bgr8 frames at "
           f"{args.rate:g} Hz each, domain {os.environ['ROS_DOMAIN_ID']}, "
           f"depth {DEPTH} both sides", flush=True)
@@ -255,6 +257,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 sizes, 1 s per run")
     ap.add_argument("--seconds", type=float, default=None, help="frames per run, in seconds")
     ap.add_argument("--rate", type=float, default=30.0, help="frame rate in Hz (default 30)")
+    ap.add_argument("--profile", default="default",
+                    help="Fast DDS XML file for the 'with profile' rows (default: the shipped one)")
     # Internal: the two child roles.
     ap.add_argument("--role", choices=("echo", "publisher"), help=argparse.SUPPRESS)
     ap.add_argument("--topic", help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from collections import deque
 from typing import Callable, Optional
 
 DOCS_HINT = "docs/transport.md"
+NAN = float("nan")
 # Before the frame interval is known, a stamp this far behind the newest one is a stream reset.
 UNKNOWN_INTERVAL_RESET_NS = 1_000_000_000
 
@@ -131,12 +132,17 @@ class FrameAccounting:
 
     # ----------------------------------------------------------------- reporting
     def snapshot(self) -> dict:
-        """All counters as a plain dict (ints, floats, or None where not known yet)."""
+        """All counters as a plain dict of ints and floats.
+
+        Ratios are fractions (0..1). ``mean_latency_ms`` is the mean over the last ``window``
+        processed frames, ``median_interval_ms`` the current frame-interval estimate; both are NaN
+        until known (NaN still formats with ``f"{x:.1f}"``, where None would raise).
+        """
         with self._lock:
             seen = self._received - self._duplicates
             total = seen + self._missing
             recent_rx = sum(r for r, _ in self._recent)
-            recent_missing = sum(m for _, m in self._recent)
+            recent_missing = max(0, sum(m for _, m in self._recent))
             recent_total = recent_rx + recent_missing
             return {
                 "received": self._received,
@@ -148,9 +154,9 @@ class FrameAccounting:
                 "recent_upstream_loss_ratio":
                     recent_missing / recent_total if recent_total else 0.0,
                 "mean_latency_ms": (1000.0 * sum(self._latencies) / len(self._latencies)
-                                    if self._latencies else None),
+                                    if self._latencies else NAN),
                 "median_interval_ms": (self._interval_ns / 1e6
-                                       if self._interval_ns is not None else None),
+                                       if self._interval_ns is not None else NAN),
                 "duplicates": self._duplicates,
                 "reordered": self._reordered,
                 "stamp_resets": self._stamp_resets,
@@ -164,7 +170,7 @@ class FrameAccounting:
         """
         with self._lock:
             recent_rx = sum(r for r, _ in self._recent)
-            recent_missing = sum(m for _, m in self._recent)
+            recent_missing = max(0, sum(m for _, m in self._recent))
             total = recent_rx + recent_missing
             if total < self.warn_min_frames or self._interval_ns is None:
                 return None

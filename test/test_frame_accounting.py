@@ -1,4 +1,5 @@
 """FrameAccounting: upstream loss from header-stamp gaps, node counters, rate-limited warning."""
+import math
 import random
 import threading
 
@@ -101,6 +102,15 @@ def test_duplicate_stamps_are_counted_as_duplicates_not_gaps():
     assert snap["received"] == 110
 
 
+def test_unstamped_frames_are_duplicates_with_no_loss_estimate():
+    # A driver that leaves header.stamp at zero: nothing can be judged, nothing is invented.
+    acc = FrameAccounting(window=120)
+    snap = feed(acc, [0] * 100)
+    assert snap["received"] == 100 and snap["duplicates"] == 99
+    assert snap["missing_upstream"] == 0 and math.isnan(snap["median_interval_ms"])
+    assert acc.loss_warning() is None
+
+
 def test_reordered_frames_are_not_lost():
     order = []
     for i in range(0, 200, 2):
@@ -109,6 +119,13 @@ def test_reordered_frames_are_not_lost():
     assert snap["missing_upstream"] == 0
     assert snap["reordered"] == 100
     assert snap["upstream_loss_ratio"] == 0.0
+
+
+def test_unknown_figures_are_nan_before_any_frame():
+    snap = FrameAccounting().snapshot()
+    assert math.isnan(snap["mean_latency_ms"]) and math.isnan(snap["median_interval_ms"])
+    assert f"{snap['mean_latency_ms']:.1f}" == "nan"  # still formats in a diagnostics line
+    assert snap["upstream_loss_ratio"] == 0.0 and snap["missing_upstream"] == 0
 
 
 def test_node_counters_and_mean_latency():
@@ -121,7 +138,7 @@ def test_node_counters_and_mean_latency():
     snap = acc.snapshot()
     assert (snap["processed"], snap["skipped_stale"], snap["dropped_bad"]) == (3, 4, 1)
     assert snap["mean_latency_ms"] == pytest.approx(20.0)
-    assert snap["median_interval_ms"] is None  # no frames yet
+    assert math.isnan(snap["median_interval_ms"])  # no frames yet
     for key in ("received", "processed", "skipped_stale", "dropped_bad", "missing_upstream",
                 "upstream_loss_ratio", "mean_latency_ms", "median_interval_ms"):
         assert key in snap

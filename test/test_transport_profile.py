@@ -43,8 +43,9 @@ def test_profile_env_sets_both_fast_dds_variables():
     env = profile_env("default")
     assert set(env) == {"FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE"}
     assert set(env.values()) == {profile_path()}
-    assert profile_env("off") == {}
-    assert profile_env(None) == {}
+    # 'off': no Fast DDS variable, only the note that keeps our own nodes from applying it.
+    assert profile_env("off") == {"FACE_PERCEPTION_DDS_PROFILE": "off"}
+    assert profile_env(None) == {"FACE_PERCEPTION_DDS_PROFILE": "off"}
 
 
 def test_profile_env_accepts_a_users_own_file(tmp_path):
@@ -69,6 +70,20 @@ def test_apply_profile_keeps_the_users_choice_unless_told_to_override(tmp_path):
     assert apply_profile("default", environ=user_env) == str(own)
     assert apply_profile("default", environ=user_env, override=True) == profile_path()
     assert apply_profile("off", environ={}) is None
+
+
+def test_apply_profile_follows_the_launchers_choice():
+    # A launch file with dds_profile:=off starts our node with profile_env('off'): the node's own
+    # apply_profile() call then leaves Fast DDS alone.
+    env = dict(profile_env("off"))
+    assert apply_profile(environ=env) is None
+    assert not any(name in env for name in PROFILE_ENV_VARS)
+    # Started with no hint at all (plain `ros2 run`): the shipped profile.
+    env = {}
+    assert apply_profile(environ=env) == profile_path()
+    # Started by a launch file with the default: already set, kept as is.
+    env = dict(profile_env("default"))
+    assert apply_profile(environ=env) == profile_path()
 
 
 def test_profile_path_works_without_ament_index(monkeypatch, repo_root):

@@ -19,9 +19,12 @@ PROFILE_FILE = "fastdds_large_frames.xml"
 # Fast DDS 2.x (ROS 2 Humble/Jazzy) reads the first name; Fast DDS 3.x (Kilted and later) the
 # second. Setting both makes one environment work with either.
 PROFILE_ENV_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
-# Values of the `transport_profile` launch argument / `mode` below.
+# Values of the `dds_profile` launch argument / `mode` below.
 MODE_DEFAULT = "default"
 MODE_OFF = "off"
+# Tells face_perception's own entry points (nodes, replay) which mode their launcher chose, so that
+# `dds_profile:=off` in a launch file also keeps apply_profile() in the started nodes quiet.
+MODE_ENV_VAR = "FACE_PERCEPTION_DDS_PROFILE"
 
 
 class TransportProfileError(ValueError):
@@ -71,22 +74,30 @@ def resolve_profile(mode: Optional[str] = MODE_DEFAULT) -> Optional[str]:
 
 
 def profile_env(mode: Optional[str] = MODE_DEFAULT) -> dict[str, str]:
-    """Environment variables that make a new process load the profile (empty dict for 'off')."""
+    """Environment variables for a process to start, e.g. by a launch file.
+
+    'default' or a path: both Fast DDS variables name the profile. 'off': no Fast DDS variable,
+    only ``FACE_PERCEPTION_DDS_PROFILE=off`` so that our own nodes do not load the default
+    profile by themselves (apply_profile); other programs ignore it.
+    """
     path = resolve_profile(mode)
     if path is None:
-        return {}
+        return {MODE_ENV_VAR: MODE_OFF}
     return {name: path for name in PROFILE_ENV_VARS}
 
 
-def apply_profile(mode: Optional[str] = MODE_DEFAULT, *, override: bool = False,
+def apply_profile(mode: Optional[str] = None, *, override: bool = False,
                   environ: Optional[MutableMapping[str, str]] = None) -> Optional[str]:
-    """Make THIS process load the profile; call before ``rclpy.init()``.
+    """Make THIS process load the profile; call first thing in main(), before ``rclpy.init()``.
 
-    A profile the user already chose through the environment wins unless ``override`` is true
-    (their camera setup knows better than our default). Returns the profile in effect, or None.
+    ``mode`` None means: what ``FACE_PERCEPTION_DDS_PROFILE`` says, else 'default'. A profile
+    already named by the Fast DDS variables (the user's own, or set by a launch file) wins unless
+    ``override`` is true. Returns the profile file in effect, or None.
     Raises RuntimeError when rclpy was already initialised: Fast DDS would ignore the setting.
     """
     env = os.environ if environ is None else environ
+    if mode is None:
+        mode = env.get(MODE_ENV_VAR) or MODE_DEFAULT
     path = resolve_profile(mode)
     if path is None:
         return current_profile(env)
