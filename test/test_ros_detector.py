@@ -76,7 +76,7 @@ def ros():
 def detector(ros, tmp_path_factory):
     logs = tmp_path_factory.mktemp("detector")
     params = write_params(logs / "params.yaml", "face_detector", {
-        "qos_reliability": "reliable", "qos_depth": 1, "score_threshold": 0.5})
+        "qos_reliability": "reliable", "score_threshold": 0.5})
     proc = start("face_detector", logs, node_args(NS, params))
     dets = ros.listen(Detection2DArray, f"{NS}/faces/detections")
     diags = ros.listen(DiagnosticArray, "/diagnostics")
@@ -247,8 +247,9 @@ def test_detector_flood_keeps_queue_and_memory_bounded(ros, detector, photos):
     stale = int(d["skipped_stale"]) - int(base["skipped_stale"])
     answered_count = sum(1 for a in list(detector["dets"])
                          if 5_000 * 10**9 <= stamp_ns(a.header) <= last)
-    # Every frame that reached the node was processed or dropped as stale; the rest never left
-    # the depth-1 subscription queue. Nothing queues up: far fewer frames processed than sent.
+    # Every frame that reached the node was processed or dropped as stale; the rest were
+    # overwritten in the keep-last subscription queue. Nothing queues up: far fewer frames
+    # processed than sent.
     assert int(d["received"]) == int(d["processed"]) + int(d["skipped_stale"]) + \
         int(d["dropped_bad"]) + int(d["skipped_by_rate"]), d
     assert processed == answered_count, d

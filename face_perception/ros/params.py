@@ -117,8 +117,10 @@ IMAGE_INPUT = (
     ParamSpec("qos_reliability", "best_effort", "Image subscription reliability: best_effort "
               "(sensor data, matches camera drivers) or reliable (rosbag replay, no losses).",
               choices=("best_effort", "reliable")),
-    ParamSpec("qos_depth", 1, "Image subscription queue depth (keep last). Newest frame wins "
-              "regardless; 1 keeps latency lowest.", low=1, high=100),
+    ParamSpec("qos_depth", 5, "Image subscription queue depth (keep last), as in the "
+              "sensor-data profile. The worker takes only the newest frame anyway; depth 1 lets "
+              "DDS overwrite frames whenever the process is briefly late (docs/transport.md).",
+              low=1, high=100),
     ParamSpec("backend", "onnx", "Inference backend.", choices=("onnx", "torch"), reload=True),
     ParamSpec("device", "cpu", "Inference device (cuda falls back to cpu with a warning when "
               "unavailable).", choices=("cpu", "cuda"), reload=True),

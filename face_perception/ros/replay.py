@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-timeout", type=float, default=30.0)
     p.add_argument("--linger", type=float, default=1.0, help="seconds to stay after the last "
                    "frame so reliable delivery completes")
-    p.add_argument("--dds-profile", default="default", help="Fast DDS profile for this "
-                   "publisher: default (shipped large-frame profile), off, or a path")
+    p.add_argument("--dds-profile", default=None, help="Fast DDS profile for this "
+                   "publisher: default (shipped large-frame profile), off, or a path "
+                   "(default: $FACE_PERCEPTION_DDS_PROFILE, else default)")
     return p
 
 

@@ -1,15 +1,10 @@
 """Entry-point glue: apply the DDS profile, init rclpy, spin nodes, shut down on SIGINT."""
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable, Optional, Sequence
 
 from face_perception.ros.transport import TransportProfileError, apply_profile
-
-# "default" (the shipped large-frame profile), "off", or a profile path. A profile already named
-# by FASTRTPS_/FASTDDS_DEFAULT_PROFILES_FILE (e.g. set by our launch files) always wins.
-PROFILE_ENV = "FACE_PERCEPTION_DDS_PROFILE"
 
 
 def run_nodes(factories: Sequence[Callable[[], object]], args: Optional[list[str]] = None,
@@ -17,7 +12,9 @@ def run_nodes(factories: Sequence[Callable[[], object]], args: Optional[list[str
     """Create the nodes (after rclpy.init), spin them until SIGINT, release them; exit code."""
     try:
         # Nodes publish annotated images (large): the profile must be loaded before rclpy.init.
-        apply_profile(os.environ.get(PROFILE_ENV, "default"))
+        # FACE_PERCEPTION_DDS_PROFILE (default, off or a path) chooses; a profile already named
+        # by the Fast DDS variables (the user's, or our launch files') wins.
+        apply_profile()
     except TransportProfileError as exc:
         print(f"{prog}: warning: {exc}; continuing with Fast DDS defaults", file=sys.stderr)
     import rclpy
