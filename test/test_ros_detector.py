@@ -345,3 +345,20 @@ def test_annotated_image_is_published_only_to_subscribers_with_the_frame_header(
     changed = (drawn != frame).any(axis=2)
     assert 0.001 < changed.mean() < 0.2  # box, landmarks and score drawn; the rest untouched
     assert not any(stamp_ns(a.header) == 6_000 * 10**9 for a in annotated)
+
+
+@pytest.mark.timeout(120)
+def test_frame_skipping_parameter_processes_one_frame_in_n(ros, detector, photos):
+    node = f"{NS}/face_detector"
+    frame = frames_from(photos, ["obama3.jpg"])[0]
+    assert set_params(ros, node, process_every_n=3)[0].successful
+    try:
+        stamps = [(10_000 + i) * 10**9 for i in range(6)]
+        for s in stamps:
+            detector["pub"].publish(image_msg(frame, s))
+            time.sleep(0.4)  # slower than the detector: only the parameter skips frames
+        time.sleep(1.0)
+        assert sum(bool(answered(detector["dets"], s)) for s in stamps) == 2
+    finally:
+        assert set_params(ros, node, process_every_n=1)[0].successful
+    publish_and_wait(detector, image_msg(frame, 10_100 * 10**9))
