@@ -29,6 +29,7 @@ setup(
             "face_detector = face_perception.ros.detector_node:main",
             "face_recognizer = face_perception.ros.recognizer_node:main",
             "face_perception_container = face_perception.ros.container:main",
+            "face_perception_replay = face_perception.ros.replay:main",
         ],
     },
 )

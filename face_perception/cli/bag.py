@@ -1,5 +1,66 @@
-"""Placeholder: sub-commands of this family are added by their issue's work."""
+"""``face-perception bag``: detect (and identify) faces in a rosbag2 file, write a new bag."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def run(args) -> int:
+    from face_perception.bag_processing import output_topics, process_bag
+    from face_perception.detection import Detector
+
+    detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,
+                        score_threshold=args.score_threshold, target_size=args.target_size,
+                        max_size=args.max_size)
+    recognizer = None
+    if args.gallery:
+        from face_perception.gallery import Gallery
+        from face_perception.recognition import Embedder, Recognizer
+        from face_perception.recognition.recognizer import model_id_of
+
+        embedder = Embedder(model=args.model, backend=args.backend, device=args.device)
+        gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
+                               embedding_size=int(embedder.meta.embedding_size))
+        recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
+    topics = output_topics(args.image_topic)
+    if args.detections_topic:
+        topics["detections"] = args.detections_topic
+    if args.identities_topic:
+        topics["identities"] = args.identities_topic
+    summary = process_bag(args.input_bag, args.output, args.image_topic, detector, recognizer,
+                          annotated=args.annotated, storage=args.storage, topics=topics,
+                          progress=not args.no_progress and sys.stderr.isatty()
+                          or args.progress)
+    print(summary.text())
+    return 0
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser(
+        "bag", help="detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag",
+        description="Read the image topic of a rosbag2 (a bag folder, .mcap or .db3 file), run "
+        "face detection (and recognition with --gallery), and write a new bag with the original "
+        "images plus vision_msgs/Detection2DArray topics, same timestamps. No ROS runtime needed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input_bag", metavar="INPUT_BAG")
+    p.add_argument("--image-topic", required=True, help="sensor_msgs Image/CompressedImage topic")
+    p.add_argument("--output", required=True, metavar="OUTPUT_BAG", help="new bag folder")
+    p.add_argument("--gallery", metavar="FILE", help="gallery of known people: adds identities")
+    p.add_argument("--annotated", action="store_true",
+                   help="also write annotated images (boxes, landmarks, names)")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"],
+                   help="output storage (default: the input's)")
+    p.add_argument("--detections-topic", help="default: <image namespace>/faces/detections")
+    p.add_argument("--identities-topic", help="default: <image namespace>/faces/identities")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
+    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--target-size", type=int, default=640)
+    p.add_argument("--max-size", type=int, default=1280)
+    p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="cosine similarity to accept an identity (default: the model's)")
+    p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)

@@ -1,0 +1,23 @@
+"""``face_perception_container``: face_detector and face_recognizer in one process.
+
+A MultiThreadedExecutor runs both nodes' callbacks; each node keeps its own worker thread, and
+images and detections cross from one node to the other through rclpy's intra-process path
+instead of a second DDS hop between processes. Node options (remaps, --params-file) apply to
+both nodes, as with `ros2 run` of either.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from face_perception.ros.detector_node import DetectorNode
+from face_perception.ros.recognizer_node import RecognizerNode
+from face_perception.ros.runner import run_nodes
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    return run_nodes([DetectorNode, RecognizerNode], args, multithreaded=True,
+                     prog="face_perception_container")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

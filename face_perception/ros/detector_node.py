@@ -1,0 +1,90 @@
+"""``face_detector``: sensor_msgs/Image -> vision_msgs/Detection2DArray on ``faces/detections``.
+
+A thin lifecycle node over face_perception.detection.Detector; plumbing in frame_node.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from face_perception.overlay import draw_faces
+from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array
+from face_perception.ros.frame_node import FaceNodeBase
+from face_perception.ros.params import DETECTOR
+from face_perception.ros.runner import run_nodes
+
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def detector_from_values(values: dict[str, Any]):
+    """A Detector built from the node's parameter values (also used by the recognizer)."""
+    from face_perception.detection import Detector
+
+    scales = [float(s) for s in values.get("scales", [1.0])]
+    return Detector(
+        backbone=values.get("backbone", "mnet"), backend=values["backend"],
+        device=values["device"], model_path=values.get("model_path") or None,
+        score_threshold=values.get("score_threshold", 0.5),
+        nms_threshold=values.get("nms_threshold", 0.4),
+        target_size=values.get("target_size", 640), max_size=values.get("max_size", 1280),
+        scales=None if scales == [1.0] else scales, flip=values.get("flip", False),
+        max_faces=values.get("max_faces", 0))
+
+
+class DetectorNode(FaceNodeBase):
+    SPECS = DETECTOR
+
+    def __init__(self, node_name: str = "face_detector", **kwargs):
+        self.faces_published = 0
+        self.det_pub = self.image_pub = None
+        super().__init__(node_name, **kwargs)
+
+    def check_values(self, values: dict[str, Any]) -> Optional[str]:
+        if values["target_size"] > values["max_size"]:
+            return (f"target_size ({values['target_size']}) must not exceed max_size "
+                    f"({values['max_size']})")
+        return None
+
+    def build_model(self, values: dict[str, Any]):
+        return detector_from_values(values)
+
+    def describe_model(self) -> str:
+        v = self.values
+        return (f"RetinaFace {v['backbone']} ({v['backend']}/{v['device']}), "
+                f"score>={v['score_threshold']}")
+
+    def create_outputs(self) -> None:
+        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "faces/detections",
+                                                       OUTPUT_QOS)
+        self.image_pub = self.create_lifecycle_publisher(Image, "faces/detections/image",
+                                                         QoSProfile(depth=2))
+
+    def destroy_outputs(self) -> None:
+        for pub in (self.det_pub, self.image_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.det_pub = self.image_pub = None
+
+    def process(self, item, model) -> None:
+        msg, received_at = item
+        image = self.decode(msg)
+        faces = model.detect(image)
+        self.det_pub.publish(faces_to_detection_array(faces, msg.header))
+        self.processed(received_at)
+        self.faces_published += len(faces)
+        if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
+            self.image_pub.publish(bgr_to_image(draw_faces(image, faces), msg.header))
+
+    def diagnostic_values(self) -> dict[str, Any]:
+        return {"faces_published": self.faces_published}
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    return run_nodes([DetectorNode], args, prog="face_detector")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""Lifecycle plumbing shared by the face nodes: parameters, image input, worker, diagnostics.
+
+A subclass names its parameter table and supplies ``build_model`` (no ROS inside), its outputs
+and ``process``. This class does the rest the same way for both nodes:
+- parameters declared from the table, validated on change (rejected with a reason, never
+  half-applied; a model-affecting change builds the new model first, then swaps it in);
+- configure loads the model, activate creates the subscriptions and starts the worker,
+  deactivate removes them, cleanup releases the model; ``autostart`` runs configure+activate;
+- newest frame wins: callbacks only store the latest frame (a one-slot mailbox), the worker
+  thread processes it, replaced frames are counted as stale; per-frame failures are counted,
+  logged with a rate limit, and never stop the node;
+- /diagnostics (diagnostic_msgs/DiagnosticArray) at 1 Hz with the frame accounting.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Optional, Sequence
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from face_perception.face_fields import DetectionFieldError
+from face_perception.image_messages import ImageMessageError, UnsupportedEncodingError
+from face_perception.ros.conversions import compressed_to_bgr_msg, image_to_bgr, stamp_to_ns
+from face_perception.ros.latest_frame import LatestFrame
+from face_perception.ros.params import ParamSpec, declare
+from face_perception.stream_stats import FrameAccounting
+
+INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
+LOG_EVERY_S = 5.0
+
+
+class FaceNodeBase(LifecycleNode):
+    """Base of face_detector and face_recognizer (see module docstring)."""
+
+    SPECS: Sequence[ParamSpec] = ()
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self.specs = {s.name: s for s in self.SPECS}
+        self.values: dict[str, Any] = declare(self, self.SPECS)
+        problem = self.check_values(self.values)
+        if problem:
+            raise ValueError(f"invalid parameters: {problem}")
+        self.state = "unconfigured"
+        self.model: Any = None
+        self.model_error = ""
+        self.acc = FrameAccounting()
+        self.slot = LatestFrame()
+        self.skipped_by_rate = 0
+        self.model_errors = 0
+        self.reloads = 0
+        self._received = 0
+        self._stop = threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        self._inputs: list = []
+        self._warned_encodings: set[str] = set()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
+        self._autostart_timer = None
+        if self.values["autostart"]:
+            self._autostart_timer = self.create_timer(0.01, self._autostart)
+
+    # ---- subclass hooks -------------------------------------------------------------------
+    def build_model(self, values: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def create_outputs(self) -> None:
+        raise NotImplementedError
+
+    def destroy_outputs(self) -> None:
+        raise NotImplementedError
+
+    def create_extra_inputs(self) -> list:
+        """Subscriptions besides the image one (the recognizer's detections)."""
+        return []
+
+    def on_image(self, msg, received_at: float) -> None:
+        """Default: newest-frame-wins hand-over of (msg, receive time) to the worker."""
+        stale = self.slot.put((msg, received_at))
+        if stale:
+            self.acc.on_skipped_stale(stale)
+
+    def process(self, item: Any, model: Any) -> None:
+        raise NotImplementedError
+
+    def prepare_model(self, values: dict[str, Any], changed: set[str]) -> Any:
+        """The model for new parameter values, or None when the current one still fits.
+
+        Runs before the values are accepted: raising rejects the change with the reason.
+        """
+        if any(self.specs[k].reload for k in changed):
+            return self.build_model(values)
+        return None
+
+    def check_values(self, values: dict[str, Any]) -> Optional[str]:
+        """Cross-parameter checks; a reason string rejects the values."""
+        return None
+
+    def on_values_changed(self, changed: set[str]) -> None:
+        """Called after new parameter values were applied."""
+
+    def diagnostic_values(self) -> dict[str, Any]:
+        return {}
+
+    def frame_stride(self) -> int:
+        return int(self.values.get("process_every_n", 1))
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        self._autostart_timer.cancel()
+        self.destroy_timer(self._autostart_timer)
+        if self.state == "unconfigured":
+            self.trigger_configure()
+        if self.state == "inactive":
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.model = self.build_model(self.values)
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
+            self.model_error = f"{type(exc).__name__}: {exc}"
+            self.get_logger().error(f"configure failed, model not loaded: {self.model_error}")
+            return TransitionCallbackReturn.FAILURE
+        self.model_error = ""
+        self.create_outputs()
+        self.state = "inactive"
+        self.get_logger().info(f"configured: {self.describe_model()}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._create_inputs()
+        self._start_worker()
+        self.state = "active"
+        self.get_logger().info("active: listening on "
+                               f"{', '.join(s.topic_name for s in self._inputs)}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._destroy_inputs()
+        self._stop_worker()
+        self.state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.destroy_outputs()
+        self.model = None
+        self.state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def release(self) -> None:
+        """Stop input and worker, drop outputs and model (idempotent; also used at exit)."""
+        self._destroy_inputs()
+        self._stop_worker()
+        if self.state != "unconfigured":
+            self.destroy_outputs()
+        self.model = None
+        self.state = "finalized"
+
+    def describe_model(self) -> str:
+        return type(self.model).__name__
+
+    # ---- input ----------------------------------------------------------------------------
+    def image_qos(self) -> QoSProfile:
+        reliable = self.values["qos_reliability"] == "reliable"
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(self.values["qos_depth"]),
+                          reliability=ReliabilityPolicy.RELIABLE if reliable
+                          else ReliabilityPolicy.BEST_EFFORT)
+
+    def _create_inputs(self) -> None:
+        if self.values["image_transport"] == "compressed":
+            sub = self.create_subscription(CompressedImage, "image/compressed",
+                                           self._image_callback, self.image_qos())
+        else:
+            sub = self.create_subscription(Image, "image", self._image_callback,
+                                           self.image_qos())
+        self._inputs = [sub, *self.create_extra_inputs()]
+
+    def _destroy_inputs(self) -> None:
+        for sub in self._inputs:
+            self.destroy_subscription(sub)
+        self._inputs = []
+
+    def _image_callback(self, msg) -> None:
+        now = time.monotonic()
+        self.acc.on_received(stamp_to_ns(msg.header.stamp))
+        self._received += 1
+        if (self._received - 1) % self.frame_stride():
+            self.skipped_by_rate += 1
+            return
+        self.on_image(msg, now)
+
+    def decode(self, msg):
+        """Image or CompressedImage message -> BGR array (raises ImageMessageError)."""
+        if isinstance(msg, CompressedImage):
+            return compressed_to_bgr_msg(msg)
+        return image_to_bgr(msg)
+
+    # ---- worker ---------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._stop.clear()
+        self.slot.reopen()
+        self._worker = threading.Thread(target=self._run, name=f"{self.get_name()}_worker",
+                                        daemon=True)
+        self._worker.start()
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self.slot.close()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        self.slot.clear()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.slot.take(timeout=0.2)
+            if item is None:
+                continue
+            model = self.model  # a reload swaps self.model; this frame keeps the one it got
+            if model is None:
+                continue
+            try:
+                self.process(item, model)
+            except UnsupportedEncodingError as exc:
+                self.acc.on_dropped_bad()
+                if exc.encoding not in self._warned_encodings:
+                    self._warned_encodings.add(exc.encoding)
+                    self.get_logger().error(f"skipping frames: {exc}")
+            except (ImageMessageError, DetectionFieldError) as exc:
+                self.acc.on_dropped_bad()
+                self.get_logger().warning(f"bad frame skipped: {exc}",
+                                          throttle_duration_sec=LOG_EVERY_S)
+            except Exception as exc:  # noqa: BLE001 - the node must survive model failures
+                self.model_errors += 1
+                self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=LOG_EVERY_S)
+
+    def processed(self, received_at: float) -> None:
+        self.acc.on_processed(time.monotonic() - received_at)
+
+    # ---- parameters -----------------------------------------------------------------------
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        new = dict(self.values)
+        for p in params:
+            spec = self.specs.get(p.name)
+            if spec is None:
+                continue  # rclpy's own parameters (use_sim_time, ...)
+            reason = spec.check(p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            value = p.value
+            if spec.kind is list:
+                value = [float(v) for v in value]
+            elif spec.kind is float:
+                value = float(value)
+            new[p.name] = value
+        reason = self.check_values(new)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        changed = {k for k in new if new[k] != self.values[k]}
+        if changed and self.state in ("inactive", "active"):
+            try:
+                model = self.prepare_model(new, changed)  # the old model keeps serving
+            except Exception as exc:  # noqa: BLE001 - reported as the rejection reason
+                return SetParametersResult(
+                    successful=False, reason=f"model not reloaded ({type(exc).__name__}: {exc}); "
+                    "previous parameters kept")
+            if model is not None:
+                self.model = model
+                self.reloads += 1
+        self.values = new
+        if changed & INPUT_KEYS and self.state == "active":
+            self._destroy_inputs()
+            self._create_inputs()
+        if changed:
+            self.get_logger().info("parameters changed: " + ", ".join(
+                f"{k}={new[k]!r}" for k in sorted(changed)))
+            self.on_values_changed(changed)
+        return SetParametersResult(successful=True)
+
+    # ---- diagnostics ----------------------------------------------------------------------
+    def publish_diagnostics(self) -> None:
+        snap = self.acc.snapshot()
+        warning = self.acc.loss_warning()
+        if warning:
+            self.get_logger().warning(warning)
+        level, message = DiagnosticStatus.OK, self.state
+        if self.model_error:
+            level, message = DiagnosticStatus.ERROR, f"model not loaded: {self.model_error}"
+        elif warning or self.model_errors:
+            level = DiagnosticStatus.WARN
+            message = warning or f"{self.model_errors} frames failed in the model"
+        values = {"state": self.state, "model": self.describe_model() if self.model else "",
+                  **snap, "skipped_by_rate": self.skipped_by_rate,
+                  "model_errors": self.model_errors, "model_reloads": self.reloads,
+                  **self.diagnostic_values()}
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: frames",
+                                  message=message, hardware_id=self.get_name(),
+                                  values=[KeyValue(key=k, value=_text(v))
+                                          for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def _text(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,107 @@
+"""What the launch files start, as plain data: executables, names, parameters, remaps, env.
+
+The launch files (launch/*.launch.py) turn these plans into launch_ros ``Node`` actions. Keeping
+the decisions here, free of ``launch`` imports, lets them be tested on machines without
+``ros2 launch`` and keeps the three launch files consistent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from face_perception.ros.transport import profile_env
+
+PACKAGE = "face_perception"
+TRUE = ("true", "1", "yes", "on")
+
+# Launch arguments: name -> (default, description). Shared by all three launch files.
+ARGUMENTS = {
+    "image_topic": ("/camera/image_raw", "Camera image topic (raw); compressed images are read "
+                    "from <image_topic>/compressed when compressed:=true"),
+    "namespace": ("", "Namespace of the nodes; their outputs are <namespace>/faces/..."),
+    "params_file": ("", "Extra parameters YAML applied after the shipped defaults (both nodes; "
+                    "use /**/face_detector: and /**/face_recognizer: sections)"),
+    "use_recognizer": ("true", "Also start face_recognizer (face_perception.launch.py)"),
+    "use_container": ("false", "Run both nodes in one face_perception_container process"),
+    "device": ("cpu", "Inference device for both nodes: cpu or cuda"),
+    "backend": ("onnx", "Inference backend for both nodes: onnx or torch"),
+    "compressed": ("false", "Subscribe sensor_msgs/CompressedImage on <image_topic>/compressed"),
+    "gallery_path": ("", "Gallery file for face_recognizer (empty: the params file's value)"),
+    "dds_profile": ("default", "Fast DDS profile for every started process: default (shipped "
+                    "large-frame profile), off, or a path to an XML file"),
+}
+
+
+@dataclass
+class NodePlan:
+    """One process to start: ``executable`` of package face_perception."""
+
+    executable: str
+    name: Optional[str]
+    namespace: str
+    parameters: list = field(default_factory=list)  # YAML paths and one dict of overrides
+    remappings: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+
+
+def config_dir() -> Path:
+    """The installed share/face_perception/config, else the source tree's config/."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        installed = Path(get_package_share_directory(PACKAGE)) / "config"
+        if installed.is_dir():
+            return installed
+    except (ImportError, LookupError, OSError, ValueError):
+        # ImportError: no ament_index; LookupError/ValueError: package not installed.
+        pass
+    return Path(__file__).resolve().parents[2] / "config"
+
+
+def _flag(value: str, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in TRUE:
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"launch argument {name} must be true or false, got {value!r}")
+
+
+def plan(args: dict, nodes: tuple = ("face_detector", "face_recognizer")) -> list[NodePlan]:
+    """Processes for launch argument values ``args`` (missing ones take ARGUMENTS defaults)."""
+    values = {k: str(args.get(k, default)) for k, (default, _) in ARGUMENTS.items()}
+    unknown = set(args) - set(ARGUMENTS)
+    if unknown:
+        raise ValueError(f"unknown launch arguments: {sorted(unknown)}")
+    if values["device"] not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {values['device']!r}")
+    if values["backend"] not in ("onnx", "torch"):
+        raise ValueError(f"backend must be onnx or torch, got {values['backend']!r}")
+    if "face_recognizer" in nodes and not _flag(values["use_recognizer"], "use_recognizer"):
+        nodes = tuple(n for n in nodes if n != "face_recognizer")
+    compressed = _flag(values["compressed"], "compressed")
+    env = profile_env(values["dds_profile"])
+    topic = values["image_topic"]
+    remaps = [("image", topic), ("image/compressed", topic.rstrip("/") + "/compressed")]
+    overrides = {"device": values["device"], "backend": values["backend"],
+                 "image_transport": "compressed" if compressed else "raw"}
+    cfg = config_dir()
+    yamls = [str(cfg / f"{n}.yaml") for n in nodes]
+    if values["params_file"]:
+        yamls.append(values["params_file"])
+    recognizer_overrides = dict(overrides)
+    if values["gallery_path"]:
+        recognizer_overrides["gallery_path"] = values["gallery_path"]
+    ns = values["namespace"]
+    if _flag(values["use_container"], "use_container") and len(nodes) > 1:
+        # One process: no name remap (it would rename both nodes); both YAML sections apply.
+        return [NodePlan("face_perception_container", None, ns, [*yamls, recognizer_overrides],
+                         remaps, env)]
+    out = []
+    for node in nodes:
+        params = [str(cfg / f"{node}.yaml")]
+        if values["params_file"]:
+            params.append(values["params_file"])
+        params.append(recognizer_overrides if node == "face_recognizer" else overrides)
+        out.append(NodePlan(node, node, ns, params, list(remaps), dict(env)))
+    return out

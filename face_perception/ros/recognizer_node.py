@@ -1,0 +1,296 @@
+"""``face_recognizer``: image + faces/detections -> identities (vision_msgs/Detection2DArray).
+
+Pairs each image with its detections by (stamp, frame_id), identifies every face of the frame
+in one batched embedder call (face_perception.recognition.Recognizer), publishes
+``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
+reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
+new gallery first and only then swaps it in, so the node is never without one.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from face_perception.overlay import draw_faces
+from face_perception.ros.conversions import (
+    bgr_to_image,
+    detection_array_to_faces,
+    identities_to_detection_array,
+    label_info,
+    stamp_to_ns,
+)
+from face_perception.ros.detector_node import detector_from_values
+from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
+from face_perception.ros.pairing import StampPairer
+from face_perception.ros.params import RECOGNIZER
+from face_perception.ros.runner import run_nodes
+
+OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+MODEL_KEYS = frozenset({"model", "backend", "device"})
+RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold"})
+
+
+@dataclass(frozen=True)
+class RecognitionSetup:
+    """Everything one frame needs, swapped as a whole: embedder, gallery, Recognizer."""
+
+    embedder: Any
+    detector: Any
+    recognizer: Any
+    gallery: Any
+    gallery_path: str
+    gallery_stamp: Optional[int]  # mtime_ns of the gallery index file when it was read
+    gallery_note: str  # why there is no gallery ('' when there is one)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.gallery.names) if self.gallery is not None else []
+
+
+def gallery_stamp(path: str) -> Optional[int]:
+    """mtime_ns of the gallery's index file (renamed last by Gallery.save), None if missing."""
+    if not path:
+        return None
+    from face_perception.gallery import Gallery
+
+    try:
+        return Gallery.index_path(Path(path).expanduser()).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def load_setup(values: dict[str, Any], embedder=None, detector=None) -> RecognitionSetup:
+    """Build (or reuse) the embedder and detector, read the gallery, make the Recognizer.
+
+    A missing or empty gallery gives a setup that knows nobody (with a note); a gallery that
+    exists but cannot be used (damaged, other model) raises, so a reload can keep the old one.
+    """
+    from face_perception.gallery import Gallery
+    from face_perception.recognition import Embedder, Recognizer
+    from face_perception.recognition.recognizer import model_id_of
+
+    if embedder is None:
+        embedder = Embedder(model=values["model"], backend=values["backend"],
+                            device=values["device"])
+    if detector is None:
+        detector = detector_from_values(values)
+    path = str(values["gallery_path"]).strip()
+    stamp = gallery_stamp(path)
+    gallery, note = None, ""
+    if not path:
+        note = "no gallery_path set"
+    elif stamp is None:
+        note = f"gallery {path} not found"
+    else:
+        gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
+                               embedding_size=int(embedder.meta.embedding_size))
+        if len(gallery) == 0:
+            note = f"gallery {path} is empty"
+    threshold = None if values["threshold"] <= -1.0 else float(values["threshold"])
+    recognizer = Recognizer(embedder, gallery, threshold=threshold, detector=detector)
+    return RecognitionSetup(embedder, detector, recognizer, gallery, path, stamp, note)
+
+
+class RecognizerNode(FaceNodeBase):
+    SPECS = RECOGNIZER
+
+    def __init__(self, node_name: str = "face_recognizer", **kwargs):
+        self.identified = 0
+        self.unknown = 0
+        self.id_pub = self.image_pub = self.label_pub = None
+        self.reload_srv = self.poll_timer = None
+        self._swap_lock = threading.Lock()
+        super().__init__(node_name, **kwargs)
+        self.pairer = StampPairer(self.values["pair_buffer_size"])
+
+    # ---- model ----------------------------------------------------------------------------
+    def build_model(self, values: dict[str, Any], reuse: Optional[RecognitionSetup] = None):
+        setup = load_setup(values, *(reuse.embedder, reuse.detector) if reuse else ())
+        if setup.gallery_note:
+            self.get_logger().warning(f"{setup.gallery_note}: every face will be "
+                                      f"'{values['unknown_label']}'")
+        return setup
+
+    def describe_model(self) -> str:
+        setup: RecognitionSetup = self.model
+        if setup is None:
+            return ""
+        return (f"{self.values['model']} ({self.values['backend']}/{self.values['device']}), "
+                f"threshold {setup.recognizer.threshold:.3f}, {len(setup.names)} identities")
+
+    def prepare_model(self, values: dict[str, Any], changed: set[str]):
+        # A new gallery or threshold reuses the loaded embedder and detector.
+        if changed & MODEL_KEYS:
+            return self.build_model(values)
+        if changed & RECOGNIZER_KEYS:
+            return self.build_model(values, reuse=self.model)
+        return None
+
+    def _swap(self, setup: RecognitionSetup) -> None:
+        with self._swap_lock:
+            self.model = setup
+        self.publish_label_info()
+
+    def reload_gallery(self) -> tuple[bool, str]:
+        """Load the gallery file again; on failure keep the current one. (ok, message)."""
+        current: RecognitionSetup = self.model
+        if current is None:
+            return False, f"node is {self.state}: configure it first"
+        try:
+            setup = load_setup(self.values, current.embedder, current.detector)
+        except Exception as exc:  # noqa: BLE001 - reported to the caller, old gallery kept
+            msg = f"gallery reload failed, keeping {len(current.names)} identities: {exc}"
+            self.get_logger().error(msg)
+            return False, msg
+        self._swap(setup)
+        text = setup.gallery_note or f"loaded {len(setup.names)} identities from " \
+            f"{setup.gallery_path}"
+        self.reloads += 1
+        self.get_logger().info(f"gallery reloaded: {text}")
+        return True, text
+
+    # ---- outputs --------------------------------------------------------------------------
+    def create_outputs(self) -> None:
+        self.id_pub = self.create_lifecycle_publisher(Detection2DArray, "faces/identities",
+                                                      OUTPUT_QOS)
+        self.image_pub = self.create_lifecycle_publisher(Image, "faces/identities/image",
+                                                         QoSProfile(depth=2))
+        self.label_pub = self.create_lifecycle_publisher(LabelInfo, "faces/label_info",
+                                                         LATCHED_QOS)
+        self.reload_srv = self.create_service(Trigger, "~/reload_gallery", self._on_reload)
+        self._make_poll_timer()
+
+    def _make_poll_timer(self) -> None:
+        if self.poll_timer is not None:
+            self.destroy_timer(self.poll_timer)
+            self.poll_timer = None
+        period = float(self.values["gallery_poll_period"])
+        if period > 0:
+            self.poll_timer = self.create_timer(period, self._poll_gallery)
+
+    def destroy_outputs(self) -> None:
+        for pub in (self.id_pub, self.image_pub, self.label_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        if self.reload_srv is not None:
+            self.destroy_service(self.reload_srv)
+        if self.poll_timer is not None:
+            self.destroy_timer(self.poll_timer)
+        self.id_pub = self.image_pub = self.label_pub = None
+        self.reload_srv = self.poll_timer = None
+
+    def on_activate(self, state):
+        result = super().on_activate(state)
+        self.publish_label_info()  # publishers are enabled now; latched for late joiners
+        return result
+
+    def on_deactivate(self, state):
+        result = super().on_deactivate(state)
+        self.pairer.clear()
+        return result
+
+    def publish_label_info(self) -> None:
+        if self.label_pub is None or self.state != "active" or self.model is None:
+            return
+        hdr = Header()
+        hdr.stamp = self.get_clock().now().to_msg()
+        self.label_pub.publish(label_info(self.model.names, hdr,
+                                          self.model.recognizer.threshold,
+                                          self.values["unknown_label"]))
+
+    def _on_reload(self, request, response):
+        response.success, response.message = self.reload_gallery()
+        return response
+
+    def _poll_gallery(self) -> None:
+        setup: RecognitionSetup = self.model
+        if setup is None:
+            return
+        stamp = gallery_stamp(setup.gallery_path)
+        if stamp is not None and stamp != setup.gallery_stamp:
+            self.get_logger().info(f"gallery file {setup.gallery_path} changed: reloading")
+            self.reload_gallery()
+
+    def on_values_changed(self, changed: set[str]) -> None:
+        if "pair_buffer_size" in changed:
+            self.pairer = StampPairer(self.values["pair_buffer_size"])
+        if "gallery_poll_period" in changed and self.state in ("inactive", "active"):
+            self._make_poll_timer()
+        if changed & (MODEL_KEYS | RECOGNIZER_KEYS):
+            self.publish_label_info()
+
+    # ---- input ----------------------------------------------------------------------------
+    def create_extra_inputs(self) -> list:
+        return [self.create_subscription(Detection2DArray, "faces/detections",
+                                         self._detections_callback, OUTPUT_QOS)]
+
+    @staticmethod
+    def _key(header) -> tuple[int, str]:
+        return stamp_to_ns(header.stamp), header.frame_id
+
+    def on_image(self, msg, received_at: float) -> None:
+        self._offer(self.pairer.add_image(self._key(msg.header), (msg, received_at)))
+
+    def _detections_callback(self, msg: Detection2DArray) -> None:
+        self._offer(self.pairer.add_detections(self._key(msg.header), msg))
+
+    def _offer(self, pair) -> None:
+        if pair is not None:
+            stale = self.slot.put(pair)
+            if stale:
+                self.acc.on_skipped_stale(stale)
+
+    # ---- work -----------------------------------------------------------------------------
+    def process(self, item, setup: RecognitionSetup) -> None:
+        (img_msg, received_at), det_msg = item
+        image = self.decode(img_msg)
+        faces = detection_array_to_faces(det_msg)
+        if not faces:
+            cats = []
+        elif setup.gallery is None or len(setup.gallery) == 0:
+            # Nobody to recognise: skip the embedder, say why now and then.
+            self.get_logger().warning(f"{setup.gallery_note}: faces published as "
+                                      f"'{self.values['unknown_label']}'",
+                                      throttle_duration_sec=LOG_EVERY_S * 6)
+            cats = [None] * len(faces)
+        else:
+            cats = setup.recognizer.identify(image, faces)
+        self.id_pub.publish(identities_to_detection_array(
+            faces, cats, img_msg.header, self.values["unknown_label"]))
+        self.processed(received_at)
+        known = sum(c is not None for c in cats)
+        self.identified += known
+        self.unknown += len(cats) - known
+        if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
+            self.image_pub.publish(bgr_to_image(
+                draw_faces(image, faces, cats, self.values["unknown_label"]), img_msg.header))
+
+    def diagnostic_values(self) -> dict[str, Any]:
+        setup: Optional[RecognitionSetup] = self.model
+        pending_images, pending_dets = self.pairer.pending()
+        return {"identities": len(setup.names) if setup else 0,
+                "gallery": setup.gallery_path if setup else "",
+                "gallery_note": setup.gallery_note if setup else "",
+                "faces_identified": self.identified, "faces_unknown": self.unknown,
+                "unmatched_images": self.pairer.unmatched_images,
+                "unmatched_detections": self.pairer.unmatched_detections,
+                "pending_images": pending_images, "pending_detections": pending_dets}
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    return run_nodes([RecognizerNode], args, prog="face_recognizer")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

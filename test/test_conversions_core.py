@@ -1,0 +1,159 @@
+"""ROS-free image payload decoding and Face <-> Detection2D field mapping."""
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from face_perception.face_fields import (
+    DetectionFieldError,
+    box_to_center_size,
+    center_size_to_box,
+    decode_landmarks,
+    encode_landmarks,
+)
+from face_perception.image_messages import (
+    ImageMessageError,
+    UnsupportedEncodingError,
+    bgr_to_compressed,
+    bgr_to_raw,
+    compressed_to_bgr,
+    raw_to_bgr,
+)
+
+H, W = 7, 5
+
+
+def _bgr():
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def _padded(rows: np.ndarray, pad: int) -> tuple[bytes, int]:
+    """Rows (H x row_bytes) -> payload with ``pad`` junk bytes after each row, and the step."""
+    junk = np.full((rows.shape[0], pad), 0xAB, np.uint8)
+    return np.hstack([rows, junk]).tobytes(), rows.shape[1] + pad
+
+
+@pytest.mark.parametrize("pad", [0, 3])
+@pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8"])
+def test_colour_encodings_decode_to_expected_bgr(encoding, pad):
+    bgr = _bgr()
+    alpha = np.full((H, W, 1), 200, np.uint8)
+    pixels = {"bgr8": bgr, "rgb8": bgr[:, :, ::-1], "bgra8": np.dstack([bgr, alpha]),
+              "rgba8": np.dstack([bgr[:, :, ::-1], alpha])}[encoding]
+    data, step = _padded(np.ascontiguousarray(pixels).reshape(H, -1), pad)
+    out = raw_to_bgr(H, W, encoding, step, data)
+    assert out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, bgr)
+
+
+def test_mono8_becomes_three_equal_channels():
+    gray = _bgr()[:, :, 0]
+    data, step = _padded(gray, 2)
+    out = raw_to_bgr(H, W, "mono8", step, data)
+    np.testing.assert_array_equal(out, np.dstack([gray] * 3))
+
+
+@pytest.mark.parametrize("bigendian", [0, 1])
+def test_mono16_is_scaled_to_8_bit_in_either_byte_order(bigendian):
+    values = np.array([[0, 257, 65535, 32896, 1000]] * H, dtype=np.uint16)
+    raw = values.astype(">u2" if bigendian else "<u2").view(np.uint8)
+    data, step = _padded(raw, 4)
+    out = raw_to_bgr(H, W, "mono16", step, data, is_bigendian=bigendian)
+    expected = np.round(values / 257.0).astype(np.uint8)
+    np.testing.assert_array_equal(out[:, :, 0], expected)
+    assert out[0, :3, 0].tolist() == [0, 1, 255]
+
+
+def test_last_row_without_padding_is_accepted():
+    bgr = _bgr()
+    data, step = _padded(bgr.reshape(H, -1), 4)
+    np.testing.assert_array_equal(raw_to_bgr(H, W, "bgr8", step, data[:-4]), bgr)
+
+
+def test_truncated_payload_is_refused_with_sizes():
+    data = _bgr().tobytes()
+    with pytest.raises(ImageMessageError, match="truncated"):
+        raw_to_bgr(H, W, "bgr8", W * 3, data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("height,width", [(0, 5), (5, 0), (0, 0)])
+def test_zero_size_image_is_refused(height, width):
+    with pytest.raises(ImageMessageError, match="zero size"):
+        raw_to_bgr(height, width, "bgr8", width * 3, b"")
+
+
+def test_step_smaller_than_row_is_refused():
+    with pytest.raises(ImageMessageError, match="step"):
+        raw_to_bgr(H, W, "bgr8", W * 3 - 1, bytes(H * W * 3))
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "32FC1", "bayer_rggb8", ""])
+def test_other_encodings_raise_unsupported_encoding(encoding):
+    with pytest.raises(UnsupportedEncodingError) as err:
+        raw_to_bgr(H, W, encoding, W * 2, bytes(H * W * 4))
+    assert err.value.encoding == encoding
+
+
+def test_png_compressed_roundtrip_is_exact(photos):
+    img = cv2.imread(str(photos / "biden.jpg"))
+    fields = bgr_to_compressed(img, "png")
+    assert "png" in fields["format"]
+    np.testing.assert_array_equal(compressed_to_bgr(fields["format"], fields["data"]), img)
+
+
+def test_jpeg_compressed_decodes_close_to_original(photos):
+    img = cv2.imread(str(photos / "obama.jpg"))
+    fields = bgr_to_compressed(img, "jpeg", quality=95)
+    out = compressed_to_bgr("jpeg", fields["data"].tobytes())
+    assert out.shape == img.shape
+    assert np.abs(out.astype(int) - img).mean() < 3
+
+
+def test_corrupt_compressed_payload_is_refused():
+    with pytest.raises(ImageMessageError, match="cannot decode"):
+        compressed_to_bgr("jpeg", b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageMessageError, match="empty"):
+        compressed_to_bgr("png", b"")
+    with pytest.raises(UnsupportedEncodingError):
+        compressed_to_bgr("theora", b"abc")
+
+
+def test_bgr_to_raw_roundtrip_real_photo(photos):
+    img = cv2.imread(str(photos / "obama2.jpg"))
+    f = bgr_to_raw(img)
+    assert (f["height"], f["width"], f["encoding"], f["step"]) == (*img.shape[:2], "bgr8",
+                                                                    img.shape[1] * 3)
+    assert f["is_bigendian"] == int(sys.byteorder == "big")
+    out = raw_to_bgr(f["height"], f["width"], f["encoding"], f["step"], f["data"].tobytes())
+    np.testing.assert_array_equal(out, img)
+
+
+def test_box_centre_size_roundtrip():
+    box = np.array([10.5, 20.0, 110.5, 170.0], np.float32)
+    cx, cy, w, h = box_to_center_size(box)
+    assert (cx, cy, w, h) == (60.5, 95.0, 100.0, 150.0)
+    np.testing.assert_allclose(center_size_to_box(cx, cy, w, h), box)
+    with pytest.raises(DetectionFieldError, match="size"):
+        center_size_to_box(1, 1, -3, 4)
+
+
+def test_landmarks_roundtrip_through_detection_id():
+    lm = np.array([[1.04, 2], [3, 4], [5, 6], [7, 8], [9, 10.26]], np.float32)
+    text = encode_landmarks(lm)
+    assert text.startswith('{"landmarks":[[1.0,2.0]')
+    np.testing.assert_allclose(decode_landmarks(text), lm, atol=0.05)
+    assert encode_landmarks(None) == ""
+
+
+@pytest.mark.parametrize("other_id", ["", "7", "track-42", "3f2a9c1e-uuid"])
+def test_other_detectors_ids_carry_no_landmarks(other_id):
+    assert decode_landmarks(other_id) is None
+
+
+def test_malformed_landmarks_are_refused():
+    with pytest.raises(DetectionFieldError):
+        decode_landmarks('{"landmarks":[[1,2],[3,4]]}')
+    with pytest.raises(DetectionFieldError):
+        decode_landmarks('{"landmarks":[[1,2],')
