@@ -6,6 +6,4 @@ VENV="${FACE_PERCEPTION_VENV:-$ROOT/.venv}"
 cd "$ROOT"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 PY="$VENV/bin/python"
-OUT="$ROOT/demo_output"
-mkdir -p "$OUT"
-"$PY" -m face_perception.cli info
+"$PY" scripts/demo.py
