@@ -381,7 +381,8 @@ class Detector:
 def _to_blob(img: np.ndarray) -> np.ndarray:
     # blobFromImage does the mean subtraction, float conversion and HWC->NCHW in one C++ pass
     # (about 5x faster than the NumPy equivalent at 640x480).
-    return cv2.dnn.blobFromImage(img, 1.0, None, BGR_MEAN, False, False)
+    # The mirrored TTA view is a negative-stride view: make it contiguous first (no-op else).
+    return cv2.dnn.blobFromImage(np.ascontiguousarray(img), 1.0, None, BGR_MEAN, False, False)
 
 
 def _unflip(boxes: np.ndarray, points: np.ndarray, width: int):
