@@ -367,9 +367,10 @@ class RetinaFaceLearner:
         if not samples:
             raise ValueError("training dataset is empty")
         history = {"loss": [], "loss_parts": [], "lr": [], "val": []}
-        start_epoch = 0
+        start_epoch, resume = 0, None
         if self.checkpoint_load_iter > 0:
-            start_epoch, history = self._load_checkpoint(self.checkpoint_load_iter)
+            resume = self._load_checkpoint(self.checkpoint_load_iter)
+            start_epoch, history = resume["epoch"], resume["history"]
             say(f"resumed from {self.checkpoint_path(self.checkpoint_load_iter)} "
                 f"(epoch {start_epoch})")
         elif self.model is None:
@@ -377,10 +378,9 @@ class RetinaFaceLearner:
         model = self.model.to(self.device)
         optimizer = torch.optim.SGD(self._trainable(model), lr=self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
-        if self.checkpoint_load_iter > 0:
-            optimizer.load_state_dict(self._resume_optimizer)
-            torch.set_rng_state(self._resume_rng)
-            del self._resume_optimizer, self._resume_rng
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            torch.set_rng_state(resume["torch_rng"])
         self._invalidate()
 
         train_set = _TrainSet(samples, TrainTransform(self.image_size, flip=self.flip),
@@ -400,8 +400,8 @@ class RetinaFaceLearner:
                 torch.utils.data.Subset(train_set, order.tolist()), batch_size=self.batch_size,
                 shuffle=False, num_workers=self.num_workers, collate_fn=_collate)
             self._set_train_mode(model)
-            sums, count, started = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}, 0, \
-                time.monotonic()
+            sums = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}
+            count, started = 0, time.monotonic()
             for images, targets in loader:
                 images = images.to(self.device)
                 loss, parts = criterion(model(images), priors, targets)
@@ -460,31 +460,38 @@ class RetinaFaceLearner:
         _atomic_write(path.with_name(path.name + ".sha256"), (_sha256_bytes(data) + "\n").encode())
         return path
 
-    def _load_checkpoint(self, epoch: int) -> tuple[int, dict]:
+    def _load_checkpoint(self, epoch: int) -> dict:
+        """Load checkpoint ``epoch`` into the learner; returns epoch, history, optimizer state
+        and torch RNG state for fit() to restore."""
         path = self.checkpoint_path(epoch)
         side = path.with_name(path.name + ".sha256")
         if not path.is_file():
             raise FileNotFoundError(
                 f"checkpoint for epoch {epoch} not found: {path} (checkpoint_load_iter="
                 f"{epoch}, temp_path={self.temp_path!r}, prefix={self.prefix!r})")
-        expected = side.read_text().split()[0] if side.is_file() else None
-        state = _load_checked(path, expected)
+        if not side.is_file():
+            raise RetinaFaceLearnerError(f"no checksum file {side} for checkpoint {path}")
+        state = _load_checked(path, side.read_text().split()[0])
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RetinaFaceLearnerError(f"{path} is not a RetinaFaceLearner checkpoint")
         if state["backbone"] != self.backbone:
             raise RetinaFaceLearnerError(
                 f"{path} holds a {state['backbone']!r} model but the learner's backbone is "
                 f"{self.backbone!r}")
+        for key in ("seed", "image_size"):
+            if state[key] != getattr(self, key):
+                warnings.warn(f"resuming {path} with {key}={getattr(self, key)} (checkpoint: "
+                              f"{state[key]}): the run will not repeat the original one",
+                              RuntimeWarning, stacklevel=3)
         model = self._new_model()
         model.load_state_dict(state["model"])
         self.model = model.to(self.device)
         self._pretrained_bn = set(state["pretrained_bn"])
-        self._resume_optimizer = state["optimizer"]
-        self._resume_rng = state["torch_rng"]
         self.epochs_trained = int(state["epoch"])
         history = json.loads(state["history"])
         history["val"] = [tuple(v) for v in history["val"]]
-        return int(state["epoch"]), history
+        return {"epoch": int(state["epoch"]), "history": history,
+                "optimizer": state["optimizer"], "torch_rng": state["torch_rng"]}
 
     # ------------------------------------------------------------------------------------------
     # Inference and evaluation
