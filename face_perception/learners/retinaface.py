@@ -122,17 +122,10 @@ def _load_checked(path: Path, sha256: Optional[str]):
 
 
 def as_image(img) -> np.ndarray:
-    """Seed images (objects with ``.opencv()`` / ``.numpy()``), paths and arrays -> BGR uint8."""
-    if hasattr(img, "opencv"):
+    """Seed images (objects with ``.opencv()``, which gives BGR HxWx3), paths and BGR arrays ->
+    validated BGR uint8."""
+    if hasattr(img, "opencv") and callable(img.opencv):
         return load_bgr(img.opencv())
-    if hasattr(img, "numpy") and not isinstance(img, np.ndarray):
-        # OpenDR's Image.numpy() is CHW RGB; accept HWC as well.
-        arr = np.asarray(img.numpy())
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):
-            arr = arr.transpose(1, 2, 0)
-        from face_perception.imageio import to_bgr_uint8
-
-        return to_bgr_uint8(arr, color_order="rgb")
     return load_bgr(img)
 
 
