@@ -172,6 +172,13 @@ def test_save_load_round_trip_gives_identical_detections(pretrained_folder, phot
     np.testing.assert_array_equal(faces[0].box, faces2[0].box)
     assert faces[0].score == faces2[0].score
 
+    # The saved weights drive the package's Detector (node, CLI) directly, with the same result.
+    from face_perception.detection import Detector
+
+    det = Detector(backbone="mnet", backend="torch", model_path=folder / "my_detector.pth",
+                   score_threshold=0.8, target_size=640, max_size=1280, upscale=True)
+    np.testing.assert_allclose(det.detect(image)[0].box, faces[0].box, atol=1e-3)
+
     weights = folder / "my_detector.pth"
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(RetinaFaceLearnerError, match="checksum mismatch"):
