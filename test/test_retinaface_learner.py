@@ -134,6 +134,17 @@ def test_resume_from_checkpoint_reproduces_uninterrupted_training(wider_root, tm
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.timeout(120)
+def test_data_loader_workers_do_not_change_the_training(wider_root, tmp_path):
+    samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:4]
+    runs = []
+    for workers in (0, 2):
+        learner = _learner(tmp_path, epochs=1, image_size=96, batch_size=2, num_workers=workers)
+        learner.fit(samples, silent=True)
+        runs.append(_state(learner))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
 def test_resume_from_missing_checkpoint_names_the_file(wider_root, tmp_path):
     learner = _learner(tmp_path, checkpoint_load_iter=7, epochs=8, prefix="exp")
     with pytest.raises(FileNotFoundError, match="exp-0007.pth"):
