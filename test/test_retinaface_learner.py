@@ -77,6 +77,18 @@ def test_pretrained_mnet_scores_its_recall_as_a_hand_count_gives(wider_root, pre
     assert result["recall"] == pytest.approx(found / result["num_faces"])
 
 
+@pytest.mark.timeout(120)
+def test_eval_with_pyramid_and_flip_tta_keeps_every_face(wider_root, pretrained_folder, tmp_path):
+    learner = _learner(tmp_path)
+    learner.load(pretrained_folder, verbose=False)
+    val = WiderFaceDataset(wider_root, splits=["val"])
+    plain = learner.eval(val, target_size=320, max_size=640, pyramid=False, flip=False,
+                         verbose=False)
+    tta = learner.eval(val, target_size=320, max_size=640, verbose=False)  # seed defaults: on
+    assert tta["recall"] == 1.0 and tta["ap"] > 0.9
+    assert tta["num_faces"] == plain["num_faces"]
+
+
 @pytest.mark.timeout(300)
 def test_fit_from_pretrained_backbone_lowers_loss_and_raises_ap(wider_root, tmp_path):
     train = WiderFaceDataset(wider_root, splits=["train"])
