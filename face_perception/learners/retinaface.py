@@ -757,17 +757,15 @@ class RetinaFaceLearner:
                 print(f"pretrained {self.backbone} RetinaFace written to {target}", flush=True)
             return target
         if mode == "backbone":
-            if self.backbone == "mnet" and url is None:
-                weights.mnet_state_dict()
-                return weights.converted_mnet_path()
-            entry = dict(BACKBONE_URLS["resnet"])
-            dest = folder / entry["filename"]
             if url is not None:
-                entry = {"url": url, "sha256": sha256, "filename": Path(url).name}
-                dest = folder / entry["filename"]
                 if not sha256:
                     raise ValueError("download(mode='backbone', url=...) needs sha256= as well")
-                return download_file(url, dest, sha256)
+                return download_file(url, folder / Path(url).name, sha256)
+            if self.backbone == "mnet":
+                weights.mnet_state_dict()  # converts (offline) on first use
+                return weights.converted_mnet_path()
+            entry = BACKBONE_URLS["resnet"]
+            dest = folder / entry["filename"]
             if not dest.is_file():
                 download_file(entry["url"], dest, None)
             if not sha256_file(dest).startswith(entry["sha256_prefix"]):
