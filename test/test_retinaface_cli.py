@@ -56,6 +56,21 @@ def test_detector_train_fine_tunes_and_writes_a_loadable_model(wider_root, tmp_p
     assert json.loads(out.strip().splitlines()[-1])["ap"] > 0.5
 
 
+@pytest.mark.timeout(180)
+def test_detector_train_resumes_from_a_checkpoint(wider_root, tmp_path, capsys):
+    common = [str(wider_root), "--init", "backbone", "--image-size", "96", "--batch-size", "2",
+              "--lr", "0.01", "--quiet", "--temp-path", str(tmp_path / "ckpt")]
+    _run(["detector-train", *common, "--out", str(tmp_path / "a"), "--epochs", "2"], capsys)
+    code, out = _run(["detector-train", *common, "--out", str(tmp_path / "b"), "--epochs", "2",
+                      "--resume", "1"], capsys)
+    assert code == 0
+    through = json.loads((tmp_path / "a" / "a.json").read_text())
+    resumed = json.loads((tmp_path / "b" / "b.json").read_text())
+    # Same weights, byte for byte: the resumed run repeats epoch 2 exactly.
+    assert through["sha256"]["a.pth"] == resumed["sha256"]["b.pth"]
+    assert json.loads(out.strip().splitlines()[-1])["epochs"] == 2
+
+
 def test_detector_eval_names_missing_data(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         _run(["detector-eval", str(tmp_path / "nowhere")], capsys)

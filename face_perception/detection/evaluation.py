@@ -1,9 +1,11 @@
 """Detection accuracy: average precision at an IoU threshold and recall, in plain numpy.
 
-AP is the VOC (2010+) all-point interpolated area under the precision/recall curve. Detections
-are matched greedily in descending score order to the unmatched ground-truth box of highest IoU;
-a detection whose best box is an *ignored* face (WIDER ``invalid`` faces, or faces outside the
-difficulty being scored) counts neither as a hit nor as a false alarm, as in the WIDER toolkit.
+AP is the VOC (2010+) all-point interpolated area under the precision/recall curve. Matching
+follows VOC: in descending score order each detection belongs to the ground-truth box it
+overlaps most; at IoU >= the threshold it is a hit if that face is still free and a false alarm
+if the face was already found; a detection whose box is an *ignored* face (WIDER ``invalid``
+faces, or faces outside the difficulty being scored) counts neither way, as VOC's "difficult"
+objects and the WIDER toolkit's ignored faces.
 """
 from __future__ import annotations
 
@@ -109,16 +111,16 @@ def _match_image(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, ignore: 
     iou = iou_matrix(boxes, gt)
     taken = np.zeros(len(gt), bool)
     for d in np.argsort(-scores, kind="stable"):
-        # Prefer the best still-free counted face; a detection on an ignored face is dropped.
-        cand = iou[d].copy()
-        cand[taken | ignore] = -1.0
-        j = int(np.argmax(cand))
-        if cand[j] >= iou_threshold:
+        # VOC rule: the detection belongs to the face it overlaps most, taken or not.
+        j = int(np.argmax(iou[d]))
+        if iou[d, j] < iou_threshold:
+            continue  # false alarm
+        if ignore[j]:
+            labels[d] = -1
+        elif not taken[j]:
             taken[j] = True
             labels[d] = 1
-            continue
-        if ignore.any() and iou[d][ignore].max() >= iou_threshold:
-            labels[d] = -1
+        # else: a second detection of a found face is a false alarm
     return labels
 
 

@@ -10,9 +10,10 @@ Two text formats are read:
   then ``x y w h blur expression illumination invalid occlusion pose`` per face (a count of 0 is
   followed by one all-zero line). Faces flagged ``invalid`` are ignored by the evaluation.
 
-Per-difficulty split lists (easy/medium/hard) are read from plain text files
-(``<image path> <1-based face index> ...`` per line). The official toolkit ships them as MATLAB
-``.mat`` files; those are read with scipy when it is installed (see docs/detection_training.md).
+Per-difficulty split lists (easy/medium/hard) are read from the official toolkit's MATLAB files
+(``wider_easy_val.mat``, ..., with our own reader in ``matfile.py``) or from plain text files
+(``<image path> <1-based face index> ...`` per line). The official ``wider_face_val.mat`` ground
+truth is read as well.
 Boxes are returned as x1, y1, x2, y2 (x2 = x + w), landmarks as 10 numbers (5 x, y pairs).
 """
 from __future__ import annotations
@@ -210,8 +211,8 @@ def read_bbx_gt(path: os.PathLike, images_dir: os.PathLike) -> list[WiderSample]
 def read_difficulty_list(path: os.PathLike) -> dict[str, np.ndarray]:
     """Read a split list: image name -> 1-based indices of the faces in that difficulty.
 
-    Text format: one line per image, ``<image path or name> <idx> <idx> ...``. ``.mat`` files of
-    the official toolkit (``gt_list`` + ``file_list``) need scipy.
+    Text format: one line per image, ``<image path or name> <idx> <idx> ...``. ``.mat`` files are
+    the official toolkit's (``event_list``, ``file_list``, ``gt_list``).
     """
     path = Path(path)
     if path.suffix == ".mat":
@@ -234,20 +235,51 @@ def read_difficulty_list(path: os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _read_difficulty_mat(path: Path) -> dict[str, np.ndarray]:
-    try:
-        from scipy.io import loadmat
-    except ImportError:
-        raise WiderFormatError(
-            f"{path}: reading MATLAB split files needs scipy (pip install scipy), or give the "
-            "split as text: one line per image, '<image name> <1-based face index> ...'") from None
-    mat = loadmat(str(path))  # MATLAB v5 data, no pickle involved
-    if "gt_list" not in mat or "file_list" not in mat:
-        raise WiderFormatError(f"{path}: not a WIDER split file (no gt_list / file_list)")
+    """The official toolkit's split file: per event, file names and kept 1-based face indices."""
+    from face_perception.detection.matfile import load_mat
+
+    mat = load_mat(path)
+    for key in ("event_list", "file_list", "gt_list"):
+        if key not in mat:
+            raise WiderFormatError(f"{path}: not a WIDER split file (no {key})")
     out: dict[str, np.ndarray] = {}
-    for ev_files, ev_gts in zip(mat["file_list"].ravel(), mat["gt_list"].ravel()):
-        for fname, gt in zip(ev_files[0].ravel(), ev_gts[0].ravel()):
-            out[str(fname[0])] = np.asarray(gt, dtype=np.int64).ravel()
+    for event, files, gts in zip(mat["event_list"].ravel(), mat["file_list"].ravel(),
+                                 mat["gt_list"].ravel()):
+        for fname, gt in zip(files.ravel(), gts.ravel()):
+            out[f"{event}/{fname}.jpg"] = np.asarray(gt, dtype=np.int64).ravel()
     return out
+
+
+def read_mat_ground_truth(path: os.PathLike, images_dir: os.PathLike) -> list[WiderSample]:
+    """Read the official ``wider_face_<split>.mat`` ground truth (boxes + invalid flags)."""
+    from face_perception.detection.matfile import load_mat
+
+    path = Path(path)
+    mat = load_mat(path)
+    for key in ("event_list", "file_list", "face_bbx_list"):
+        if key not in mat:
+            raise WiderFormatError(f"{path}: not a WIDER ground-truth file (no {key})")
+    invalid_lists = mat.get("invalid_label_list")
+    samples = []
+    for e, (event, files, boxes) in enumerate(zip(mat["event_list"].ravel(),
+                                                  mat["file_list"].ravel(),
+                                                  mat["face_bbx_list"].ravel())):
+        invalid = (invalid_lists.ravel()[e].ravel() if invalid_lists is not None
+                   else [None] * files.size)
+        for fname, xywh, inv in zip(files.ravel(), boxes.ravel(), invalid):
+            xywh = np.asarray(xywh, np.float32).reshape(-1, 4)
+            xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            n = len(xyxy)
+            ignore = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+            if inv is not None:
+                ignore |= np.asarray(inv).reshape(-1)[:n].astype(bool)
+            name = f"{event}/{fname}.jpg"
+            samples.append(WiderSample(Path(images_dir) / name, xyxy,
+                                       np.full((n, 10), -1.0, np.float32), np.zeros(n, bool),
+                                       ignore=ignore, name=name))
+    if not samples:
+        raise WiderFormatError(f"{path}: no images")
+    return samples
 
 
 def _stem(name: str) -> str:
@@ -297,14 +329,20 @@ class WiderFaceDataset(Sequence):
     def _load_split(self, split: str) -> list[WiderSample]:
         label = self.root / split / "label.txt"
         official = self.root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+        official_mat = [self.root / folder / f"wider_face_{split}.mat"
+                        for folder in ("wider_face_split", "eval_tools/ground_truth")]
+        official_mat = [p for p in official_mat if p.is_file()]
+        images = self.root / f"WIDER_{split}" / "images"
         if label.is_file():
             samples = read_label_file(label)
         elif official.is_file():
-            samples = read_bbx_gt(official, self.root / f"WIDER_{split}" / "images")
+            samples = read_bbx_gt(official, images)
+        elif official_mat:
+            samples = read_mat_ground_truth(official_mat[0], images)
         else:
             raise FileNotFoundError(
-                f"no annotations for split {split!r} under {self.root}: expected {label} or "
-                f"{official}")
+                f"no annotations for split {split!r} under {self.root}: expected {label}, "
+                f"{official} or wider_face_split/wider_face_{split}.mat")
         lists = {}
         for difficulty in DIFFICULTIES:
             found = self._find_split_list(split, difficulty)

@@ -122,17 +122,10 @@ def _load_checked(path: Path, sha256: Optional[str]):
 
 
 def as_image(img) -> np.ndarray:
-    """Seed images (objects with ``.opencv()`` / ``.numpy()``), paths and arrays -> BGR uint8."""
-    if hasattr(img, "opencv"):
+    """Seed images (objects with ``.opencv()``, which gives BGR HxWx3), paths and BGR arrays ->
+    validated BGR uint8."""
+    if hasattr(img, "opencv") and callable(img.opencv):
         return load_bgr(img.opencv())
-    if hasattr(img, "numpy") and not isinstance(img, np.ndarray):
-        # OpenDR's Image.numpy() is CHW RGB; accept HWC as well.
-        arr = np.asarray(img.numpy())
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[2] not in (1, 3, 4):
-            arr = arr.transpose(1, 2, 0)
-        from face_perception.imageio import to_bgr_uint8
-
-        return to_bgr_uint8(arr, color_order="rgb")
     return load_bgr(img)
 
 
@@ -367,9 +360,10 @@ class RetinaFaceLearner:
         if not samples:
             raise ValueError("training dataset is empty")
         history = {"loss": [], "loss_parts": [], "lr": [], "val": []}
-        start_epoch = 0
+        start_epoch, resume = 0, None
         if self.checkpoint_load_iter > 0:
-            start_epoch, history = self._load_checkpoint(self.checkpoint_load_iter)
+            resume = self._load_checkpoint(self.checkpoint_load_iter)
+            start_epoch, history = resume["epoch"], resume["history"]
             say(f"resumed from {self.checkpoint_path(self.checkpoint_load_iter)} "
                 f"(epoch {start_epoch})")
         elif self.model is None:
@@ -377,10 +371,9 @@ class RetinaFaceLearner:
         model = self.model.to(self.device)
         optimizer = torch.optim.SGD(self._trainable(model), lr=self.lr, momentum=self.momentum,
                                     weight_decay=self.weight_decay)
-        if self.checkpoint_load_iter > 0:
-            optimizer.load_state_dict(self._resume_optimizer)
-            torch.set_rng_state(self._resume_rng)
-            del self._resume_optimizer, self._resume_rng
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            torch.set_rng_state(resume["torch_rng"])
         self._invalidate()
 
         train_set = _TrainSet(samples, TrainTransform(self.image_size, flip=self.flip),
@@ -400,8 +393,8 @@ class RetinaFaceLearner:
                 torch.utils.data.Subset(train_set, order.tolist()), batch_size=self.batch_size,
                 shuffle=False, num_workers=self.num_workers, collate_fn=_collate)
             self._set_train_mode(model)
-            sums, count, started = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}, 0, \
-                time.monotonic()
+            sums = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}
+            count, started = 0, time.monotonic()
             for images, targets in loader:
                 images = images.to(self.device)
                 loss, parts = criterion(model(images), priors, targets)
@@ -460,31 +453,38 @@ class RetinaFaceLearner:
         _atomic_write(path.with_name(path.name + ".sha256"), (_sha256_bytes(data) + "\n").encode())
         return path
 
-    def _load_checkpoint(self, epoch: int) -> tuple[int, dict]:
+    def _load_checkpoint(self, epoch: int) -> dict:
+        """Load checkpoint ``epoch`` into the learner; returns epoch, history, optimizer state
+        and torch RNG state for fit() to restore."""
         path = self.checkpoint_path(epoch)
         side = path.with_name(path.name + ".sha256")
         if not path.is_file():
             raise FileNotFoundError(
                 f"checkpoint for epoch {epoch} not found: {path} (checkpoint_load_iter="
                 f"{epoch}, temp_path={self.temp_path!r}, prefix={self.prefix!r})")
-        expected = side.read_text().split()[0] if side.is_file() else None
-        state = _load_checked(path, expected)
+        if not side.is_file():
+            raise RetinaFaceLearnerError(f"no checksum file {side} for checkpoint {path}")
+        state = _load_checked(path, side.read_text().split()[0])
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise RetinaFaceLearnerError(f"{path} is not a RetinaFaceLearner checkpoint")
         if state["backbone"] != self.backbone:
             raise RetinaFaceLearnerError(
                 f"{path} holds a {state['backbone']!r} model but the learner's backbone is "
                 f"{self.backbone!r}")
+        for key in ("seed", "image_size"):
+            if state[key] != getattr(self, key):
+                warnings.warn(f"resuming {path} with {key}={getattr(self, key)} (checkpoint: "
+                              f"{state[key]}): the run will not repeat the original one",
+                              RuntimeWarning, stacklevel=3)
         model = self._new_model()
         model.load_state_dict(state["model"])
         self.model = model.to(self.device)
         self._pretrained_bn = set(state["pretrained_bn"])
-        self._resume_optimizer = state["optimizer"]
-        self._resume_rng = state["torch_rng"]
         self.epochs_trained = int(state["epoch"])
         history = json.loads(state["history"])
         history["val"] = [tuple(v) for v in history["val"]]
-        return int(state["epoch"]), history
+        return {"epoch": int(state["epoch"]), "history": history,
+                "optimizer": state["optimizer"], "torch_rng": state["torch_rng"]}
 
     # ------------------------------------------------------------------------------------------
     # Inference and evaluation
@@ -757,17 +757,15 @@ class RetinaFaceLearner:
                 print(f"pretrained {self.backbone} RetinaFace written to {target}", flush=True)
             return target
         if mode == "backbone":
-            if self.backbone == "mnet" and url is None:
-                weights.mnet_state_dict()
-                return weights.converted_mnet_path()
-            entry = dict(BACKBONE_URLS["resnet"])
-            dest = folder / entry["filename"]
             if url is not None:
-                entry = {"url": url, "sha256": sha256, "filename": Path(url).name}
-                dest = folder / entry["filename"]
                 if not sha256:
                     raise ValueError("download(mode='backbone', url=...) needs sha256= as well")
-                return download_file(url, dest, sha256)
+                return download_file(url, folder / Path(url).name, sha256)
+            if self.backbone == "mnet":
+                weights.mnet_state_dict()  # converts (offline) on first use
+                return weights.converted_mnet_path()
+            entry = BACKBONE_URLS["resnet"]
+            dest = folder / entry["filename"]
             if not dest.is_file():
                 download_file(entry["url"], dest, None)
             if not sha256_file(dest).startswith(entry["sha256_prefix"]):
