@@ -109,6 +109,16 @@ def test_each_fold_threshold_is_chosen_on_the_other_nine_folds():
     assert r.accuracy_std == pytest.approx(np.std(r.fold_accuracies))
 
 
+def test_report_warns_when_pair_order_leaves_folds_unbalanced():
+    rng = np.random.default_rng(9)
+    pos, neg = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
+    balanced = evaluate_verification(*interleaved(pos, neg))
+    assert balanced.fold_same_fractions == [0.5] * 10 and "warning" not in balanced.summary()
+    grouped = evaluate_verification(np.r_[pos, neg], np.r_[np.ones(300, bool), np.zeros(300, bool)])
+    assert grouped.fold_same_fractions[0] == 1.0 and grouped.fold_same_fractions[-1] == 0.0
+    assert "warning: folds are unbalanced" in grouped.summary()
+
+
 def test_distances_give_the_same_metrics_with_thresholds_in_distance_units():
     rng = np.random.default_rng(5)
     sims, labels = interleaved(rng.normal(0.7, 0.1, 500), rng.normal(0.3, 0.1, 500))
