@@ -145,7 +145,7 @@ def test_tar_at_far_is_none_with_reason_when_too_few_different_pairs():
     assert "TAR @ FAR 0.0001: n/a" in r.summary()
     d = r.to_dict()
     assert d["tar_at_far"][1]["tar"] is None and "roc_fpr" not in d
-    with_roc = json.loads(json.dumps(r.to_dict(include_roc=True)))  # strict JSON: no inf/nan
+    with_roc = json.loads(json.dumps(r.to_dict(include_roc=True), allow_nan=False))
     assert with_roc["roc_thresholds"][0] is None and len(with_roc["roc_fpr"]) == len(r.roc_fpr)
 
 
