@@ -8,6 +8,7 @@ translation; never a reflection or shear).
 """
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import cv2
@@ -56,7 +57,21 @@ def dlib_chip_template(size: int = 150, padding: float = 0.25) -> np.ndarray:
         np.mean([m[i] for i in range(42, 48)], axis=0),
         m[30], m[48], m[54],
     ])
-    return ((padding + unit) / (1.0 + 2.0 * padding) * size).astype(np.float32)
+    return dlib_chip_pixels(unit, size, padding).astype(np.float32)
+
+
+def dlib_chip_pixels(unit_points, size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """Pixel positions in dlib's ``size`` chip of points given in dlib's unit mean-face square.
+
+    dlib fits its similarity to ``q = (padding + p) / (1 + 2 padding) * size``, but then
+    extracts the chip by mapping chip pixels 0 and size-1 onto the edges of a box of width
+    ``size * scale`` centred on the image of q = size/2 (``chip_details``,
+    ``extract_image_chips``). So a point fitted at q actually appears at pixel
+    ``(size - 1) / 2 + (q - size / 2) * (size - 1) / size``: half a pixel up-left and 1/size
+    smaller. Including that makes our chips land where dlib's do.
+    """
+    q = (padding + np.asarray(unit_points, dtype=np.float64)) / (1.0 + 2.0 * padding) * size
+    return (size - 1) / 2.0 + (q - size / 2.0) * (size - 1) / size
 
 
 DLIB_TEMPLATE_150 = dlib_chip_template(150, 0.25)
@@ -67,10 +82,11 @@ TEMPLATES = {
 }
 
 
-def _points(points, name: str) -> np.ndarray:
+def _points(points, name: str, min_points: int = 2) -> np.ndarray:
     arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 2:
-        raise ValueError(f"{name} must be an (N>=2, 2) array of points, got shape {arr.shape}")
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < min_points:
+        raise ValueError(f"{name} must be an (N>={min_points}, 2) array of points, got shape "
+                         f"{arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains non-finite values: {arr.tolist()}")
     return arr
@@ -122,18 +138,70 @@ def _image(image: np.ndarray, name: str = "image") -> np.ndarray:
     return image
 
 
-def align_to_template(image_bgr: np.ndarray, landmarks, template, size) -> np.ndarray:
+def warp_similarity(image: np.ndarray, matrix: np.ndarray, size, antialias: bool = True
+                    ) -> np.ndarray:
+    """``cv2.warpAffine`` of a similarity ``matrix`` (image -> chip) into a ``size`` chip.
+
+    Bilinear sampling alone aliases when the chip is much smaller than the face in the image
+    (a 600-pixel face into a 150-pixel chip skips three of every four pixels). Like dlib's
+    extract_image_chip, with ``antialias`` the face region is first halved with a Gaussian
+    pyramid until the remaining warp shrinks by less than 2x.
+    """
+    w, h = _size(size)
+    m = np.asarray(matrix, dtype=np.float64)
+    scale = math.sqrt(abs(np.linalg.det(m[:, :2])))  # chip pixels per image pixel
+    if antialias and scale < 0.5:
+        # Crop the part of the image the chip sees (plus a filter margin), then shrink it.
+        inv = cv2.invertAffineTransform(m)
+        corners = transform_points([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], inv)
+        margin = 4.0 / scale
+        x0, y0 = np.floor(corners.min(axis=0) - margin).astype(int)
+        x1, y1 = np.ceil(corners.max(axis=0) + margin).astype(int)
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
+        if x1 - x0 >= 8 and y1 - y0 >= 8:
+            level = image[y0:y1, x0:x1]
+            factor = 1
+            while scale * factor * 2 <= 1.0 and min(level.shape[:2]) >= 8:
+                level = cv2.pyrDown(level)  # output pixel i is centred on input pixel 2i
+                factor *= 2
+            m = np.hstack([m[:, :2] * factor, (m[:, :2] @ [x0, y0] + m[:, 2])[:, None]])
+            image = level
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+FITS = ("chip", "image")
+
+
+def template_transform(landmarks, template, fit: str = "chip") -> np.ndarray:
+    """The image -> chip similarity for ``landmarks`` and ``template``.
+
+    Five real landmarks never fit a template exactly, and a least-squares similarity then
+    depends on where the residuals are measured: ``fit='chip'`` fits image -> chip
+    (InsightFace's ``norm_crop`` convention, what ArcFace-style models were trained on);
+    ``fit='image'`` fits chip -> image and inverts it (dlib's ``get_face_chip_details``
+    convention, a slightly larger face in the chip). Use what the model was trained with.
+    """
+    if fit == "chip":
+        return estimate_similarity(landmarks, template)
+    if fit == "image":
+        return cv2.invertAffineTransform(estimate_similarity(template, landmarks))
+    raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+
+
+def align_to_template(image_bgr: np.ndarray, landmarks, template, size,
+                      antialias: bool = True, fit: str = "chip") -> np.ndarray:
     """Warp ``image_bgr`` so that the 5 ``landmarks`` land on ``template``; returns the
-    ``size`` (int or (w, h)) chip, HxWx3 uint8, same colour order as the input."""
+    ``size`` (int or (w, h)) chip, HxWx3 uint8, same colour order as the input. Large faces
+    are pre-shrunk with a Gaussian pyramid (``antialias``, see :func:`warp_similarity`);
+    ``fit`` says where the least-squares error is measured (see :func:`template_transform`)."""
     image = _image(image_bgr, "image_bgr")
     lm = _points(landmarks, "landmarks")
     tp = _points(template, "template")
     if lm.shape != tp.shape:
         raise ValueError(f"landmarks {lm.shape} and template {tp.shape} differ in shape")
-    w, h = _size(size)
-    m = estimate_similarity(lm, tp)
-    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return warp_similarity(image, template_transform(lm, tp, fit), size, antialias)
 
 
 def warp_between_templates(chips: np.ndarray, src_template, dst_template, dst_size
@@ -160,7 +228,7 @@ def warp_between_templates(chips: np.ndarray, src_template, dst_template, dst_si
 
 def transform_points(points, matrix: np.ndarray) -> np.ndarray:
     """Apply a 2x3 affine matrix to (N, 2) points."""
-    pts = _points(points, "points")
+    pts = _points(points, "points", min_points=1)
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (2, 3):
         raise ValueError(f"matrix must be 2x3, got {m.shape}")

@@ -29,6 +29,7 @@ SEARCH_MODES = ("mean", "sample")
 _ARRAY_KEYS = {"names", "counts", "samples", "sources"}
 # Stored samples are unit vectors; anything further off than this was not written by save().
 _NORM_TOLERANCE = 1e-3
+_BLOCK = 65536  # identities per block when updating means
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,6 +58,10 @@ class Gallery:
         choose_backend(backend, 0)  # validates the name early
         if faiss_index not in ("flat", "hnsw"):
             raise GalleryError(f"faiss_index must be 'flat' or 'hnsw', got {faiss_index!r}")
+        if faiss_threshold is not None and (isinstance(faiss_threshold, bool) or not isinstance(
+                faiss_threshold, (int, np.integer)) or faiss_threshold < 0):
+            raise GalleryError(f"faiss_threshold must be a row count >= 0 or None, got "
+                               f"{faiss_threshold!r}")
         self.model_id = model_id
         self.embedding_size = int(embedding_size)
         self.backend = backend
@@ -66,7 +71,9 @@ class Gallery:
         # Identity rows (capacity grows by doubling so that incremental adds stay amortised O(1)).
         self._names: List[str] = []
         self._lookup: dict = {}
-        self._sums = np.zeros((0, dim), np.float32)
+        # Norm of each identity's sum of unit samples: sum = mean * norm, so the sums need no
+        # (N, D) array of their own (a million 128-d identities would cost another 512 MB).
+        self._sum_norms = np.zeros(0, np.float64)
         self._means = np.zeros((0, dim), np.float32)
         self._counts = np.zeros(0, np.int64)
         # Sample rows, in insertion order; _owner is the identity row of each sample.
@@ -84,7 +91,10 @@ class Gallery:
         return len(self._names)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._lookup
+        try:
+            return name in self._lookup
+        except TypeError:  # unhashable: certainly not a name
+            return False
 
     def __repr__(self) -> str:
         return (f"Gallery(model_id={self.model_id!r}, embedding_size={self.embedding_size}, "
@@ -149,14 +159,15 @@ class Gallery:
         Vectorised: enrolling a million identities this way takes seconds, not minutes.
         """
         names = list(names)
-        for name in dict.fromkeys(names):
+        unique = dict.fromkeys(names)
+        for name in unique:
             _check_name(name)
         emb = self._check_embeddings(embeddings, "embeddings")
         if len(emb) != len(names):
             raise GalleryError(f"add_many got {len(names)} names but {len(emb)} embeddings")
         srcs = _check_sources(sources, len(emb))
         with self._lock:
-            self._append(names, emb, srcs)
+            self._append(names, emb, srcs, unique)
 
     def remove(self, name: str) -> None:
         """Forget ``name`` and all its samples."""
@@ -165,7 +176,7 @@ class Gallery:
             n, s = len(self), self._num_samples
             keep_id = np.ones(n, bool)
             keep_id[row] = False
-            self._sums = self._sums[:n][keep_id]
+            self._sum_norms = self._sum_norms[:n][keep_id]
             self._means = self._means[:n][keep_id]
             self._counts = self._counts[:n][keep_id]
             owner = self._owner[:s]
@@ -178,7 +189,7 @@ class Gallery:
             self._num_samples = int(keep_s.sum())
             del self._names[row]
             self._lookup = {nm: i for i, nm in enumerate(self._names)}
-            self._changed()
+            self._changed(means_rewritten=True, samples_rewritten=True)
 
     def rename(self, old: str, new: str) -> None:
         """Give identity ``old`` the name ``new`` (which must not exist yet)."""
@@ -193,7 +204,7 @@ class Gallery:
             self._names[row] = new
             del self._lookup[old]
             self._lookup[new] = row
-            self._changed()
+            self._version += 1  # vectors unchanged: search indexes stay valid
 
     # ------------------------------------------------------------------ search
     def resolved_backend(self, mode: str = "mean") -> str:
@@ -340,10 +351,15 @@ class Gallery:
         except (KeyError, TypeError):
             raise GalleryError(f"no identity named {name!r} in the gallery") from None
 
-    def _changed(self) -> None:
+    def _changed(self, means_rewritten: bool, samples_rewritten: bool = False) -> None:
+        """Invalidate search caches. Rows appended at the end keep a cached HNSW graph valid
+        (it is extended on the next search); rewritten or removed rows force a rebuild."""
         self._version += 1
-        self._faiss_cache.clear()
         self._group_cache = None
+        if means_rewritten:
+            self._faiss_cache.pop("mean", None)
+        if samples_rewritten:
+            self._faiss_cache.pop("sample", None)
 
     def _check_embeddings(self, x, what: str) -> np.ndarray:
         """(n, D) float32 unit rows from (D,) or (n, D) input, or GalleryError naming the fault."""
@@ -371,34 +387,33 @@ class Gallery:
                                "it has no direction to compare")
         return (arr / norms[:, None]).astype(np.float32, copy=False)
 
-    def _append(self, names: List[str], emb: np.ndarray, srcs: List[str]) -> None:
+    def _append(self, names: List[str], emb: np.ndarray, srcs: List[str],
+                unique: Optional[dict] = None) -> None:
         if not names:
             return
         lookup = self._lookup
-        # dict.fromkeys / map / zip run at C speed: a million names take well under a second.
-        new_names = [nm for nm in dict.fromkeys(names) if nm not in lookup]
-        lookup.update(zip(new_names, range(len(self._names), len(self._names) + len(new_names))))
-        rows = np.fromiter(map(lookup.__getitem__, names), np.int64, len(names))
+        old_n = len(self._names)
+        # dict.fromkeys / map / zip run at C speed: a million names take about a second.
+        unique = dict.fromkeys(names) if unique is None else unique
+        new_names = [nm for nm in unique if nm not in lookup]
+        lookup.update(zip(new_names, range(old_n, old_n + len(new_names))))
         self._names.extend(new_names)
         n = len(self._names)
-        self._sums = _grow(self._sums, n)
+        self._sum_norms = _grow(self._sum_norms, n)
         self._means = _grow(self._means, n)
         self._counts = _grow(self._counts, n)
-        old_n = n - len(new_names)
-        self._sums[old_n:n] = 0.0
-        self._counts[old_n:n] = 0
-        # Sum the new rows per identity (sorted reduceat: np.add.at is far slower at 1M rows).
-        order = np.argsort(rows, kind="stable")
-        sorted_rows = rows[order]
-        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-        touched = sorted_rows[starts]
-        self._sums[touched] += np.add.reduceat(emb[order], starts, axis=0)
-        self._counts[touched] += np.diff(np.r_[starts, len(rows)])
-        sums = self._sums[touched]
-        # The normalised sum equals the normalised mean; a sum can only vanish if samples of
-        # one person point in opposite directions, which real embeddings never do.
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        self._means[touched] = sums / np.maximum(norms, 1e-12)
+        if len(new_names) == len(names):
+            # Bulk enrolment of new people, one sample each: each mean is its unit sample.
+            rows = np.arange(old_n, n, dtype=np.int64)
+            self._means[old_n:n] = emb
+            self._sum_norms[old_n:n] = 1.0
+            self._counts[old_n:n] = 1
+        else:
+            rows = np.fromiter(map(lookup.__getitem__, names), np.int64, len(names))
+            self._sum_norms[old_n:n] = 0.0
+            self._means[old_n:n] = 0.0
+            self._counts[old_n:n] = 0
+            self._accumulate(rows, emb)
         s0, s1 = self._num_samples, self._num_samples + len(emb)
         self._samples = _grow(self._samples, s1)
         self._owner = _grow(self._owner, s1)
@@ -406,7 +421,29 @@ class Gallery:
         self._owner[s0:s1] = rows
         self._sources.extend(srcs)
         self._num_samples = s1
-        self._changed()
+        # Samples are only ever appended here; means of existing identities may have moved.
+        self._changed(means_rewritten=len(new_names) != len(names))
+
+    def _accumulate(self, rows: np.ndarray, emb: np.ndarray) -> None:
+        """Add sample rows ``emb`` to the sums of identities ``rows`` and renormalise means."""
+        # Sum the new rows per identity (sorted reduceat: np.add.at is far slower at 1M rows),
+        # in blocks of identities so that temporaries stay small for million-row adds.
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+        ends = np.r_[starts[1:], len(rows)]
+        touched = sorted_rows[starts]
+        self._counts[touched] += ends - starts
+        for a in range(0, len(touched), _BLOCK):
+            t, st = touched[a:a + _BLOCK], starts[a:a + _BLOCK]
+            part = emb[order[st[0]:ends[a + len(t) - 1]]]
+            sums = np.add.reduceat(part, st - st[0], axis=0)
+            sums += self._means[t] * self._sum_norms[t, None].astype(np.float32)
+            # The normalised sum equals the normalised mean; a sum can only vanish if samples
+            # of one person point in opposite directions, which real embeddings never do.
+            norms = np.linalg.norm(sums, axis=1)
+            self._sum_norms[t] = norms
+            self._means[t] = sums / np.maximum(norms, 1e-12)[:, None]
 
     def _set_contents(self, names: List[str], samples: np.ndarray, owner: np.ndarray,
                       sources: List[str]) -> None:
@@ -466,10 +503,14 @@ class Gallery:
         return self._group_cache[1], self._group_cache[2]
 
     def _faiss(self, mode: str, rows: np.ndarray) -> FaissIndex:
+        if self.faiss_index == "flat":
+            return FaissIndex(rows)  # a view, no build step: nothing worth caching
         cached = self._faiss_cache.get(mode)
-        if cached is None or cached.kind != self.faiss_index:
+        if cached is None or cached.kind != self.faiss_index or cached.ntotal > len(rows):
             cached = FaissIndex(rows, kind=self.faiss_index)
             self._faiss_cache[mode] = cached
+        elif cached.ntotal < len(rows):
+            cached.extend(rows[cached.ntotal:])
         return cached
 
     def _arrays_for_save(self) -> dict:

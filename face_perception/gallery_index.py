@@ -10,12 +10,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-# Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured on
-# this project's 2-core machine (benchmarks/gallery_search.py): single-query latency is the same
-# for numpy and faiss's exact IndexFlatIP (both read the whole matrix once), but faiss keeps no
-# (queries x rows) score matrix, runs its scan on all OpenMP threads and its top-k selection is a
-# heap instead of a full argpartition, which starts to pay off in the tens of thousands of rows.
-FAISS_AUTO_THRESHOLD = 50_000
+# Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured
+# with benchmarks/gallery_search.py --quick on this project's 2-core machine (128-d, top-5, one
+# query per call): 1k rows 0.23 ms numpy / 0.10 ms faiss (both negligible next to computing the
+# embedding), 20k rows 2.2 ms / 0.6 ms, 100k rows 8.9 ms / 2.3 ms. faiss keeps no (queries x rows)
+# score matrix, selects the top-k with a heap instead of argpartition and scans on all OpenMP
+# threads; below ~10k rows the difference is not worth importing it.
+FAISS_AUTO_THRESHOLD = 10_000
 
 # numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
 # this many elements (64 MiB), whatever the gallery size.
@@ -65,7 +66,7 @@ def top_k_of_scores(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]
 class FaissIndex:
     """A faiss inner-product index over a fixed set of normalised rows.
 
-    kind "flat": exact IndexFlatIP (same results as numpy). kind "hnsw": approximate
+    kind "flat": exact brute-force scan (same results as numpy). kind "hnsw": approximate
     IndexHNSWFlat graph (much faster queries on very large galleries, slower to build, may
     miss the true best match with small probability; ``hnsw_m`` and ``ef_search`` trade speed
     for recall).
@@ -78,20 +79,35 @@ class FaissIndex:
         if kind not in FAISS_INDEX_KINDS:
             raise ValueError(f"unknown faiss index kind {kind!r}; expected one of "
                              f"{', '.join(FAISS_INDEX_KINDS)}")
-        dim = rows.shape[1]
-        if kind == "flat":
-            index = faiss.IndexFlatIP(dim)
-        else:
-            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = ef_search
-        index.add(np.ascontiguousarray(rows, dtype=np.float32))
         self.kind = kind
-        self.ntotal = int(index.ntotal)
-        self._index = index
+        self.ntotal = int(rows.shape[0])
+        self._faiss = faiss
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if kind == "flat":
+            # Brute force straight on the caller's rows (faiss.knn): the same exact scan as an
+            # IndexFlatIP without copying a possibly 512 MB matrix into an index first.
+            self._rows = rows
+            self._index = None
+        else:
+            index = faiss.IndexHNSWFlat(rows.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = ef_search
+            index.add(rows)
+            self._index = index
+
+    def extend(self, new_rows: np.ndarray) -> None:
+        """Append rows to a graph index (HNSW graphs grow in place; no rebuild)."""
+        if self._index is None:
+            raise RuntimeError("a flat FaissIndex is a view: make a new one over the new rows")
+        self._index.add(np.ascontiguousarray(new_rows, dtype=np.float32))
+        self.ntotal = int(self._index.ntotal)
 
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         k = min(k, self.ntotal)
-        sims, idx = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._index is None:
+            sims, idx = self._faiss.knn(q, self._rows, k, metric=self._faiss.METRIC_INNER_PRODUCT)
+        else:
+            sims, idx = self._index.search(q, k)
         return sims, idx.astype(np.int64, copy=False)
 
 

@@ -11,10 +11,13 @@ from face_perception.alignment import (
     ARCFACE_TEMPLATE_112,
     DLIB_TEMPLATE_150,
     align_to_template,
+    dlib_chip_pixels,
     dlib_chip_template,
     estimate_similarity,
+    template_transform,
     transform_points,
     warp_between_templates,
+    warp_similarity,
 )
 
 # dlib's own 5-point chip constants (eye corners, bottom of the nose) from get_face_chip_details
@@ -91,7 +94,7 @@ def test_align_accepts_width_height_and_refuses_bad_input():
 def test_dlib_template_is_consistent_with_dlibs_own_five_point_constants():
     # Our eye centres lie between dlib's eye-corner points; our nose tip lies above dlib's
     # bottom-of-nose point on the face's axis.
-    corners = (0.25 + DLIB_5PT_UNIT) / 1.5 * 150
+    corners = dlib_chip_pixels(DLIB_5PT_UNIT, 150, 0.25)
     left_eye = (corners[2] + corners[3]) / 2
     right_eye = (corners[0] + corners[1]) / 2
     assert np.linalg.norm(DLIB_TEMPLATE_150[0] - left_eye) < 1.5
@@ -100,7 +103,51 @@ def test_dlib_template_is_consistent_with_dlibs_own_five_point_constants():
     # symmetric about the vertical centre line of the mean face
     assert DLIB_TEMPLATE_150[0][0] + DLIB_TEMPLATE_150[1][0] == pytest.approx(
         2 * DLIB_TEMPLATE_150[2][0], abs=0.01)
-    np.testing.assert_allclose(dlib_chip_template(300, 0.25), DLIB_TEMPLATE_150 * 2, atol=1e-4)
+    np.testing.assert_allclose(dlib_chip_template(150, 0.25), DLIB_TEMPLATE_150)
+
+
+def test_dlib_chip_pixels_follow_dlibs_extraction_convention():
+    # dlib maps chip pixels 0 and size-1 to the edges of the fitted box: the centre of the
+    # fit (75, 75) lands on pixel 74.5 and distances shrink by 149/150.
+    np.testing.assert_allclose(dlib_chip_pixels([[0.5, 0.5]], 150, 0.25), [[74.5, 74.5]])
+    np.testing.assert_allclose(dlib_chip_pixels([[-0.25, -0.25]], 150, 0.25), [[0.0, 0.0]])
+    np.testing.assert_allclose(dlib_chip_pixels([[1.25, 1.25]], 150, 0.25), [[149.0, 149.0]])
+
+
+def test_fit_direction_changes_only_the_scale():
+    rng = np.random.default_rng(1)
+    landmarks = transform_points(ARCFACE_TEMPLATE_112, similarity(3.0, 10.0, 50.0, 20.0))
+    landmarks = landmarks + rng.normal(0, 4.0, landmarks.shape)  # imperfect landmarks
+    chip_fit = template_transform(landmarks, ARCFACE_TEMPLATE_112, "chip")
+    image_fit = template_transform(landmarks, ARCFACE_TEMPLATE_112, "image")
+    s_chip = np.sqrt(np.linalg.det(chip_fit[:, :2]))
+    s_image = np.sqrt(np.linalg.det(image_fit[:, :2]))
+    assert s_image > s_chip  # least squares in the chip shrinks the face (regression dilution)
+    np.testing.assert_allclose(chip_fit[:, :2] / s_chip, image_fit[:, :2] / s_image, atol=1e-9)
+    # both map the landmarks' centroid onto the template's centroid
+    for m in (chip_fit, image_fit):
+        np.testing.assert_allclose(transform_points(landmarks.mean(axis=0, keepdims=True), m),
+                                   ARCFACE_TEMPLATE_112.mean(axis=0, keepdims=True), atol=1e-4)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        template_transform(landmarks, ARCFACE_TEMPLATE_112, "both")
+
+
+def test_antialiasing_removes_moire_from_large_faces():
+    # A fine stripe pattern shrunk 4x must come out as its average grey; plain bilinear
+    # sampling hits only every fourth column and returns white.
+    stripes = np.zeros((1200, 1200, 3), np.uint8)
+    stripes[:, ::2] = 255
+    m = np.array([[0.25, 0.0, 0.0], [0.0, 0.25, 0.0]])
+    smooth = warp_similarity(stripes, m, 150, antialias=True)
+    aliased = warp_similarity(stripes, m, 150, antialias=False)
+    assert smooth[10:-10, 10:-10].std() < 3 and abs(smooth[10:-10, 10:-10].mean() - 127) < 3
+    assert abs(aliased[10:-10, 10:-10].mean() - 127) > 50
+    # the pyramid path keeps the geometry: a dot stays where the transform puts it
+    dot = np.zeros((1200, 1200, 3), np.uint8)
+    cv2.circle(dot, (601, 401), 12, (255, 255, 255), -1)
+    chip = warp_similarity(dot, m, 300)
+    ys, xs = np.nonzero(chip[..., 0] > 60)
+    assert abs(xs.mean() - 601 * 0.25) < 0.5 and abs(ys.mean() - 401 * 0.25) < 0.5
 
 
 def test_warp_between_templates_moves_template_points_exactly():

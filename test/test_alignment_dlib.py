@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_perception.alignment import DLIB_TEMPLATE_150, estimate_similarity, transform_points
+from face_perception.alignment import (
+    DLIB_TEMPLATE_150,
+    dlib_chip_pixels,
+    template_transform,
+    transform_points,
+    warp_similarity,
+)
 from face_perception.recognition import Embedder
 from test.dlib_reference import PHOTOS, dlib_reference
 from test.test_alignment import DLIB_5PT_UNIT
@@ -36,8 +42,8 @@ def pairs(photos):
 def test_retinaface_landmarks_fall_on_the_derived_template(pairs):
     # Map RetinaFace's points into dlib's chip with dlib's own chip transform; on average they
     # must land on our template (derived from dlib's mean face, not fitted to these photos).
-    chip_5pt = (0.25 + DLIB_5PT_UNIT) / 1.5 * 150
-    projected = np.stack([transform_points(lm, estimate_similarity(pts, chip_5pt))
+    chip_5pt = dlib_chip_pixels(DLIB_5PT_UNIT, 150, 0.25)
+    projected = np.stack([transform_points(lm, template_transform(pts, chip_5pt, "image"))
                           for _, _, pts, _, _, lm in pairs])
     error = np.linalg.norm(projected.mean(axis=0) - DLIB_TEMPLATE_150, axis=1)
     print("mean landmark offset from the template (px):", np.round(error, 2))
@@ -46,6 +52,19 @@ def test_retinaface_landmarks_fall_on_the_derived_template(pairs):
     # smiling Obama), so their mean over five faces is only known to about 2 px.
     assert error[:2].max() < 1.5
     assert error.max() < 4.0
+
+
+def test_dlibs_points_and_constants_reproduce_dlibs_chips(pairs):
+    # Our warp with dlib's own landmarks and 5-point constants, fitted the way dlib fits them,
+    # must give (nearly) dlib's pixels: this pins the pixel convention, fit direction and
+    # antialiasing. Differences left: dlib's own pyramid filter and rounding.
+    chip_5pt = dlib_chip_pixels(DLIB_5PT_UNIT, 150, 0.25)
+    for name, img, pts, chip, _, _ in pairs:
+        ours = warp_similarity(np.ascontiguousarray(img), template_transform(pts, chip_5pt,
+                                                                             "image"), 150)
+        diff = np.abs(ours.astype(int) - chip).mean()
+        print(f"{name}: mean abs pixel difference to dlib.get_face_chip = {diff:.2f}")
+        assert diff < 4.0, name
 
 
 @pytest.mark.timeout(180)

@@ -45,6 +45,17 @@ def test_image_folder_lists_identities_and_reports_what_it_skipped(people):
     assert "4 images of 2 identities" in report and "notes.txt" in report and "nobody" in report
 
 
+def test_image_folder_follows_linked_identities_but_not_link_loops(people, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.jpg").write_bytes((people / "biden" / "b.JPG").read_bytes())
+    (people / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (people / "obama" / "loop").symlink_to(people, target_is_directory=True)
+    f = list_image_folder(people)
+    assert f.identities == ["biden", "linked", "obama"] and len(f.images_of("obama")) == 3
+    assert dict((p.name, why) for p, why in f.skipped)["loop"] == "symlinked folder not followed"
+
+
 def test_image_folder_check_images_reports_corrupt_files(people):
     (people / "biden" / "broken.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")
     f = list_image_folder(people, check_images=True)

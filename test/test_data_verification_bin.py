@@ -69,6 +69,13 @@ def test_verification_bin_reads_every_pickle_flavour_of_the_structure(tmp_path, 
     assert vb.images == crops and vb.issame.tolist() == ISSAME
 
 
+def test_verification_bin_reads_images_stored_as_uint8_arrays(tmp_path, crops):
+    path = tmp_path / "calfw.bin"
+    arrays = [np.frombuffer(c, dtype=np.uint8) for c in crops]
+    path.write_bytes(pickle.dumps((arrays, ISSAME), protocol=2))
+    assert read_verification_bin(path).images == crops
+
+
 def test_verification_bin_reads_python2_pickles(tmp_path, crops):
     # What Python 2's cPickle wrote for the original files: BINSTRING images, NEWTRUE/NEWFALSE.
     body = b"\x80\x02]q\x00("

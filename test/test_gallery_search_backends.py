@@ -97,3 +97,26 @@ def test_gallery_with_one_million_identities_finds_each_query():
     assert all(len(h) == 5 and h[0][1] == pytest.approx(1.0, abs=1e-5) for h in hits)
     g.backend = "numpy"  # the numpy path works at this size too, and agrees
     assert_same_hits(g.search(emb[picks], k=5), hits)
+
+
+def test_hnsw_graph_grows_with_new_identities_and_survives_renames():
+    rng = np.random.default_rng(8)
+    emb = unit(rng, 600, 32)
+    g = build("faiss", [f"id{i}" for i in range(500)], emb[:500], faiss_index="hnsw")
+    assert g.search(emb[10])[0][0][0] == "id10"
+    graph = g._faiss_cache["mean"]
+    g.add_many([f"new{i}" for i in range(100)], emb[500:])  # new people: graph extended
+    g.rename("id10", "ten")  # names only: graph kept
+    assert g.search(emb[550])[0][0][0] == "new50"
+    assert g.search(emb[10])[0][0][0] == "ten"
+    assert g._faiss_cache["mean"] is graph and graph.ntotal == 600
+    assert g.search(emb[30], mode="sample")[0][0][0] == "id30"
+    samples_graph = g._faiss_cache["sample"]
+    extra = unit(rng, 1, 32)[0]
+    g.add("id20", extra)  # an existing mean moves: that graph is rebuilt; samples only grow
+    assert g.search(emb[10])[0][0][0] == "ten"
+    assert g._faiss_cache["mean"] is not graph
+    assert g.search(extra, mode="sample")[0][0] == ("id20", pytest.approx(1.0, abs=1e-5))
+    assert g._faiss_cache["sample"] is samples_graph and samples_graph.ntotal == 601
+    g.remove("ten")
+    assert g.search(emb[10])[0][0][0] != "ten"

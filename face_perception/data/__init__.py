@@ -20,6 +20,7 @@ _EXPORTS = {
     "VerificationBin": "face_perception.data.verification_bin",
     "read_verification_bin": "face_perception.data.verification_bin",
     "write_verification_bin": "face_perception.data.verification_bin",
+    "RecordIODataset": "face_perception.data.recordio",
 }
 __all__ = ["DatasetError", *_EXPORTS]
 

@@ -109,10 +109,16 @@ def list_image_folder(root: Union[str, os.PathLike],
 
 def _images_in(folder: Path, exts, check: bool, skipped: list) -> List[Path]:
     images: List[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        hidden = sorted(d for d in dirnames if d.startswith("."))
-        skipped.extend((Path(dirpath) / d, "hidden") for d in hidden)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    # Symlinked sub-folders are not followed (a link loop would never end); a symlinked
+    # identity folder itself is fine.
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                skipped.append((Path(dirpath) / d, "hidden"))
+            elif (Path(dirpath) / d).is_symlink():
+                skipped.append((Path(dirpath) / d, "symlinked folder not followed"))
+        dirnames[:] = sorted(d for d in dirnames
+                             if not d.startswith(".") and not (Path(dirpath) / d).is_symlink())
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if name.startswith("."):

@@ -169,7 +169,8 @@ class Embedder:
 
     def align(self, image_bgr: np.ndarray, landmarks) -> np.ndarray:
         """The model's chip (HxWx3 BGR uint8) for a face with 5 ``landmarks`` in ``image_bgr``."""
-        return align_to_template(image_bgr, landmarks, self.meta.template, self.meta.input_size)
+        return align_to_template(image_bgr, landmarks, self.meta.template, self.meta.input_size,
+                                 fit=self.meta.template_fit)
 
     def _stack(self, chips_bgr) -> np.ndarray:
         if isinstance(chips_bgr, np.ndarray):

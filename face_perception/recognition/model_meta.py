@@ -18,7 +18,9 @@ A model folder holds one embedding network::
 * ``embedding_size`` (D); ``input_size`` [width, height] of the chip in pixels
 * ``template_name`` and ``template``: the 5 landmarks (x, y) in chip pixels, in the order left
   eye, right eye, nose tip, left mouth corner, right mouth corner (image left/right);
-  ``padding``: dlib-style chip padding the template was made for (null when not applicable)
+  ``padding``: dlib-style chip padding the template was made for (null when not applicable);
+  ``template_fit``: "chip" (least squares measured in the chip, InsightFace) or "image"
+  (measured in the image, dlib), see ``alignment.template_transform``
 * ``color_order``: "rgb" or "bgr", the channel order the network expects
 * ``mean``, ``std``: per channel, in 0..255 pixel units, in the network's channel order;
   the network input is ``(pixel - mean) / std``
@@ -65,6 +67,7 @@ class ModelMeta:
     template: np.ndarray
     template_name: str = "custom"
     padding: Optional[float] = None
+    template_fit: str = "chip"
     color_order: str = "rgb"
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
@@ -111,6 +114,8 @@ class ModelMeta:
             bad(f"input_size must be (width, height) > 0, got {self.input_size}")
         if self.template.shape != (5, 2) or not np.all(np.isfinite(self.template)):
             bad(f"template must be 5x2 finite points, got shape {self.template.shape}")
+        if self.template_fit not in ("chip", "image"):
+            bad(f"template_fit must be 'chip' or 'image', got {self.template_fit!r}")
         if self.color_order not in ("rgb", "bgr"):
             bad(f"color_order must be 'rgb' or 'bgr', got {self.color_order!r}")
         if len(self.mean) != 3 or len(self.std) != 3:

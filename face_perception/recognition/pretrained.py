@@ -43,6 +43,8 @@ DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 # different-person cosines 0.80-0.83.
 DLIB_DESCRIPTOR_NORM = 1.385
 ONNX_OPSET = 17
+# Bump when the conversion or the dlib metadata changes: cached folders are then redone.
+CONVERSION_VERSION = "dlib_face_recognition_resnet_model_v1/conversion-2"
 
 
 class PretrainedError(RuntimeError):
@@ -78,11 +80,12 @@ def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> Mo
     return ModelMeta(
         name="dlib_resnet", architecture="dlib_resnet", embedding_size=128,
         input_size=(150, 150), template=DLIB_TEMPLATE_150, template_name="dlib_150_p025",
-        padding=0.25, color_order="rgb", mean=tuple(network_avg_rgb), std=(256.0, 256.0, 256.0),
+        padding=0.25, template_fit="image", color_order="rgb", mean=tuple(network_avg_rgb),
+        std=(256.0, 256.0, 256.0),
         threshold=round(cosine_threshold_from_distance(distance_threshold,
                                                        DLIB_DESCRIPTOR_NORM), 4),
         distance_threshold=round(float(distance_threshold), 6),
-        version="dlib_face_recognition_resnet_model_v1",
+        version=CONVERSION_VERSION,
         source=f"dlib {DLIB_RESNET_FILE} (Davis King, 2017), converted by face_perception",
         license="CC0-1.0 (public domain dedication by the dlib author)",
         **fields)
@@ -93,7 +96,7 @@ def _folder_is_current(folder: Path, source_sha: str) -> bool:
         meta = ModelMeta.load(folder)
     except (FileNotFoundError, ModelMetaError):
         return False
-    if meta.source_sha256 != source_sha:
+    if meta.source_sha256 != source_sha or meta.version != CONVERSION_VERSION:
         return False
     for name, want in ((meta.weights_file, meta.weights_sha256),
                        (meta.onnx_file, meta.onnx_sha256)):
