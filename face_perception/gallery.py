@@ -20,7 +20,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from face_perception.download import sha256_file
-from face_perception.gallery_index import FaissIndex, choose_backend, top_k_numpy, top_k_of_scores
+from face_perception.gallery_index import (
+    NUMPY_SCORE_BUDGET,
+    FaissIndex,
+    choose_backend,
+    top_k_numpy,
+    top_k_of_scores,
+)
 from face_perception.types import Category
 
 FORMAT_NAME = "face_perception.gallery"
@@ -467,9 +473,9 @@ class Gallery:
             order, starts = self._groups()
             sims_out = np.empty((len(q), k), np.float32)
             idx_out = np.empty((len(q), k), np.int64)
-            chunk = max(1, (16 * 1024 * 1024) // max(s, 1))
+            chunk = max(1, NUMPY_SCORE_BUDGET // max(s, 1))
             for a in range(0, len(q), chunk):
-                scores = (q[a:a + chunk] @ samples.T)[:, order]
+                scores = (samples @ q[a:a + chunk].T).T[:, order]
                 # Best sample per identity: groups are consecutive after sorting by owner.
                 best = np.maximum.reduceat(scores, starts, axis=1)
                 sims_out[a:a + chunk], idx_out[a:a + chunk] = top_k_of_scores(best, k)

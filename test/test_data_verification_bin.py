@@ -140,7 +140,7 @@ def test_verification_bin_refuses_object_arrays_and_other_types(tmp_path, crops)
     with pytest.raises(DatasetError, match="image 5 is a str"):
         read_verification_bin(path)
     path.write_bytes(pickle.dumps((crops[:5] + [b"GIF89a"], ISSAME), protocol=4))
-    with pytest.raises(DatasetError, match="image 5 is neither JPEG nor PNG"):
+    with pytest.raises(DatasetError, match="image 5 is not JPEG, PNG or BMP"):
         read_verification_bin(path)
     path.write_bytes(pickle.dumps(set(), protocol=4))
     with pytest.raises(DatasetError, match="expected a pickled"):
