@@ -137,6 +137,12 @@ def test_flip_pass_alone_mirrors_boxes_and_landmarks_back(images):
     both = Detector(flip=True).detect(img)
     assert len(both) == 1
     np.testing.assert_allclose(both[0].box, plain.box, atol=tol)
+    # Also when the frame is used at its native size (the mirrored view is not resized).
+    frame = cv2.resize(img, (480, 600))
+    native = Detector(flip=True).detect(frame)
+    assert len(native) == 1
+    np.testing.assert_allclose(native[0].box, Detector().detect(frame)[0].box,
+                               atol=0.05 * native[0].height)
 
 
 @pytest.mark.timeout(120)
@@ -228,6 +234,11 @@ def test_constructor_refuses_bad_settings_by_name(tmp_path):
         Detector(backbone="squeezenet")
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         Detector(model_path=tmp_path / "missing.onnx")
+
+
+def test_empty_ros_style_parameters_mean_defaults():
+    det = Detector(scales=[], model_path="")
+    assert det.scales == [1.0] and det.model_path is None
 
 
 def test_max_faces_keeps_the_best_scores(collage):

@@ -231,3 +231,22 @@ def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
         sidecar = onnx_file.with_name(onnx_file.name + ".sha256")
         assert sidecar.read_text().strip() == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
     assert W.load_verified(folder / W.converted_mnet_path().name)
+
+
+@pytest.mark.timeout(120)
+def test_resnet_checkpoint_in_published_layout_loads_into_the_detector(tmp_path):
+    from face_perception.detection import Detector
+
+    torch.manual_seed(0)
+    net = RetinaFace("resnet")
+    path = tmp_path / "Resnet50_Final.pth"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)
+    det = Detector(backbone="resnet", backend="torch", model_path=path, score_threshold=0.99)
+    faces = det.detect(np.full((96, 128, 3), 100, np.uint8))
+    assert isinstance(faces, list)
+    loaded = det._run.model
+    assert isinstance(loaded.body.layer4, torch.nn.Sequential)
+    # The file's tensors (prefix stripped) are what a fresh network gets, not its random init.
+    ref = RetinaFace("resnet")
+    ref.load_state_dict(W.pretrained_state_dict("resnet", path))
+    assert torch.equal(ref.fpn.output1[0].weight, net.fpn.output1[0].weight)

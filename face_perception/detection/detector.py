@@ -140,11 +140,12 @@ class Detector:
         device: 'cpu' or 'cuda' (falls back to the CPU with a warning when unavailable).
         model_path: weights to use instead of the pretrained ones: a ``.pth`` state dict (both
             backends; exported to ONNX for 'onnx') or an ``.onnx`` file ('onnx' backend).
+            None or '' means the pretrained weights.
         score_threshold: minimum face probability kept.
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
         target_size / max_size / upscale: the size policy.
         scales: test-time pyramid, factors applied on top of the size policy (e.g.
-            ``[0.5, 1.0, 2.0]``); None means one pass at 1.0.
+            ``[0.5, 1.0, 2.0]``); None or [] means one pass at 1.0.
         flip: also run on the horizontally mirrored image.
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
@@ -191,8 +192,9 @@ class Detector:
         if target_size <= 0 or max_size <= 0:
             raise ValueError(f"target_size and max_size must be positive, got {target_size}, "
                              f"{max_size}")
-        scales = [1.0] if scales is None else [float(s) for s in scales]
-        if not scales or any(not np.isfinite(s) or s <= 0 for s in scales):
+        # None or an empty list (what a ROS parameter can hold) mean a single pass.
+        scales = [1.0] if scales is None or len(scales) == 0 else [float(s) for s in scales]
+        if any(not np.isfinite(s) or s <= 0 for s in scales):
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
@@ -211,7 +213,8 @@ class Detector:
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
         self.variance = self.cfg["variance"]
-        self.model_path = Path(model_path) if model_path is not None else None
+        # '' (an unset ROS string parameter) means the pretrained weights, like None.
+        self.model_path = Path(model_path) if model_path else None
         if self.model_path is not None and not self.model_path.is_file():
             raise FileNotFoundError(f"detector model file not found: {self.model_path}")
 
@@ -314,7 +317,10 @@ class Detector:
         nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         if (nh, nw) == (h, w):
             return img, (1.0, 1.0)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        # INTER_AREA avoids aliasing on strong reductions (big photos) but costs about 10x
+        # INTER_LINEAR at non-integer factors (18 ms vs 1.8 ms for 720p -> 1138x640); mild
+        # reductions of camera frames barely alias, so they take the fast path.
+        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
         out = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
         # Exact per-axis factors: rounding makes them differ slightly from ``scale``.
         return out, (nw / w, nh / h)
@@ -375,7 +381,8 @@ class Detector:
 def _to_blob(img: np.ndarray) -> np.ndarray:
     # blobFromImage does the mean subtraction, float conversion and HWC->NCHW in one C++ pass
     # (about 5x faster than the NumPy equivalent at 640x480).
-    return cv2.dnn.blobFromImage(img, 1.0, None, BGR_MEAN, False, False)
+    # The mirrored TTA view is a negative-stride view: make it contiguous first (no-op else).
+    return cv2.dnn.blobFromImage(np.ascontiguousarray(img), 1.0, None, BGR_MEAN, False, False)
 
 
 def _unflip(boxes: np.ndarray, points: np.ndarray, width: int):

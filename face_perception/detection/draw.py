@@ -21,12 +21,13 @@ def draw_faces(image_bgr: np.ndarray, faces: Iterable[Face],
     """
     out = np.ascontiguousarray(image_bgr).copy()
     thick = max(1, int(round(max(out.shape[:2]) / 400)))
-    font_scale = max(0.4, thick * 0.5)
     labels = list(labels) if labels is not None else None
     for i, face in enumerate(faces):
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), BOX_COLOUR, thick, cv2.LINE_AA)
         text = labels[i] if labels is not None else f"{face.score:.2f}"
+        # Text no wider than about the face, so small faces are not hidden by their label.
+        font_scale = max(0.35, min(thick * 0.5, face.width / 110))
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         ty = y1 - base - 2 if y1 - th - base - 2 >= 0 else y2 + th + 2
         cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base), BOX_COLOUR, -1)
