@@ -99,6 +99,8 @@ def test_cuda_falls_back_to_cpu_with_a_warning():
     ({"stages": [65, 35]}, "stages must be increasing"),
     ({"num_workers": -2}, "num_workers must be an integer >= 0"),
     ({"temp_path": ""}, "temp_path must be a non-empty path"),
+    ({"backbone": "dlib_resnet", "input_size": [128, 128]}, r"takes \(150, 150\) chips"),
+    ({"backbone": "dlib_resnet", "embedding_size": 256}, "gives 128-d embeddings"),
 ])
 def test_bad_constructor_values_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
