@@ -164,6 +164,28 @@ def test_infer_on_a_tight_face_crop_uses_the_whole_image(learner, detector, phot
 
 
 @pytest.mark.timeout(120)
+def test_fit_reference_keeps_every_sample_and_infer_takes_seed_image_objects(detector, photos,
+                                                                             tmp_path):
+    (tmp_path / "ref" / "obama").mkdir(parents=True)
+    for name in ("obama.jpg", "obama2.jpg"):
+        shutil.copy(photos / name, tmp_path / "ref" / "obama")
+    lrn = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                 temp_path=str(tmp_path))
+    lrn.fit_reference(str(tmp_path / "ref"), str(tmp_path / "db"))
+    assert lrn.database.count("obama") == 2
+    assert lrn.database.sources("obama") == ["obama/obama.jpg", "obama/obama2.jpg"]
+
+    class SeedImage:  # the seed's engine.data.Image exposes opencv() -> BGR
+        def __init__(self, data):
+            self.data = data
+
+        def opencv(self):
+            return self.data
+
+    assert lrn.infer(SeedImage(read_image_bgr(photos / "obama3.jpg"))).name == "obama"
+
+
+@pytest.mark.timeout(120)
 def test_unknown_person_gives_none(detector, photos, tmp_path):
     only_biden = tmp_path / "ref" / "biden"
     only_biden.mkdir(parents=True)
