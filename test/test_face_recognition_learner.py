@@ -354,6 +354,10 @@ def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server,
         lrn.download(str(tmp_path / "dl2"), url=f"{base}/nope.pth", sha256=sha)
     with pytest.raises(ValueError, match="download mode must be"):
         lrn.download(mode="weights")
+    with pytest.raises(ValueError, match="nothing to download"):
+        FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").download(str(tmp_path))
+    with pytest.raises(ValueError, match="no published weights for backbone 'ir_se_50'"):
+        FaceRecognitionLearner(backbone="ir_se_50", device="cpu").download(str(tmp_path))
 
 
 @pytest.mark.timeout(120)

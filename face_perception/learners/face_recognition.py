@@ -261,6 +261,9 @@ class FaceRecognitionLearner:
                 download_file(f"{base}/{rel}", dest / rel, None, timeout=timeout)
             return dest
         entry = PRETRAINED_URLS.get(self.backbone)
+        if self.backbone == "dlib_resnet" and url is None:
+            raise ValueError("dlib_resnet ships with the package (converted from dlib's model "
+                             "file on first use): there is nothing to download")
         if entry is None and url is None:
             raise ValueError(f"no published weights for backbone {self.backbone!r}; "
                              f"available: {', '.join(PRETRAINED_URLS)} (or pass url=)")
