@@ -333,18 +333,26 @@ class Gallery:
         index = cls.index_path(path)
         if not index.is_file():
             raise FileNotFoundError(f"gallery index not found: {index}")
-        header = _read_header(index)
-        stored_id, stored_size = header["model_id"], header["embedding_size"]
-        if ((model_id is not None and model_id != stored_id)
-                or (embedding_size is not None and int(embedding_size) != stored_size)):
-            want_id = model_id if model_id is not None else stored_id
-            want_size = embedding_size if embedding_size is not None else stored_size
-            raise GalleryError(
-                f"gallery {index} was made with model {stored_id!r} (embedding size "
-                f"{stored_size}), but this recognizer uses model {want_id!r} (embedding size "
-                f"{want_size}); embeddings of different models cannot be compared: re-enroll "
-                "the identities with this model")
-        names, counts, samples, sources = _read_arrays(index, header)
+        for attempt in range(3):
+            header = _read_header(index)
+            stored_id, stored_size = header["model_id"], header["embedding_size"]
+            if ((model_id is not None and model_id != stored_id)
+                    or (embedding_size is not None and int(embedding_size) != stored_size)):
+                want_id = model_id if model_id is not None else stored_id
+                want_size = embedding_size if embedding_size is not None else stored_size
+                raise GalleryError(
+                    f"gallery {index} was made with model {stored_id!r} (embedding size "
+                    f"{stored_size}), but this recognizer uses model {want_id!r} (embedding "
+                    f"size {want_size}); embeddings of different models cannot be compared: "
+                    "re-enroll the identities with this model")
+            try:
+                names, counts, samples, sources = _read_arrays(index, header)
+                break
+            except GalleryError:
+                # A concurrent save() may have committed a new index and deleted the arrays
+                # file the one we read named: read the new index rather than fail.
+                if attempt == 2 or _read_header_quietly(index) == header:
+                    raise
         gallery = cls(stored_id, stored_size, **options)
         owner = np.repeat(np.arange(len(names), dtype=np.int64), counts)
         gallery._set_contents(names, samples, owner, sources)
@@ -592,6 +600,13 @@ def _previous_arrays_file(index: Path) -> Optional[Path]:
 
 def _is_plain_file_name(name: str) -> bool:
     return name == Path(name).name and name not in ("", ".", "..") and "\\" not in name
+
+
+def _read_header_quietly(index: Path) -> Optional[dict]:
+    try:
+        return _read_header(index)
+    except (GalleryError, OSError):
+        return None
 
 
 def _read_header(index: Path) -> dict:

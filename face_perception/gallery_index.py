@@ -5,6 +5,7 @@ return the same thing: (similarities, row indices) of shape (num_queries, k), be
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Optional, Tuple
 
@@ -12,10 +13,11 @@ import numpy as np
 
 # Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured
 # with benchmarks/gallery_search.py --quick on this project's 2-core machine (128-d, top-5, one
-# query per call): 1k rows 0.23 ms numpy / 0.10 ms faiss (both negligible next to computing the
-# embedding), 20k rows 2.2 ms / 0.6 ms, 100k rows 8.9 ms / 2.3 ms. faiss keeps no (queries x rows)
-# score matrix, selects the top-k with a heap instead of argpartition and scans on all OpenMP
-# threads; below ~10k rows the difference is not worth importing it.
+# query per call, machine shared with other jobs): 1k rows 0.08 ms numpy / 0.03 ms faiss (both
+# negligible next to computing an embedding), 20k rows 1.6 ms / 0.4 ms, 100k rows 6.7 ms /
+# 2.7 ms, 1M rows 125 ms / 21 ms. faiss keeps no (queries x rows) score matrix, selects the
+# top-k with a heap instead of argpartition and scans on all OpenMP threads; below ~10k rows the
+# difference is not worth importing it.
 FAISS_AUTO_THRESHOLD = 10_000
 
 # numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
@@ -25,6 +27,7 @@ NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
 FAISS_INDEX_KINDS = ("flat", "hnsw")
 
 
+@functools.cache
 def faiss_available() -> bool:
     """True when the optional faiss package (faiss-cpu) can be imported."""
     return importlib.util.find_spec("faiss") is not None
@@ -60,7 +63,6 @@ def top_k_of_scores(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     part_scores = np.take_along_axis(scores, part, axis=1)
-    # Stable sort on (-score) keeps lower row index first among equal scores, like faiss.
     order = np.argsort(-part_scores, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, axis=1)
     return np.take_along_axis(part_scores, order, axis=1), idx

@@ -59,6 +59,9 @@ def _reconstruct(cls, shape, typecode):
 
 
 def _frombuffer(buf, dtype, shape, order):
+    # bytes(n) of an int would allocate n zero bytes: only real buffers are accepted.
+    if not isinstance(buf, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError("numpy _frombuffer without a byte buffer")
     return _ArraySpec(shape, dtype, bytes(buf))
 
 
