@@ -243,7 +243,10 @@ class Gallery:
     def match(self, queries, threshold: float, mode: str = "mean") -> List[Optional[Category]]:
         """Best identity per query as Category(name, confidence=cosine similarity), or None
         where the best similarity is below ``threshold``."""
-        threshold = float(threshold)
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise GalleryError(f"threshold must be a number, got {threshold!r}") from None
         if not np.isfinite(threshold):
             raise GalleryError(f"threshold must be a finite number, got {threshold!r}")
         out: List[Optional[Category]] = []
