@@ -102,7 +102,8 @@ class _OnnxRunner:
 class _TorchRunner:
     """PyTorch RetinaFace in eval mode (batch norm fused) returning NumPy outputs."""
 
-    def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None):
+    def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None,
+                 source: str = "the pretrained weights"):
         import copy
 
         import torch
@@ -115,8 +116,10 @@ class _TorchRunner:
             device = "cpu"
         self.device = torch.device(device)
         if model is None:
+            from face_perception.detection.weights import check_fits
+
             model = RetinaFace(get_config(backbone))
-            model.load_state_dict(state_dict, strict=True)
+            check_fits(state_dict, model, source)
         else:
             # A caller's (e.g. freshly trained) network: fuse a copy, never the original.
             model = copy.deepcopy(model)
@@ -171,7 +174,8 @@ class Detector:
             from face_perception.detection.weights import pretrained_state_dict
 
             state = pretrained_state_dict(backbone, self.model_path)
-            self._run = _TorchRunner(state, backbone, device)
+            self._run = _TorchRunner(state, backbone, device,
+                                     source=str(self.model_path or f"pretrained {backbone}"))
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
