@@ -204,3 +204,14 @@ def test_boxes_from_a_foreign_detector_are_recognised(embedder, detector, galler
         (cat,) = rec.identify(images[name], [bare])
         assert cat is not None and cat.name == person, (name, cat)
         assert cat.extra["landmarks"] == "detector"
+
+
+@pytest.mark.timeout(120)
+def test_partial_faces_at_the_image_border_are_recognised(embedder, detector, gallery, photos):
+    rec = Recognizer(embedder, gallery, detector=detector)
+    for name in ("obama_partial_face.jpg", "obama_partial_face2.jpg"):
+        img = read_image_bgr(photos / name)
+        faces = detector.detect(img)
+        assert len(faces) == 1, name
+        (cat,) = rec.identify(img, faces)
+        assert cat is not None and cat.name == "obama", (name, cat)
