@@ -212,3 +212,31 @@ def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos
         assert proc.alive()
     finally:
         assert proc.stop() in (0, -2), proc.log_path.read_text()
+
+
+@pytest.mark.timeout(180)
+def test_recognizer_with_another_models_gallery_runs_and_says_why(ros, photos, galleries,
+                                                                  tmp_path):
+    ns = "/wrong_gallery"
+    params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
+        "qos_reliability": "reliable", "gallery_path": str(galleries["other_model"])})
+    rec = start("face_recognizer", tmp_path, node_args(ns, params))
+    try:
+        ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
+        img_pub = ros.publisher(Image, f"{ns}/image")
+        det_pub = ros.publisher(Detection2DArray, f"{ns}/faces/detections")
+        assert wait_for_subscribers(img_pub, 1, 90) and wait_for_subscribers(det_pub, 1, 30), \
+            rec.output()
+        msg = image_msg(frames_from(photos, ["obama2.jpg"])[0], T0 + 40 * 10**9)
+        arr = Detection2DArray(header=msg.header)
+        d = Detection2D(header=msg.header)
+        d.bbox.center.position.x, d.bbox.center.position.y = 320.0, 200.0
+        d.bbox.size_x, d.bbox.size_y = 150.0, 200.0
+        arr.detections.append(d)
+        img_pub.publish(msg)
+        det_pub.publish(arr)
+        assert until(lambda: answered(ids, T0 + 40 * 10**9), 60, rec), rec.output()
+        assert names_of(answered(ids, T0 + 40 * 10**9)[0]) == ["unknown"]
+        assert "not usable" in rec.output() and "some_other_model" in rec.output()
+    finally:
+        assert rec.stop() in (0, -2), rec.log_path.read_text()
