@@ -265,8 +265,10 @@ class RecognizerNode(FaceNodeBase):
     # ---- work -----------------------------------------------------------------------------
     def process(self, item, setup: RecognitionSetup) -> None:
         (img_msg, received_at), det_msg = item
-        image = self.decode(img_msg)
         faces = detection_array_to_faces(det_msg)
+        draw = self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0
+        # Pixels are only needed for faces or a drawing: an empty frame skips the decode.
+        image = self.decode(img_msg) if faces or draw else None
         if not faces:
             cats = []
         elif setup.gallery is None or len(setup.gallery) == 0:
@@ -283,7 +285,7 @@ class RecognizerNode(FaceNodeBase):
         known = sum(c is not None for c in cats)
         self.identified += known
         self.unknown += len(cats) - known
-        if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
+        if draw:
             self.image_pub.publish(bgr_to_image(
                 draw_faces(image, faces, cats, self.values["unknown_label"]), img_msg.header))
 
