@@ -14,8 +14,9 @@ into the frame), and every detector runs on the same frames in one process:
   the row is timed there on the same frames (else it reads n/a)
 - dlib's HOG detector (no upsampling)
 
-Prints a Markdown table: ms/frame (median), frames/s, time relative to ours (lower is faster)
-and the mean number of faces found per frame (each frame holds exactly one face).
+Detectors take turns in blocks of five frames, so all meet the same background load. Prints a
+Markdown table: ms/frame (median), frames/s, time relative to ours (lower is faster) and the mean
+number of faces found per frame (each frame holds exactly one face).
 
     python benchmarks/detection.py            # about 1-3 minutes
     python benchmarks/detection.py --quick    # a few seconds per detector
@@ -158,16 +159,29 @@ def detectors(haar_python=None) -> dict:
     }
 
 
-def time_detector(run, frames, repeats: int, warmup: int = 3) -> tuple[float, float]:
-    for i in range(warmup):
-        run(frames[i % len(frames)])
-    times, faces = [], []
-    for i in range(repeats):
-        frame = frames[i % len(frames)]
-        start = time.perf_counter()
-        faces.append(run(frame))
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), float(np.mean(faces))
+def time_interleaved(runners: dict, frames, repeats: int, block: int = 5) -> dict:
+    """Median ms and mean faces per detector, taking turns in short blocks of frames.
+
+    Turns rather than one detector after the other, so that every detector meets the same
+    background load (on a shared machine the ratios stay meaningful when absolute times drift).
+    Each turn starts with one untimed frame: thread pools of the previous detector (OpenMP,
+    onnxruntime) may still be spinning, and a detector's caches are cold.
+    """
+    times = {name: [] for name in runners}
+    faces = {name: [] for name in runners}
+    frame_index = 0
+    while min((len(t) for t in times.values()), default=repeats) < repeats:
+        for name, run in runners.items():
+            run(frames[frame_index % len(frames)])  # untimed start of the turn
+            for k in range(block):
+                frame = frames[(frame_index + k) % len(frames)]
+                start = time.perf_counter()
+                found = run(frame)
+                times[name].append((time.perf_counter() - start) * 1e3)
+                faces[name].append(found)
+        frame_index += block
+    return {name: (statistics.median(times[name][:repeats]),
+                   float(np.mean(faces[name][:repeats]))) for name in runners}
 
 
 def main(argv=None) -> int:
@@ -196,20 +210,22 @@ def main(argv=None) -> int:
     all_detectors = detectors(args.haar_python)
     names = [n for n in all_detectors
              if not args.only or any(w.lower() in n.lower() for w in args.only)]
-    missing = []
+    missing, runners, external = [], {}, {}
     for name in names:
         run = all_detectors[name]()
         if run is None:
             missing.append(name)
-            continue
-        for width, height in SIZES:
-            frames = make_frames(photo_dir, width, height)
-            if isinstance(run, ExternalHaar):
-                table[(name, width)] = run.time(frames, repeats)
-            else:
-                table[(name, width)] = time_detector(run, frames, repeats)
-            print(f"  {name} @ {width}x{height}: {table[(name, width)][0]:.1f} ms",
-                  file=sys.stderr, flush=True)
+        elif isinstance(run, ExternalHaar):
+            external[name] = run
+        else:
+            runners[name] = run
+    for width, height in SIZES:
+        frames = make_frames(photo_dir, width, height)
+        for name, (ms, faces) in time_interleaved(runners, frames, repeats).items():
+            table[(name, width)] = (ms, faces)
+            print(f"  {name} @ {width}x{height}: {ms:.1f} ms", file=sys.stderr, flush=True)
+        for name, ext in external.items():
+            table[(name, width)] = ext.time(frames, repeats)
     ref_name = "ours onnx (mnet)"
     header = "| detector |" + "".join(
         f" {w}x{h} ms | {w}x{h} fps | vs ours | faces/frame |" for w, h in SIZES)

@@ -137,6 +137,12 @@ def test_flip_pass_alone_mirrors_boxes_and_landmarks_back(images):
     both = Detector(flip=True).detect(img)
     assert len(both) == 1
     np.testing.assert_allclose(both[0].box, plain.box, atol=tol)
+    # Also when the frame is used at its native size (the mirrored view is not resized).
+    frame = cv2.resize(img, (480, 600))
+    native = Detector(flip=True).detect(frame)
+    assert len(native) == 1
+    np.testing.assert_allclose(native[0].box, Detector().detect(frame)[0].box,
+                               atol=0.05 * native[0].height)
 
 
 @pytest.mark.timeout(120)

@@ -250,3 +250,16 @@ def test_resnet_checkpoint_in_published_layout_loads_into_the_detector(tmp_path)
     ref = RetinaFace("resnet")
     ref.load_state_dict(W.pretrained_state_dict("resnet", path))
     assert torch.equal(ref.fpn.output1[0].weight, net.fpn.output1[0].weight)
+
+
+def test_weights_of_another_backbone_are_refused_in_one_clear_sentence(tmp_path):
+    from face_perception.detection import Detector
+
+    path = tmp_path / "mnet_weights.pth"
+    torch.save({"model": W.mnet_state_dict(), "epoch": 3}, path)  # training-resume layout
+    assert len(Detector(backend="torch", model_path=path).detect(
+        np.zeros((64, 64, 3), np.uint8))) == 0
+    with pytest.raises(W.WeightsError, match=r"mnet_weights\.pth do not fit RetinaFace Resnet50"
+                       ) as info:
+        Detector(backbone="resnet", backend="torch", model_path=path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 600

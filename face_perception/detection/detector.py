@@ -102,7 +102,8 @@ class _OnnxRunner:
 class _TorchRunner:
     """PyTorch RetinaFace in eval mode (batch norm fused) returning NumPy outputs."""
 
-    def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None):
+    def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None,
+                 source: str = "the pretrained weights"):
         import copy
 
         import torch
@@ -115,8 +116,10 @@ class _TorchRunner:
             device = "cpu"
         self.device = torch.device(device)
         if model is None:
+            from face_perception.detection.weights import check_fits
+
             model = RetinaFace(get_config(backbone))
-            model.load_state_dict(state_dict, strict=True)
+            check_fits(state_dict, model, source)
         else:
             # A caller's (e.g. freshly trained) network: fuse a copy, never the original.
             model = copy.deepcopy(model)
@@ -171,7 +174,8 @@ class Detector:
             from face_perception.detection.weights import pretrained_state_dict
 
             state = pretrained_state_dict(backbone, self.model_path)
-            self._run = _TorchRunner(state, backbone, device)
+            self._run = _TorchRunner(state, backbone, device,
+                                     source=str(self.model_path or f"pretrained {backbone}"))
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
@@ -317,7 +321,10 @@ class Detector:
         nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         if (nh, nw) == (h, w):
             return img, (1.0, 1.0)
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        # INTER_AREA avoids aliasing on strong reductions (big photos) but costs about 10x
+        # INTER_LINEAR at non-integer factors (18 ms vs 1.8 ms for 720p -> 1138x640); mild
+        # reductions of camera frames barely alias, so they take the fast path.
+        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
         out = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
         # Exact per-axis factors: rounding makes them differ slightly from ``scale``.
         return out, (nw / w, nh / h)
@@ -378,7 +385,8 @@ class Detector:
 def _to_blob(img: np.ndarray) -> np.ndarray:
     # blobFromImage does the mean subtraction, float conversion and HWC->NCHW in one C++ pass
     # (about 5x faster than the NumPy equivalent at 640x480).
-    return cv2.dnn.blobFromImage(img, 1.0, None, BGR_MEAN, False, False)
+    # The mirrored TTA view is a negative-stride view: make it contiguous first (no-op else).
+    return cv2.dnn.blobFromImage(np.ascontiguousarray(img), 1.0, None, BGR_MEAN, False, False)
 
 
 def _unflip(boxes: np.ndarray, points: np.ndarray, width: int):

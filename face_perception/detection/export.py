@@ -149,7 +149,8 @@ def cached_onnx_for(backbone: str, weights_path: Optional[os.PathLike] = None,
         from face_perception.detection.retinaface import RetinaFace
 
         net = RetinaFace(backbone)
-        net.load_state_dict(W.pretrained_state_dict(backbone, weights_path), strict=True)
+        W.check_fits(W.pretrained_state_dict(backbone, weights_path), net,
+                     str(weights_path or f"pretrained {backbone}"))
         return net.eval()
 
     return _export_cached(factory, path, opset)

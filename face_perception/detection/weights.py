@@ -250,7 +250,8 @@ def load_verified(path: Path, expected_sha256: Optional[str] = None) -> dict:
         side = _sidecar(path)
         if not side.is_file():
             raise WeightsError(f"no checksum file {side} next to {path}")
-        expected = side.read_text().strip().split()[0] if side.read_text().strip() else ""
+        words = side.read_text().split()
+        expected = words[0] if words else ""
     got = sha256_file(path)
     if got != expected.lower():
         raise WeightsError(f"checksum mismatch for {path} (truncated or modified): expected "
@@ -329,10 +330,31 @@ def download(backbone: str = "resnet", url: Optional[str] = None, sha256: Option
 
 
 def normalize_checkpoint(state: dict) -> dict:
-    """Published checkpoints: unwrap {'state_dict': ...} and strip DataParallel 'module.'."""
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    """Published and training checkpoints -> a plain state dict: unwrap ``{'state_dict': ...}``
+    or ``{'model': ...}`` (training resumes also hold optimizer state) and strip DataParallel's
+    ``module.`` prefix."""
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+            break
     return {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def check_fits(state: dict, model, source: str) -> None:
+    """Load ``state`` into ``model`` strictly, or raise a short WeightsError naming ``source``
+    (torch's own message lists every key, hundreds of lines for a wrong backbone)."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state)
+                   if tuple(getattr(state[k], "shape", ())) != tuple(expected[k].shape))
+    if missing or unexpected or wrong:
+        raise WeightsError(
+            f"weights in {source} do not fit RetinaFace {model.cfg['name']}: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:3]}), {len(wrong)} of another shape (e.g. {wrong[:3]}); "
+            "is it a checkpoint of this backbone?")
+    model.load_state_dict(state, strict=True)
 
 
 def pretrained_state_dict(backbone: str, path: Optional[os.PathLike] = None,
