@@ -99,8 +99,10 @@ def gallery_table(quick: bool) -> None:
     spec = importlib.util.spec_from_file_location("gallery_search", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    print("\nGallery search (benchmarks/gallery_search.py), 128-d embeddings like dlib_resnet's")
+    rows = mod.run(quick=quick, dim=128)
     print()
-    mod.main(["--quick"] if quick else [])
+    mod.print_table(rows)
 
 
 def main(argv=None) -> int:

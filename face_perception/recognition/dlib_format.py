@@ -144,7 +144,10 @@ class DlibReader:
         version = self.read_int(f"the version of {what}")
         if version != 1:
             raise self.error(f"unexpected alias_tensor version {version} for {what}", start)
-        return tuple(self.read_int(f"a dimension of {what}") for _ in range(4))
+        shape = tuple(self.read_int(f"a dimension of {what}") for _ in range(4))
+        if any(d < 0 for d in shape):
+            raise self.error(f"negative shape {shape} for {what}", start)
+        return shape
 
     def expect_version(self, allowed: tuple[int, ...], what: str) -> int:
         start = self.pos
