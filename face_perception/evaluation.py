@@ -47,6 +47,7 @@ class VerificationReport:
     accuracy_std: float
     fold_accuracies: List[float]
     fold_thresholds: List[float]
+    fold_same_fractions: List[float]
     threshold: float
     accuracy_at_threshold: float
     auc: float
@@ -65,6 +66,13 @@ class VerificationReport:
                 out[key] = [None if not math.isfinite(v) else float(v) for v in value]
         return out
 
+    def _fold_warning(self) -> List[str]:
+        lo, hi = min(self.fold_same_fractions), max(self.fold_same_fractions)
+        if lo == 0.0 or hi == 1.0 or hi - lo > 0.25:
+            return [f"  warning: folds are unbalanced (same-pair share {lo:.2f} to {hi:.2f}); "
+                    "k-fold accuracy assumes pairs in LFW order or alternating same/different"]
+        return []
+
     def summary(self) -> str:
         """A few human-readable lines (what the CLI prints)."""
         unit = "similarity" if self.kind == "similarity" else "distance"
@@ -73,6 +81,7 @@ class VerificationReport:
             f"pairs: {self.num_pairs} ({self.num_same} same, {self.num_different} different)",
             f"accuracy ({self.num_folds}-fold): {self.accuracy_mean:.4f} +- "
             f"{self.accuracy_std:.4f}",
+            *self._fold_warning(),
             f"threshold on all pairs: same if {unit} {rule} {self.threshold:.4f} "
             f"(accuracy {self.accuracy_at_threshold:.4f})",
             f"ROC AUC: {self.auc:.4f}   EER: {self.eer:.4f} at {unit} {self.eer_threshold:.4f}",
@@ -251,6 +260,8 @@ def evaluate_verification(scores, issame, kind: str = "similarity", n_folds: int
         num_different=int((~labels).sum()), num_folds=n_folds,
         accuracy_mean=float(np.mean(accs)), accuracy_std=float(np.std(accs)),
         fold_accuracies=accs, fold_thresholds=[sign * t for t in thrs],
+        fold_same_fractions=[float(labels[f].mean())
+                             for f in np.array_split(np.arange(len(labels)), n_folds)],
         threshold=sign * thr_all, accuracy_at_threshold=acc_all,
         auc=roc_auc(fpr, tpr), eer=eer, eer_threshold=sign * eer_thr, tar_at_far=tars,
         roc_fpr=fpr, roc_tpr=tpr, roc_thresholds=sign * roc_thr)

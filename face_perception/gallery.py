@@ -20,7 +20,13 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from face_perception.download import sha256_file
-from face_perception.gallery_index import FaissIndex, choose_backend, top_k_numpy, top_k_of_scores
+from face_perception.gallery_index import (
+    NUMPY_SCORE_BUDGET,
+    FaissIndex,
+    choose_backend,
+    top_k_numpy,
+    top_k_of_scores,
+)
 from face_perception.types import Category
 
 FORMAT_NAME = "face_perception.gallery"
@@ -237,7 +243,10 @@ class Gallery:
     def match(self, queries, threshold: float, mode: str = "mean") -> List[Optional[Category]]:
         """Best identity per query as Category(name, confidence=cosine similarity), or None
         where the best similarity is below ``threshold``."""
-        threshold = float(threshold)
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise GalleryError(f"threshold must be a number, got {threshold!r}") from None
         if not np.isfinite(threshold):
             raise GalleryError(f"threshold must be a finite number, got {threshold!r}")
         out: List[Optional[Category]] = []
@@ -327,18 +336,26 @@ class Gallery:
         index = cls.index_path(path)
         if not index.is_file():
             raise FileNotFoundError(f"gallery index not found: {index}")
-        header = _read_header(index)
-        stored_id, stored_size = header["model_id"], header["embedding_size"]
-        if ((model_id is not None and model_id != stored_id)
-                or (embedding_size is not None and int(embedding_size) != stored_size)):
-            want_id = model_id if model_id is not None else stored_id
-            want_size = embedding_size if embedding_size is not None else stored_size
-            raise GalleryError(
-                f"gallery {index} was made with model {stored_id!r} (embedding size "
-                f"{stored_size}), but this recognizer uses model {want_id!r} (embedding size "
-                f"{want_size}); embeddings of different models cannot be compared: re-enroll "
-                "the identities with this model")
-        names, counts, samples, sources = _read_arrays(index, header)
+        for attempt in range(3):
+            header = _read_header(index)
+            stored_id, stored_size = header["model_id"], header["embedding_size"]
+            if ((model_id is not None and model_id != stored_id)
+                    or (embedding_size is not None and int(embedding_size) != stored_size)):
+                want_id = model_id if model_id is not None else stored_id
+                want_size = embedding_size if embedding_size is not None else stored_size
+                raise GalleryError(
+                    f"gallery {index} was made with model {stored_id!r} (embedding size "
+                    f"{stored_size}), but this recognizer uses model {want_id!r} (embedding "
+                    f"size {want_size}); embeddings of different models cannot be compared: "
+                    "re-enroll the identities with this model")
+            try:
+                names, counts, samples, sources = _read_arrays(index, header)
+                break
+            except GalleryError:
+                # A concurrent save() may have committed a new index and deleted the arrays
+                # file the one we read named: read the new index rather than fail.
+                if attempt == 2 or _read_header_quietly(index) == header:
+                    raise
         gallery = cls(stored_id, stored_size, **options)
         owner = np.repeat(np.arange(len(names), dtype=np.int64), counts)
         gallery._set_contents(names, samples, owner, sources)
@@ -467,9 +484,9 @@ class Gallery:
             order, starts = self._groups()
             sims_out = np.empty((len(q), k), np.float32)
             idx_out = np.empty((len(q), k), np.int64)
-            chunk = max(1, (16 * 1024 * 1024) // max(s, 1))
+            chunk = max(1, NUMPY_SCORE_BUDGET // max(s, 1))
             for a in range(0, len(q), chunk):
-                scores = (q[a:a + chunk] @ samples.T)[:, order]
+                scores = (samples @ q[a:a + chunk].T).T[:, order]
                 # Best sample per identity: groups are consecutive after sorting by owner.
                 best = np.maximum.reduceat(scores, starts, axis=1)
                 sims_out[a:a + chunk], idx_out[a:a + chunk] = top_k_of_scores(best, k)
@@ -586,6 +603,13 @@ def _previous_arrays_file(index: Path) -> Optional[Path]:
 
 def _is_plain_file_name(name: str) -> bool:
     return name == Path(name).name and name not in ("", ".", "..") and "\\" not in name
+
+
+def _read_header_quietly(index: Path) -> Optional[dict]:
+    try:
+        return _read_header(index)
+    except (GalleryError, OSError):
+        return None
 
 
 def _read_header(index: Path) -> dict:

@@ -5,6 +5,7 @@ return the same thing: (similarities, row indices) of shape (num_queries, k), be
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Optional, Tuple
 
@@ -12,19 +13,21 @@ import numpy as np
 
 # Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured
 # with benchmarks/gallery_search.py --quick on this project's 2-core machine (128-d, top-5, one
-# query per call): 1k rows 0.23 ms numpy / 0.10 ms faiss (both negligible next to computing the
-# embedding), 20k rows 2.2 ms / 0.6 ms, 100k rows 8.9 ms / 2.3 ms. faiss keeps no (queries x rows)
-# score matrix, selects the top-k with a heap instead of argpartition and scans on all OpenMP
-# threads; below ~10k rows the difference is not worth importing it.
+# query per call, machine shared with other jobs): 1k rows 0.08 ms numpy / 0.03 ms faiss (both
+# negligible next to computing an embedding), 20k rows 1.6 ms / 0.4 ms, 100k rows 6.7 ms /
+# 2.7 ms, 1M rows 125 ms / 21 ms. faiss keeps no (queries x rows) score matrix, selects the
+# top-k with a heap instead of argpartition and scans on all OpenMP threads; below ~10k rows the
+# difference is not worth importing it.
 FAISS_AUTO_THRESHOLD = 10_000
 
 # numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
 # this many elements (64 MiB), whatever the gallery size.
-_NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
+NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
 
 FAISS_INDEX_KINDS = ("flat", "hnsw")
 
 
+@functools.cache
 def faiss_available() -> bool:
     """True when the optional faiss package (faiss-cpu) can be imported."""
     return importlib.util.find_spec("faiss") is not None
@@ -37,10 +40,12 @@ def top_k_numpy(rows: np.ndarray, queries: np.ndarray, k: int) -> Tuple[np.ndarr
     nq = queries.shape[0]
     sims_out = np.empty((nq, k), dtype=np.float32)
     idx_out = np.empty((nq, k), dtype=np.int64)
-    chunk = max(1, _NUMPY_SCORE_BUDGET // max(n, 1))
+    chunk = max(1, NUMPY_SCORE_BUDGET // max(n, 1))
     for start in range(0, nq, chunk):
         q = queries[start:start + chunk]
-        scores = q @ rows.T
+        # rows @ q.T runs as one BLAS call over the row-major gallery; q @ rows.T makes BLAS
+        # walk the transposed gallery and measured about 2x slower at 1M rows.
+        scores = (rows @ q.T).T
         sims, idx = top_k_of_scores(scores, k)
         sims_out[start:start + len(q)] = sims
         idx_out[start:start + len(q)] = idx
@@ -52,12 +57,12 @@ def top_k_of_scores(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]
     n = scores.shape[1]
     k = min(k, n)
     if k < n:
-        # argpartition is O(n); only the k survivors get sorted.
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition is O(n); only the k survivors get sorted. Partitioning at n-k keeps the
+        # k largest at the end without a negated copy of the scores.
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k:]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     part_scores = np.take_along_axis(scores, part, axis=1)
-    # Stable sort on (-score) keeps lower row index first among equal scores, like faiss.
     order = np.argsort(-part_scores, axis=1, kind="stable")
     idx = np.take_along_axis(part, order, axis=1)
     return np.take_along_axis(part_scores, order, axis=1), idx

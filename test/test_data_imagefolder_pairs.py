@@ -177,3 +177,12 @@ def test_lfw_pairs_errors_name_file_and_line(tmp_path, lfw_root, text, message):
 def test_lfw_pairs_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="pairs.txt"):
         read_lfw_pairs(tmp_path / "pairs.txt", tmp_path)
+
+
+def test_data_package_exports_every_public_name_lazily():
+    import face_perception.data as data
+
+    for name in data.__all__:
+        assert getattr(data, name) is not None, name
+    with pytest.raises(AttributeError):
+        data.no_such_thing  # noqa: B018

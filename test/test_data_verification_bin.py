@@ -140,7 +140,7 @@ def test_verification_bin_refuses_object_arrays_and_other_types(tmp_path, crops)
     with pytest.raises(DatasetError, match="image 5 is a str"):
         read_verification_bin(path)
     path.write_bytes(pickle.dumps((crops[:5] + [b"GIF89a"], ISSAME), protocol=4))
-    with pytest.raises(DatasetError, match="image 5 is neither JPEG nor PNG"):
+    with pytest.raises(DatasetError, match="image 5 is not JPEG, PNG or BMP"):
         read_verification_bin(path)
     path.write_bytes(pickle.dumps(set(), protocol=4))
     with pytest.raises(DatasetError, match="expected a pickled"):
@@ -162,3 +162,19 @@ def test_verification_bin_undecodable_image_names_its_index(tmp_path, crops):
     vb = read_verification_bin(write_verification_bin(tmp_path / "b.bin", broken, ISSAME))
     with pytest.raises(DatasetError, match="image 3 cannot be decoded"):
         vb.pair(1)
+
+
+class _HugeBuffer:
+    """A pickle that asks numpy's _frombuffer to build a buffer from an integer size."""
+
+    def __reduce__(self):
+        from numpy._core.numeric import _frombuffer
+
+        return (_frombuffer, (10**12, np.dtype(bool), (10**12,), "C"))
+
+
+def test_verification_bin_refuses_buffer_built_from_a_size(tmp_path, crops):
+    path = tmp_path / "lfw.bin"
+    path.write_bytes(pickle.dumps((crops, _HugeBuffer()), protocol=4))
+    with pytest.raises(DatasetError, match="_frombuffer without a byte buffer"):
+        read_verification_bin(path)

@@ -1,6 +1,7 @@
 """Verification metrics on synthetic scores whose right answers are known."""
 from __future__ import annotations
 
+import json
 import math
 
 import cv2
@@ -109,6 +110,16 @@ def test_each_fold_threshold_is_chosen_on_the_other_nine_folds():
     assert r.accuracy_std == pytest.approx(np.std(r.fold_accuracies))
 
 
+def test_report_warns_when_pair_order_leaves_folds_unbalanced():
+    rng = np.random.default_rng(9)
+    pos, neg = rng.normal(1, 1, 300), rng.normal(0, 1, 300)
+    balanced = evaluate_verification(*interleaved(pos, neg))
+    assert balanced.fold_same_fractions == [0.5] * 10 and "warning" not in balanced.summary()
+    grouped = evaluate_verification(np.r_[pos, neg], np.r_[np.ones(300, bool), np.zeros(300, bool)])
+    assert grouped.fold_same_fractions[0] == 1.0 and grouped.fold_same_fractions[-1] == 0.0
+    assert "warning: folds are unbalanced" in grouped.summary()
+
+
 def test_distances_give_the_same_metrics_with_thresholds_in_distance_units():
     rng = np.random.default_rng(5)
     sims, labels = interleaved(rng.normal(0.7, 0.1, 500), rng.normal(0.3, 0.1, 500))
@@ -134,6 +145,8 @@ def test_tar_at_far_is_none_with_reason_when_too_few_different_pairs():
     assert "TAR @ FAR 0.0001: n/a" in r.summary()
     d = r.to_dict()
     assert d["tar_at_far"][1]["tar"] is None and "roc_fpr" not in d
+    with_roc = json.loads(json.dumps(r.to_dict(include_roc=True), allow_nan=False))
+    assert with_roc["roc_thresholds"][0] is None and len(with_roc["roc_fpr"]) == len(r.roc_fpr)
 
 
 def test_tar_at_far_allows_exactly_the_permitted_false_accepts():

@@ -164,6 +164,8 @@ def test_gallery_refuses_bad_queries_and_parameters():
         g.search([1.0, 0.0], mode="median")
     with pytest.raises(GalleryError, match="threshold"):
         g.match([1.0, 0.0], float("nan"))
+    with pytest.raises(GalleryError, match="threshold must be a number, got None"):
+        g.match([1.0, 0.0], None)
     assert g.search(np.zeros((0, 2), np.float32)) == []
     with pytest.raises(GalleryError, match="model_id"):
         Gallery("", 2)

@@ -238,3 +238,23 @@ def test_empty_gallery_round_trips(tmp_path):
     g.add("a", [1, 0, 0, 0])
     g.save(index)
     assert Gallery.load(index).names == ["a"]
+
+
+def test_gallery_load_rereads_index_replaced_by_a_concurrent_save(saved, monkeypatch):
+    g, index = saved
+    import face_perception.gallery as gallery_module
+
+    real_read_arrays = gallery_module._read_arrays
+    calls = []
+
+    def save_in_between(idx, header):
+        # Another process saves a changed gallery after we read the index, before the arrays.
+        if not calls:
+            g.add("newcomer", np.eye(8, dtype=np.float32)[1])
+            g.save(index)
+        calls.append(header["num_identities"])
+        return real_read_arrays(idx, header)
+
+    monkeypatch.setattr(gallery_module, "_read_arrays", save_in_between)
+    loaded = Gallery.load(index)
+    assert calls == [3, 4] and loaded.names[-1] == "newcomer"

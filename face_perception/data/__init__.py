@@ -15,12 +15,16 @@ _EXPORTS = {
     "ImageFolder": "face_perception.data.imagefolder",
     "list_image_folder": "face_perception.data.imagefolder",
     "Pair": "face_perception.data.pairs",
+    "labels_of": "face_perception.data.pairs",
     "random_pairs": "face_perception.data.pairs",
     "read_lfw_pairs": "face_perception.data.pairs",
+    "write_lfw_pairs": "face_perception.data.pairs",
     "VerificationBin": "face_perception.data.verification_bin",
+    "find_verification_bins": "face_perception.data.verification_bin",
     "read_verification_bin": "face_perception.data.verification_bin",
     "write_verification_bin": "face_perception.data.verification_bin",
     "RecordIODataset": "face_perception.data.recordio",
+    "write_recordio_dataset": "face_perception.data.recordio",
 }
 __all__ = ["DatasetError", *_EXPORTS]
 

@@ -22,7 +22,12 @@ import numpy as np
 from face_perception.data import DatasetError
 
 VERIFICATION_SETS = ("lfw", "cfp_ff", "cfp_fp", "agedb_30", "calfw", "cplfw", "vgg2_fp")
-_JPEG, _PNG = b"\xff\xd8", b"\x89PNG"
+# Encoded image signatures accepted in a .bin (real files hold JPEG; packers copy image files).
+_SIGNATURES = (b"\xff\xd8", b"\x89PNG", b"BM")
+
+
+def _is_encoded_image(data) -> bool:
+    return any(bytes(data[:len(sig)]) == sig for sig in _SIGNATURES)
 
 
 # ---------------------------------------------------------------------------- restricted pickle
@@ -54,6 +59,9 @@ def _reconstruct(cls, shape, typecode):
 
 
 def _frombuffer(buf, dtype, shape, order):
+    # bytes(n) of an int would allocate n zero bytes: only real buffers are accepted.
+    if not isinstance(buf, (bytes, bytearray, memoryview, pickle.PickleBuffer)):
+        raise pickle.UnpicklingError("numpy _frombuffer without a byte buffer")
     return _ArraySpec(shape, dtype, bytes(buf))
 
 
@@ -177,8 +185,8 @@ def _check_structure(obj, path: Path) -> Tuple[List[bytes], np.ndarray]:
             b = b.tobytes()
         if not isinstance(b, (bytes, bytearray)):
             raise DatasetError(f"{path}: image {i} is a {type(b).__name__}, not encoded bytes")
-        if not (b[:2] == _JPEG or b[:4] == _PNG):
-            raise DatasetError(f"{path}: image {i} is neither JPEG nor PNG data "
+        if not _is_encoded_image(b):
+            raise DatasetError(f"{path}: image {i} is not JPEG, PNG or BMP data "
                                f"(starts {bytes(b[:4])!r})")
         images.append(bytes(b))
     if isinstance(issame, _ArraySpec):
@@ -231,8 +239,8 @@ def write_verification_bin(path: Union[str, os.PathLike], images: Sequence, issa
     bins: List[bytes] = []
     for i, img in enumerate(images):
         if isinstance(img, (bytes, bytearray)):
-            if not (img[:2] == _JPEG or img[:4] == _PNG):
-                raise DatasetError(f"image {i}: bytes are neither JPEG nor PNG")
+            if not _is_encoded_image(img):
+                raise DatasetError(f"image {i}: bytes are not JPEG, PNG or BMP data")
             bins.append(bytes(img))
             continue
         arr = np.asarray(img)
