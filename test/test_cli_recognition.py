@@ -165,3 +165,16 @@ def test_eval_cli_prints_metrics_json_and_writes_the_roc_png(capsys, photos, tmp
     assert code == 0
     assert metrics["num_pairs"] == 6 and metrics["auc"] == 1.0
     assert (tmp_path / "out" / "roc_tree.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(120)
+def test_commands_accept_a_saved_model_folder(capsys, photos, tmp_path):
+    from face_perception.learners import FaceRecognitionLearner
+
+    folder = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").save(tmp_path / "m")
+    a, b = str(photos / "obama.jpg"), str(photos / "obama2.jpg")
+    _, (default,), _ = run_json(capsys, ["verify", a, b, "--json"])
+    code, (saved,), _ = run_json(capsys, ["verify", a, b, "--json", "--model", str(folder),
+                                          "--backend", "torch"])
+    assert code == 0 and saved["model"] == "dlib_resnet"
+    assert saved["similarity"] == pytest.approx(default["similarity"], abs=2e-4)

@@ -99,6 +99,8 @@ def test_cuda_falls_back_to_cpu_with_a_warning():
     ({"stages": [65, 35]}, "stages must be increasing"),
     ({"num_workers": -2}, "num_workers must be an integer >= 0"),
     ({"temp_path": ""}, "temp_path must be a non-empty path"),
+    ({"backbone": "dlib_resnet", "input_size": [128, 128]}, r"takes \(150, 150\) chips"),
+    ({"backbone": "dlib_resnet", "embedding_size": 256}, "gives 128-d embeddings"),
 ])
 def test_bad_constructor_values_are_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -159,6 +161,28 @@ def test_infer_on_a_tight_face_crop_uses_the_whole_image(learner, detector, phot
     crop = np.ascontiguousarray(img[y1:y2, x1:x2])
     cat = learner.infer(crop)
     assert cat is not None and cat.name == "obama"
+
+
+@pytest.mark.timeout(120)
+def test_fit_reference_keeps_every_sample_and_infer_takes_seed_image_objects(detector, photos,
+                                                                             tmp_path):
+    (tmp_path / "ref" / "obama").mkdir(parents=True)
+    for name in ("obama.jpg", "obama2.jpg"):
+        shutil.copy(photos / name, tmp_path / "ref" / "obama")
+    lrn = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu", detector=detector,
+                                 temp_path=str(tmp_path))
+    lrn.fit_reference(str(tmp_path / "ref"), str(tmp_path / "db"))
+    assert lrn.database.count("obama") == 2
+    assert lrn.database.sources("obama") == ["obama/obama.jpg", "obama/obama2.jpg"]
+
+    class SeedImage:  # the seed's engine.data.Image exposes opencv() -> BGR
+        def __init__(self, data):
+            self.data = data
+
+        def opencv(self):
+            return self.data
+
+    assert lrn.infer(SeedImage(read_image_bgr(photos / "obama3.jpg"))).name == "obama"
 
 
 @pytest.mark.timeout(120)
@@ -330,6 +354,10 @@ def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server,
         lrn.download(str(tmp_path / "dl2"), url=f"{base}/nope.pth", sha256=sha)
     with pytest.raises(ValueError, match="download mode must be"):
         lrn.download(mode="weights")
+    with pytest.raises(ValueError, match="nothing to download"):
+        FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").download(str(tmp_path))
+    with pytest.raises(ValueError, match="no published weights for backbone 'ir_se_50'"):
+        FaceRecognitionLearner(backbone="ir_se_50", device="cpu").download(str(tmp_path))
 
 
 @pytest.mark.timeout(120)

@@ -6,6 +6,7 @@ and a gallery of one photo per person recognises the other photos.
 """
 import itertools
 
+import cv2
 import numpy as np
 import pytest
 
@@ -180,3 +181,37 @@ def test_bad_boxes_are_refused_with_the_box_in_the_message(embedder, detector, i
     rec = Recognizer(embedder, None, detector=detector)
     with pytest.raises(ValueError, match="x2 > x1"):
         rec.identify(images["obama.jpg"], [Face([50, 50, 10, 80], 1.0)])
+
+
+@pytest.mark.timeout(120)
+def test_boxes_from_a_foreign_detector_are_recognised(embedder, detector, gallery, images):
+    # dlib's HOG detector (test-only dependency) stands in for any other face detector that
+    # publishes bare boxes: its boxes are tighter than RetinaFace's and carry no landmarks.
+    import dlib
+
+    hog = dlib.get_frontal_face_detector()
+    rec = Recognizer(embedder, gallery, detector=detector)
+    for name, person in (("obama2.jpg", "obama"), ("obama3.jpg", "obama"),
+                         ("biden.jpg", "biden")):
+        img = images[name]
+        k = 800 / max(img.shape[:2])  # HOG on a smaller copy: seconds faster, same face
+        small = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+        rects = hog(np.ascontiguousarray(small[:, :, ::-1]), 0)
+        assert len(rects) == 1, name
+        r = rects[0]
+        bare = Face(np.array([r.left(), r.top(), r.right(), r.bottom()]) / k, 1.0,
+                    landmarks=None)
+        (cat,) = rec.identify(images[name], [bare])
+        assert cat is not None and cat.name == person, (name, cat)
+        assert cat.extra["landmarks"] == "detector"
+
+
+@pytest.mark.timeout(120)
+def test_partial_faces_at_the_image_border_are_recognised(embedder, detector, gallery, photos):
+    rec = Recognizer(embedder, gallery, detector=detector)
+    for name in ("obama_partial_face.jpg", "obama_partial_face2.jpg"):
+        img = read_image_bgr(photos / name)
+        faces = detector.detect(img)
+        assert len(faces) == 1, name
+        (cat,) = rec.identify(img, faces)
+        assert cat is not None and cat.name == "obama", (name, cat)

@@ -108,12 +108,15 @@ class FaceRecognitionLearner:
         self.seed = _int_at_least("seed", seed, 0)
         fixed = FIXED_GEOMETRY.get(self.backbone)
         if fixed:
-            # Published weights fix the geometry: the seed does the same for its 128-d
-            # mobilefacenet. Say so rather than silently building something else.
-            if list(self.input_size) != list(fixed["input_size"]) and \
-                    list(self.input_size) != [112, 112]:
+            # Published weights fix the geometry (the seed likewise forces 128-d for its
+            # mobilefacenet): the seed's defaults give way to it, other explicit values are an
+            # error rather than a silently different model.
+            if self.input_size not in ([112, 112], list(fixed["input_size"])):
                 raise ValueError(f"backbone {self.backbone!r} takes {fixed['input_size']} "
                                  f"chips, got input_size={self.input_size}")
+            if self.embedding_size not in (512, fixed["embedding_size"]):
+                raise ValueError(f"backbone {self.backbone!r} gives {fixed['embedding_size']}-d "
+                                 f"embeddings, got embedding_size={self.embedding_size}")
             self.input_size = list(fixed["input_size"])
             self.embedding_size = fixed["embedding_size"]
         if self.backbone.startswith("ir") or self.backbone.startswith("resnet"):
@@ -258,6 +261,9 @@ class FaceRecognitionLearner:
                 download_file(f"{base}/{rel}", dest / rel, None, timeout=timeout)
             return dest
         entry = PRETRAINED_URLS.get(self.backbone)
+        if self.backbone == "dlib_resnet" and url is None:
+            raise ValueError("dlib_resnet ships with the package (converted from dlib's model "
+                             "file on first use): there is nothing to download")
         if entry is None and url is None:
             raise ValueError(f"no published weights for backbone {self.backbone!r}; "
                              f"available: {', '.join(PRETRAINED_URLS)} (or pass url=)")

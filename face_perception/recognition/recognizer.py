@@ -32,7 +32,10 @@ BOX_RELATIVE_LANDMARKS = np.array([
 # Side of the square crop (in pixels, after resizing) that the detector sees per foreign box, and
 # how much context around the box it includes: RetinaFace needs some margin to find a face that
 # fills the box, and a fixed size lets all crops of a frame go through one batched detector call.
-CROP_SIZE = 320
+# 224 keeps the face at ~110 px: on the test photos the embeddings from landmarks found this way
+# agree with those from the detector's own landmarks to cosine >= 0.99 at 192, 224, 256 and 320
+# alike, so the smaller crop (half the pixels of 320) is used.
+CROP_SIZE = 224
 CROP_SCALE = 2.0
 
 
