@@ -366,3 +366,22 @@ def test_frame_skipping_parameter_processes_one_frame_in_n(ros, detector, photos
     finally:
         assert set_params(ros, node, process_every_n=1)[0].successful
     publish_and_wait(detector, image_msg(frame, 10_100 * 10**9))
+
+
+@pytest.mark.timeout(120)
+def test_replay_tool_publishes_image_files_with_fresh_stamps(detector, photos, tmp_path):
+    files = [photos / "obama.jpg", photos / "biden.jpg"]
+    before = time.time_ns()
+    replay = start("face_perception_replay", tmp_path, [
+        *map(str, files), "--topic", f"{NS}/image", "--frame-id", "replay_files", "--rate", "2",
+        "--loop", "2", "--wait-subscribers", "1"])
+
+    def from_replay():
+        return [a for a in list(detector["dets"]) if a.header.frame_id == "replay_files"]
+    assert until(lambda: len(from_replay()) == 4, 60, detector["proc"]), replay.output()
+    until(lambda: not replay.alive(), 30)
+    assert replay.stop() == 0, replay.log_path.read_text()
+    assert "published 4 frames" in replay.log_path.read_text()
+    stamps = [stamp_ns(a.header) for a in from_replay()]
+    assert all(s >= before for s in stamps) and stamps == sorted(set(stamps))
+    assert [len(a.detections) for a in from_replay()] == [1, 1, 1, 1]
