@@ -7,6 +7,7 @@ Real node processes started from their entry points, real DDS on a private domai
   container           both nodes in face_perception_container; output faces/identities
 Latency: frames published one at a time (the next after the answer), p50/p95 in ms. Sustained:
 frames published at --rate for --seconds; outputs per second (newest-frame-wins drops the rest).
+RSS: resident memory of the node process(es) after the run, summed.
 
     .venv/bin/python benchmarks/pipeline.py [--quick]
 """
@@ -97,6 +98,17 @@ def start_nodes(executables, ns, params: Path, log_dir: Path):
              "--params-file", str(params)], stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True))
     return procs
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a node process after the run (Linux /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def stop_nodes(procs) -> None:
@@ -225,6 +237,9 @@ def main() -> int:
             try:
                 subs = 1 if name == "detector" else 2
                 results[name] = bench.run(ns, output, subs, frames, args)
+                rss = sum(rss_mib(p.pid) for p in procs)
+                for row in results[name]:
+                    row["rss"] = rss
             finally:
                 stop_nodes(procs)
     finally:
@@ -232,13 +247,13 @@ def main() -> int:
     print(f"\nROS pipeline, 640x480 bgr8, reliable QoS, {os.cpu_count()} CPUs, "
           f"sustained publish rate {args.rate:g} Hz{' (quick)' if args.quick else ''}")
     print(f"{'configuration':<22}{'faces':>6}{'p50 ms':>9}{'p95 ms':>9}{'fps':>8}"
-          f"{'answered':>11}{'p50 vs detector':>17}")
+          f"{'answered':>11}{'p50 vs detector':>17}{'RSS MiB':>9}")
     base = {r["faces"]: r["p50"] for r in results.get("detector", [])}
     for name, rows in results.items():
         for r in rows:
             ratio = r["p50"] / base[r["faces"]] if r["faces"] in base else float("nan")
             print(f"{name:<22}{r['faces']:>6}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['fps']:>8.1f}"
-                  f"{r['answered']:>11}{ratio:>16.2f}x")
+                  f"{r['answered']:>11}{ratio:>16.2f}x{r['rss']:>9.0f}")
     print(f"logs: {work}")
     return 0
 

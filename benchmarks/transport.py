@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -175,9 +176,11 @@ def run_case(size: str, profile: str, pub_rel: str, sub_rel: str, args, run_id: 
             env=child_env(profile in ("both", "pub only"), args.profile), capture_output=True,
             text=True, timeout=120)
     finally:
-        echo.terminate()
+        # SIGINT: rclpy shuts down cleanly and Fast DDS removes its /dev/shm segment (a killed
+        # process leaves its 32 MiB segment behind until `fastdds shm clean` or a reboot).
+        echo.send_signal(signal.SIGINT)
         try:
-            echo.wait(10)
+            echo.wait(15)
         except subprocess.TimeoutExpired:
             echo.kill()
             echo.wait(5)

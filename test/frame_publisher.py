@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--skip-every", type=int, default=0, help="leave out every N-th frame")
+    ap.add_argument("--warmup-frames", type=int, default=0,
+                    help="send this many frames first (same grid, never skipped) and leave them "
+                         "out of the reported stamps: lets the receiver's model warm up")
     ap.add_argument("--reliable", action="store_true", help="reliable writer (default best effort)")
     ap.add_argument("--photo", type=Path, required=True)
     ap.add_argument("--match-timeout", type=float, default=60.0)
@@ -68,21 +71,24 @@ def main(argv=None) -> int:
     msg.data = frame.tobytes()
     period_ns = int(round(1e9 / args.rate))
     count = int(round(args.seconds * args.rate))
+    warm = max(0, args.warmup_frames)
     first = time.time_ns()
     start = time.monotonic()
-    sent = []
-    for i in range(count):
+    sent, warmup = [], []
+    for i in range(warm + count):
         delay = start + i * period_ns / 1e9 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        if args.skip_every and i % args.skip_every == args.skip_every - 1:
+        k = i - warm  # index in the measured part
+        if k >= 0 and args.skip_every and k % args.skip_every == args.skip_every - 1:
             continue
         stamp = first + i * period_ns
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         pub.publish(msg)
-        sent.append(stamp)
+        (sent if k >= 0 else warmup).append(stamp)
     time.sleep(0.5)  # best effort: nothing to flush, but keep the writer up for late readers
-    print("SENT " + json.dumps({"stamps": sent, "grid": count, "period_ns": period_ns}), flush=True)
+    print("SENT " + json.dumps({"stamps": sent, "warmup": warmup, "grid": count,
+                                "period_ns": period_ns}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0

@@ -62,6 +62,11 @@ def start(name: str, log_dir: Path, args: list[str] = (), env=None, tag: str = "
     return Proc(entry_command(name, list(args)), Path(log_dir) / f"{name}{tag}.log", env)
 
 
+def unique_ns(base: str) -> str:
+    """A namespace of this test run only: concurrent runs on one DDS domain cannot cross-talk."""
+    return f"{base}_{os.getpid()}"
+
+
 def node_args(namespace: str, params_file: Optional[Path] = None, extra=()) -> list[str]:
     args = ["--ros-args", "-r", f"__ns:={namespace}"]
     if params_file is not None:
@@ -94,6 +99,7 @@ class Listener:
     def __init__(self, name: str = "test_listener"):
         self.node = rclpy.create_node(name)
         self.messages: dict[str, list] = {}
+        self.subscriptions: dict[str, object] = {}
         self._lock = threading.Lock()
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
@@ -106,8 +112,17 @@ class Listener:
         def keep(msg):
             with self._lock:
                 store.append(msg)
-        self.node.create_subscription(msg_type, topic, keep, qos)
+        self.subscriptions[topic] = self.node.create_subscription(msg_type, topic, keep, qos)
         return store
+
+    def wait_matched(self, topic: str, publishers: int = 1, timeout: float = 60.0) -> bool:
+        """Wait until the subscription on ``topic`` matched this many publishers.
+
+        Outputs are published once per frame: a reader that matches the writer only after the
+        frame was answered never sees it (volatile durability), so tests wait for this first.
+        """
+        sub = self.subscriptions[topic]
+        return wait_for(lambda: sub.get_publisher_count() >= publishers, timeout)
 
     def publisher(self, msg_type, topic: str, qos=RELIABLE):
         return self.node.create_publisher(msg_type, topic, qos)

@@ -162,7 +162,7 @@ def test_config_yaml_is_exactly_the_declared_parameters_and_loads_into_the_node(
     from rcl_interfaces.srv import GetParameters, ListParameters
 
     from face_perception.ros import params as param_tables
-    from test.ros_harness import Listener, node_args, start, until
+    from test.ros_harness import Listener, node_args, start, unique_ns, until
 
     table = {s.name: s for s in getattr(param_tables, specs)}
     values = yaml_params(name)
@@ -175,7 +175,7 @@ def test_config_yaml_is_exactly_the_declared_parameters_and_loads_into_the_node(
         i = next(n for n, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
         assert lines[i - 1].strip().startswith("#"), f"{key} has no comment"
 
-    ns = f"/yaml_{name}"
+    ns = unique_ns(f"/yaml_{name}")
     # autostart off: the parameters are what is tested here, not the model.
     proc = start(name, tmp_path, node_args(ns, REPO / "config" / f"{name}.yaml",
                                            ["-p", "autostart:=false"]))

@@ -27,12 +27,13 @@ from test.ros_harness import (  # noqa: E402
     node_args,
     rss_kib,
     start,
+    unique_ns,
     until,
     wait_for_subscribers,
     write_params,
 )
 
-NS = "/det_test"
+NS = unique_ns("/det_test")
 PHOTOS = ("obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg")
 T0 = 1_000 * 10**9
 
@@ -82,6 +83,7 @@ def detector(ros, tmp_path_factory):
     diags = ros.listen(DiagnosticArray, "/diagnostics")
     pub = ros.publisher(Image, f"{NS}/image")
     assert wait_for_subscribers(pub, 1, timeout=90), proc.output()
+    assert ros.wait_matched(f"{NS}/faces/detections"), proc.output()
     yield {"proc": proc, "dets": dets, "diags": diags, "pub": pub, "logs": logs}
     assert proc.stop() in (0, -2), proc.log_path.read_text()
 
@@ -261,7 +263,7 @@ def test_detector_flood_keeps_queue_and_memory_bounded(ros, detector, photos):
 
 @pytest.mark.timeout(180)
 def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
-    ns = "/lifecycle_test"
+    ns = unique_ns("/lifecycle_test")
     params = write_params(tmp_path / "params.yaml", "face_detector", {
         "autostart": False, "qos_reliability": "reliable"})
     proc = start("face_detector", tmp_path, node_args(ns, params))
@@ -283,6 +285,7 @@ def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
         assert change(Transition.TRANSITION_ACTIVATE)
         assert wait_for_subscribers(pub, 1, timeout=20)
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
+        assert ros.wait_matched(f"{ns}/faces/detections")
         msg = image_msg(frames_from(photos, ["obama3.jpg"])[0], 7_000 * 10**9)
         pub.publish(msg)
         assert until(lambda: answered(dets, 7_000 * 10**9), 30, proc), proc.output()
@@ -296,7 +299,7 @@ def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos, tmp_path):
-    ns = "/compressed_test"
+    ns = unique_ns("/compressed_test")
     params = write_params(tmp_path / "params.yaml", "face_detector", {
         "image_transport": "compressed", "qos_reliability": "reliable"})
     proc = start("face_detector", tmp_path, node_args(ns, params))
@@ -304,6 +307,7 @@ def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos
         pub = ros.publisher(CompressedImage, f"{ns}/image/compressed")
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(pub, 1, timeout=90), proc.output()
+        assert ros.wait_matched(f"{ns}/faces/detections"), proc.output()
         img = frames_from(photos, ["biden.jpg"])[0]
         msg = CompressedImage(format="jpeg")
         msg.header.stamp.sec = 8_000
@@ -362,3 +366,22 @@ def test_frame_skipping_parameter_processes_one_frame_in_n(ros, detector, photos
     finally:
         assert set_params(ros, node, process_every_n=1)[0].successful
     publish_and_wait(detector, image_msg(frame, 10_100 * 10**9))
+
+
+@pytest.mark.timeout(120)
+def test_replay_tool_publishes_image_files_with_fresh_stamps(detector, photos, tmp_path):
+    files = [photos / "obama.jpg", photos / "biden.jpg"]
+    before = time.time_ns()
+    replay = start("face_perception_replay", tmp_path, [
+        *map(str, files), "--topic", f"{NS}/image", "--frame-id", "replay_files", "--rate", "2",
+        "--loop", "2", "--wait-subscribers", "1"])
+
+    def from_replay():
+        return [a for a in list(detector["dets"]) if a.header.frame_id == "replay_files"]
+    assert until(lambda: len(from_replay()) == 4, 60, detector["proc"]), replay.output()
+    until(lambda: not replay.alive(), 30)
+    assert replay.stop() == 0, replay.log_path.read_text()
+    assert "published 4 frames" in replay.log_path.read_text()
+    stamps = [stamp_ns(a.header) for a in from_replay()]
+    assert all(s >= before for s in stamps) and stamps == sorted(set(stamps))
+    assert [len(a.detections) for a in from_replay()] == [1, 1, 1, 1]

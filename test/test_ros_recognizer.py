@@ -8,6 +8,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo  # noqa: E402
@@ -18,6 +19,7 @@ from test.ros_harness import (  # noqa: E402
     Listener,
     node_args,
     start,
+    unique_ns,
     until,
     wait_for_subscribers,
     write_params,
@@ -87,9 +89,11 @@ def replay_bag(tmp_path, photos, topic, first_stamp):
         "--wait-subscribers", "2"], tag="_replay")  # detector + recognizer
 
 
-def assert_identities(ids, stamps, procs):
+def assert_identities(ids, stamps, procs, diags=()):
     ok = until(lambda: all(answered(ids, s) for s in stamps), 120)
-    assert ok, "\n\n".join(p.output()[-2500:] for p in procs)
+    seen = {s.name: {kv.key: kv.value for kv in s.values} for a in list(diags)[-4:]
+            for s in a.status}
+    assert ok, "\n\n".join(p.output()[-2500:] for p in procs) + f"\n{seen}\n{len(ids)}"
     for s, want in zip(stamps, EXPECTED):
         arr = answered(ids, s)[0]
         assert arr.header.frame_id == "camera"
@@ -103,7 +107,7 @@ def assert_identities(ids, stamps, procs):
 @pytest.mark.timeout(300)
 def test_detector_and_recognizer_name_replayed_people_and_follow_gallery_changes(
         ros, photos, galleries, tmp_path):
-    ns = "/rec_test"
+    ns = unique_ns("/rec_test")
     from face_perception.gallery import Gallery
     gallery = tmp_path / "live" / "people.json"
     Gallery.load(galleries["both"]).save(gallery)
@@ -118,9 +122,11 @@ def test_detector_and_recognizer_name_replayed_people_and_follow_gallery_changes
     try:
         ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
         infos = ros.listen(LabelInfo, f"{ns}/faces/label_info", LATCHED)
+        diags = ros.listen(DiagnosticArray, "/diagnostics")
+        assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
         replay = replay_bag(tmp_path, photos, f"{ns}/image", T0)
         stamps = [T0 + i * 10**8 for i in range(len(QUERY))]
-        assert_identities(ids, stamps, procs)
+        assert_identities(ids, stamps, procs, diags)
         until(lambda: not replay.alive(), 30)
         assert replay.stop() == 0, replay.log_path.read_text()
         # Latched LabelInfo: reaches this late subscriber, lists unknown then the gallery.
@@ -162,7 +168,7 @@ def test_detector_and_recognizer_name_replayed_people_and_follow_gallery_changes
 @pytest.mark.timeout(180)
 def test_recognizer_finds_landmarks_for_boxes_from_another_detector(ros, photos, galleries,
                                                                     tmp_path):
-    ns = "/foreign_boxes"
+    ns = unique_ns("/foreign_boxes")
     params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
         "qos_reliability": "reliable", "gallery_path": str(galleries["both"])})
     rec = start("face_recognizer", tmp_path, node_args(ns, params))
@@ -172,6 +178,7 @@ def test_recognizer_finds_landmarks_for_boxes_from_another_detector(ros, photos,
         det_pub = ros.publisher(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(img_pub, 1, 90) and wait_for_subscribers(det_pub, 1, 30), \
             rec.output()
+        assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
         from face_perception.detection import Detector
         frame = fit_640x480(cv2.imread(str(photos / "obama3.jpg")))
         (face,) = Detector().detect(frame)
@@ -193,7 +200,7 @@ def test_recognizer_finds_landmarks_for_boxes_from_another_detector(ros, photos,
 
 @pytest.mark.timeout(240)
 def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos, tmp_path):
-    ns = "/container_test"
+    ns = unique_ns("/container_test")
     params = write_params(tmp_path / "params.yaml", "*", {
         "qos_reliability": "reliable", "gallery_path": str(tmp_path / "nobody.json")})
     proc = start("face_perception_container", tmp_path, node_args(ns, params))
@@ -201,6 +208,7 @@ def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos
         ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
         pub = ros.publisher(Image, f"{ns}/image")
         assert wait_for_subscribers(pub, 2, 120), proc.output()
+        assert ros.wait_matched(f"{ns}/faces/identities"), proc.output()
         for i, frame in enumerate(frames_from(photos, QUERY)):
             pub.publish(image_msg(frame, T0 + (30 + i) * 10**9))
             time.sleep(0.7)
@@ -212,3 +220,32 @@ def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos
         assert proc.alive()
     finally:
         assert proc.stop() in (0, -2), proc.log_path.read_text()
+
+
+@pytest.mark.timeout(180)
+def test_recognizer_with_another_models_gallery_runs_and_says_why(ros, photos, galleries,
+                                                                  tmp_path):
+    ns = unique_ns("/wrong_gallery")
+    params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
+        "qos_reliability": "reliable", "gallery_path": str(galleries["other_model"])})
+    rec = start("face_recognizer", tmp_path, node_args(ns, params))
+    try:
+        ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
+        img_pub = ros.publisher(Image, f"{ns}/image")
+        det_pub = ros.publisher(Detection2DArray, f"{ns}/faces/detections")
+        assert wait_for_subscribers(img_pub, 1, 90) and wait_for_subscribers(det_pub, 1, 30), \
+            rec.output()
+        assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        msg = image_msg(frames_from(photos, ["obama2.jpg"])[0], T0 + 40 * 10**9)
+        arr = Detection2DArray(header=msg.header)
+        d = Detection2D(header=msg.header)
+        d.bbox.center.position.x, d.bbox.center.position.y = 320.0, 200.0
+        d.bbox.size_x, d.bbox.size_y = 150.0, 200.0
+        arr.detections.append(d)
+        img_pub.publish(msg)
+        det_pub.publish(arr)
+        assert until(lambda: answered(ids, T0 + 40 * 10**9), 60, rec), rec.output()
+        assert names_of(answered(ids, T0 + 40 * 10**9)[0]) == ["unknown"]
+        assert "not usable" in rec.output() and "some_other_model" in rec.output()
+    finally:
+        assert rec.stop() in (0, -2), rec.log_path.read_text()

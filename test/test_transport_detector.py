@@ -24,6 +24,7 @@ from test.proc import Proc, python_proc  # noqa: E402
 
 SECONDS = 3.0
 RATE = 30.0
+WARMUP = 15  # frames sent before the measured ones (model warm-up)
 
 
 def detector_command(args: list[str]) -> list[str]:
@@ -83,13 +84,14 @@ class DetectorRun:
         assert ok and self.proc.alive(), f"detector did not become active:\n{self.log()}"
 
     def publish(self, repo_root: Path, photos: Path, width: int, height: int,
-                skip_every: int = 0) -> list[int]:
-        """Run the frame publisher (with the shipped profile) to the end; the stamps it sent."""
+                skip_every: int = 0, warmup_frames: int = 0) -> list[int]:
+        """Run the frame publisher (with the shipped profile) to the end; the stamps it sent
+        after the warm-up frames."""
         pub = python_proc(
             [str(repo_root / "test/frame_publisher.py"), "--topic", f"{self.ns}/image",
              "--width", str(width), "--height", str(height), "--rate", str(RATE),
              "--seconds", str(SECONDS), "--skip-every", str(skip_every),
-             "--photo", str(photos / "obama.jpg")],
+             "--warmup-frames", str(warmup_frames), "--photo", str(photos / "obama.jpg")],
             self.tmp_path / "publisher.log", env=profile_env("default"))
         self.spin_until(lambda: not pub.alive(), 90.0)
         code = pub.stop()
@@ -122,10 +124,12 @@ def ros_context():
         rclpy.shutdown()
 
 
-# The detector has to finish a frame within 33 ms or newest-frame-wins (correctly) skips frames.
-# Its default target_size (640, short side) would upscale 640x480 to 853x640 (about 30 ms on a
-# quiet 2-core machine) and make 1280x720 1138x640 (about 45 ms); sized to 640x480 and 640x360
-# it needs about 17 and 13 ms. The transport under test is the same either way.
+# The detector has to finish every frame within 33 ms or newest-frame-wins (correctly) skips
+# frames, and 99% of 90 frames allows no miss. Its default target_size (640, short side) would
+# upscale 640x480 to 853x640 (about 30 ms on a quiet 2-core machine) and make 1280x720 1138x640
+# (about 45 ms). At target_size 320/240 it sees 427x320 and 427x240 (about 9 ms quiet), which
+# leaves room for a busy machine; the photo's face is still found. The transport under test is
+# the same either way. The first frames warm the model up and are not counted.
 # qos_depth 5 (the sensor-data profile's depth): with depth 1 the DDS reader overwrites a frame
 # whenever the node's executor thread is more than one frame interval late, which a loaded
 # machine causes (measured: 84 of 90 frames reached the node at depth 1, 90 of 90 at depth 5).
@@ -135,15 +139,15 @@ DEPTH = {"qos_depth": "5", "qos_reliability": "best_effort"}
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("width,height,params", [
-    (640, 480, {"target_size": "480", "max_size": "640", **DEPTH}),
-    (1280, 720, {"target_size": "360", "max_size": "640", **DEPTH}),
+    (640, 480, {"target_size": "320", "max_size": "640", **DEPTH}),
+    (1280, 720, {"target_size": "240", "max_size": "640", **DEPTH}),
 ])
 def test_every_frame_from_a_profiled_publisher_gets_detections(
         tmp_path, repo_root, photos, ros_context, width, height, params):
     run = DetectorRun(tmp_path, f"/transport_e2e_{width}", params)
     try:
         run.wait_active()
-        sent = run.publish(repo_root, photos, width, height)
+        sent = run.publish(repo_root, photos, width, height, warmup_frames=WARMUP)
         assert len(sent) == int(SECONDS * RATE)
         run.spin_until(lambda: set(sent) <= set(run.detections), 5.0)
         diag = run.settled_diagnostics()
@@ -152,8 +156,9 @@ def test_every_frame_from_a_profiled_publisher_gets_detections(
                    f"received {diag['received']}, processed {diag['processed']}, skipped_stale "
                    f"{diag['skipped_stale']}, mean_latency_ms {diag['mean_latency_ms']}")
         print(summary)
-        # Transport first (what the profile fixes): the node saw the frames ...
-        assert int(diag["received"]) >= 0.99 * len(sent), summary + "\n" + run.log()[-3000:]
+        # Transport first (what the profile fixes): the node saw the frames (and the warm-up) ...
+        assert int(diag["received"]) >= 0.99 * (len(sent) + WARMUP), \
+            summary + "\n" + run.log()[-3000:]
         # ... and the detector answered each of them (fails when it cannot keep up at 30 Hz:
         # then skipped_stale and mean_latency_ms in the message say so).
         assert len(answered) >= 0.99 * len(sent), summary

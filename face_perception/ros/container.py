@@ -1,9 +1,10 @@
 """``face_perception_container``: face_detector and face_recognizer in one process.
 
-A MultiThreadedExecutor runs both nodes' callbacks; each node keeps its own worker thread, and
-images and detections cross from one node to the other through rclpy's intra-process path
-instead of a second DDS hop between processes. Node options (remaps, --params-file) apply to
-both nodes, as with `ros2 run` of either.
+A MultiThreadedExecutor runs both nodes' callbacks; each node keeps its own worker thread and
+its own models. What is shared is the process: one Python interpreter and one copy of the
+inference libraries in memory, and detections reach the recognizer through Fast DDS's
+intra-process delivery instead of a transport between processes (rclpy still serialises each
+message). Node options (remaps, --params-file) apply to both nodes.
 """
 from __future__ import annotations
 

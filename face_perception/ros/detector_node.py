@@ -4,6 +4,7 @@ A thin lifecycle node over face_perception.detection.Detector; plumbing in frame
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -17,6 +18,9 @@ from face_perception.ros.params import DETECTOR
 from face_perception.ros.runner import run_nodes
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Detector settings read at every detect() call: changing them needs no new ONNX session.
+TUNABLE = frozenset({"score_threshold", "nms_threshold", "target_size", "max_size", "scales",
+                     "flip", "max_faces"})
 
 
 def detector_from_values(values: dict[str, Any]):
@@ -50,6 +54,20 @@ class DetectorNode(FaceNodeBase):
 
     def build_model(self, values: dict[str, Any]):
         return detector_from_values(values)
+
+    def prepare_model(self, values: dict[str, Any], changed: set[str]):
+        if any(self.specs[k].reload for k in changed):
+            return self.build_model(values)
+        if changed & TUNABLE and self.model is not None:
+            # A tuned copy sharing the loaded session; the worker swaps to it between frames.
+            tuned = copy.copy(self.model)
+            for key in changed & TUNABLE:
+                value = values[key]
+                if key == "scales":
+                    value = [float(v) for v in value]
+                setattr(tuned, key, value)
+            return tuned
+        return None
 
     def describe_model(self) -> str:
         v = self.values

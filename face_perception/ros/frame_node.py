@@ -34,6 +34,31 @@ INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
 LOG_EVERY_S = 5.0
 
 
+class GuardedAccounting:
+    """FrameAccounting whose failures are logged, never raised into a callback.
+
+    An exception escaping a subscription or timer callback ends rclpy's spin, i.e. kills the
+    node; statistics must never do that. A failing call returns the neutral value.
+    """
+
+    def __init__(self, acc: FrameAccounting, logger):
+        self._acc = acc
+        self._logger = logger
+
+    def __getattr__(self, name: str):
+        method = getattr(self._acc, name)
+
+        def guarded(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - statistics must not stop the node
+                self._logger.error(f"frame accounting {name}() failed: "
+                                   f"{type(exc).__name__}: {exc}",
+                                   throttle_duration_sec=LOG_EVERY_S * 6)
+                return {} if name == "snapshot" else None
+        return guarded
+
+
 class FaceNodeBase(LifecycleNode):
     """Base of face_detector and face_recognizer (see module docstring)."""
 
@@ -49,7 +74,7 @@ class FaceNodeBase(LifecycleNode):
         self.state = "unconfigured"
         self.model: Any = None
         self.model_error = ""
-        self.acc = FrameAccounting()
+        self.acc = GuardedAccounting(FrameAccounting(), self.get_logger())
         self.slot = LatestFrame()
         self.skipped_by_rate = 0
         self.model_errors = 0

@@ -133,18 +133,18 @@ DETECTOR = IMAGE_INPUT + (
               "model_path or downloaded weights).", choices=("mnet", "resnet"), reload=True),
     ParamSpec("model_path", "", "Detector weights/ONNX file; empty = the shipped pretrained "
               "model.", reload=True),
-    ParamSpec("score_threshold", 0.5, "Minimum face score.", low=0.0, high=1.0, reload=True),
+    ParamSpec("score_threshold", 0.5, "Minimum face score.", low=0.0, high=1.0),
     ParamSpec("nms_threshold", 0.4, "IoU above which overlapping boxes are merged.",
-              low=0.0, high=1.0, reload=True),
+              low=0.01, high=1.0),
     ParamSpec("target_size", 640, "Short image side is resized towards this many pixels.",
-              low=32, high=4096, reload=True),
+              low=32, high=4096),
     ParamSpec("max_size", 1280, "Long image side is never resized above this many pixels.",
-              low=32, high=8192, reload=True),
+              low=32, high=8192),
     ParamSpec("scales", [1.0], "Test-time scale pyramid (multipliers of the sized image); "
-              "[1.0] = single scale.", low=0.1, high=4.0, reload=True),
-    ParamSpec("flip", False, "Horizontal-flip test-time augmentation.", reload=True),
+              "[1.0] = single scale.", low=0.1, high=4.0),
+    ParamSpec("flip", False, "Horizontal-flip test-time augmentation."),
     ParamSpec("max_faces", 0, "Keep at most this many faces per frame (best first); "
-              "0 = no limit.", low=0, high=1000, reload=True),
+              "0 = no limit.", low=0, high=1000),
     ParamSpec("process_every_n", 1, "Frame skipping: process one received frame in N.",
               low=1, high=100),
 )

@@ -69,11 +69,14 @@ def gallery_stamp(path: str) -> Optional[int]:
         return None
 
 
-def load_setup(values: dict[str, Any], embedder=None, detector=None) -> RecognitionSetup:
+def load_setup(values: dict[str, Any], embedder=None, detector=None,
+               strict: bool = True) -> RecognitionSetup:
     """Build (or reuse) the embedder and detector, read the gallery, make the Recognizer.
 
-    A missing or empty gallery gives a setup that knows nobody (with a note); a gallery that
-    exists but cannot be used (damaged, other model) raises, so a reload can keep the old one.
+    A missing or empty gallery gives a setup that knows nobody (with a note). A gallery that
+    exists but cannot be used (damaged, other model) raises when ``strict`` (run-time changes
+    and reloads: the old gallery stays), else gives a setup without gallery whose note says why
+    (start-up: the node still runs and reports every face as unknown).
     """
     from face_perception.gallery import Gallery
     from face_perception.recognition import Embedder, Recognizer
@@ -92,9 +95,14 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None) -> Recognit
     elif stamp is None:
         note = f"gallery {path} not found"
     else:
-        gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
-                               embedding_size=int(embedder.meta.embedding_size))
-        if len(gallery) == 0:
+        try:
+            gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
+                                   embedding_size=int(embedder.meta.embedding_size))
+        except (ValueError, OSError) as exc:  # GalleryError is a ValueError
+            if strict:
+                raise
+            gallery, note = None, f"gallery {path} not usable ({exc})"
+        if gallery is not None and len(gallery) == 0:
             note = f"gallery {path} is empty"
     threshold = None if values["threshold"] <= -1.0 else float(values["threshold"])
     recognizer = Recognizer(embedder, gallery, threshold=threshold, detector=detector)
@@ -114,11 +122,15 @@ class RecognizerNode(FaceNodeBase):
         self.pairer = StampPairer(self.values["pair_buffer_size"])
 
     # ---- model ----------------------------------------------------------------------------
-    def build_model(self, values: dict[str, Any], reuse: Optional[RecognitionSetup] = None):
-        setup = load_setup(values, *(reuse.embedder, reuse.detector) if reuse else ())
+    def build_model(self, values: dict[str, Any], reuse: Optional[RecognitionSetup] = None,
+                    strict: bool = False):
+        # Not strict at configure: an unusable gallery must not keep the node from running.
+        setup = load_setup(values, *(reuse.embedder, reuse.detector) if reuse else (),
+                           strict=strict)
         if setup.gallery_note:
-            self.get_logger().warning(f"{setup.gallery_note}: every face will be "
-                                      f"'{values['unknown_label']}'")
+            log = self.get_logger().error if "not usable" in setup.gallery_note \
+                else self.get_logger().warning
+            log(f"{setup.gallery_note}: every face will be '{values['unknown_label']}'")
         return setup
 
     def describe_model(self) -> str:
@@ -131,9 +143,9 @@ class RecognizerNode(FaceNodeBase):
     def prepare_model(self, values: dict[str, Any], changed: set[str]):
         # A new gallery or threshold reuses the loaded embedder and detector.
         if changed & MODEL_KEYS:
-            return self.build_model(values)
+            return self.build_model(values, strict=True)
         if changed & RECOGNIZER_KEYS:
-            return self.build_model(values, reuse=self.model)
+            return self.build_model(values, reuse=self.model, strict=True)
         return None
 
     def _swap(self, setup: RecognitionSetup) -> None:
@@ -253,8 +265,10 @@ class RecognizerNode(FaceNodeBase):
     # ---- work -----------------------------------------------------------------------------
     def process(self, item, setup: RecognitionSetup) -> None:
         (img_msg, received_at), det_msg = item
-        image = self.decode(img_msg)
         faces = detection_array_to_faces(det_msg)
+        draw = self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0
+        # Pixels are only needed for faces or a drawing: an empty frame skips the decode.
+        image = self.decode(img_msg) if faces or draw else None
         if not faces:
             cats = []
         elif setup.gallery is None or len(setup.gallery) == 0:
@@ -271,7 +285,7 @@ class RecognizerNode(FaceNodeBase):
         known = sum(c is not None for c in cats)
         self.identified += known
         self.unknown += len(cats) - known
-        if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
+        if draw:
             self.image_pub.publish(bgr_to_image(
                 draw_faces(image, faces, cats, self.values["unknown_label"]), img_msg.header))
 

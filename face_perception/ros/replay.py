@@ -44,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
                    help="wait until N subscribers are matched before publishing")
     p.add_argument("--wait-timeout", type=float, default=30.0)
+    p.add_argument("--settle", type=float, default=0.5, help="seconds between the subscribers "
+                   "matching and the first frame (DDS matching completes on both sides)")
     p.add_argument("--linger", type=float, default=1.0, help="seconds to stay after the last "
-                   "frame so reliable delivery completes")
+                   "frame; with reliable QoS also until every subscriber acknowledged it "
+                   "(at most 10x this)")
     p.add_argument("--dds-profile", default=None, help="Fast DDS profile for this "
                    "publisher: default (shipped large-frame profile), off, or a path "
                    "(default: $FACE_PERCEPTION_DDS_PROFILE, else default)")
@@ -134,6 +137,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                       f"{pub.topic_name}", file=sys.stderr)
                 return 3
             time.sleep(0.05)
+        if args.wait_subscribers:
+            # This side sees the subscriber before the subscriber side has matched this writer;
+            # frames sent in between would be dropped by a best-effort reader.
+            time.sleep(args.settle)
         period = 1.0 / args.rate if args.rate > 0 else 0.0
         start = time.monotonic()
         for _ in range(args.loop):
@@ -152,7 +159,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if period:
                     time.sleep(max(0.0, start + published * period - time.monotonic()))
         time.sleep(args.linger)
-        print(f"face_perception_replay: published {published} frames on {pub.topic_name}")
+        if args.qos == "reliable":
+            # Leaving earlier would drop frames a slow reader has not acknowledged yet.
+            from rclpy.duration import Duration
+            if not pub.wait_for_all_acked(Duration(seconds=10 * args.linger)):
+                print("face_perception_replay: warning: not every frame was acknowledged",
+                      file=sys.stderr)
+        print(f"face_perception_replay: published {published} frames on {pub.topic_name}",
+              flush=True)
         return 0
     except KeyboardInterrupt:
         return 130
