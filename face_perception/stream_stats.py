@@ -234,7 +234,10 @@ class FrameAccounting:
         q10 = ordered[(len(ordered) - 1) // 10]
         rough = _median([d for d in ordered if d <= 1.5 * q10])
         # Second pass around the rough value: the q10 cut clips the upper half of the jitter.
-        median = _median([d for d in ordered if 0.5 * rough <= d <= 1.5 * rough])
+        # A rough value that is the mean of two distant intervals can leave that band empty;
+        # keep the rough value then.
+        around = [d for d in ordered if 0.5 * rough <= d <= 1.5 * rough]
+        median = _median(around) if around else rough
         if median <= 0:
             return
         first = self._interval_ns is None

@@ -21,7 +21,7 @@ colcon --log-base "$B/log" test --base-paths "$ROOT" --packages-select face_perc
   --pytest-args -p no:cacheprovider -ra --timeout=900 ${PYTEST_ARGS:-} || status=$?
 summary="$(colcon test-result --test-result-base "$B/build" --verbose 2>&1)" || status=$?
 echo "$summary"
-ran="$(echo "$summary" | sed -n 's/^Summary: \([0-9]*\) tests.*/\1/p' | tail -1)"
+ran="$(echo "$summary" | sed -n 's/^Summary: \([0-9]*\) tests\{0,1\},.*/\1/p' | tail -1)"
 if [[ -z "$ran" || "$ran" == "0" ]]; then
   echo "run_tests: no test ran" >&2
   exit 1

@@ -229,3 +229,22 @@ def test_negative_skip_is_refused():
 
 def test_stamp_to_ns():
     assert stamp_to_ns(12, 345) == 12_000_000_345
+
+
+def test_accounting_survives_random_duplicates_resets_and_tiny_intervals():
+    # Regression: a rough median that averaged two distant intervals left the refinement band
+    # empty and _median([]) raised IndexError inside the node's image callback.
+    for seed in range(200):
+        rng = random.Random(seed)
+        acc = FrameAccounting()
+        stamp = 10**9
+        for _ in range(300):
+            r = rng.random()
+            if r < 0.02:
+                stamp = 10**9
+            elif r > 0.1:
+                stamp += rng.choice([0, 1, 5, 33_000_000, 33_000_000, 66_000_000])
+            acc.on_received(stamp)
+        snap = acc.snapshot()
+        assert snap["received"] == 300
+        assert 0.0 <= snap["upstream_loss_ratio"] <= 1.0
