@@ -1,9 +1,11 @@
 """Shared test set-up: a private DDS world per run and the real photos the set-up installs."""
 from __future__ import annotations
 
+import http.server
 import os
 import random
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,34 @@ def photos() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+class _FilesHandler(http.server.BaseHTTPRequestHandler):
+    """Serves the bytes a test put in ``files`` (URL path -> bytes); 404 for anything else."""
+
+    files: dict = {}
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    """A real HTTP server on loopback for download tests: yields (files dict, base URL)."""
+    handler = type("Handler", (_FilesHandler,), {"files": {}})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield handler.files, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

@@ -3,12 +3,10 @@ the original ONNX, the verified cache, and downloads against a local HTTP server
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import logging
 import subprocess
 import sys
-import threading
 
 import cv2
 import numpy as np
@@ -116,34 +114,6 @@ def test_load_verified_names_the_file_it_refuses(tmp_path):
 
 
 # -- downloads against a local server ------------------------------------------------------------
-
-class _FileHandler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def server():
-    handler = type("Handler", (_FileHandler,), {"files": {}})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield handler.files, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-
 
 @pytest.fixture(scope="module")
 def published_style_checkpoint():

@@ -1,11 +1,9 @@
 """FaceRecognitionLearner (seed API) on real photos: reference database, infer, align, model
 files, ONNX optimisation and downloads from a local HTTP server."""
 import hashlib
-import http.server
 import inspect
 import json
 import shutil
-import threading
 
 import cv2
 import numpy as np
@@ -297,33 +295,6 @@ def test_align_reports_images_with_several_faces(learner, photos, tmp_path):
 
 
 # ---------------------------------------------------------------- downloads (local server)
-class FilesHandler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def server():
-    handler = type("Handler", (FilesHandler,), {"files": {}})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield handler.files, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
 @pytest.mark.timeout(120)
 def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server, tmp_path,
                                                                          detector, photos):

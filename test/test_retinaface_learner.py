@@ -1,10 +1,8 @@
 """RetinaFaceLearner (seed API) on a WIDER-format set built from the real photos: training lowers
 the loss and raises AP, resume is exact, save/load/optimize/download keep the detections."""
 import hashlib
-import http.server
 import io
 import json
-import threading
 import warnings
 
 import numpy as np
@@ -231,35 +229,6 @@ def test_optimize_runs_onnxruntime_with_the_same_faces(pretrained_folder, photos
     np.testing.assert_allclose(again[0].box, onnx_faces[0].box, atol=1e-4)
 
 
-class _FilesHandler(http.server.BaseHTTPRequestHandler):
-    files: dict = {}
-
-    def do_GET(self):  # noqa: N802 - http.server API
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def file_server():
-    """A local HTTP server; tests put bytes at paths in the returned dict."""
-    files: dict = {}
-    handler = type("Handler", (_FilesHandler,), {"files": files})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", files
-    httpd.shutdown()
-
-
 def _torch_payload(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -267,10 +236,10 @@ def _torch_payload(obj) -> bytes:
 
 
 @pytest.fixture()
-def weights_server(pretrained_folder, file_server):
+def weights_server(pretrained_folder, server):
     # Serve the weights the way published checkpoints come: wrapped in "state_dict" with
     # DataParallel "module." prefixes.
-    base, files = file_server
+    files, base = server
     state = torch.load(pretrained_folder / "retinaface_mnet.pth", weights_only=True)
     payload = _torch_payload({"state_dict": {f"module.{k}": v for k, v in state.items()}})
     files["/retinaface_mnet.pth"] = payload
@@ -350,10 +319,10 @@ def _bn_stats(module):
 
 @pytest.mark.timeout(300)
 def test_resnet_trains_from_downloaded_imagenet_backbone_or_from_scratch(
-        wider_root, tmp_path, file_server, monkeypatch):
+        wider_root, tmp_path, server, monkeypatch):
     from torchvision.models import resnet50
 
-    base, files = file_server
+    files, base = server
     torch.manual_seed(1)
     imagenet = resnet50(weights=None).state_dict()  # stands in for torchvision's file
     payload = _torch_payload(imagenet)
@@ -395,9 +364,9 @@ def test_resnet_trains_from_downloaded_imagenet_backbone_or_from_scratch(
     assert any(not torch.equal(fresh[k], trained[k]) for k in fresh)  # BN learns from scratch
 
 
-def test_backbone_download_with_wrong_checksum_prefix_is_removed(tmp_path, file_server,
+def test_backbone_download_with_wrong_checksum_prefix_is_removed(tmp_path, server,
                                                                  monkeypatch):
-    base, files = file_server
+    files, base = server
     files["/resnet50-deadbeef.pth"] = b"not the weights"
     monkeypatch.setitem(BACKBONE_URLS, "resnet", {
         "url": f"{base}/resnet50-deadbeef.pth", "sha256_prefix": "deadbeef",
