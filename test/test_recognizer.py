@@ -180,7 +180,18 @@ def test_empty_gallery_knows_nobody_and_no_faces_give_no_results(embedder, image
 def test_bad_boxes_are_refused_with_the_box_in_the_message(embedder, detector, images):
     rec = Recognizer(embedder, None, detector=detector)
     with pytest.raises(ValueError, match="x2 > x1"):
-        rec.identify(images["obama.jpg"], [Face([50, 50, 10, 80], 1.0)])
+        rec.embed(images["obama.jpg"], [Face([50, 50, 10, 80], 1.0)])
+
+
+def test_degenerate_boxes_are_unknown_and_do_not_cost_the_other_faces(embedder, detector,
+                                                                      gallery, images, faces):
+    # A foreign detector's zero-size or NaN box must not take the frame's other identities down.
+    rec = Recognizer(embedder, gallery, detector=detector)
+    bare = Face(faces["obama2.jpg"].box, 1.0)
+    result = rec.identify(images["obama2.jpg"], [
+        Face([50, 50, 50, 80], 1.0), bare, Face([np.nan, 0, 10, 10], 1.0)])
+    assert result[0] is None and result[2] is None
+    assert result[1] is not None and result[1].name == "obama"
 
 
 @pytest.mark.timeout(120)

@@ -148,19 +148,31 @@ class Recognizer:
         An empty or missing gallery knows nobody: every face is None.
         ``Category.extra`` holds ``similarity`` and ``landmarks`` ("given", "detector", "box").
         """
-        emb, sources = self._embed(image_bgr, faces)
-        if len(emb) == 0:
-            return []
-        if self.gallery is None or len(self.gallery) == 0:
-            return [None] * len(emb)
+        faces = list(faces)
+        # A degenerate box from a foreign detector (zero size, NaN) cannot be aligned: that face
+        # is unknown, and the other faces of the frame are still identified.
+        usable = [i for i, face in enumerate(faces) if _can_align(face)]
+        out: list[Optional[Category]] = [None] * len(faces)
+        emb, sources = self._embed(image_bgr, [faces[i] for i in usable])
+        if len(emb) == 0 or self.gallery is None or len(self.gallery) == 0:
+            return out
         matches = self.gallery.match(emb, self.threshold)
-        out: list[Optional[Category]] = []
-        for match, src in zip(matches, sources):
+        for i, match, src in zip(usable, matches, sources):
             if match is not None:
                 match.extra = {**(match.extra or {}), "similarity": float(match.confidence),
                                "landmarks": src}
-            out.append(match)
+            out[i] = match
         return out
+
+
+def _can_align(face) -> bool:
+    """True when a face has finite landmarks, or a finite box with a positive area."""
+    if not isinstance(face, Face):
+        return True  # let _embed raise its TypeError
+    if face.landmarks is not None:
+        return bool(np.all(np.isfinite(face.landmarks)))
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    return bool(np.all(np.isfinite([x1, y1, x2, y2]))) and x2 > x1 and y2 > y1
 
 
 def find_landmarks_in_boxes(detector, image_bgr: np.ndarray, boxes) -> list:
