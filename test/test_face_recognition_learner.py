@@ -329,6 +329,10 @@ def test_download_pretrained_verifies_sha256_and_loads_into_the_backbone(server,
         FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").download(str(tmp_path))
     with pytest.raises(ValueError, match="no published weights for backbone 'ir_se_50'"):
         FaceRecognitionLearner(backbone="ir_se_50", device="cpu").download(str(tmp_path))
+    # Registry entries without a pinned checksum are refused before any byte is fetched.
+    with pytest.raises(ValueError, match="no sha256 is pinned"):
+        lrn.download(str(tmp_path / "dl3"), url=f"{base}/backbone_mobilefacenet.pth")
+    assert not (tmp_path / "dl3").exists()
 
 
 @pytest.mark.timeout(120)

@@ -36,8 +36,8 @@ log = logging.getLogger("face_perception.learner")
 MODES = ("backbone_only", "head_only", "full", "finetune")
 OPTIMIZERS = ("sgd",)
 # Pretrained backbones the seed publishes. The sha256 of these files could not be read from here
-# (no access to that server), so they are None: download() then warns that the file is
-# unverified and records the sha256 it got; pass ``sha256=`` to pin one.
+# (no access to that server), so they are None: download() refuses to fetch weights it cannot
+# verify until the caller pins the publisher's checksum with ``sha256=``.
 PRETRAINED_URLS = {
     "mobilefacenet": {
         "url": "ftp://opendrdata.csd.auth.gr/perception/face_recognition/"
@@ -249,7 +249,7 @@ class FaceRecognitionLearner:
         folder. ``url`` overrides the registry URL (the base URL for test_data), ``sha256``
         pins the expected checksum of a pretrained file.
         """
-        from face_perception.download import download_file, sha256_file
+        from face_perception.download import download_file
 
         if mode not in ("pretrained", "test_data"):
             raise ValueError(f"download mode must be 'pretrained' or 'test_data', got {mode!r}")
@@ -269,12 +269,12 @@ class FaceRecognitionLearner:
                              f"available: {', '.join(PRETRAINED_URLS)} (or pass url=)")
         source = url or entry["url"]
         expected = sha256 or (entry or {}).get("sha256")
+        if not expected:
+            # Weights are code-adjacent: never load a file nobody vouched for.
+            raise ValueError(f"no sha256 is pinned for {source}; pass sha256= with the "
+                             "checksum the publisher gives, so the download can be verified")
         dest = root / f"backbone_{self.backbone}.pth"
         download_file(source, dest, expected, timeout=timeout)
-        if expected is None:
-            digest = sha256_file(dest)
-            warnings.warn(f"{dest} was downloaded without a pinned sha256 (got {digest}); "
-                          "pass sha256= to verify it", stacklevel=2)
         # Turn the published state dict into our model folder next to it, so that the seed's
         # ``download(path); load(path)`` works; the learner uses the weights right away.
         self.load_state_dict_file(dest, folder=root)
