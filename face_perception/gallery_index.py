@@ -11,13 +11,11 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-# Above this many rows the Gallery's "auto" backend uses faiss when it is importable. Measured
-# with benchmarks/gallery_search.py --quick on this project's 2-core machine (128-d, top-5, one
-# query per call, machine shared with other jobs): 1k rows 0.08 ms numpy / 0.03 ms faiss (both
-# negligible next to computing an embedding), 20k rows 1.6 ms / 0.4 ms, 100k rows 6.7 ms /
-# 2.7 ms, 1M rows 125 ms / 21 ms. faiss keeps no (queries x rows) score matrix, selects the
-# top-k with a heap instead of argpartition and scans on all OpenMP threads; below ~10k rows the
-# difference is not worth importing it.
+# Above this many rows the Gallery's "auto" backend uses faiss when it is importable: faiss
+# keeps no (queries x rows) score matrix and selects the top-k with a heap, which pays off for
+# batched queries on large galleries (quiet 2-core machine, 128-d, top-5, 100 queries per call:
+# 100k rows 2.8 ms/query numpy vs 0.9 ms faiss; 1M rows 22 ms vs 9 ms). Below ~10k rows the
+# difference is not worth importing it. Small batches go to numpy either way (FAISS_MIN_QUERIES).
 FAISS_AUTO_THRESHOLD = 10_000
 
 # numpy search works on query chunks so that the (chunk x rows) float32 score matrix stays below
@@ -25,6 +23,13 @@ FAISS_AUTO_THRESHOLD = 10_000
 NUMPY_SCORE_BUDGET = 16 * 1024 * 1024
 
 FAISS_INDEX_KINDS = ("flat", "hnsw")
+
+# Below this many queries per call, faiss's exact scan leaves BLAS for a per-query loop (faiss's
+# own distance_compute_blas_threshold is 20) and measured slower than numpy's single BLAS call on
+# a quiet 2-core machine (1M x 128-d, one query: numpy 32 ms, faiss.knn 60 ms; 100 queries:
+# numpy 22 ms/query, faiss 9 ms/query). The exact "flat" index therefore answers small batches,
+# the typical few faces of one camera frame, with numpy; the results are identical.
+FAISS_MIN_QUERIES = 20
 
 
 @functools.cache
@@ -109,6 +114,8 @@ class FaissIndex:
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         k = min(k, self.ntotal)
         q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self._index is None and len(q) < FAISS_MIN_QUERIES:
+            return top_k_numpy(self._rows, q, k)
         if self._index is None:
             sims, idx = self._faiss.knn(q, self._rows, k, metric=self._faiss.METRIC_INNER_PRODUCT)
         else:
