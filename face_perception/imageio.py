@@ -12,6 +12,10 @@ import numpy as np
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
 
+# File suffixes the command line treats as images when it expands a folder argument.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm",
+                            ".ppm"})
+
 
 class ImageError(ValueError):
     """An image that cannot be used: unreadable file or an array of the wrong shape/type."""
@@ -72,3 +76,16 @@ def load_bgr(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image_bgr(image)
     return to_bgr_uint8(image)
+
+
+def expand_image_paths(paths) -> list:
+    """Files as given; folders expand to the image files directly inside them (sorted)."""
+    from pathlib import Path
+
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out

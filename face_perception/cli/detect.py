@@ -11,19 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-def _expand(paths: list[str]) -> list[Path]:
-    """Files as given; folders expand to the image files directly inside them (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
-
 
 def _out_path(out_dir: Path, src: Path, used: set) -> Path:
     # Same name as the input plus "_faces"; a numeric suffix keeps files of equal names apart.
@@ -42,7 +29,7 @@ def run(args) -> int:
 
     from face_perception.detection.detector import Detector
     from face_perception.detection.draw import draw_faces
-    from face_perception.imageio import read_image_bgr
+    from face_perception.imageio import expand_image_paths, read_image_bgr
 
     detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,
                         model_path=args.model, score_threshold=args.threshold,
@@ -54,7 +41,7 @@ def run(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     used: set = set()
     failed = 0
-    files = _expand(args.images)
+    files = expand_image_paths(args.images)
     if not files:
         print("face-perception detect: error: no image files given", file=sys.stderr)
         return 2

@@ -15,22 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
 
 def _err(command: str, message: str) -> None:
     print(f"face-perception {command}: error: {message}", file=sys.stderr)
 
-
-def _expand(paths: list[str]) -> list[Path]:
-    """Files as given; folders expand to the image files directly inside them (sorted)."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
 
 
 def _pipeline(args):
@@ -58,6 +46,7 @@ def _load_gallery(path, embedder, must_exist: bool = True):
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
+    from face_perception.imageio import expand_image_paths
     from face_perception.recognition.enrollment import embed_largest_faces, enroll_tree
 
     detector, embedder = _pipeline(args)
@@ -65,7 +54,7 @@ def run_enroll(args) -> int:
     source = Path(args.folder)
     if args.name:
         # One identity: the folder (or the files given) are all photos of it.
-        files = _expand([args.folder] + list(args.more or []))
+        files = expand_image_paths([args.folder] + list(args.more or []))
         if not files:
             raise FileNotFoundError(f"no image files in {args.folder}")
         if args.replace and args.name in gallery:
@@ -121,7 +110,7 @@ def run_recognize(args) -> int:
     import cv2
 
     from face_perception.detection.draw import draw_faces
-    from face_perception.imageio import read_image_bgr
+    from face_perception.imageio import expand_image_paths, read_image_bgr
     from face_perception.recognition import Recognizer
 
     detector, embedder = _pipeline(args)
@@ -130,7 +119,7 @@ def run_recognize(args) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-    files = _expand(args.images)
+    files = expand_image_paths(args.images)
     if not files:
         _err("recognize", "no image files given")
         return 2
@@ -209,10 +198,11 @@ def run_verify(args) -> int:
 
 # ------------------------------------------------------------------------------------- embed
 def run_embed(args) -> int:
+    from face_perception.imageio import expand_image_paths
     from face_perception.recognition.enrollment import embed_largest_faces
 
     detector, embedder = _pipeline(args)
-    files = _expand(args.images)
+    files = expand_image_paths(args.images)
     if not files:
         _err("embed", "no image files given")
         return 2
