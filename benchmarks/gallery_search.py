@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face_perception.gallery import Gallery  # noqa: E402
-from face_perception.gallery_index import faiss_available  # noqa: E402
+from face_perception.gallery.search import faiss_available  # noqa: E402
 
 DIM = 128
 K = 5

@@ -5,7 +5,6 @@ reach this module. Offline or unreachable servers give a DownloadError that name
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.error
@@ -14,30 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-CHUNK = 1 << 20
+from face_perception.files import CHUNK, sha256_file
 
 
 class DownloadError(RuntimeError):
     """A download that could not be completed or did not verify."""
-
-
-def cache_dir(sub: str = "") -> Path:
-    """The user cache folder for converted weights: $FACE_PERCEPTION_CACHE, else XDG cache."""
-    root = os.environ.get("FACE_PERCEPTION_CACHE")
-    if not root:
-        root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                            "face_perception")
-    path = Path(root) / sub if sub else Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def sha256_file(path: os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_file(url: str, dest: os.PathLike, sha256: Optional[str] = None, *,

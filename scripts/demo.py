@@ -151,8 +151,8 @@ def main() -> int:
     cli("verify", str(PHOTOS / "obama.jpg"), str(PHOTOS / "biden.jpg"))
 
     step("4. Offline rosbag: detect + identify every frame, write a new bag")
+    from face_perception.bag.rosbag_io import write_image_bag
     from face_perception.imageio import read_image_bgr
-    from face_perception.rosbag_io import write_image_bag
     frames = [PHOTOS / "obama2.jpg", pair, PHOTOS / "biden.jpg", PHOTOS / "obama3.jpg"]
     in_bag = OUT / "camera.mcap"
     write_image_bag(in_bag, [(1_800_000_000_000_000_000 + i * 100_000_000, read_image_bgr(p))

@@ -11,13 +11,14 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 STAMP="$VENV/.face_perception_setup"
 
 inputs_sum() {
-  cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" \
+  cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" "$ROOT/setup.py" "$ROOT/setup.cfg" \
       "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" \
     | sha256sum | cut -d' ' -f1
 }
 WANT="$(inputs_sum)"
 MSGS_SUM="$(cat "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" | sha256sum | cut -d' ' -f1)"
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" ]]; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" \
+      && -x "$VENV/bin/face-perception" ]]; then
   echo "setup_env: $VENV is up to date"
   exit 0
 fi
@@ -78,6 +79,15 @@ if [[ ! -f "$PHOTOS/biden.jpg" ]]; then
   rm -rf "$DL"
 fi
 touch "$VENV/COLCON_IGNORE"
+
+# The package itself, in development mode: `.venv/bin/face-perception`, `face_detector`,
+# `face_recognizer`, ... work from any folder and run this source tree's code.
+echo "setup_env: installing face_perception (editable) into $VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+  -e "$ROOT" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+for script in face-perception face_detector face_recognizer; do
+  [[ -x "$VENV/bin/$script" ]] || { echo "setup_env: $VENV/bin/$script missing after install" >&2; exit 1; }
+done
 
 echo "$WANT" > "$STAMP"
 echo "setup_env: done ($VENV)"

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception import rosbag_io
-from face_perception.bag_processing import output_topics
+from face_perception.bag import rosbag_io
+from face_perception.bag.processing import output_topics
+from face_perception.bag.rosbag_io import BagError
 from face_perception.cli import main
-from face_perception.rosbag_io import BagError
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("obama2.jpg", "obama3.jpg", "biden.jpg", "obama.jpg")
@@ -160,7 +160,7 @@ def test_image_topic_of_wrong_type_is_refused(tmp_path):
 
 
 def test_shipped_vision_msgs_definitions_match_interfaces_copy():
-    shipped = REPO / "face_perception/data/msg/vision_msgs"
+    shipped = REPO / "face_perception/bag/msg/vision_msgs"
     source = REPO / "interfaces/vision_msgs/msg"
     names = sorted(p.name for p in source.glob("*.msg"))
     assert names and names == sorted(p.name for p in shipped.glob("*.msg"))

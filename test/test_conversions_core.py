@@ -5,14 +5,14 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception.face_fields import (
+from face_perception.messages.face_fields import (
     DetectionFieldError,
     box_to_center_size,
     center_size_to_box,
     decode_landmarks,
     encode_landmarks,
 )
-from face_perception.image_messages import (
+from face_perception.messages.images import (
     ImageMessageError,
     UnsupportedEncodingError,
     bgr_to_compressed,

@@ -10,7 +10,7 @@ import pytest
 from face_perception.data import DatasetError
 from face_perception.data.imagefolder import list_image_folder
 from face_perception.data.pairs import labels_of, random_pairs, read_lfw_pairs, write_lfw_pairs
-from face_perception.evaluation import evaluate_verification
+from face_perception.recognition.verification import evaluate_verification
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ def test_pretrained_cache_is_reconverted_when_a_file_changes(tmp_path):
     assert (folder / "backbone.onnx").stat().st_mtime_ns == before  # verified, not redone
     (folder / "backbone.onnx").write_bytes(b"garbage")
     ensure_pretrained("dlib_resnet", folder=folder)
-    from face_perception.download import sha256_file
+    from face_perception.files import sha256_file
 
     assert sha256_file(folder / "backbone.onnx") == meta.onnx_sha256
 

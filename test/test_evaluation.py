@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception.evaluation import (
+from face_perception.recognition.verification import (
     EvaluationError,
     best_threshold,
     check_pairs,

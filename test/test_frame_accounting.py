@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from face_perception.stream_stats import FrameAccounting, stamp_to_ns
+from face_perception.ros.frame_accounting import FrameAccounting, stamp_to_ns
 
 PERIOD = 1_000_000_000 // 30  # 30 Hz in ns
 T0 = 1_700_000_000 * 1_000_000_000

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from face_perception.download import sha256_file
+from face_perception.files import sha256_file
 from face_perception.gallery import Gallery, GalleryError, load_or_create
 
 

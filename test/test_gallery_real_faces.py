@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from face_perception.data.verification_bin import read_verification_bin, write_verification_bin
-from face_perception.evaluation import evaluate_verification, pair_similarities
 from face_perception.gallery import Gallery
+from face_perception.recognition.verification import evaluate_verification, pair_similarities
 
 dlib = pytest.importorskip("dlib", reason="dlib-bin (test-only dependency) is not installed")
 models = pytest.importorskip("face_recognition_models")

@@ -20,7 +20,7 @@ from rcl_interfaces.srv import (  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from face_perception import rosbag_io  # noqa: E402
+from face_perception.bag import rosbag_io  # noqa: E402
 from test.ros_harness import (  # noqa: E402
     Listener,
     diagnostics_of,
@@ -144,7 +144,7 @@ def test_detector_answers_replayed_bag_with_one_face_per_photo(detector, photos,
     # The node's answer is the core Detector's answer for the same frame, carried in the
     # standard fields (box centre/size in pixels, class "face", score) plus landmarks in id.
     from face_perception.detection import Detector
-    from face_perception.face_fields import decode_landmarks
+    from face_perception.messages.face_fields import decode_landmarks
     core = Detector()
     for s, frame in zip(stamps, frames_from(photos, PHOTOS)):
         arr = answered(detector["dets"], s)[0]

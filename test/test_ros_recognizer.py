@@ -13,7 +13,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo  # noqa: E402
 
-from face_perception import rosbag_io  # noqa: E402
+from face_perception.bag import rosbag_io  # noqa: E402
 from test.ros_harness import (  # noqa: E402
     LATCHED,
     Listener,

@@ -11,8 +11,8 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from face_perception.ros.frame_accounting import FrameAccounting, stamp_to_ns  # noqa: E402
 from face_perception.ros.transport import profile_env  # noqa: E402
-from face_perception.stream_stats import FrameAccounting, stamp_to_ns  # noqa: E402
 from test.proc import python_proc  # noqa: E402
 
 SECONDS = 3.0

@@ -18,8 +18,8 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
+from face_perception.ros.frame_accounting import stamp_to_ns  # noqa: E402
 from face_perception.ros.transport import profile_env  # noqa: E402
-from face_perception.stream_stats import stamp_to_ns  # noqa: E402
 from test.proc import Proc, python_proc  # noqa: E402
 
 SECONDS = 3.0

@@ -6,7 +6,7 @@ import sys
 
 
 def run(args) -> int:
-    from face_perception.bag_processing import output_topics, process_bag
+    from face_perception.bag.processing import output_topics, process_bag
     from face_perception.detection import Detector
 
     detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,

@@ -28,7 +28,7 @@ def run(args) -> int:
     import cv2
 
     from face_perception.detection.detector import Detector
-    from face_perception.detection.draw import draw_faces
+    from face_perception.draw import draw_faces
     from face_perception.imageio import expand_image_paths, read_image_bgr
 
     detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,

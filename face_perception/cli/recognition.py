@@ -109,7 +109,7 @@ def run_enroll(args) -> int:
 def run_recognize(args) -> int:
     import cv2
 
-    from face_perception.detection.draw import draw_faces
+    from face_perception.draw import draw_faces
     from face_perception.imageio import expand_image_paths, read_image_bgr
     from face_perception.recognition import Recognizer
 
@@ -141,11 +141,9 @@ def run_recognize(args) -> int:
             results.append(entry)
         record = {"image": str(path), "faces": results}
         if out_dir is not None:
-            labels = [f"{c.name} {c.confidence:.2f}" if c is not None else "unknown"
-                      for c in ids]
             suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
             dest = out_dir / f"{path.stem}_recognized{suffix}"
-            if cv2.imwrite(str(dest), draw_faces(image, faces, labels)):
+            if cv2.imwrite(str(dest), draw_faces(image, faces, ids)):
                 record["annotated"] = str(dest)
             else:
                 failed += 1

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from face_perception.download import cache_dir, sha256_file
+from face_perception.files import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from face_perception.download import DownloadError, cache_dir, download_file, sha256_file
+from face_perception.download import DownloadError, download_file
+from face_perception.files import cache_dir, sha256_file
 
 log = logging.getLogger(__name__)
 

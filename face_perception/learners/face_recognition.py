@@ -167,7 +167,7 @@ class FaceRecognitionLearner:
         when ``optimize`` ran. Existing files of the same names are overwritten."""
         import torch
 
-        from face_perception.download import sha256_file
+        from face_perception.files import sha256_file
         from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE
 
         model = self._torch_model()
@@ -397,7 +397,7 @@ class FaceRecognitionLearner:
         """
         import cv2
 
-        from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
+        from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
         crop_size = _int_at_least("crop_size", crop_size, 16)
         if not isinstance(data, (str, os.PathLike)) or not str(data):
@@ -447,7 +447,7 @@ class FaceRecognitionLearner:
 
     # ================================================================== evaluation
     def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True):
-        """Verification metrics (face_perception.evaluation) on ``dataset``:
+        """Verification metrics (face_perception.recognition.verification) on ``dataset``:
         a verification ``.bin`` file (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree
         (``num_pairs`` seeded random positive and negative pairs), or a pairs list file
         (``pairs.txt`` style; image paths relative to the list's folder). Writes the ROC curve
@@ -564,7 +564,7 @@ class FaceRecognitionLearner:
 # ====================================================================== helpers
 def _verify_weights(folder: Path, meta) -> None:
     """The weights file exists and matches the sha256 recorded in backbone.json."""
-    from face_perception.download import sha256_file
+    from face_perception.files import sha256_file
     from face_perception.recognition.embedder import ModelIntegrityError
 
     weights = folder / meta.weights_file

@@ -22,7 +22,8 @@ import numpy as np
 
 from face_perception.detection.augment import Annotations, TrainTransform
 from face_perception.detection.wider import WiderFaceDataset, WiderSample
-from face_perception.download import DownloadError, download_file, sha256_file
+from face_perception.download import DownloadError, download_file
+from face_perception.files import sha256_file
 from face_perception.imageio import load_bgr, read_image_bgr
 from face_perception.types import Face
 
@@ -706,7 +707,7 @@ class RetinaFaceLearner:
         goes to ``temp_path`` (or the user cache) until save() copies it into the model folder.
         """
         from face_perception.detection.export import ExportError, check_parity, export_onnx
-        from face_perception.download import cache_dir
+        from face_perception.files import cache_dir
 
         model = self._require_model()
         folder = Path(self.temp_path) if self.temp_path else cache_dir("retinaface_learner")
@@ -740,7 +741,7 @@ class RetinaFaceLearner:
 
         folder = Path(path) if path is not None else Path(self.temp_path or ".")
         if mode == "backbone" and path is None and not self.temp_path:
-            from face_perception.download import cache_dir
+            from face_perception.files import cache_dir
 
             folder = cache_dir("retinaface")  # shared by every later fit()
         if mode == "pretrained":

@@ -16,8 +16,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.alignment import align_to_template
-from face_perception.download import cache_dir, sha256_file
+from face_perception.files import cache_dir, sha256_file
+from face_perception.recognition.alignment import align_to_template
 from face_perception.recognition.model_meta import ModelMeta
 from face_perception.recognition.pretrained import export_onnx, resolve_model
 from face_perception.types import Face

@@ -192,7 +192,7 @@ class ModelMeta:
         """Metadata for an ArcFace-style model on 112x112 chips (InsightFace convention:
         RGB, (pixel - 127.5) / 127.5). ``threshold`` should come from the model's own
         verification run (the eval picks the best-accuracy threshold)."""
-        from face_perception.alignment import ARCFACE_TEMPLATE_112
+        from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
 
         return cls(name=name, architecture=architecture, embedding_size=embedding_size,
                    input_size=(112, 112), template=ARCFACE_TEMPLATE_112,

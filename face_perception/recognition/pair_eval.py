@@ -4,7 +4,7 @@ Three kinds of dataset: an InsightFace / face.evoLVe verification ``.bin`` file 
 already aligned to the ArcFace template: they are re-aligned into the model's own geometry
 with a similarity transform, never resized), an ImageFolder tree (``num_pairs`` seeded random
 positive and negative pairs), or an LFW ``pairs.txt``-style list. Photos go through the same
-largest-face path as enrolment. Metrics come from ``face_perception.evaluation``.
+largest-face path as enrolment. Metrics come from ``face_perception.recognition.verification``.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def dataset_kind(dataset) -> str:
 
 def embed_bin(embedder, vbin) -> np.ndarray:
     """Embeddings of all 2N chips of a verification set, re-aligned to the model template."""
-    from face_perception.alignment import ARCFACE_TEMPLATE_112, warp_between_templates
+    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, warp_between_templates
 
     meta = embedder.meta
     out = []
@@ -79,7 +79,7 @@ def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: i
                      n_folds: int = 10) -> dict:
     """Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
     ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``)."""
-    from face_perception.evaluation import evaluate_verification, save_roc_plot
+    from face_perception.recognition.verification import evaluate_verification, save_roc_plot
 
     kind = dataset_kind(dataset)
     skipped: list = []

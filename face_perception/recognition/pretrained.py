@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional, Union
 
-from face_perception.download import cache_dir, sha256_file
+from face_perception.files import cache_dir, sha256_file
 from face_perception.recognition.model_meta import (
     META_FILE,
     ONNX_FILE,
@@ -75,7 +75,7 @@ def dlib_model_file(name: str = DLIB_RESNET_FILE) -> Path:
 
 def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> ModelMeta:
     """Metadata of the converted dlib ResNet (geometry of dlib.get_face_chip(.., 150, 0.25))."""
-    from face_perception.alignment import DLIB_TEMPLATE_150
+    from face_perception.recognition.alignment import DLIB_TEMPLATE_150
 
     return ModelMeta(
         name="dlib_resnet", architecture="dlib_resnet", embedding_size=128,

@@ -2,8 +2,8 @@
 
 Images: sensor_msgs/Image (bgr8, rgb8, bgra8, rgba8, mono8, mono16) and CompressedImage (jpeg,
 png) -> BGR uint8. cv_bridge does the raw conversion where a ROS install provides it; otherwise
-face_perception.image_messages does (same arrays, tested). Faces <-> vision_msgs/Detection2DArray
-with the field mapping of face_perception.face_fields (landmarks in ``Detection2D.id``).
+face_perception.messages.images does (same arrays, tested). Faces <-> vision_msgs/Detection2DArray
+with the field mapping of face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
 """
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from vision_msgs.msg import (
     VisionClass,
 )
 
-from face_perception.face_fields import (
+from face_perception.messages.face_fields import (
     box_to_center_size,
     center_size_to_box,
     decode_landmarks,
     encode_landmarks,
 )
-from face_perception.image_messages import (
+from face_perception.messages.images import (
     ENCODINGS,
     ImageMessageError,
     UnsupportedEncodingError,

@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from face_perception.overlay import draw_faces
+from face_perception.draw import draw_faces
 from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array
 from face_perception.ros.frame_node import FaceNodeBase
 from face_perception.ros.params import DETECTOR

@@ -23,12 +23,12 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from face_perception.face_fields import DetectionFieldError
-from face_perception.image_messages import ImageMessageError, UnsupportedEncodingError
+from face_perception.messages.face_fields import DetectionFieldError
+from face_perception.messages.images import ImageMessageError, UnsupportedEncodingError
 from face_perception.ros.conversions import compressed_to_bgr_msg, image_to_bgr, stamp_to_ns
+from face_perception.ros.frame_accounting import FrameAccounting
 from face_perception.ros.latest_frame import LatestFrame
 from face_perception.ros.params import ParamSpec, declare
-from face_perception.stream_stats import FrameAccounting
 
 INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
 LOG_EVERY_S = 5.0

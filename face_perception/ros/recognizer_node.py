@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from face_perception.overlay import draw_faces
+from face_perception.draw import draw_faces
 from face_perception.ros.conversions import (
     bgr_to_image,
     detection_array_to_faces,

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-from face_perception.image_messages import bgr_to_compressed, bgr_to_raw
 from face_perception.imageio import read_image_bgr
+from face_perception.messages.images import bgr_to_compressed, bgr_to_raw
 from face_perception.ros.transport import TransportProfileError, apply_profile
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _bag_frames(path: Path, bag_topic: Optional[str]) -> Iterator[tuple[int, str, dict]]:
     """(stamp_ns, kind, fields) of the bag's image messages, payload untouched."""
-    from face_perception import rosbag_io
+    from face_perception.bag import rosbag_io
 
     if bag_topic is None:
         with rosbag_io.open_reader(path) as reader:

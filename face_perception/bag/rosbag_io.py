@@ -13,8 +13,8 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from face_perception.face_fields import box_to_center_size, encode_landmarks
-from face_perception.image_messages import (
+from face_perception.messages.face_fields import box_to_center_size, encode_landmarks
+from face_perception.messages.images import (
     bgr_to_compressed,
     bgr_to_raw,
     compressed_to_bgr,
@@ -22,7 +22,7 @@ from face_perception.image_messages import (
 )
 from face_perception.types import Category, Face
 
-MSG_DIR = Path(__file__).resolve().parent / "data" / "msg" / "vision_msgs"
+MSG_DIR = Path(__file__).resolve().parent / "msg" / "vision_msgs"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 DETECTIONS = "vision_msgs/msg/Detection2DArray"

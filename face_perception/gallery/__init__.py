@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from face_perception.download import sha256_file
-from face_perception.gallery_index import (
+from face_perception.files import sha256_file
+from face_perception.gallery.search import (
     NUMPY_SCORE_BUDGET,
     FaissIndex,
     choose_backend,

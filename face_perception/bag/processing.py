@@ -2,7 +2,7 @@
 
 The output bag holds the original image messages unchanged plus vision_msgs/Detection2DArray
 topics with the image headers and log times, so it replays exactly like the live nodes' output.
-No ROS runtime: rosbags (face_perception.rosbag_io) reads and writes .mcap and .db3.
+No ROS runtime: rosbags (face_perception.bag.rosbag_io) reads and writes .mcap and .db3.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from face_perception import rosbag_io
-from face_perception.image_messages import ImageMessageError
-from face_perception.overlay import draw_faces
+from face_perception.bag import rosbag_io
+from face_perception.draw import draw_faces
+from face_perception.messages.images import ImageMessageError
 
 
 @dataclass

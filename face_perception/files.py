@@ -1,0 +1,89 @@
+"""Files on disk, one rule each: sha256 of a file, atomic writes, the user cache folder.
+
+Every model, gallery, checkpoint and cache file of the package is written through
+``atomic_write_bytes``/``atomic_write_text``/``atomic_path`` (a temporary file in the same folder,
+fsynced, then renamed), so a crash never leaves a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Optional
+
+CHUNK = 1 << 20
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike, mode: Optional[int] = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
+
+    For writers that want a file name (``np.savez``, ``torch.save``, ``onnx.save``). On an
+    exception the temporary file is removed and ``path`` is left as it was. ``mode`` sets the
+    permission bits of the new file (for example 0o600 for personal data).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: os.PathLike, data: bytes, mode: Optional[int] = None) -> Path:
+    with atomic_path(path, mode) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: os.PathLike, text: str, mode: Optional[int] = None) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), mode)
+
+
+def cache_dir(sub: str = "") -> Path:
+    """The user cache folder for converted weights: $FACE_PERCEPTION_CACHE, else XDG cache."""
+    root = os.environ.get("FACE_PERCEPTION_CACHE")
+    if not root:
+        root = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                            "face_perception")
+    path = Path(root) / sub if sub else Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: os.PathLike) -> Iterator[None]:
+    """An exclusive advisory lock (flock) held while a cache entry is built by one process."""
+    import fcntl
+
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
