@@ -230,7 +230,7 @@ def run_eval(args) -> int:
     name = Path(args.dataset).stem or "dataset"
     metrics = evaluate_dataset(detector, embedder, args.dataset, num_pairs=args.num_pairs,
                                seed=args.seed, images_root=args.images_root,
-                               roc_path=out_dir / f"roc_{name}.png")
+                               roc_path=out_dir / f"roc_{name}.png", landmarks=args.landmarks)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -241,7 +241,10 @@ def run_eval(args) -> int:
         for t in metrics["tar_at_far"]:
             tar = "n/a (" + t["reason"] + ")" if t["tar"] is None else f"{t['tar']:.4f}"
             print(f"  TAR @ FAR {t['far']:g}: {tar}")
+        print(f"  faces: {metrics['alignment']}")
         print(f"  ROC curve: {metrics['roc_png']}")
+    if metrics.get("pairs_note"):
+        print(f"face-perception eval: note: {metrics['pairs_note']}", file=sys.stderr)
     if metrics["skipped_pairs"]:
         print(f"face-perception eval: note: {len(metrics['skipped_pairs'])} pairs skipped "
               "(an image without a face)", file=sys.stderr)
@@ -344,15 +347,22 @@ def register(sub) -> None:
     p = sub.add_parser(
         "eval", help="verification accuracy, ROC AUC, EER and TAR@FAR on a dataset",
         description="Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an "
-                    "ImageFolder tree (random same/different pairs) or an LFW-style pairs "
-                    "list. Prints the metrics (JSON with --json) and writes the ROC curve PNG "
+                    "ImageFolder tree (random same/different pairs), an LFW-style pairs "
+                    "list (faces aligned from lfw_landmark.txt when it lies beside the list "
+                    "or --landmarks names it, else found by the detector) or an IJB-B/IJB-C "
+                    "folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. "
+                    "1e-1). Prints the metrics (JSON with --json) and writes the ROC curve PNG "
                     "into --out.")
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--num-pairs", type=int, default=1000,
                    help="pairs drawn from an ImageFolder (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed for ImageFolder pairs")
     p.add_argument("--images-root", metavar="DIR",
-                   help="image folder of a pairs list (default: the list's folder)")
+                   help="image folder of a pairs list (default: the list's folder, or its "
+                        "lfw/ sub-folder when there is one)")
+    p.add_argument("--landmarks", metavar="FILE",
+                   help="five points per image of a pairs list (lfw_landmark.txt format); "
+                        "default: lfw_landmark.txt beside the list if present")
     p.add_argument("--out", default=".", metavar="DIR", help="where the ROC PNG goes (.)")
     p.add_argument("--json", action="store_true")
     _common(p, threshold=False)

@@ -25,6 +25,13 @@ _EXPORTS = {
     "write_verification_bin": "face_perception.data.verification_bin",
     "RecordIODataset": "face_perception.data.recordio",
     "write_recordio_dataset": "face_perception.data.recordio",
+    "read_landmark_list": "face_perception.data.landmarks",
+    "read_vggface2_landmarks": "face_perception.data.landmarks",
+    "FaceList": "face_perception.data.vggface2",
+    "read_vggface2_list": "face_perception.data.vggface2",
+    "AlignedFaceDataset": "face_perception.data.aligned_dataset",
+    "ChipToTensor": "face_perception.data.aligned_dataset",
+    "load_vggface2_training_set": "face_perception.data.aligned_dataset",
 }
 __all__ = ["DatasetError", *_EXPORTS]
 

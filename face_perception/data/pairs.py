@@ -35,12 +35,15 @@ def labels_of(pairs: Sequence[Pair]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- random pairs
-def random_pairs(folder: ImageFolder, num_pairs: int, seed: int = 0) -> List[Pair]:
+def random_pairs(folder: ImageFolder, num_pairs: int, seed: int = 0,
+                 allow_fewer: bool = False) -> List[Pair]:
     """``num_pairs`` distinct pairs: half same-identity, half different (same gets the odd one).
 
     Each same pair is drawn uniformly from all same-identity image pairs, each different pair
-    uniformly from all cross-identity pairs; the order alternates same/different. The same
-    folder and seed always give the same pairs.
+    uniformly from all cross-identity pairs; the order alternates same/different (spread
+    evenly when there are fewer of one kind). The same folder and seed always give the same
+    pairs. When a kind has fewer pairs than asked, ``allow_fewer`` takes all of that kind
+    (compare ``len(result)`` with ``num_pairs``) instead of raising DatasetError.
     """
     if isinstance(num_pairs, bool) or not isinstance(num_pairs, (int, np.integer)) \
             or num_pairs < 2:
@@ -52,6 +55,8 @@ def random_pairs(folder: ImageFolder, num_pairs: int, seed: int = 0) -> List[Pai
     max_same = int((counts * (counts - 1) // 2).sum())
     total = len(labels) * (len(labels) - 1) // 2
     max_diff = total - max_same
+    if allow_fewer and max_same and max_diff:
+        n_same, n_diff = min(n_same, max_same), min(n_diff, max_diff)
     if n_same > max_same:
         multi = int((counts >= 2).sum())
         raise DatasetError(f"{folder.root}: asked for {n_same} same-person pairs but only "
@@ -65,13 +70,13 @@ def random_pairs(folder: ImageFolder, num_pairs: int, seed: int = 0) -> List[Pai
     same = _same_pairs(rng, counts, starts, n_same, max_same)
     diff = _diff_pairs(rng, labels, n_diff, max_diff)
     paths = [p for p, _ in folder.samples]
-    out: List[Pair] = []
-    for i in range(max(n_same, n_diff)):
-        if i < n_same:
-            out.append(Pair(paths[same[i][0]], paths[same[i][1]], True))
-        if i < n_diff:
-            out.append(Pair(paths[diff[i][0]], paths[diff[i][1]], False))
-    return out
+    # Each pair sits at the middle of its share of the list, so every contiguous fold gets
+    # its share of both kinds (plain alternation when the counts are equal).
+    tagged = [((i + 0.5) / n_same, 0, Pair(paths[a], paths[b], True))
+              for i, (a, b) in enumerate(same)]
+    tagged += [((i + 0.5) / n_diff, 1, Pair(paths[a], paths[b], False))
+               for i, (a, b) in enumerate(diff)]
+    return [pair for *_, pair in sorted(tagged, key=lambda t: t[:2])]
 
 
 def _same_pairs(rng, counts, starts, n: int, available: int) -> List[Tuple[int, int]]:

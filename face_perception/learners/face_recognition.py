@@ -449,9 +449,11 @@ class FaceRecognitionLearner:
     def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True):
         """Verification metrics (face_perception.recognition.verification) on ``dataset``:
         a verification ``.bin`` file (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree
-        (``num_pairs`` seeded random positive and negative pairs), or a pairs list file
-        (``pairs.txt`` style; image paths relative to the list's folder). Writes the ROC curve
-        to ``temp_path/roc_<name>.png`` and returns the metrics dict."""
+        (``num_pairs`` seeded random positive and negative pairs; all that exist when there
+        are fewer, with a note), a pairs list file (``pairs.txt`` style; images under the
+        list's folder or its ``lfw/``; aligned from ``lfw_landmark.txt`` when it lies beside
+        the list), or an IJB-B/C folder (1:1 template protocol). Writes the ROC curve to
+        ``temp_path/roc_<name>.png`` and returns the metrics dict."""
         from face_perception.recognition.pair_eval import evaluate_dataset
 
         if dataset is None:
@@ -470,6 +472,8 @@ class FaceRecognitionLearner:
                       f"{metrics['model_threshold']:.4f}); ROC: {metrics.get('roc_png')}")
                 if metrics["skipped_pairs"]:
                     print(f"  skipped {len(metrics['skipped_pairs'])} pairs without a face")
+            if metrics.get("pairs_note"):
+                print(f"  note: {metrics['pairs_note']}")
         return metrics
 
     # ================================================================== internals

@@ -1,10 +1,13 @@
 """Verification evaluation of a detector + embedder pipeline on face pairs.
 
-Three kinds of dataset: an InsightFace / face.evoLVe verification ``.bin`` file (112x112 chips
+Four kinds of dataset: an InsightFace / face.evoLVe verification ``.bin`` file (112x112 chips
 already aligned to the ArcFace template: they are re-aligned into the model's own geometry
 with a similarity transform, never resized), an ImageFolder tree (``num_pairs`` seeded random
-positive and negative pairs), or an LFW ``pairs.txt``-style list. Photos go through the same
-largest-face path as enrolment. Metrics come from ``face_perception.recognition.verification``.
+positive and negative pairs; all that exist when there are fewer), an LFW ``pairs.txt``-style
+list, or an IJB-B/C benchmark folder (``recognition.ijb``). Photos go through the same
+largest-face path as enrolment, except when a landmark file (``lfw_landmark.txt``: given with
+``landmarks=`` or found beside the pair list) gives each image's five points: then no
+detector runs. Metrics come from ``face_perception.recognition.verification``.
 """
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ BIN_TEMPLATE_SIZE = 112  # .bin crops are 112x112 in the ArcFace template
 
 
 def dataset_kind(dataset) -> str:
-    """'bin', 'imagefolder' or 'pairs' for a dataset path (clear error otherwise)."""
+    """'bin', 'imagefolder', 'pairs' or 'ijb' for a dataset path (clear error otherwise)."""
+    from face_perception.recognition.ijb import find_protocol
+
     path = Path(dataset)
     if path.is_dir():
-        return "imagefolder"
+        return "ijb" if find_protocol(path) else "imagefolder"
     if not path.exists():
         raise FileNotFoundError(f"evaluation dataset not found: {dataset!s}")
     if path.suffix.lower() == ".bin":
@@ -73,20 +78,70 @@ def _embed_files(detector, embedder, files) -> dict:
     return result
 
 
+LANDMARK_FILE = "lfw_landmark.txt"  # looked for beside a pair list, as the toolkit lays it out
+
+
+def pair_list_inputs(pairs_file, images_root=None, landmarks=None):
+    """(images root, landmark file or None) of a pair list: the root defaults to the list's
+    folder, or its ``lfw/`` sub-folder when there is one (``$LFW_ROOT/pairs.txt`` +
+    ``$LFW_ROOT/lfw/``); the landmark file to ``lfw_landmark.txt`` beside the list."""
+    folder = Path(pairs_file).parent
+    if images_root is None:
+        images_root = folder / "lfw" if (folder / "lfw").is_dir() else folder
+    if landmarks is None and (folder / LANDMARK_FILE).is_file():
+        landmarks = folder / LANDMARK_FILE
+    return Path(images_root), (Path(landmarks) if landmarks is not None else None)
+
+
+def _embed_with_landmarks(embedder, files, root: Path, landmarks_file: Path) -> dict:
+    """path -> embedding, each image aligned from its points in ``landmarks_file`` (keys are
+    paths relative to ``root``; a bare file name also matches, as LFW's are unique)."""
+    from face_perception.data import DatasetError
+    from face_perception.data.landmarks import read_landmark_list
+
+    table = read_landmark_list(landmarks_file)
+    by_name = {k.rsplit("/", 1)[-1]: v for k, v in table.items()}
+    result, chips, names = {}, [], []
+    for f in files:
+        rel = Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else f
+        points = table.get(rel, by_name.get(Path(f).name))
+        if points is None:
+            raise DatasetError(f"{landmarks_file}: no landmarks for {rel}")
+        chips.append(embedder.align(read_image_bgr(f), points))
+        names.append(str(f))
+        if len(chips) == CHUNK:
+            result.update(zip(names, embedder.embed_chips(np.stack(chips))))
+            chips, names = [], []
+    if chips:
+        result.update(zip(names, embedder.embed_chips(np.stack(chips))))
+    return result
+
+
 def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: int = 0,
                      images_root: Optional[Union[str, os.PathLike]] = None,
                      roc_path: Optional[Union[str, os.PathLike]] = None,
-                     n_folds: int = 10) -> dict:
+                     n_folds: int = 10,
+                     landmarks: Optional[Union[str, os.PathLike]] = None) -> dict:
     """Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
-    ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``)."""
+    ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``,
+    ``alignment`` (how faces were found), ``pairs_note`` (set when an ImageFolder had fewer
+    pairs than ``num_pairs``: all of them were used))."""
     from face_perception.recognition.verification import evaluate_verification, save_roc_plot
 
     kind = dataset_kind(dataset)
+    if kind == "ijb":
+        from face_perception.recognition.ijb import evaluate_ijb
+
+        out = evaluate_ijb(embedder, dataset, roc_path=roc_path)
+        out["alignment"] = "five points of the IJB meta file"
+        return out
     skipped: list = []
+    alignment, note = "detector (largest face)", ""
     if kind == "bin":
         from face_perception.data.verification_bin import read_verification_bin
 
         vbin = read_verification_bin(dataset)
+        alignment = "chips re-aligned from the ArcFace 112 template"
         emb = embed_bin(embedder, vbin)
         sims = np.sum(emb[0::2] * emb[1::2], axis=1)
         labels = np.asarray(vbin.issame, bool)
@@ -97,12 +152,22 @@ def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: i
         if kind == "imagefolder":
             from face_perception.data.imagefolder import list_image_folder
 
-            pairs = random_pairs(list_image_folder(dataset), num_pairs, seed=seed)
+            pairs = random_pairs(list_image_folder(dataset), num_pairs, seed=seed,
+                                 allow_fewer=True)
+            if len(pairs) < num_pairs:
+                same = sum(p.issame for p in pairs)
+                note = (f"asked for {num_pairs} pairs but {dataset} has only {len(pairs)} "
+                        f"({same} same, {len(pairs) - same} different); using all of them")
+            root, landmarks = None, None
         else:
-            root = Path(images_root) if images_root is not None else Path(dataset).parent
+            root, landmarks = pair_list_inputs(dataset, images_root, landmarks)
             pairs = read_lfw_pairs(dataset, root)
         files = sorted({str(p.first) for p in pairs} | {str(p.second) for p in pairs})
-        emb = _embed_files(detector, embedder, files)
+        if landmarks is not None:
+            emb = _embed_with_landmarks(embedder, files, root, landmarks)
+            alignment = f"landmarks from {landmarks}"
+        else:
+            emb = _embed_files(detector, embedder, files)
         kept = [p for p in pairs if str(p.first) in emb and str(p.second) in emb]
         skipped = [(str(p.first), str(p.second)) for p in pairs
                    if not (str(p.first) in emb and str(p.second) in emb)]
@@ -111,12 +176,14 @@ def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: i
         sims = np.array([float(emb[str(p.first)] @ emb[str(p.second)]) for p in kept])
         labels = np.array([p.issame for p in kept], bool)
         name = Path(dataset).stem or Path(dataset).name
-    report = evaluate_verification(sims, labels, kind="similarity",
-                                   n_folds=min(n_folds, len(sims)))
+    # Every fold needs a same and a different pair to choose a threshold on the others.
+    folds = min(n_folds, int(labels.sum()), int((~labels).sum())) if kind == "imagefolder" \
+        else min(n_folds, len(sims))
+    report = evaluate_verification(sims, labels, kind="similarity", n_folds=max(folds, 2))
     out = report.to_dict()
     out.update({"dataset": str(dataset), "dataset_kind": kind, "model": embedder.meta.name,
                 "model_threshold": float(embedder.meta.threshold),
-                "skipped_pairs": skipped})
+                "skipped_pairs": skipped, "alignment": alignment, "pairs_note": note})
     if roc_path is not None:
         out["roc_png"] = str(save_roc_plot(report, roc_path, title=name))
     return out

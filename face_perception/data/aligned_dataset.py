@@ -1,0 +1,81 @@
+"""A torch Dataset of faces aligned on the fly from their given landmarks (the toolkit's
+VGGFace2 list), giving ``(image tensor, label)`` in a model's geometry and normalisation.
+
+``ChipToTensor(meta)`` is the chip -> network-input step (colour order, mean, std from a
+ModelMeta, as ``Embedder.preprocess`` applies them); pass ``transform=`` to use your own
+(augmentation, for instance): it receives the aligned BGR uint8 chip.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from face_perception.data.vggface2 import FaceList, PathLike, read_vggface2_list
+
+
+class ChipToTensor:
+    """HxWx3 BGR uint8 chip -> 3xHxW float32 tensor ``(pixel - mean) / std`` in the model's
+    channel order. A plain class (no lambdas), so DataLoader workers can pickle it."""
+
+    def __init__(self, meta):
+        self.rgb = meta.color_order == "rgb"
+        self.mean = np.asarray(meta.mean, np.float32).reshape(3, 1, 1)
+        self.inv_std = 1.0 / np.asarray(meta.std, np.float32).reshape(3, 1, 1)
+
+    def __call__(self, chip_bgr: np.ndarray) -> torch.Tensor:
+        x = chip_bgr[..., ::-1] if self.rgb else chip_bgr
+        x = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+        x -= self.mean
+        x *= self.inv_std
+        return torch.from_numpy(x)
+
+
+def default_meta():
+    """The ArcFace 112x112 geometry (RGB, (pixel - 127.5) / 127.5) used when none is given."""
+    from face_perception.recognition.model_meta import ModelMeta
+
+    return ModelMeta.arcface_112(name="training", architecture="unknown")
+
+
+class AlignedFaceDataset(torch.utils.data.Dataset):
+    """``faces[i]`` -> (tensor, identity label): the image read, aligned from its 5 points
+    into ``meta``'s template and input size, then ``transform`` (default ChipToTensor(meta)).
+
+    ``num_classes``, ``identities`` and ``targets`` (all labels) describe the set without
+    reading images. A missing or undecodable image raises ImageError naming the file.
+    """
+
+    def __init__(self, faces: FaceList, meta=None,
+                 transform: Optional[Callable[[np.ndarray], object]] = None):
+        self.faces = faces
+        self.meta = meta if meta is not None else default_meta()
+        self.transform = transform if transform is not None else ChipToTensor(self.meta)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    @property
+    def num_classes(self) -> int:
+        return self.faces.num_classes
+
+    @property
+    def identities(self):
+        return self.faces.identities
+
+    @property
+    def targets(self):
+        return [label for _, label in self.faces.samples]
+
+    def __getitem__(self, index: int):
+        chip = self.faces.chip(index, self.meta)
+        return self.transform(chip), self.faces.samples[index][1]
+
+
+def load_vggface2_training_set(train_data_root: PathLike, train_list: PathLike,
+                               train_landmarks: PathLike, meta=None,
+                               transform=None) -> AlignedFaceDataset:
+    """The toolkit's ``--train_data_root --train_list --train_landmarks`` as a Dataset."""
+    return AlignedFaceDataset(read_vggface2_list(train_data_root, train_list, train_landmarks),
+                              meta=meta, transform=transform)
