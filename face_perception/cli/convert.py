@@ -71,6 +71,7 @@ def register(sub) -> None:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--images-root", metavar="DIR",
-                   help="image folder of a pair list (default: the list's folder)")
+                   help="image folder of a pair list (default: the list's folder, or its "
+                        "lfw/ sub-folder when there is one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_convert)

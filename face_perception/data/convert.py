@@ -173,13 +173,14 @@ def bin_to_pairs(src: PathLike, dest: PathLike) -> dict:
 
 def pairs_to_bin(src: PathLike, dest: PathLike, images_root: PathLike = None) -> dict:
     """Pack an LFW-style pair list (a ``pairs.txt`` file, or a folder holding one) and its
-    images into a verification ``.bin``, image bytes unchanged."""
-    from face_perception.data.pairs import read_lfw_pairs
+    images (default: ``pairs.default_images_root``) into a verification ``.bin``, image bytes
+    unchanged."""
+    from face_perception.data.pairs import default_images_root, read_lfw_pairs
     from face_perception.data.verification_bin import write_verification_bin
 
     src = Path(src)
     pairs_file = src / PAIRS_FILE if src.is_dir() else src
-    root = Path(images_root) if images_root is not None else pairs_file.parent
+    root = Path(images_root) if images_root is not None else default_images_root(pairs_file)
     pairs = read_lfw_pairs(pairs_file, root, check_exists=False)
     images = []
     for k, pair in enumerate(pairs):

@@ -172,6 +172,13 @@ def read_lfw_pairs(pairs_file: Union[str, os.PathLike], images_root: Union[str, 
     return out
 
 
+def default_images_root(pairs_file: Union[str, os.PathLike]) -> Path:
+    """Where a pair list's images are when nobody says: its folder, or that folder's ``lfw/``
+    when there is one (the toolkit's ``$LFW_ROOT/pairs.txt`` + ``$LFW_ROOT/lfw/``)."""
+    folder = Path(pairs_file).parent
+    return folder / "lfw" if (folder / "lfw").is_dir() else folder
+
+
 def _number(text: str, where: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise DatasetError(f"{where}: image number must be a positive integer, got {text!r}")

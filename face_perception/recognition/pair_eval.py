@@ -85,9 +85,11 @@ def pair_list_inputs(pairs_file, images_root=None, landmarks=None):
     """(images root, landmark file or None) of a pair list: the root defaults to the list's
     folder, or its ``lfw/`` sub-folder when there is one (``$LFW_ROOT/pairs.txt`` +
     ``$LFW_ROOT/lfw/``); the landmark file to ``lfw_landmark.txt`` beside the list."""
+    from face_perception.data.pairs import default_images_root
+
     folder = Path(pairs_file).parent
     if images_root is None:
-        images_root = folder / "lfw" if (folder / "lfw").is_dir() else folder
+        images_root = default_images_root(pairs_file)
     if landmarks is None and (folder / LANDMARK_FILE).is_file():
         landmarks = folder / LANDMARK_FILE
     return Path(images_root), (Path(landmarks) if landmarks is not None else None)
