@@ -16,6 +16,7 @@ reported at FAR 1e-6 .. 1e-1 (only where there are enough impostor pairs to meas
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Union
@@ -87,12 +88,12 @@ def _ints(path: Path, columns: int, what: str) -> np.ndarray:
     irregularity the file is re-read line by line to name the bad line."""
     if not path.is_file():
         raise FileNotFoundError(f"IJB meta file not found: {path} ({what})")
-    text = path.read_bytes()
     try:
-        values = np.array(text.split(), dtype=np.int64)
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        if values.size == columns * len(lines) and values.size:
-            return values.reshape(-1, columns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an empty file warns; it is reported below
+            values = np.loadtxt(path, dtype=np.int64, ndmin=2)
+        if values.size and values.shape[1] == columns:
+            return values
     except ValueError:
         pass
     out = []
