@@ -100,3 +100,32 @@ def scene(cut: Cutouts, n: int, placements, bg="a", start: int = 0, skip=(), occ
             canvas = cv2.GaussianBlur(canvas, (0, 0), sigma)
         frames.append(Frame(canvas, stamp(i), truth))
     return frames
+
+
+def truth_ids(frames, outputs, min_iou: float = 0.3) -> dict:
+    """person -> list of (frame index, track id or None) from each frame's TrackedFace list or
+    track list, matching each placed face to the output face overlapping it most."""
+    from face_perception.tracking.association import assign, iou_matrix
+
+    seen: dict = {}
+    for n, (frame, out) in enumerate(zip(frames, outputs)):
+        people = list(frame.truth)
+        # One output face per placed face (an occluded face must not take its occluder's).
+        iou = iou_matrix([frame.truth[p] for p in people], [o.face.box for o in out])
+        pairs, _, _ = assign(1.0 - iou, 1.0 - min_iou)
+        got = {people[i]: out[j] for i, j in pairs}
+        for person in people:
+            seen.setdefault(person, []).append((n, got.get(person)))
+    return seen
+
+
+def name_counts(frames, outputs, truth_name=lambda person: person) -> dict:
+    """{"named": frames x faces given a name, "wrong": of those, names that are not the person's
+    (truth_name(person) None: a stranger, any name is wrong)}."""
+    named = wrong = 0
+    for person, hits in truth_ids(frames, outputs).items():
+        for _, tf in hits:
+            if tf is not None and tf.category is not None:
+                named += 1
+                wrong += tf.category.name != truth_name(person)
+    return {"named": named, "wrong": wrong}
