@@ -4,8 +4,10 @@ Each embedding of a track's face is an observation weighted by its face quality.
 evidence is the quality-weighted mean of its last ``window`` embeddings, ranked against the
 gallery and judged by the project's ``OpenSetRule``; a name is given only when, in addition,
 there are ``min_observations`` observations worth ``min_evidence`` quality and at least
-``min_agreement`` of that weight had the same best identity on its own (mixed evidence stays
-unknown). Once named, a track changes its published name (to another or to unknown) only after
+``min_agreement`` of the observations were, judged alone by the same rule, that name (mixed
+evidence, or a stranger with one lucky frame, stays unknown). The agreement counts observations
+rather than weighing them: one sharp frontal view must not outvote several others.
+Once named, a track changes its published name (to another or to unknown) only after
 ``switch_after`` consecutive observations disagree with it: never on a single frame.
 Published confidence: the cosine similarity between the track's evidence (weighted mean
 embedding) and the named identity.
@@ -29,7 +31,7 @@ class IdentityConfig:
     window: int = 10              # observations kept per track (older ones are forgotten)
     min_observations: int = 3     # observations before a track can be named
     min_evidence: float = 0.5     # summed quality before a track can be named
-    min_agreement: float = 0.7    # weighted share of observations whose own best is the name
+    min_agreement: float = 0.7    # share of observations that alone give the same name
     switch_after: int = 2         # consecutive disagreeing observations to change a name
     embed_period: float = 1.0     # a named track is embedded again this often to confirm
     unsure_period: float = 0.1    # an unnamed track is embedded this often
@@ -54,7 +56,7 @@ class IdentityConfig:
 class Observation:
     embedding: np.ndarray
     quality: float
-    best: Optional[str]  # the best identity of this observation alone
+    named: Optional[str]  # the name this observation alone gets from the rule (None: unknown)
 
 
 @dataclass
@@ -106,11 +108,13 @@ class TrackIdentities:
             return
         emb = np.asarray(embeddings, np.float32)
         k = min(2, len(gallery))
-        own = gallery.search(emb, k=1)
+        own = gallery.search(emb, k=k)
         means = []
-        for key, e, q, hits in zip(keys, emb, qualities, own):
+        for key, e, q, ranked in zip(keys, emb, qualities, own):
             ident = self._get(key)
-            ident.observations.append(Observation(e, float(q), hits[0][0] if hits else None))
+            alone = self.rule.decide(ranked)
+            ident.observations.append(Observation(e, float(q),
+                                                  alone.name if alone is not None else None))
             ident.best_quality = max(ident.best_quality, float(q))
             ident.last_embedded = now
             ident.last_seen = now
@@ -126,8 +130,7 @@ class TrackIdentities:
         decision = self.rule.decide(ranked)
         agreement = 0.0
         if decision is not None:
-            agreement = sum(o.quality for o in obs if o.best == decision.name) / max(weight,
-                                                                                     1e-12)
+            agreement = sum(o.named == decision.name for o in obs) / len(obs)
             if len(obs) < cfg.min_observations or weight < cfg.min_evidence \
                     or agreement < cfg.min_agreement:
                 decision = None

@@ -11,8 +11,8 @@ import numpy as np
 
 from face_perception.types import Face
 
-# A face box this many pixels on its short side (or more) loses nothing to the embedder (dlib's chip is 150 px
-# wide and the face fills about 100 px of it); smaller faces are upsampled and lose detail.
+# A face box this many pixels on its short side (or more) loses nothing to the embedder (dlib's
+# chip is 150 px wide, the face about 100 px of it); smaller faces are upsampled and lose detail.
 FULL_SIZE = 80.0
 # Nose offset from the eyes' midpoint along the eye line, as a fraction of the eye distance, at
 # which a face counts as in profile (quality 0): frontal faces sit near 0; about 0.5 is where
