@@ -37,6 +37,14 @@ class TrackedFace:
             return f"{prefix}{unknown}"
         return f"{prefix}{self.category.name} {self.category.confidence:.2f}"
 
+    def to_dict(self) -> dict:
+        """JSON-ready: the face's box/score/landmarks, track id, name (None: unknown) and the
+        track's confidence."""
+        cat = self.category
+        return {**self.face.to_dict(), "track_id": self.track_id,
+                "name": cat.name if cat is not None else None,
+                "confidence": round(float(cat.confidence), 4) if cat is not None else None}
+
 
 def rule_of(recognizer) -> OpenSetRule:
     """The recognizer's open-set rule (its ``rule`` when it has one, else its threshold)."""
