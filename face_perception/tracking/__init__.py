@@ -1,0 +1,13 @@
+"""Faces followed across frames: a ByteTrack-style tracker and one identity per track (no ROS).
+
+``FaceTracker`` gives each face a stable integer track id; ``TrackIdentities`` accumulates a
+track's recognition evidence; ``TrackingPipeline`` joins them for the nodes, ``bag`` and ``video``.
+See docs/tracking.md.
+"""
+from face_perception.tracking.identity import IdentityConfig, TrackIdentities
+from face_perception.tracking.pipeline import TrackedFace, TrackingPipeline
+from face_perception.tracking.quality import face_quality
+from face_perception.tracking.tracker import FaceTracker, TrackerConfig
+
+__all__ = ["FaceTracker", "TrackerConfig", "TrackIdentities", "IdentityConfig",
+           "TrackingPipeline", "TrackedFace", "face_quality"]

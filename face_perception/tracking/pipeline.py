@@ -1,0 +1,179 @@
+"""Tracking plus per-track identity for one stream of frames: the object the detector and
+recognizer nodes, ``face-perception bag`` and ``face-perception video`` all use.
+
+Three ways to key identities, chosen per frame:
+- upstream ids (``track_ids`` given, e.g. Detection2D.id from another tracker): kept as they are;
+- our own ``FaceTracker`` (default): ids of confirmed tracks; a tentative face has none yet;
+- no tracker (tracking off): every frame judged alone, as ``Recognizer.identify`` does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from face_perception.recognition.open_set import OpenSetRule
+from face_perception.tracking.identity import IdentityConfig, TrackIdentities
+from face_perception.tracking.quality import face_quality
+from face_perception.tracking.tracker import FaceTracker
+from face_perception.types import Category, Face
+
+
+@dataclass
+class TrackedFace:
+    """One face of a frame: its track id (None: untracked or not confirmed yet) and identity."""
+
+    face: Face
+    track_id: Optional[str] = None
+    category: Optional[Category] = None
+
+    def label(self, unknown: str = "unknown", identities: bool = True) -> str:
+        """Drawn text: ``#id name confidence`` (or the detector score without identities)."""
+        prefix = f"#{self.track_id} " if self.track_id is not None else ""
+        if not identities:
+            return f"{prefix}{self.face.score:.2f}"
+        if self.category is None:
+            return f"{prefix}{unknown}"
+        return f"{prefix}{self.category.name} {self.category.confidence:.2f}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the face's box/score/landmarks, track id, name (None: unknown) and the
+        track's confidence."""
+        cat = self.category
+        return {**self.face.to_dict(), "track_id": self.track_id,
+                "name": cat.name if cat is not None else None,
+                "confidence": round(float(cat.confidence), 4) if cat is not None else None}
+
+
+def rule_of(recognizer) -> OpenSetRule:
+    """The recognizer's open-set rule (its ``rule`` when it has one, else its threshold)."""
+    rule = getattr(recognizer, "rule", None)
+    if isinstance(rule, OpenSetRule):
+        return rule
+    return OpenSetRule(float(recognizer.threshold), float(getattr(recognizer, "margin", 0.0)))
+
+
+class TrackingPipeline:
+    """Faces of successive frames -> TrackedFace lists.
+
+    recognizer: a face_perception Recognizer (None: ids only, no identities). tracker: a
+    FaceTracker (None: tracking off). A tracker without ``reid_similarity`` gets the
+    recognizer's threshold, so a face reappearing after an occlusion can keep its id.
+    upstream_max_age: seconds after which an upstream id not seen again is forgotten.
+    """
+
+    def __init__(self, recognizer=None, tracker: Optional[FaceTracker] = None,
+                 identity: Optional[IdentityConfig] = None, upstream_max_age: float = 2.0):
+        self.tracker = tracker
+        self.identity_config = identity or IdentityConfig()
+        self.upstream_max_age = float(upstream_max_age)
+        self.recognizer = None
+        self.identities: Optional[TrackIdentities] = None
+        self.embeddings = 0  # faces embedded so far (the cost tracking saves)
+        self.set_recognizer(recognizer)
+
+    def set_recognizer(self, recognizer) -> None:
+        """Use another recognizer (new gallery or threshold): identities start again."""
+        if recognizer is self.recognizer and self.identities is not None:
+            return
+        self.recognizer = recognizer
+        self.identities = TrackIdentities(rule_of(recognizer), self.identity_config) \
+            if recognizer is not None else None
+        if self.tracker is not None and recognizer is not None \
+                and self.tracker.config.reid_similarity is None:
+            self.tracker.config.reid_similarity = float(recognizer.threshold)
+
+    @property
+    def knows_people(self) -> bool:
+        rec = self.recognizer
+        return rec is not None and rec.gallery is not None and len(rec.gallery) > 0
+
+    @property
+    def active_tracks(self) -> int:
+        """Confirmed tracks of our tracker, or upstream ids currently remembered."""
+        if self.tracker is not None:
+            return len(self.tracker.active)
+        return len(self.identities.tracks) if self.identities is not None else 0
+
+    def reset(self) -> None:
+        if self.tracker is not None:
+            self.tracker.reset()
+        if self.identities is not None:
+            self.identities.reset()
+
+    def update(self, image: np.ndarray, faces: Sequence[Face], stamp_ns: int,
+               track_ids: Optional[Sequence[Optional[str]]] = None) -> list[TrackedFace]:
+        """Track (or take ``track_ids``), then identify: one TrackedFace per input face."""
+        faces = list(faces)
+        now = int(stamp_ns) * 1e-9
+        if track_ids is not None:
+            if len(track_ids) != len(faces):
+                raise ValueError(f"{len(faces)} faces but {len(track_ids)} track ids")
+            keys = [str(k) if k not in (None, "") else None for k in track_ids]
+            if self.identities is not None:
+                self.identities.expire(now, self.upstream_max_age)
+        elif self.tracker is not None:
+            embed = self._embedder(image, faces) if self.knows_people else None
+            update = self.tracker.update(faces, stamp_ns, image, embed)
+            if self.identities is not None:
+                self.identities.forget(str(i) for i in update.ended)
+            for i, vec in update.embeddings.items():  # computed for re-identification
+                self.embeddings += 1
+                track = update.tracks[i]
+                if track is not None:
+                    track.embedding = vec
+            keys = [str(t.id) if t is not None and t.confirmed else None
+                    for t in update.tracks]
+            if self.knows_people:
+                self._identify_tracks(image, faces, keys, now, update)
+            return [TrackedFace(f, k, self.identities.category(k)
+                                if k is not None and self.identities is not None else None)
+                    for f, k in zip(faces, keys)]
+        else:
+            return self._untracked(image, faces)
+        if self.knows_people:
+            self._identify_tracks(image, faces, keys, now, None)
+        return [TrackedFace(f, k, self.identities.category(k)
+                            if k is not None and self.identities is not None else None)
+                for f, k in zip(faces, keys)]
+
+    def _untracked(self, image, faces) -> list[TrackedFace]:
+        if not self.knows_people or not faces:
+            return [TrackedFace(f) for f in faces]
+        cats = self.recognizer.identify(image, faces)
+        self.embeddings += len(faces)
+        return [TrackedFace(f, None, c) for f, c in zip(faces, cats)]
+
+    def _embedder(self, image, faces):
+        def embed(indices):  # counted by update() with the re-identification embeddings
+            return self.recognizer.embed(image, [faces[i] for i in indices])
+        return embed
+
+    def _identify_tracks(self, image, faces, keys, now, update) -> None:
+        idents = self.identities
+        reused = update.embeddings if update is not None else {}
+        chosen, qualities, vectors = [], [], []
+        for i, key in enumerate(keys):
+            if key is None:
+                continue
+            quality = face_quality(image, faces[i])
+            if i in reused or idents.wants_embedding(key, quality, now):
+                chosen.append(i)
+                qualities.append(quality)
+        if not chosen:
+            return
+        fresh = [i for i in chosen if i not in reused]
+        if fresh:
+            computed = self.recognizer.embed(image, [faces[i] for i in fresh])
+            self.embeddings += len(fresh)
+            by_index = dict(zip(fresh, computed))
+        else:
+            by_index = {}
+        for i in chosen:
+            vec = reused.get(i, by_index.get(i))
+            vectors.append(vec)
+            if update is not None and update.tracks[i] is not None:
+                update.tracks[i].embedding = vec
+        idents.observe(self.recognizer.gallery, [keys[i] for i in chosen], np.stack(vectors),
+                       qualities, now)

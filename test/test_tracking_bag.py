@@ -1,0 +1,55 @@
+"""``face-perception bag`` tracks by default: a real bag of a scene made from the photos, names
+per track (unknown until the evidence is clear), none wrong; --no-tracking judges each frame."""
+import pytest
+
+from face_perception.bag import rosbag_io
+from face_perception.cli import main
+from face_perception.detection import Detector
+from face_perception.gallery import Gallery
+from face_perception.imageio import read_image_bgr
+from face_perception.recognition import Embedder
+from test.tracking_scenes import Cutouts, scene
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_bag_names_tracks_from_accumulated_evidence(photos, tmp_path, capsys):
+    detector = Detector()
+    frames = scene(Cutouts(photos, detector), 20,
+                   lambda i: [("obama", 100 + 10 * i, 220, 100), ("biden", 520 - 10 * i, 260, 100)])
+    store = rosbag_io.typestore()
+    writer = rosbag_io.open_writer(tmp_path / "in", "mcap")
+    conn = writer.add_connection("/cam/image", rosbag_io.IMAGE, typestore=store)
+    for f in frames:
+        msg = rosbag_io.image_message(f.image, rosbag_io.header(f.stamp_ns, "cam"))
+        writer.write(conn, f.stamp_ns, store.serialize_cdr(msg, rosbag_io.IMAGE))
+    writer.close()
+    emb = Embedder("dlib_resnet", backend="onnx")
+    gallery = Gallery(emb.meta.name, emb.meta.embedding_size)
+    for person in ("obama", "biden"):
+        img = read_image_bgr(photos / f"{person}.jpg")
+        gallery.add(person, emb.embed_faces(img, detector.detect(img)[:1]))
+    gallery.save(tmp_path / "people.json")
+    args = ["bag", str(tmp_path / "in"), "--image-topic", "/cam/image", "--gallery",
+            str(tmp_path / "people.json")]
+    assert main(args + ["--output", str(tmp_path / "tracked")]) == 0
+    tracked = capsys.readouterr().out
+    assert main(args + ["--output", str(tmp_path / "alone"), "--no-tracking"]) == 0
+    alone = capsys.readouterr().out
+    # Alone, every face of every frame is named; tracked, the first frames of each track are
+    # unknown while evidence accumulates, then the right name; no other name appears.
+    faces_alone, names_alone, unknown_alone = summary(alone)
+    faces, names, unknown = summary(tracked)
+    assert faces == faces_alone >= 38
+    assert set(names_alone) == set(names) == {"obama", "biden"} and unknown_alone <= 2
+    assert sum(names.values()) + unknown == faces and 4 <= unknown <= 20, tracked
+
+
+def summary(text):
+    """(faces, {name: count}, unknown) from the bag command's printed summary."""
+    lines = text.splitlines()
+    faces = int(next(x for x in lines if x.startswith("faces: ")).split()[1])
+    line = next(x for x in lines if x.startswith("identities: "))
+    known, unknown = line[len("identities: "):].split("; unknown: ")
+    names = {n: int(c) for n, c in (part.split(" x") for part in known.split(", "))}
+    return faces, names, int(unknown)

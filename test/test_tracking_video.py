@@ -1,0 +1,70 @@
+"""``face-perception video``: a real video file made from the photos in, an annotated video and
+JSON Lines out, names per track; bad input refused with nothing written."""
+import json
+
+import cv2
+import pytest
+
+from face_perception.cli import main
+from face_perception.detection import Detector
+from face_perception.gallery import Gallery
+from face_perception.imageio import read_image_bgr
+from face_perception.recognition import Embedder
+from test.tracking_scenes import Cutouts, scene
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, photos):
+    """A 30-frame mp4 of two people crossing, and a gallery of both."""
+    folder = tmp_path_factory.mktemp("video")
+    detector = Detector()
+    frames = scene(Cutouts(photos, detector), 30,
+                   lambda i: [("obama", 80 + 15 * i, 220, 100), ("biden", 560 - 15 * i, 260, 100)])
+    path = folder / "in.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
+    for f in frames:
+        writer.write(f.image)
+    writer.release()
+    emb = Embedder("dlib_resnet", backend="onnx")
+    gallery = Gallery(emb.meta.name, emb.meta.embedding_size)
+    for person in ("obama", "biden"):
+        img = read_image_bgr(photos / f"{person}.jpg")
+        gallery.add(person, emb.embed_faces(img, detector.detect(img)[:1]))
+    gallery.save(folder / "people.json")
+    return path, folder / "people.json"
+
+
+def test_video_is_annotated_and_every_frame_has_a_json_line(clip, tmp_path, capsys):
+    video, gallery = clip
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(video), "--gallery", str(gallery), "--out", str(out), "--json",
+                 "--no-progress"]) == 0
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    cap.release()
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["frame"] for x in lines] == list(range(30))
+    stamps = [x["stamp_ns"] for x in lines]
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] == pytest.approx(29e9 / 30, rel=0.01)
+    last = sorted(lines[-1]["faces"], key=lambda f: f["box"][0])
+    assert [f["name"] for f in last] == ["biden", "obama"]
+    assert all(f["track_id"] is not None and f["confidence"] > 0.9 for f in last)
+    ids = {f["track_id"] for x in lines[3:] for f in x["faces"] if f["track_id"] is not None}
+    assert len(ids) == 2
+    wrong = [f for x in lines for f in x["faces"] if f["name"] not in (None, "obama", "biden")]
+    assert wrong == [] and lines[0]["faces"][0]["name"] is None
+    assert "frames: 30" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.mp4"]
+
+
+def test_missing_input_and_bad_output_name_are_refused(tmp_path, capsys):
+    assert main(["video", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "video file not found" in capsys.readouterr().err
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert main(["video", str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "o.mp4"),
+                 "--no-progress"]) == 2
+    assert main(["video", str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "o.txt")]) == 2
+    assert "--out must end in" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.mp4"]
