@@ -181,3 +181,19 @@ def test_open_set_eval_reports_rates_names_and_det_curve(people, tmp_path, capsy
     assert rule["stranger_names"] < one_to_one["stranger_names"]
     with open(m["det_png"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(600)
+def test_learner_open_set_eval_gives_the_same_figures(people, tmp_path):
+    from face_perception.learners.face_recognition import FaceRecognitionLearner
+    from face_perception.recognition.open_set_eval import evaluate_open_set
+    learner = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu",
+                                     temp_path=str(tmp_path))
+    m = learner.eval(str(people), open_set=True, known_fraction=1.0, silent=True)
+    ref = evaluate_open_set(learner.detector, learner.embedder, people, known_fraction=1.0,
+                            seed=learner.seed)
+    keys = ("threshold", "margin", "named_right", "wrong_names", "missed", "stranger_names")
+    assert [m["rule"][k] for k in keys] == [ref["rule"][k] for k in keys], (m["rule"], ref["rule"])
+    assert [r["fnir"] for r in m["fnir_at_fpir"]] == [r["fnir"] for r in ref["fnir_at_fpir"]]
+    assert m["rule"]["stranger_names"] < m["verification_threshold_only"]["stranger_names"]
+    assert (tmp_path / "det_people.png").is_file()
