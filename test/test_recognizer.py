@@ -163,7 +163,11 @@ def test_recognizer_refuses_gallery_of_other_model(embedder):
 @pytest.mark.timeout(60)
 def test_threshold_comes_from_the_model_and_can_be_overridden(embedder, detector, gallery,
                                                               images, faces):
-    assert Recognizer(embedder, gallery).threshold == embedder.meta.threshold
+    # Naming uses the model's open-set default (stricter than its 1:1 threshold; open_set.py).
+    from face_perception.recognition.open_set import default_rule
+    rec = Recognizer(embedder, gallery)
+    assert rec.rule == default_rule(embedder.meta) and rec.rule_source == "model"
+    assert rec.threshold > embedder.meta.threshold
     strict = Recognizer(embedder, gallery, threshold=0.999, detector=detector)
     assert strict.identify(images["obama2.jpg"], [faces["obama2.jpg"]]) == [None]
     with pytest.raises(ValueError, match="cosine similarity in"):

@@ -21,7 +21,8 @@ def run(args) -> int:
         embedder = Embedder(model=args.model, backend=args.backend, device=args.device)
         gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
                                embedding_size=int(embedder.meta.embedding_size))
-        recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
+        recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
+                                detector=detector)
     topics = output_topics(args.image_topic)
     if args.detections_topic:
         topics["detections"] = args.detections_topic
@@ -60,7 +61,11 @@ def register(sub) -> None:
     p.add_argument("--max-size", type=int, default=1280)
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
     p.add_argument("--threshold", type=float, default=None,
-                   help="cosine similarity to accept an identity (default: the model's)")
+                   help="open-set threshold: similarity a name needs (default: the gallery's "
+                        "calibrated one, else the model's open-set default)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="lead over the second-best identity a name needs (default: the "
+                        "gallery's calibrated one, else the model's)")
     p.add_argument("--no-tracking", action="store_true",
                    help="judge every frame alone instead of naming tracks (for comparison)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")

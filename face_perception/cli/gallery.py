@@ -4,14 +4,16 @@
     face-perception gallery check people.json
     face-perception gallery remove people.json NAME [NAME ...]
     face-perception gallery rename people.json OLD NEW
+    face-perception gallery calibrate people.json --genuine DIR --strangers DIR [--target-fpir F]
 
 Every command loads the gallery with the full checks of ``Gallery.load`` (checksum, shapes,
-format version); edits are saved atomically in place.
+format version); edits are saved atomically in place. Only ``calibrate`` loads a model.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers) -> None:
@@ -42,6 +44,27 @@ def register(subparsers) -> None:
     p.add_argument("new", metavar="NEW")
     p.set_defaults(func=_rename)
 
+    p = sub.add_parser(
+        "calibrate", help="pick and store the open-set threshold and margin for a target FPIR",
+        description="Measure the gallery against photos of strangers (--strangers) and other "
+                    "photos of its enrolled people (--genuine: one sub-folder per enrolled "
+                    "identity); store the threshold and margin that keep the share of strangers "
+                    "given a name at or below --target-fpir with the fewest missed names, plus "
+                    "the rates and counts, in the gallery file. Recognition (CLI, nodes, bag) "
+                    "uses them unless told otherwise.")
+    p.add_argument("gallery", metavar="FILE")
+    p.add_argument("--genuine", required=True, metavar="DIR",
+                   help="ImageFolder of enrolled people's photos that are not enrolled")
+    p.add_argument("--strangers", required=True, nargs="+", metavar="PATH",
+                   help="photos (files or folders, searched recursively) of people not enrolled")
+    p.add_argument("--target-fpir", type=float, default=0.01,
+                   help="share of strangers that may be named (0.01; needs >= 1/F strangers)")
+    p.add_argument("--model", default="dlib_resnet", help="the gallery's embedding model")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print the stored rule as JSON")
+    p.set_defaults(func=_calibrate)
+
 
 def _load(path):
     from face_perception.gallery import Gallery
@@ -60,11 +83,19 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"gallery": str(index), "model_id": g.model_id,
                           "embedding_size": g.embedding_size, "num_identities": len(g),
-                          "num_samples": g.num_samples, "identities": people},
+                          "num_samples": g.num_samples, "open_set": g.open_set,
+                          "identities": people},
                          ensure_ascii=False, indent=2))
         return 0
     print(f"{index}: model {g.model_id}, {g.embedding_size}-d, {len(g)} identities, "
           f"{g.num_samples} samples")
+    rule = g.open_set
+    if rule is not None:
+        ev = rule.get("evidence", {})
+        print(f"  open-set rule: threshold {rule['threshold']:.4f}, margin {rule['margin']:g} "
+              f"(calibrated: FPIR {ev.get('fpir')} of {ev.get('strangers')} strangers, FNIR "
+              f"{ev.get('fnir')} of {ev.get('mated')} photos, at {ev.get('gallery_identities')} "
+              "identities)")
     width = max((len(p["name"]) for p in people), default=0)
     for p in people:
         line = f"  {p['name']:<{width}}  {p['samples']} sample{'s' if p['samples'] != 1 else ''}"
@@ -102,4 +133,33 @@ def _rename(args: argparse.Namespace) -> int:
     g.rename(args.old, args.new)
     index = g.save(args.gallery)
     print(f"renamed {args.old!r} to {args.new!r} in {index}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from face_perception.detection import Detector
+    from face_perception.gallery import Gallery
+    from face_perception.recognition import Embedder
+    from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
+    from face_perception.recognition.recognizer import model_id_of
+
+    embedder = Embedder(args.model, backend=args.backend, device=args.device)
+    g = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
+                     embedding_size=int(embedder.meta.embedding_size))
+    result = calibrate_gallery_from_photos(g, Detector(backend=args.backend, device=args.device),
+                                           embedder, args.genuine, args.strangers,
+                                           args.target_fpir)
+    index = g.save(args.gallery)
+    ev = result["evidence"]
+    if args.json:
+        print(json.dumps({"gallery": str(index), **result}))
+    else:
+        print(f"stored in {index}: threshold {result['threshold']:.4f}, margin "
+              f"{result['margin']:g} for FPIR <= {ev['target_fpir']:g} at {len(g)} identities")
+        print(f"  strangers: {ev['stranger_names']} of {ev['strangers']} named (FPIR "
+              f"{ev['fpir']:.4f}); enrolled people's photos: {ev['named_right']} of {ev['mated']} "
+              f"named right, {ev['wrong_names']} wrong names, {ev['missed']} missed (FNIR "
+              f"{ev['fnir']:.4f})")
+    for f in result["no_face"]:
+        print(f"face-perception gallery calibrate: note: no face found in {f}", file=sys.stderr)
     return 0

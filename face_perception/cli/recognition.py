@@ -59,14 +59,16 @@ def run_enroll(args) -> int:
             raise FileNotFoundError(f"no image files in {args.folder}")
         if args.replace and args.name in gallery:
             gallery.remove(args.name)
-        result = embed_largest_faces(detector, embedder, files)
+        result = embed_largest_faces(detector, embedder, files,
+                                     check_quality=not args.no_quality_check)
         if len(result.files):
             gallery.add(args.name, result.embeddings,
                         sources=[Path(f).name for f in result.files])
         report = {"identities": [args.name] if len(result.files) else [],
                   "images": len(files), "embedded": len(result.files),
                   "no_face": result.no_face, "several_faces": result.several_faces,
-                  "unreadable": [f for f, _ in result.unreadable]}
+                  "unreadable": [f for f, _ in result.unreadable],
+                  "refused": [[f, why] for f, why in result.refused]}
     else:
         if args.more:
             raise ValueError("several paths need --name (they are photos of one person); "
@@ -79,22 +81,32 @@ def run_enroll(args) -> int:
             for name in image_folder(source):
                 if name in gallery:
                     gallery.remove(name)
-        report = enroll_tree(gallery, detector, embedder, source)
+        report = enroll_tree(gallery, detector, embedder, source,
+                             check_quality=not args.no_quality_check)
     for f in report["no_face"]:
         _err("enroll", f"no face found in {f}")
+    for f, why in report["refused"]:
+        _err("enroll", f"refused {f}: {why} (use a sharper, larger, frontal photo, or "
+                       "--no-quality-check)")
     for f in report["unreadable"]:
         _err("enroll", f"cannot read {f}")
     for f in report["several_faces"]:
         print(f"face-perception enroll: note: several faces in {f}; enrolled the largest",
               file=sys.stderr)
     if report["embedded"] == 0:
-        _err("enroll", f"no face found in any image of {source}; gallery not written")
+        _err("enroll", f"no usable face in any image of {source}; gallery not written")
         return 1
     index = gallery.save(args.gallery)
+    similar = _look_alikes(gallery, embedder)
+    for a, b, sim in similar:
+        print(f"face-perception enroll: warning: {a!r} and {b!r} look alike (similarity "
+              f"{sim:.3f} >= naming threshold): faces of one may be named as the other",
+              file=sys.stderr)
     summary = {"gallery": str(index), "model": embedder.meta.name,
                "enrolled": report["identities"], "images": report["images"],
                "embedded": report["embedded"], "no_face": report["no_face"],
-               "unreadable": report["unreadable"],
+               "unreadable": report["unreadable"], "refused": report["refused"],
+               "look_alikes": [list(t) for t in similar],
                "gallery_identities": len(gallery), "gallery_samples": gallery.num_samples}
     if args.json:
         print(json.dumps(summary))
@@ -102,7 +114,16 @@ def run_enroll(args) -> int:
         print(f"enrolled {len(report['identities'])} identities from {report['embedded']} of "
               f"{report['images']} images into {index} ({len(gallery)} identities, "
               f"{gallery.num_samples} samples)")
-    return 1 if (report["no_face"] or report["unreadable"]) else 0
+    return 1 if (report["no_face"] or report["unreadable"] or report["refused"]) else 0
+
+
+def _look_alikes(gallery, embedder) -> list:
+    """Pairs of enrolled identities closer than the naming threshold in force."""
+    from face_perception.recognition.open_set import resolve_rule
+    from face_perception.recognition.open_set_eval import look_alikes
+
+    rule, _ = resolve_rule(embedder.meta, gallery)
+    return look_alikes(gallery, rule.threshold)
 
 
 # --------------------------------------------------------------------------------- recognize
@@ -115,7 +136,8 @@ def run_recognize(args) -> int:
 
     detector, embedder = _pipeline(args)
     gallery = _load_gallery(args.gallery, embedder)
-    recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
+    recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
+                            detector=detector)
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +160,9 @@ def run_recognize(args) -> int:
             entry = face.to_dict()
             entry["identity"] = cat.name if cat is not None else None
             entry["similarity"] = round(float(cat.confidence), 4) if cat is not None else None
+            entry["second"] = (round(float(cat.extra["second"]), 4)
+                               if cat is not None and cat.extra.get("second") is not None
+                               else None)
             results.append(entry)
         record = {"image": str(path), "faces": results}
         if out_dir is not None:
@@ -225,6 +250,8 @@ def run_embed(args) -> int:
 def run_eval(args) -> int:
     from face_perception.recognition.pair_eval import evaluate_dataset
 
+    if args.open_set:
+        return run_eval_open_set(args)
     detector, embedder = _pipeline(args)
     out_dir = Path(args.out)
     name = Path(args.dataset).stem or "dataset"
@@ -248,6 +275,38 @@ def run_eval(args) -> int:
     if metrics["skipped_pairs"]:
         print(f"face-perception eval: note: {len(metrics['skipped_pairs'])} pairs skipped "
               "(an image without a face)", file=sys.stderr)
+    return 0
+
+
+def run_eval_open_set(args) -> int:
+    from face_perception.recognition.open_set import resolve_rule
+    from face_perception.recognition.open_set_eval import evaluate_open_set
+
+    detector, embedder = _pipeline(args)
+    rule, _ = resolve_rule(embedder.meta, None, args.threshold, args.margin)
+    name = Path(args.dataset).name or "dataset"
+    m = evaluate_open_set(detector, embedder, args.dataset, enroll=args.enroll,
+                          known_fraction=args.known_fraction, seed=args.seed, rule=rule,
+                          det_path=Path(args.out) / f"det_{name}.png")
+    if args.json:
+        print(json.dumps(m))
+        return 0
+    print(f"{name} open-set (model {m['model']}, {m['mode']} search): {m['gallery_identities']} "
+          f"identities enrolled with {m['enroll_per_identity']} photo(s) each, "
+          f"{m['mated_probes']} mated probes, {m['nonmated_probes']} strangers")
+    print(f"  rank-1 identification rate: {m['rank1']:.4f}")
+    for t in m["fnir_at_fpir"]:
+        fnir = f"{t['fnir']:.4f} (threshold {t['threshold']:.4f})" if t["fnir"] is not None \
+            else "n/a (" + t["reason"] + ")"
+        print(f"  FNIR @ FPIR {t['fpir']:g} (margin {rule.margin:g}): {fnir}")
+    for label, r in (("open-set rule", m["rule"]),
+                     ("1:1 threshold alone", m["verification_threshold_only"])):
+        print(f"  {label} (threshold {r['threshold']:.4f}, margin {r['margin']:g}): "
+              f"{r['wrong_names']} wrong names, {r['stranger_names']} stranger names, "
+              f"{r['missed']} missed")
+    for a, b, sim in m["look_alikes"]:
+        print(f"  look-alikes: {a} / {b} ({sim:.3f})")
+    print(f"  DET curve: {m['det_png']}")
     return 0
 
 
@@ -293,6 +352,15 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
                             "model's own, e.g. 0.906 for dlib_resnet)")
 
 
+def _open_set(p) -> None:
+    p.add_argument("--threshold", type=float, default=None,
+                   help="open-set threshold: similarity a name needs (default: the gallery's "
+                        "calibrated one, else the model's, 0.93 for dlib_resnet)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="lead over the second-best identity a name needs (default: the "
+                        "gallery's calibrated one, else the model's, 0.03 for dlib_resnet)")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "enroll", help="add people to a gallery from a folder of photos",
@@ -308,19 +376,23 @@ def register(sub) -> None:
     p.add_argument("--replace", action="store_true",
                    help="replace identities that already exist instead of adding samples")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-quality-check", action="store_true",
+                   help="enrol small, blurred or turned faces too (refused by default)")
     _common(p, threshold=False)
     p.set_defaults(func=run_enroll)
 
     p = sub.add_parser(
         "recognize", help="name the faces in images using a gallery",
-        description="Detect every face, identify it against the gallery (cosine similarity "
-                    "above the threshold, else 'unknown'). --json prints one JSON object per "
+        description="Detect every face, identify it against the gallery by the open-set rule "
+                    "(similarity >= threshold and a margin over the second-best identity, "
+                    "else 'unknown'; docs/open_set.md). --json prints one JSON object per "
                     "image; --out writes annotated images.")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--gallery", required=True, metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
-    _common(p)
+    _common(p, threshold=False)
+    _open_set(p)
     p.set_defaults(func=run_recognize)
 
     p = sub.add_parser(
@@ -345,14 +417,16 @@ def register(sub) -> None:
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser(
-        "eval", help="verification accuracy, ROC AUC, EER and TAR@FAR on a dataset",
+        "eval", help="verification (or --open-set identification) metrics on a dataset",
         description="Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an "
                     "ImageFolder tree (random same/different pairs), an LFW-style pairs "
                     "list (faces aligned from lfw_landmark.txt when it lies beside the list "
                     "or --landmarks names it, else found by the detector) or an IJB-B/IJB-C "
                     "folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. "
                     "1e-1). Prints the metrics (JSON with --json) and writes the ROC curve PNG "
-                    "into --out.")
+                    "into --out. With --open-set (ImageFolder only): enrol --enroll photos of "
+                    "a share of the identities, the rest are strangers; FNIR at FPIR, rank-1, "
+                    "wrong and stranger names, DET curve PNG.")
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--num-pairs", type=int, default=1000,
                    help="pairs drawn from an ImageFolder (default 1000)")
@@ -365,7 +439,15 @@ def register(sub) -> None:
                         "default: lfw_landmark.txt beside the list if present")
     p.add_argument("--out", default=".", metavar="DIR", help="where the ROC PNG goes (.)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--open-set", action="store_true",
+                   help="open-set (1:N) identification evaluation of an ImageFolder")
+    p.add_argument("--enroll", type=int, default=1, metavar="K",
+                   help="--open-set: photos enrolled per known identity (1)")
+    p.add_argument("--known-fraction", type=float, default=0.5, metavar="F",
+                   help="--open-set: share of the identities with more than K photos that "
+                        "are enrolled (0.5); all others are strangers")
     _common(p, threshold=False)
+    _open_set(p)
     p.set_defaults(func=run_eval)
 
     p = sub.add_parser(

@@ -4,7 +4,8 @@ A Gallery belongs to one embedding model (``model_id``, ``embedding_size``). It 
 enrolled sample embedding and a per-identity mean (the normalised mean of the samples), searches
 them by cosine similarity with numpy or faiss behind one API, and saves itself without pickle:
 arrays in an ``.npz`` read with ``allow_pickle=False`` plus a JSON index that names the model
-and holds the arrays' sha256. The format is described in docs/gallery.md.
+and holds the arrays' sha256 (and, once calibrated, the gallery's open-set rule). The format is
+described in docs/gallery.md.
 """
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ class Gallery:
         self._faiss_cache: dict = {}
         self._group_cache: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         self._lock = threading.RLock()
+        # The open-set rule calibrated for this gallery, with its evidence (see set_open_set).
+        self._open_set: Optional[dict] = None
 
     # ------------------------------------------------------------------ inspection
     def __len__(self) -> int:
@@ -141,6 +144,17 @@ class Gallery:
         """All identity means (len(self), D) float32 in ``names`` order (a copy)."""
         with self._lock:
             return self._means[:len(self)].copy()
+
+    @property
+    def open_set(self) -> Optional[dict]:
+        """The stored open-set rule {"threshold", "margin", "evidence", ...} or None (a copy)."""
+        return None if self._open_set is None else json.loads(json.dumps(self._open_set))
+
+    def set_open_set(self, rule: Optional[dict]) -> None:
+        """Store (or with None, forget) the open-set rule calibrated for this gallery; saved in
+        the JSON index. ``rule`` holds "threshold" and "margin" plus any JSON evidence."""
+        with self._lock:
+            self._open_set = None if rule is None else _check_open_set(rule, "open_set")
 
     # ------------------------------------------------------------------ changes
     def add(self, name: str, embeddings, sources: Union[None, str, Sequence[str]] = None) -> int:
@@ -240,21 +254,27 @@ class Gallery:
             return [[(names[j], float(s)) for s, j in zip(srow, irow) if j >= 0]
                     for srow, irow in zip(sims, idx)]
 
-    def match(self, queries, threshold: float, mode: str = "mean") -> List[Optional[Category]]:
-        """Best identity per query as Category(name, confidence=cosine similarity), or None
-        where the best similarity is below ``threshold``."""
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise GalleryError(f"threshold must be a number, got {threshold!r}") from None
-        if not np.isfinite(threshold):
-            raise GalleryError(f"threshold must be a finite number, got {threshold!r}")
+    def match(self, queries, threshold, mode: str = "mean") -> List[Optional[Category]]:
+        """Best identity per query as Category(name, confidence=cosine similarity), or None.
+
+        threshold: an ``OpenSetRule`` (a name needs the threshold AND the margin over the
+        second-best identity), or a number (threshold only, margin 0). ``Category.extra`` holds
+        ``second``: the second-best identity's similarity (None with one identity).
+        """
+        from face_perception.recognition.open_set import OpenSetRule
+
+        if not isinstance(threshold, OpenSetRule):
+            try:
+                threshold = OpenSetRule(float(threshold))
+            except (TypeError, ValueError):
+                raise GalleryError(f"threshold must be a number, got {threshold!r} (or pass "
+                                   "an OpenSetRule)") from None
         out: List[Optional[Category]] = []
-        for hits in self.search(queries, k=1, mode=mode):
-            if hits and hits[0][1] >= threshold:
-                out.append(Category(hits[0][0], hits[0][1]))
-            else:
-                out.append(None)
+        for hits in self.search(queries, k=2, mode=mode):
+            cat = threshold.decide(hits)
+            if cat is not None:
+                cat.extra = {"second": hits[1][1] if len(hits) > 1 else None}
+            out.append(cat)
         return out
 
     # ------------------------------------------------------------------ files
@@ -297,6 +317,8 @@ class Gallery:
                 "num_identities": len(self),
                 "num_samples": self._num_samples,
             }
+            if self._open_set is not None:
+                header["open_set"] = self._open_set
         old_arrays = _previous_arrays_file(index)
         tmp = _temp_file(folder, index.stem + ".", ".npz.tmp")
         try:
@@ -359,6 +381,8 @@ class Gallery:
         gallery = cls(stored_id, stored_size, **options)
         owner = np.repeat(np.arange(len(names), dtype=np.int64), counts)
         gallery._set_contents(names, samples, owner, sources)
+        if header.get("open_set") is not None:
+            gallery._open_set = _check_open_set(header["open_set"], f"{index}: field 'open_set'")
         return gallery
 
     # ------------------------------------------------------------------ internals
@@ -576,6 +600,17 @@ def _check_sources(sources, n: int) -> List[str]:
         if "\x00" in s:
             raise GalleryError(f"source label contains a NUL character: {s!r}")
     return list(sources)
+
+
+def _check_open_set(rule, what: str) -> dict:
+    """A JSON-safe copy of a stored open-set rule, or GalleryError naming what is wrong."""
+    from face_perception.recognition.open_set import OpenSetRule
+
+    try:
+        OpenSetRule.from_dict(rule, what)
+        return json.loads(json.dumps(rule, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"{what} is not a valid open-set rule: {exc}") from None
 
 
 def _check_mode(mode: str) -> str:

@@ -446,19 +446,43 @@ class FaceRecognitionLearner:
         return report
 
     # ================================================================== evaluation
-    def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True):
+    def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True,
+             open_set=False, enroll=1, known_fraction=0.5):
         """Verification metrics (face_perception.recognition.verification) on ``dataset``:
         a verification ``.bin`` file (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree
         (``num_pairs`` seeded random positive and negative pairs; all that exist when there
         are fewer, with a note), a pairs list file (``pairs.txt`` style; images under the
         list's folder or its ``lfw/``; aligned from ``lfw_landmark.txt`` when it lies beside
         the list), or an IJB-B/C folder (1:1 template protocol). Writes the ROC curve to
-        ``temp_path/roc_<name>.png`` and returns the metrics dict."""
+        ``temp_path/roc_<name>.png`` and returns the metrics dict.
+
+        open_set=True (ImageFolder): open-set identification instead (``enroll`` photos of a
+        ``known_fraction`` of the identities enrolled, the rest strangers): FNIR at FPIR,
+        rank-1, wrong and stranger names under the open-set rule; DET curve in
+        ``temp_path/det_<name>.png`` (see docs/open_set.md)."""
         from face_perception.recognition.pair_eval import evaluate_dataset
 
         if dataset is None:
             raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
                              "tree or a pairs list")
+        if open_set:
+            from face_perception.recognition.open_set import resolve_rule
+            from face_perception.recognition.open_set_eval import evaluate_open_set
+
+            embedder = self._ensure_embedder()
+            threshold = None if self.threshold == 0.0 else self.threshold
+            rule, _ = resolve_rule(embedder.meta, None, threshold)
+            name = Path(dataset).name or "dataset"
+            metrics = evaluate_open_set(self.detector, embedder, dataset, enroll=enroll,
+                                        known_fraction=known_fraction, seed=self.seed,
+                                        rule=rule,
+                                        det_path=Path(self.temp_path) / f"det_{name}.png")
+            if not silent:
+                r = metrics["rule"]
+                print(f"{name} open-set: rank-1 {metrics['rank1']:.4f}, "
+                      f"{r['wrong_names']} wrong names, {r['stranger_names']} stranger names, "
+                      f"{r['missed']} missed; DET: {metrics['det_png']}")
+            return metrics
         name = Path(dataset).stem or "dataset"
         metrics = evaluate_dataset(self.detector, self._ensure_embedder(), dataset,
                                    num_pairs=num_pairs, seed=self.seed,

@@ -3,7 +3,8 @@
 Shared by ``FaceRecognitionLearner.fit_reference`` and ``face-perception enroll`` so that both
 treat photos the same way: the largest detected face of each image is aligned and embedded
 (one batched embedder call per chunk of images); images without a face or unreadable files are
-reported, never silently dropped.
+reported, never silently dropped. Enrolment refuses photos whose face is too small, blurred or
+turned away (``face_quality``), with the reason: a poor reference makes wrong names later.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class EmbeddedImages:
     no_face: list = field(default_factory=list)
     several_faces: list = field(default_factory=list)   # embedded with their largest face
     unreadable: list = field(default_factory=list)      # (file, reason)
+    refused: list = field(default_factory=list)         # (file, quality reasons): not embedded
 
 
 def largest_face(faces: Sequence[Face]) -> Face:
@@ -80,8 +82,12 @@ def image_folder(path) -> dict[str, list[Path]]:
     return tree
 
 
-def embed_largest_faces(detector, embedder, files: Sequence) -> EmbeddedImages:
-    """Detect, align and embed the largest face of every image file."""
+def embed_largest_faces(detector, embedder, files: Sequence,
+                        check_quality: bool = False) -> EmbeddedImages:
+    """Detect, align and embed the largest face of every image file. With ``check_quality``
+    (enrolment), faces that fail ``face_quality.assess_face`` are refused with the reason."""
+    from face_perception.recognition.face_quality import assess_face
+
     out = EmbeddedImages(np.zeros((0, embedder.meta.embedding_size), np.float32))
     chunks, chips = [], []
     for file in files:
@@ -96,9 +102,16 @@ def embed_largest_faces(detector, embedder, files: Sequence) -> EmbeddedImages:
             out.no_face.append(str(file))
             log.warning("no face found in %s", file)
             continue
+        chip = embedder.align(image, face.landmarks)
+        if check_quality:
+            quality = assess_face(face.landmarks, chip)
+            if not quality.ok:
+                out.refused.append((str(file), "; ".join(quality.reasons)))
+                log.warning("refusing %s: %s", file, "; ".join(quality.reasons))
+                continue
         if count > 1:
             out.several_faces.append(str(file))
-        chips.append(embedder.align(image, face.landmarks))
+        chips.append(chip)
         out.files.append(str(file))
         if len(chips) == CHUNK:
             chunks.append(embedder.embed_chips(np.stack(chips)))
@@ -110,19 +123,20 @@ def embed_largest_faces(detector, embedder, files: Sequence) -> EmbeddedImages:
     return out
 
 
-def enroll_tree(gallery, detector, embedder, root) -> dict:
+def enroll_tree(gallery, detector, embedder, root, check_quality: bool = True) -> dict:
     """Add every identity sub-folder of ``root`` to ``gallery`` (appending to identities it
     already has). Returns a report: identities, images, embedded, no_face, several_faces,
-    unreadable."""
+    unreadable, refused ([file, reason] of photos refused for quality)."""
     root = Path(root)
     report = {"identities": [], "images": 0, "embedded": 0, "no_face": [],
-              "several_faces": [], "unreadable": []}
+              "several_faces": [], "unreadable": [], "refused": []}
     for identity, files in image_folder(root).items():
-        result = embed_largest_faces(detector, embedder, files)
+        result = embed_largest_faces(detector, embedder, files, check_quality=check_quality)
         report["images"] += len(files)
         report["no_face"] += result.no_face
         report["several_faces"] += result.several_faces
         report["unreadable"] += [f for f, _ in result.unreadable]
+        report["refused"] += [[f, why] for f, why in result.refused]
         if len(result.files):
             sources = [Path(f).relative_to(root).as_posix() for f in result.files]
             gallery.add(identity, result.embeddings, sources=sources)

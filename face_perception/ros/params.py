@@ -154,8 +154,8 @@ RECOGNIZER = IMAGE_INPUT + (
               reload=True),
     ParamSpec("gallery_path", "", "Gallery file of known identities; empty or missing = every "
               "face is 'unknown' (with a warning)."),
-    ParamSpec("threshold", -1.0, "Cosine similarity above which a face matches an identity; "
-              "-1 = the model's calibrated threshold.", low=-1.0, high=1.0),
+    ParamSpec("threshold", -1.0, "Open-set threshold: cosine similarity a name needs; -1 = the "
+              "gallery's calibrated rule, else the model's open-set default.", low=-1.0, high=1.0),
     ParamSpec("gallery_poll_period", 2.0, "Seconds between checks of the gallery file's "
               "modification time (reload on change); 0 disables.", low=0.0, high=3600.0),
     ParamSpec("pair_buffer_size", 10, "Images and detections waiting for their partner "

@@ -138,7 +138,8 @@ class RecognizerNode(FaceNodeBase):
         if setup is None:
             return ""
         return (f"{self.values['model']} ({self.values['backend']}/{self.values['device']}), "
-                f"threshold {setup.recognizer.threshold:.3f}, {len(setup.names)} identities")
+                f"open-set rule {setup.recognizer.rule} from the {setup.recognizer.rule_source}, "
+                f"{len(setup.names)} identities")
 
     def prepare_model(self, values: dict[str, Any], changed: set[str]):
         # A new gallery or threshold reuses the loaded embedder and detector.
