@@ -56,5 +56,7 @@ class Category:
     confidence: float
     extra: dict = field(default_factory=dict)
 
-    def __str__(self) -> str:
-        return self.name
+    def __repr__(self) -> str:
+        # Also what print() shows: the name and a readable confidence, not 17 digits.
+        extra = f", extra={self.extra!r}" if self.extra else ""
+        return f"Category(name={self.name!r}, confidence={self.confidence:.4f}{extra})"

@@ -154,7 +154,8 @@ def main() -> int:
     from face_perception.bag.rosbag_io import write_image_bag
     from face_perception.imageio import read_image_bgr
     frames = [PHOTOS / "obama2.jpg", pair, PHOTOS / "biden.jpg", PHOTOS / "obama3.jpg"]
-    in_bag = OUT / "camera.mcap"
+    # A rosbag2 bag is a folder (metadata.yaml + <folder name>.mcap): name the folder, not a file.
+    in_bag = OUT / "camera"
     write_image_bag(in_bag, [(1_800_000_000_000_000_000 + i * 100_000_000, read_image_bgr(p))
                              for i, p in enumerate(frames)], topic="/camera/image")
     cli("bag", str(in_bag), "--image-topic", "/camera/image", "--output",

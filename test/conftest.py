@@ -72,3 +72,25 @@ def server():
     yield handler.files, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Docs examples (test/test_docs.py): how many ran, and how many were skipped for what."""
+    def docs(kind):
+        return [r for r in terminalreporter.stats.get(kind, [])
+                if getattr(r, "nodeid", "").startswith("test/test_docs.py::test_page_example")]
+
+    ran = len(docs("passed")) + len(docs("failed"))
+    skipped = docs("skipped")
+    if not ran and not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.section("docs examples")
+    terminalreporter.line(f"{ran} examples ran ({len(docs('failed'))} failed), "
+                          f"{len(skipped)} skipped")
+    for reason, count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        terminalreporter.line(f"  skipped {count:3d}: {reason}")

@@ -1,15 +1,17 @@
 """``face-perception enroll | recognize | verify | embed | eval | align``: face recognition.
 
 Thin wrappers over the core: Detector -> alignment -> Embedder -> Gallery (via Recognizer and
-the enrolment helpers). Every command takes ``--model`` (``dlib_resnet``, the pretrained model
-that needs no network, or a model folder), ``--backend onnx|torch`` and ``--device``. A file
-that cannot be read or has no face gets a one-line message and the others are still processed;
-the exit code is then 1.
+the enrolment helpers). Every command but ``align`` (whose chips are in the ArcFace template
+whatever the model) takes ``--model`` (``dlib_resnet``, the pretrained model that needs no
+network, or a model folder); all take ``--backend onnx|torch`` and ``--device``. A file that
+cannot be read or has no face gets a one-line message and the others are still processed; the
+exit code is then 1.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -20,6 +22,12 @@ def _err(command: str, message: str) -> None:
     print(f"face-perception {command}: error: {message}", file=sys.stderr)
 
 
+def _report_files_here() -> None:
+    """The commands print one line per skipped file themselves: keep the library's log lines
+    about the same files (unreadable, no face) from doubling them."""
+    for name in ("face_perception.recognition.enrollment", "face_perception.learner"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 def _pipeline(args):
     from face_perception.detection import Detector
@@ -28,6 +36,7 @@ def _pipeline(args):
     detector = Detector(backend=args.backend, device=args.device,
                         score_threshold=args.detector_threshold)
     embedder = Embedder(args.model, backend=args.backend, device=args.device)
+    _report_files_here()
     return detector, embedder
 
 
@@ -261,13 +270,11 @@ def run_eval(args) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{name} ({metrics['dataset_kind']}, model {metrics['model']}): accuracy "
-              f"{metrics['accuracy_mean']:.4f} +- {metrics['accuracy_std']:.4f}, AUC "
-              f"{metrics['auc']:.4f}, EER {metrics['eer']:.4f}, best threshold "
-              f"{metrics['threshold']:.4f} (model's {metrics['model_threshold']:.4f})")
-        for t in metrics["tar_at_far"]:
-            tar = "n/a (" + t["reason"] + ")" if t["tar"] is None else f"{t['tar']:.4f}"
-            print(f"  TAR @ FAR {t['far']:g}: {tar}")
+        # The library's summary, so the CLI warns where it does (e.g. unbalanced folds).
+        print(f"{name} ({metrics['dataset_kind']}, model {metrics['model']}, model's "
+              f"threshold {metrics['model_threshold']:.4f}):")
+        for line in _report(metrics).summary().splitlines():
+            print("  " + line)
         print(f"  faces: {metrics['alignment']}")
         print(f"  ROC curve: {metrics['roc_png']}")
     if metrics.get("pairs_note"):
@@ -310,12 +317,26 @@ def run_eval_open_set(args) -> int:
     return 0
 
 
+def _report(metrics: dict):
+    """The VerificationReport behind a metrics dict (its summary; the ROC arrays are not
+    needed for it)."""
+    from dataclasses import fields
+
+    from face_perception.recognition.verification import TarAtFar, VerificationReport
+
+    values = {f.name: metrics[f.name] for f in fields(VerificationReport) if f.name in metrics}
+    values["tar_at_far"] = [TarAtFar(**t) for t in metrics["tar_at_far"]]
+    empty = np.zeros(0)
+    return VerificationReport(**values, roc_fpr=empty, roc_tpr=empty, roc_thresholds=empty)
+
+
 # ------------------------------------------------------------------------------------- align
 def run_align(args) -> int:
     from face_perception.learners.face_recognition import FaceRecognitionLearner
 
     learner = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu",
                                      detector=_pipeline_detector(args))
+    _report_files_here()
     report = learner.align(args.data, args.dest, crop_size=args.crop_size, silent=True)
     for f in report["no_face"]:
         _err("align", f"no face found in {f}")
@@ -451,7 +472,8 @@ def register(sub) -> None:
     p.set_defaults(func=run_eval)
 
     p = sub.add_parser(
-        "align", help="align every face of an ImageFolder tree into 112x112 chips",
+        "align", help="align the largest face of each image of an ImageFolder tree into "
+                      "112x112 chips",
         description="Write the largest face of every image of DATA (one sub-folder per "
                     "person) as an ArcFace-template chip into DEST with the same structure. "
                     "DEST must lie outside DATA; the source is never modified.")

@@ -287,12 +287,7 @@ class FaceNodeBase(LifecycleNode):
             reason = spec.check(p.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            value = p.value
-            if spec.kind is list:
-                value = [float(v) for v in value]
-            elif spec.kind is float:
-                value = float(value)
-            new[p.name] = value
+            new[p.name] = spec.normalize(p.value)  # array.array from rclpy -> list
         reason = self.check_values(new)
         if reason:
             return SetParametersResult(successful=False, reason=reason)

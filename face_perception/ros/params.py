@@ -6,6 +6,7 @@ launch/config documentation. A spec marked ``reload`` rebuilds the model when it
 """
 from __future__ import annotations
 
+import array
 import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -16,17 +17,28 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     ParameterType,
 )
+from rclpy.parameter import Parameter
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
-          list: ParameterType.PARAMETER_DOUBLE_ARRAY}
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+_ARRAY_TYPES = {bool: ParameterType.PARAMETER_BOOL_ARRAY,
+                int: ParameterType.PARAMETER_INTEGER_ARRAY,
+                float: ParameterType.PARAMETER_DOUBLE_ARRAY,
+                str: ParameterType.PARAMETER_STRING_ARRAY}
+_RCLPY_ARRAYS = {bool: Parameter.Type.BOOL_ARRAY, int: Parameter.Type.INTEGER_ARRAY,
+                 float: Parameter.Type.DOUBLE_ARRAY, str: Parameter.Type.STRING_ARRAY}
+# rclpy hands integer and double arrays over as array.array ('q', 'd'), YAML lists and
+# in-process values as lists or tuples: all are sequences of the item type.
+_SEQUENCES = (list, tuple, array.array)
 
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One parameter. ``low/high`` bound numbers (and each item of a float list); ``choices``
-    lists valid strings; ``reload`` marks model-affecting parameters; ``runtime`` False means a
-    change is only taken at the next configure (the value is still validated)."""
+    """One parameter. ``low/high`` bound numbers (and each item of a number list); ``choices``
+    lists valid strings (and items of a string list); ``reload`` marks model-affecting
+    parameters; ``runtime`` False means a change is only taken at the next configure (the value
+    is still validated). A list parameter's item type is that of its default's items (bool,
+    int, float or str); ``item_type`` says it where the default is empty."""
 
     name: str
     default: Any
@@ -36,14 +48,28 @@ class ParamSpec:
     choices: Sequence[str] = ()
     reload: bool = False
     runtime: bool = True
+    item_type: Optional[type] = None
+
+    def __post_init__(self) -> None:
+        if self.kind is list and self.items not in _ARRAY_TYPES:
+            raise TypeError(f"parameter {self.name}: list items must be bool, int, float or "
+                            f"str (give item_type= for an empty default)")
 
     @property
     def kind(self) -> type:
         return type(self.default)
 
+    @property
+    def items(self) -> Optional[type]:
+        """Item type of a list parameter (None for scalars)."""
+        if self.kind is not list:
+            return None
+        return self.item_type or (type(self.default[0]) if self.default else None)
+
     def descriptor(self) -> ParameterDescriptor:
         extra = f" One of: {', '.join(self.choices)}." if self.choices else ""
-        desc = ParameterDescriptor(name=self.name, type=_TYPES[self.kind],
+        ptype = _ARRAY_TYPES[self.items] if self.kind is list else _TYPES[self.kind]
+        desc = ParameterDescriptor(name=self.name, type=ptype,
                                    description=self.description + extra,
                                    additional_constraints=self.constraint_text())
         if self.kind is int and self.low is not None:
@@ -64,26 +90,58 @@ class ParamSpec:
     def check(self, value: Any) -> Optional[str]:
         """None when ``value`` is valid for this parameter, else the reason it is not."""
         kind = self.kind
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
         if kind is list:
-            if not isinstance(value, (list, tuple)) or \
-                    not all(isinstance(v, (int, float)) for v in value):
-                return f"{self.name} must be a list of numbers, got {value!r}"
-            items = [float(v) for v in value]
-        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            items = self.items
+            if not isinstance(value, _SEQUENCES) or \
+                    not all(_is_a(v, items) for v in value):
+                return (f"{self.name} must be a list of {_TYPE_WORDS[items]}, got "
+                        f"{_shown(value)}")
+            values = list(value)
+        elif not _is_a(value, kind):
             return f"{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
         else:
-            items = [value]
-        if self.choices and value not in self.choices:
-            return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
-        if self.low is not None and kind in (int, float, list):
-            for v in items:
+            values = [value]
+        if self.choices:
+            for v in values:
+                if v not in self.choices:
+                    return f"{self.name} must be one of {list(self.choices)}, got {v!r}"
+        if self.low is not None:
+            for v in values:
                 if isinstance(v, float) and not math.isfinite(v):
                     return f"{self.name} must be finite, got {v!r}"
                 if not self.low <= v <= self.high:
                     return f"{self.name} must be in [{self.low}, {self.high}], got {v!r}"
         return None
+
+    def normalize(self, value: Any) -> Any:
+        """A checked value as the nodes keep it: a plain list of the item type for lists
+        (never array.array), float for doubles given as integers."""
+        if self.kind is list:
+            return [self.items(v) for v in value]
+        if self.kind is float:
+            return float(value)
+        return value
+
+
+_TYPE_WORDS = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """``value`` fits a parameter of type ``kind``: bools are not numbers, ints are doubles."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: sequences as a plain list, whatever rclpy made of them."""
+    if isinstance(value, _SEQUENCES):
+        return repr(list(value))
+    return f"{type(value).__name__} {value!r}"
 
 
 def declare(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
@@ -94,14 +152,16 @@ def declare(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     """
     values, errors = {}, []
     for spec in specs:
-        # Float lists are declared with a non-empty default so rclpy infers DOUBLE_ARRAY.
-        value = node.declare_parameter(spec.name, spec.default, spec.descriptor()).value
-        if spec.kind is float and isinstance(value, int):
-            value = float(value)
+        # rclpy would type an empty list as a byte array: declare its type instead of a value.
+        declared = _RCLPY_ARRAYS[spec.items] if spec.default == [] else spec.default
+        value = node.declare_parameter(spec.name, declared, spec.descriptor()).value
+        if value is None:
+            value = []  # an empty-list default that no override replaced
         reason = spec.check(value)
         if reason:
             errors.append(reason)
-        values[spec.name] = list(value) if spec.kind is list else value
+            continue
+        values[spec.name] = spec.normalize(value)
     if errors:
         raise ValueError("invalid parameters: " + "; ".join(errors))
     return values

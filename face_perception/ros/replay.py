@@ -9,7 +9,9 @@ and the benchmarks: fresh or original header stamps, chosen QoS, raw or compress
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -107,8 +109,32 @@ def load_frames(args) -> list[tuple[int, str, dict]]:
     return frames
 
 
+class StopRequest:
+    """SIGINT/SIGTERM as a flag the publishing loop checks, so the tool ends cleanly at any
+    point (waiting, publishing, lingering) instead of rclpy's handler shutting the context
+    down under a running call (which left an RCLError traceback)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum = 0
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.signum = signum
+        self.event.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when a stop was requested."""
+        return self.event.wait(max(0.0, seconds))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    stop = StopRequest()
+    stop.install()
     try:
         frames = load_frames(args)
         apply_profile(args.dds_profile)
@@ -116,10 +142,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"face_perception_replay: error: {exc}", file=sys.stderr)
         return 2
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import CompressedImage, Image
 
-    rclpy.init()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # ours are installed above
     node = rclpy.create_node("face_perception_replay")
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=args.depth,
                      reliability=ReliabilityPolicy.RELIABLE if args.qos == "reliable"
@@ -128,23 +156,35 @@ def main(argv: Optional[list[str]] = None) -> int:
     topic = args.topic + "/compressed" if compressed and args.compressed else args.topic
     pub = node.create_publisher(CompressedImage if compressed else Image, topic, qos)
     published = 0
+
+    def stopped() -> int:
+        print(f"face_perception_replay: stopped by {signal.Signals(stop.signum).name} after "
+              f"{published} frames on {pub.topic_name}", file=sys.stderr, flush=True)
+        return 128 + stop.signum
+
     try:
         deadline = time.monotonic() + args.wait_timeout
+        if pub.get_subscription_count() < args.wait_subscribers:
+            print(f"face_perception_replay: waiting for {args.wait_subscribers} subscribers on "
+                  f"{pub.topic_name}", flush=True)
         while pub.get_subscription_count() < args.wait_subscribers:
             if time.monotonic() > deadline:
                 print(f"face_perception_replay: error: {pub.get_subscription_count()} of "
                       f"{args.wait_subscribers} subscribers after {args.wait_timeout} s on "
                       f"{pub.topic_name}", file=sys.stderr)
                 return 3
-            time.sleep(0.05)
-        if args.wait_subscribers:
-            # This side sees the subscriber before the subscriber side has matched this writer;
-            # frames sent in between would be dropped by a best-effort reader.
-            time.sleep(args.settle)
+            if stop.wait(0.05):
+                return stopped()
+        # This side sees the subscriber before the subscriber side has matched this writer;
+        # frames sent in between would be dropped by a best-effort reader.
+        if args.wait_subscribers and stop.wait(args.settle):
+            return stopped()
         period = 1.0 / args.rate if args.rate > 0 else 0.0
         start = time.monotonic()
         for _ in range(args.loop):
             for stamp, kind, fields in frames:
+                if stop.event.is_set():
+                    return stopped()
                 msg = CompressedImage() if kind == "compressed" else Image()
                 for key, value in fields.items():
                     if key != "frame_id":
@@ -156,24 +196,27 @@ def main(argv: Optional[list[str]] = None) -> int:
                     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
                 pub.publish(msg)
                 published += 1
-                if period:
-                    time.sleep(max(0.0, start + published * period - time.monotonic()))
-        time.sleep(args.linger)
-        if args.qos == "reliable":
-            # Leaving earlier would drop frames a slow reader has not acknowledged yet.
-            from rclpy.duration import Duration
-            if not pub.wait_for_all_acked(Duration(seconds=10 * args.linger)):
-                print("face_perception_replay: warning: not every frame was acknowledged",
-                      file=sys.stderr)
+                if period and stop.wait(start + published * period - time.monotonic()):
+                    return stopped()
         print(f"face_perception_replay: published {published} frames on {pub.topic_name}",
               flush=True)
+        if stop.wait(args.linger):
+            return stopped()
+        if args.qos == "reliable":
+            # Leaving earlier would drop frames a slow reader has not acknowledged yet. Waited
+            # for in short steps so that a stop request is seen within a tenth of a second.
+            ack_deadline = time.monotonic() + 10 * args.linger
+            while not pub.wait_for_all_acked(Duration(seconds=0.1)):
+                if stop.event.is_set():
+                    return stopped()
+                if time.monotonic() > ack_deadline:
+                    print("face_perception_replay: warning: not every frame was acknowledged",
+                          file=sys.stderr)
+                    break
         return 0
-    except KeyboardInterrupt:
-        return 130
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""int8 ONNX models: static (QDQ) quantization with onnxruntime's tools, refused unless it passes a guard.
+
+Only the arithmetic changes: the int8 graph has the same inputs and outputs as its fp32 source.
+Calibration feeds real inputs (images the user gives, or the shipped photos) through the fp32
+graph to choose the activation ranges. Each caller (detector, embedder) checks the result against
+the fp32 model with its own guard before it is used; ``QuantizationRefused`` carries the figures.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from face_perception.files import atomic_path, sha256_file
+
+# File name suffix of an int8 variant beside (or in the cache next to) its fp32 graph.
+INT8_SUFFIX = ".int8.onnx"
+
+
+class QuantizationRefused(RuntimeError):
+    """An int8 model whose outputs differ too much from the fp32 model's (figures in the text)."""
+
+
+class QuantizationError(RuntimeError):
+    """Quantization could not run (no calibration data, unreadable model, ...)."""
+
+
+def quantize_static_int8(fp32_path: os.PathLike, out_path: os.PathLike,
+                         calibration: Iterable[Dict[str, np.ndarray]],
+                         per_channel: bool = True,
+                         excluded_ops: Sequence[str] = ()) -> Path:
+    """Write an int8 QDQ model of ``fp32_path`` to ``out_path`` (atomically).
+
+    ``calibration`` yields feeds (input name -> float32 array) of real data; at least one is
+    required. Weights are int8 per channel, activations uint8, as onnxruntime's CPU kernels
+    expect. ``excluded_ops``: op types kept in float (e.g. where a layer is too sensitive).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+
+    feeds = list(calibration)
+    if not feeds:
+        raise QuantizationError(f"no calibration inputs given for {fp32_path}")
+    fp32_path = Path(fp32_path)
+    if not fp32_path.is_file():
+        raise QuantizationError(f"fp32 model not found: {fp32_path}")
+
+    class _Feeds(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(feeds)
+
+        def get_next(self):
+            return next(self._it, None)
+
+    with tempfile.TemporaryDirectory(prefix="fp_int8_") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # Shape inference and graph clean-up first, as onnxruntime recommends before quantizing.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        excluded = []
+        if excluded_ops:
+            import onnx
+
+            graph = onnx.load(str(pre)).graph
+            excluded = [n.name for n in graph.node if n.op_type in set(excluded_ops)]
+        with atomic_path(out_path) as dest:
+            quantize_static(str(pre), str(dest), _Feeds(), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
+    return Path(out_path)
+
+
+def int8_cache_path(fp32_path: os.PathLike, calibration_key: str, folder: Path) -> Path:
+    """Where the int8 variant of ``fp32_path`` calibrated on ``calibration_key`` is cached."""
+    fp32_path = Path(fp32_path)
+    digest = sha256_file(fp32_path)[:16]
+    return folder / f"{fp32_path.stem}-{digest}-{calibration_key[:12]}{INT8_SUFFIX}"
+
+
+def calibration_key(files: Sequence[os.PathLike]) -> str:
+    """A key naming a calibration set by the content of its files (order-independent)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for item in sorted(sha256_file(f) for f in files):
+        digest.update(item.encode())
+    return digest.hexdigest()
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (N, D) arrays."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    return (a * b).sum(1) / np.maximum(na * nb, 1e-12)
+
+
+def default_calibration_images() -> list[Path]:
+    """The shipped real photos (installed by scripts/setup_env.sh), for default calibration."""
+    from face_perception.imageio import IMAGE_SUFFIXES
+
+    folder = shipped_photos_dir()
+    if folder is None:
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def shipped_photos_dir() -> Optional[Path]:
+    """Folder of the real test photos set-up installs into the environment, if present."""
+    import sys
+
+    env = os.environ.get("FACE_PERCEPTION_TEST_IMAGES")
+    for cand in ([Path(env)] if env else []) + [
+            Path(sys.prefix) / "share/face_perception/test_images"]:
+        if (cand / "obama.jpg").is_file():
+            return cand
+    return None
