@@ -101,3 +101,42 @@ def assess_face(landmarks, chip_bgr: Optional[np.ndarray] = None, *,
         reasons.append(f"face tilted up or down (nose at {pitch:.2f} between eyes and mouth, "
                        f"expected {pitch_range[0]:.2f}-{pitch_range[1]:.2f})")
     return FaceQuality(eye_distance, sharp, yaw, pitch, roll, reasons)
+
+
+# -- a continuous score, for weighting views of one face (tracking) ------------------------------
+# A face box this many pixels on its short side (or more) loses nothing to the embedder (dlib's
+# chip is 150 px wide, the face about 100 px of it); smaller faces are upsampled and lose detail.
+FULL_SIZE = 80.0
+# Yaw proxy (see pose_from_landmarks) at which a face counts as in profile (pose score 0).
+PROFILE_YAW = 0.5
+# Sharpness (variance of the Laplacian at BLUR_CHIP_SIZE) from which a face crop counts as fully
+# sharp. The shipped photos' face crops give 325-862; blurred by a Gaussian of sigma 3 px (of a
+# 64 px face), 4-9.
+SHARP_FULL = 350.0
+# Pose score when there are no landmarks to judge it (a foreign detector's bare box).
+UNKNOWN_POSE = 0.5
+
+
+def pose_score(landmarks) -> float:
+    """1 for a frontal face, falling linearly to 0 at profile (yaw proxy PROFILE_YAW)."""
+    if landmarks is None:
+        return UNKNOWN_POSE
+    try:
+        eye_distance, yaw, _pitch, _roll = pose_from_landmarks(landmarks)
+    except ValueError:
+        return 0.0
+    if eye_distance < 1e-6:
+        return 0.0
+    return float(np.clip(1.0 - abs(yaw) / PROFILE_YAW, 0.0, 1.0))
+
+
+def quality_score(image_bgr: np.ndarray, face) -> float:
+    """size x pose x sharpness of one detected face, each in [0, 1] (1: large, frontal, sharp)."""
+    size = float(np.clip(min(face.width, face.height) / FULL_SIZE, 0.0, 1.0))
+    h, w = image_bgr.shape[:2]
+    x1, y1, x2, y2 = (int(round(float(v))) for v in face.box)
+    x1, y1, x2, y2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return 0.0
+    sharp = float(np.clip(sharpness(image_bgr[y1:y2, x1:x2]) / SHARP_FULL, 0.0, 1.0))
+    return size * pose_score(face.landmarks) * sharp

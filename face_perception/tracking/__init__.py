@@ -6,8 +6,7 @@ See docs/tracking.md.
 """
 from face_perception.tracking.identity import IdentityConfig, TrackIdentities
 from face_perception.tracking.pipeline import TrackedFace, TrackingPipeline
-from face_perception.tracking.quality import face_quality
 from face_perception.tracking.tracker import FaceTracker, TrackerConfig
 
 __all__ = ["FaceTracker", "TrackerConfig", "TrackIdentities", "IdentityConfig",
-           "TrackingPipeline", "TrackedFace", "face_quality"]
+           "TrackingPipeline", "TrackedFace"]

@@ -13,9 +13,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from face_perception.recognition.face_quality import quality_score
 from face_perception.recognition.open_set import OpenSetRule
 from face_perception.tracking.identity import IdentityConfig, TrackIdentities
-from face_perception.tracking.quality import face_quality
 from face_perception.tracking.tracker import FaceTracker
 from face_perception.types import Category, Face
 
@@ -157,7 +157,7 @@ class TrackingPipeline:
         for i, key in enumerate(keys):
             if key is None:
                 continue
-            quality = face_quality(image, faces[i])
+            quality = quality_score(image, faces[i])
             if i in reused or idents.wants_embedding(key, quality, now):
                 chosen.append(i)
                 qualities.append(quality)
