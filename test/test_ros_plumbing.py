@@ -52,7 +52,6 @@ def test_pairer_is_bounded_and_counts_what_it_drops():
 
 
 def test_param_specs_explain_every_rejection():
-    pytest.importorskip("rcl_interfaces", reason="ROS 2 not installed")
     from face_perception.ros.params import DETECTOR, RECOGNIZER
 
     det = {s.name: s for s in DETECTOR}
