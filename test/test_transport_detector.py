@@ -82,11 +82,9 @@ class DetectorRun:
 
 
 # The detector has to finish every frame within 33 ms or newest-frame-wins (correctly) skips
-# frames, and 99% of 90 frames allows no miss. Its default target_size (640, short side) would
-# upscale 640x480 to 853x640 (about 30 ms on a quiet 2-core machine) and make 1280x720 1138x640
-# (about 45 ms). At target_size 320/240 it sees 427x320 and 427x240 (about 9 ms quiet), which
-# leaves room for a busy machine; the photo's face is still found. The transport under test is
-# the same either way. The first frames warm the model up and are not counted.
+# frames, and 99% of 90 frames allows no miss: target_size 320/240 (max_size 640) keeps the model
+# input small enough for that on a 2-core machine; the photo's face is still found. The transport
+# under test is the same either way. The first frames warm the model up and are not counted.
 # qos_depth 5 (the sensor-data profile's depth): with depth 1 the DDS reader overwrites a frame
 # whenever the node's executor thread is more than one frame interval late, which a loaded
 # machine causes (measured: 84 of 90 frames reached the node at depth 1, 90 of 90 at depth 5).
