@@ -37,10 +37,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 PORTRAITS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
 SIZES = [(640, 480), (1280, 720)]
 
@@ -196,7 +192,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     repeats = args.repeats or (8 if args.quick else 60)
 
-    from test.conftest import photos_dir
+    from face_perception.data.sample_photos import sample_photos_dir as photos_dir
 
     photo_dir = photos_dir()
     import onnxruntime

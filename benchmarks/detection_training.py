@@ -8,17 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from face_perception.detection.config import get_config  # noqa: E402
-from face_perception.detection.loss import MultiBoxLoss  # noqa: E402
-from face_perception.detection.priors import prior_boxes_for  # noqa: E402
-from face_perception.detection.retinaface import RetinaFace  # noqa: E402
+from face_perception.detection.config import get_config
+from face_perception.detection.loss import MultiBoxLoss
+from face_perception.detection.priors import prior_boxes_for
+from face_perception.detection.retinaface import RetinaFace
 
 
 def random_targets(batch: int, rng: np.random.Generator) -> list[dict]:

@@ -17,15 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from face_perception.gallery import Gallery  # noqa: E402
-from face_perception.gallery.search import faiss_available  # noqa: E402
+from face_perception.gallery import Gallery
+from face_perception.gallery.search import faiss_available
 
 DIM = 128
 K = 5

@@ -17,24 +17,21 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-MODULES = {"face_detector": "face_perception.ros.detector_node",
-           "face_recognizer": "face_perception.ros.recognizer_node",
-           "face_perception_container": "face_perception.ros.container"}
+from face_perception.data.sample_photos import sample_photos_dir as photos_dir
+from face_perception.ros.processes import start_entry_point
+
 CONFIGS = {
     "detector": (["face_detector"], "faces/detections"),
     "detector+recognizer": (["face_detector", "face_recognizer"], "faces/identities"),
@@ -42,9 +39,6 @@ CONFIGS = {
 }
 
 
-def photos_dir() -> Path:
-    from test.conftest import photos_dir as find
-    return find()
 
 
 def frame_with_faces(n: int) -> np.ndarray:
@@ -86,18 +80,12 @@ def make_gallery(folder: Path) -> Path:
 
 
 def start_nodes(executables, ns, params: Path, log_dir: Path):
+    """The nodes' installed entry points, as a user starts them."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("OMP_NUM_THREADS", "1")
-    procs = []
-    for exe in executables:
-        code = f"import sys; from {MODULES[exe]} import main; sys.exit(main())"
-        log = open(log_dir / f"{exe}.log", "wb")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", code, "--ros-args", "-r", f"__ns:={ns}",
-             "--params-file", str(params)], stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True))
-    return procs
+    return [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
+                                    str(params)], log_dir / f"{exe}.log", env)
+            for exe in executables]
 
 
 def rss_mib(pid: int) -> float:
@@ -112,15 +100,8 @@ def rss_mib(pid: int) -> float:
 
 
 def stop_nodes(procs) -> None:
-    import signal
     for p in procs:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+        p.stop(15)
 
 
 class Bench:

@@ -19,19 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from face_perception.data.sample_photos import sample_photos_dir as photos_dir
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg")
-
-
-def photos_dir() -> Path:
-    for cand in (os.environ.get("FACE_PERCEPTION_TEST_IMAGES"),
-                 Path(sys.prefix) / "share/face_perception/test_images",
-                 HERE.parent / ".venv/share/face_perception/test_images"):
-        if cand and (Path(cand) / "obama.jpg").is_file():
-            return Path(cand)
-    raise FileNotFoundError("test photos not found (run scripts/setup_env.sh)")
 
 
 def dlib_chips(n_faces: int):

@@ -25,10 +25,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 PORTRAITS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
 FRAME = (1280, 720)
 
@@ -74,11 +70,11 @@ def main(argv=None) -> int:
     parser.add_argument("--photos", type=Path, help="folder of the test photos")
     args = parser.parse_args(argv)
 
+    from face_perception.data.sample_photos import sample_photos_dir as photos_dir
     from face_perception.detection import Detector
     from face_perception.gallery import Gallery
     from face_perception.recognition import Embedder, Recognizer
     from face_perception.types import Face
-    from test.conftest import photos_dir
 
     photos = args.photos or photos_dir()
     detector = Detector(backend=args.backend)

@@ -21,9 +21,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from face_perception.data.sample_photos import sample_photos_dir
+from face_perception.ros.processes import entry_point, start_entry_point
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "demo_output"
-PHOTOS = Path(sys.prefix) / "share/face_perception/test_images"
 
 
 def step(title: str) -> None:
@@ -31,16 +33,16 @@ def step(title: str) -> None:
 
 
 def cli(*args: str) -> None:
-    cmd = [sys.executable, "-m", "face_perception.cli", *args]
+    """The installed `face-perception` command, as a user runs it."""
     print("$ face-perception " + " ".join(args), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    subprocess.run([str(entry_point("face-perception")), *args], check=True, cwd=ROOT)
 
 
-def collage() -> Path:
+def collage(photos: Path) -> Path:
     """One frame with both people side by side (a 'two faces in view' camera frame)."""
     tiles = []
     for name in ("obama2.jpg", "biden.jpg"):
-        img = cv2.imread(str(PHOTOS / name))
+        img = cv2.imread(str(photos / name))
         scale = 360 / img.shape[0]
         tiles.append(cv2.resize(img, (int(img.shape[1] * scale), 360)))
     frame = np.zeros((360, 640, 3), np.uint8)
@@ -59,7 +61,6 @@ def live_ros(gallery: Path, frames: list[Path]) -> None:
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
-    env["PYTHONPATH"] = str(ROOT)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -68,17 +69,11 @@ def live_ros(gallery: Path, frames: list[Path]) -> None:
     logs = OUT / "ros_logs"
     logs.mkdir(parents=True, exist_ok=True)
     common = ["--ros-args", "-r", "__ns:=/demo", "-p", "qos_reliability:=reliable"]
-    nodes = {
-        "face_detector": ["face_perception.ros.detector_node", common],
-        "face_recognizer": ["face_perception.ros.recognizer_node",
-                            common + ["-p", f"gallery_path:={gallery}"]],
-    }
+    nodes = {"face_detector": common,
+             "face_recognizer": common + ["-p", f"gallery_path:={gallery}"]}
     procs = []
-    for name, (module, args) in nodes.items():
-        code = f"from {module} import main; main()"
-        log = open(logs / f"{name}.log", "wb")
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT,
-                                      stdout=log, stderr=subprocess.STDOUT))
+    for name, args in nodes.items():
+        procs.append(start_entry_point(name, args, logs / f"{name}.log", env, cwd=ROOT))
         print(f"started {name} (pid {procs[-1].pid}), log {logs / (name + '.log')}")
     rclpy.init()
     node = rclpy.create_node("demo_listener", namespace="/demo")
@@ -97,11 +92,11 @@ def live_ros(gallery: Path, frames: list[Path]) -> None:
         settle = time.monotonic() + 1.0
         while time.monotonic() < settle:
             rclpy.spin_once(node, timeout_sec=0.1)
-        replay = subprocess.Popen(
-            [sys.executable, "-m", "face_perception.ros.replay", *map(str, frames),
-             "--topic", "/demo/image", "--rate", "2", "--qos", "reliable",
+        replay = start_entry_point(
+            "face_perception_replay",
+            [*map(str, frames), "--topic", "/demo/image", "--rate", "2", "--qos", "reliable",
              "--wait-subscribers", "2", "--wait-timeout", "120", "--linger", "2"],
-            env=env, cwd=ROOT, stdout=open(logs / "replay.log", "wb"), stderr=subprocess.STDOUT)
+            logs / "replay.log", env, cwd=ROOT)
         deadline = time.monotonic() + 180
         while len(got) < len(frames) and time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.1)
@@ -116,22 +111,21 @@ def live_ros(gallery: Path, frames: list[Path]) -> None:
     finally:
         node.destroy_node()
         rclpy.shutdown()
+        if replay is not None:
+            replay.wait(30)  # it ends by itself once every frame was acknowledged
         for p in ([replay] if replay else []) + procs:
-            p.terminate()
-        for p in ([replay] if replay else []) + procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            p.stop()
 
 
 def main() -> int:
-    if not (PHOTOS / "obama.jpg").is_file():
-        raise SystemExit(f"demo: photos missing in {PHOTOS}; run scripts/setup_env.sh")
+    try:
+        photo_dir = sample_photos_dir()
+    except FileNotFoundError as exc:
+        raise SystemExit(f"demo: {exc}") from None
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
-    photos = sorted(p for p in PHOTOS.glob("*.jpg"))
-    pair = collage()
+    photos = sorted(p for p in photo_dir.glob("*.jpg"))
+    pair = collage(photo_dir)
 
     step("1. Detect faces (RetinaFace MobileNet-0.25, ONNX Runtime)")
     cli("detect", *map(str, photos + [pair]), "--out", str(OUT / "detect"))
@@ -140,20 +134,21 @@ def main() -> int:
     people = OUT / "people"
     for name in ("obama", "biden"):
         (people / name).mkdir(parents=True)
-        shutil.copy(PHOTOS / f"{name}.jpg", people / name / f"{name}.jpg")
+        shutil.copy(photo_dir / f"{name}.jpg", people / name / f"{name}.jpg")
     gallery = OUT / "gallery.json"
     cli("enroll", str(people), "--gallery", str(gallery))
 
     step("3. Recognise the other photos; verify two pairs")
-    others = [PHOTOS / n for n in ("obama2.jpg", "obama3.jpg", "obama_partial_face.jpg")] + [pair]
+    others = [photo_dir / n for n in ("obama2.jpg", "obama3.jpg", "obama_partial_face.jpg")]
+    others.append(pair)
     cli("recognize", *map(str, others), "--gallery", str(gallery), "--out", str(OUT / "recognize"))
-    cli("verify", str(PHOTOS / "obama.jpg"), str(PHOTOS / "obama3.jpg"))
-    cli("verify", str(PHOTOS / "obama.jpg"), str(PHOTOS / "biden.jpg"))
+    cli("verify", str(photo_dir / "obama.jpg"), str(photo_dir / "obama3.jpg"))
+    cli("verify", str(photo_dir / "obama.jpg"), str(photo_dir / "biden.jpg"))
 
     step("4. Offline rosbag: detect + identify every frame, write a new bag")
     from face_perception.bag.rosbag_io import write_image_bag
     from face_perception.imageio import read_image_bgr
-    frames = [PHOTOS / "obama2.jpg", pair, PHOTOS / "biden.jpg", PHOTOS / "obama3.jpg"]
+    frames = [photo_dir / "obama2.jpg", pair, photo_dir / "biden.jpg", photo_dir / "obama3.jpg"]
     # A rosbag2 bag is a folder (metadata.yaml + <folder name>.mcap): name the folder, not a file.
     in_bag = OUT / "camera"
     write_image_bag(in_bag, [(1_800_000_000_000_000_000 + i * 100_000_000, read_image_bgr(p))

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: colcon build + colcon test of the package against .venv, then the results.
 # Fails when any test fails or errors, or when no test ran at all.
+# PYTEST_MARKERS chooses the tests (pytest -m): by default everything but the opt-in `realtime`
+# tests (`make test-realtime`) and the `needs_ros_distro` ones (docs/ros.md, "Tests").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FACE_PERCEPTION_VENV:-$ROOT/.venv}"
@@ -18,7 +20,8 @@ status=0
 colcon --log-base "$B/log" test --base-paths "$ROOT" --packages-select face_perception \
   --build-base "$B/build" --install-base "$B/install" \
   --python-testing pytest --event-handlers console_direct+ summary+ \
-  --pytest-args -p no:cacheprovider -ra --timeout=900 ${PYTEST_ARGS:-} || status=$?
+  --pytest-args -p no:cacheprovider -ra --timeout=900 \
+  -m "${PYTEST_MARKERS:-not realtime and not needs_ros_distro}" ${PYTEST_ARGS:-} || status=$?
 summary="$(colcon test-result --test-result-base "$B/build" --verbose 2>&1)" || status=$?
 echo "$summary"
 ran="$(echo "$summary" | sed -n 's/^Summary: \([0-9]*\) tests\{0,1\},.*/\1/p' | tail -1)"

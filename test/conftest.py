@@ -1,46 +1,86 @@
-"""Shared test set-up: a private DDS world per run and the real photos the set-up installs."""
+"""Shared test set-up: a private DDS world per run, the real photos the set-up installs, a ROS
+listener, the recognizer's real models and a gallery enrolled from the photos."""
 from __future__ import annotations
 
 import http.server
 import os
 import random
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from face_perception.data.sample_photos import sample_photos_dir
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 # Loopback-only discovery and a random domain, so concurrent runs never hear each other.
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 
-
-def photos_dir() -> Path:
-    """Folder of the face_recognition sdist's test photos (installed by scripts/setup_env.sh)."""
-    env = os.environ.get("FACE_PERCEPTION_TEST_IMAGES")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(sys.prefix) / "share/face_perception/test_images",
-                   REPO / ".venv/share/face_perception/test_images"]
-    for cand in candidates:
-        if (cand / "obama.jpg").is_file():
-            return cand
-    raise FileNotFoundError(
-        "test photos not found; run scripts/setup_env.sh (make test does) or set "
-        "FACE_PERCEPTION_TEST_IMAGES")
+# Who enrolls from which photo in the galleries tests make (the other photos are queries).
+ENROLL = (("obama", "obama.jpg"), ("biden", "biden.jpg"))
 
 
 @pytest.fixture(scope="session")
 def photos() -> Path:
-    return photos_dir()
+    return sample_photos_dir()
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """rclpy for this module and a Listener node spun in the background (test/ros_harness)."""
+    import rclpy
+
+    from test.ros_harness import Listener
+
+    rclpy.init()
+    listener = Listener(f"test_listener_{os.getpid()}")
+    yield listener
+    listener.close()
+    rclpy.shutdown()
+
+
+@pytest.fixture(scope="session")
+def core_detector():
+    """The default RetinaFace Detector (ONNX Runtime, CPU)."""
+    from face_perception.detection import Detector
+    return Detector()
+
+
+@pytest.fixture(scope="session")
+def dlib_embedder():
+    """The shipped dlib ResNet embedder on ONNX Runtime."""
+    from face_perception.recognition import Embedder
+    return Embedder("dlib_resnet", backend="onnx")
+
+
+@pytest.fixture(scope="session")
+def enroll(photos, core_detector, dlib_embedder):
+    """enroll(people=ENROLL, model_id=None) -> a Gallery with one photo per person, enrolled
+    through the Recognizer's own detect + embed path (model_id: another model's label)."""
+    import cv2
+
+    from face_perception.gallery import Gallery
+    from face_perception.recognition import Recognizer
+    from face_perception.recognition.recognizer import model_id_of
+
+    rec = Recognizer(dlib_embedder, None, detector=core_detector)
+
+    def make(people=ENROLL, model_id=None):
+        gallery = Gallery(model_id or model_id_of(dlib_embedder.meta),
+                          int(dlib_embedder.meta.embedding_size))
+        for name, photo in people:
+            img = cv2.imread(str(photos / photo))
+            (face,) = core_detector.detect(img)
+            gallery.add(name, rec.embed(img, [face]))
+        return gallery
+    return make
 
 
 class _FilesHandler(http.server.BaseHTTPRequestHandler):

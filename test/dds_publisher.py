@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import rclpy
+from rclpy.duration import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -45,8 +46,11 @@ def main() -> None:
         det.results.append(hyp)
         arr.detections.append(det)
         det_pub.publish(arr)
-        time.sleep(0.1)
-    time.sleep(3)  # let reliable delivery finish before tearing down
+    # Reliable, history as deep as the messages: stay until the subscriber acknowledged them all.
+    for pub in (img_pub, det_pub):
+        if not pub.wait_for_all_acked(Duration(seconds=60)):
+            print(f"not every message on {pub.topic_name} was acknowledged", flush=True)
+            sys.exit(1)
     node.destroy_node()
     rclpy.shutdown()
 

@@ -9,6 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+# dlib's own 5-point chip constants (eye corners, bottom of the nose) from get_face_chip_details
+DLIB_5PT_UNIT = np.array([[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],
+                          [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242],
+                          [0.4901123135679, 0.6277975316475]])
+
 PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg")
 
 

@@ -1,65 +1,40 @@
 """Helpers for the ROS node tests: start entry points, listen to topics, call services.
 
-Nodes start from their entry points: under `colcon test` the installed scripts in
-`<install>/lib/face_perception/`, otherwise `python -c "from ... import main; main()"` with the
-source tree on PYTHONPATH. Everything talks real DDS on the run's private domain.
+Nodes start from their installed entry points (``<venv>/bin/face_detector`` ...), with this
+checkout first on PYTHONPATH. Everything talks real DDS on the run's private domain, in lock step:
+the next input only after the answer to the previous one, statistics from the node's
+``~/get_stats`` service after the event they count.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+import cv2
+import numpy as np
 import rclpy
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
-from test.proc import REPO, Proc, wait_for
+from face_perception.ros.processes import Process
+from test.proc import entry_proc, wait_for
 
-ENTRY_POINTS = {
-    "face_detector": "face_perception.ros.detector_node",
-    "face_recognizer": "face_perception.ros.recognizer_node",
-    "face_perception_container": "face_perception.ros.container",
-    "face_perception_replay": "face_perception.ros.replay",
-}
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def installed_script(name: str) -> Optional[Path]:
-    """The colcon-installed script of ``name`` built from THIS checkout, else None.
-
-    `colcon test` puts the package's install prefix on AMENT_PREFIX_PATH; a prefix is used only
-    when it lies inside this source tree (its colcon build) or holds the imported package, so a
-    stale install of another checkout is never tested by mistake.
-    """
-    import face_perception
-
-    here = Path(face_perception.__file__).resolve()
-    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
-        root = Path(prefix).resolve()
-        script = root / "lib" / "face_perception" / name
-        if script.is_file() and (REPO in root.parents or root in here.parents):
-            return script
-    return None
-
-
-def entry_command(name: str, args: list[str]) -> list[str]:
-    script = installed_script(name)
-    if script is not None:
-        return [sys.executable, str(script), *args]
-    code = f"import sys; from {ENTRY_POINTS[name]} import main; sys.exit(main())"
-    return [sys.executable, "-c", code, *args]
-
-
-def start(name: str, log_dir: Path, args: list[str] = (), env=None, tag: str = "") -> Proc:
+def start(name: str, log_dir: Path, args: list[str] = (), env=None, tag: str = "") -> Process:
     """Start an entry point as its own process (output in ``log_dir/<name><tag>.log``)."""
-    return Proc(entry_command(name, list(args)), Path(log_dir) / f"{name}{tag}.log", env)
+    return entry_proc(name, list(args), Path(log_dir) / f"{name}{tag}.log", env)
 
 
 def unique_ns(base: str) -> str:
@@ -139,6 +114,14 @@ class Listener:
         finally:
             self.node.destroy_client(client)
 
+    def stats(self, node_fqn: str) -> dict:
+        """The node's counters from its ~/get_stats service (answered after this call)."""
+        from std_srvs.srv import Trigger
+
+        res = self.call(Trigger, f"{node_fqn}/get_stats", Trigger.Request())
+        assert res.success, res.message
+        return json.loads(res.message)
+
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
@@ -148,21 +131,12 @@ def wait_for_subscribers(pub, count: int = 1, timeout: float = 60.0) -> bool:
     return wait_for(lambda: pub.get_subscription_count() >= count, timeout)
 
 
-def diagnostics_of(messages: list, node_fqn: str) -> Optional[dict]:
-    """Key-values of the newest /diagnostics status of ``node_fqn`` (None if none yet)."""
-    for arr in reversed(list(messages)):
-        for status in arr.status:
-            if status.name == f"{node_fqn}: frames":
-                return {kv.key: kv.value for kv in status.values}
-    return None
-
-
 def rss_kib(pid: int) -> int:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))
 
 
-def until(predicate: Callable[[], bool], timeout: float, proc: Optional[Proc] = None) -> bool:
+def until(predicate: Callable[[], bool], timeout: float, proc: Optional[Process] = None) -> bool:
     """wait_for that gives up early when ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -172,3 +146,96 @@ def until(predicate: Callable[[], bool], timeout: float, proc: Optional[Proc] = 
             return bool(predicate())
         time.sleep(0.05)
     return bool(predicate())
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+def fit_640x480(img: np.ndarray) -> np.ndarray:
+    """A photo letterboxed into a 640x480 camera-sized frame."""
+    scale = min(640 / img.shape[1], 480 / img.shape[0])
+    small = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    y, x = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
+    canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas
+
+
+def frames_from(photos: Path, names) -> list[np.ndarray]:
+    return [fit_640x480(cv2.imread(str(photos / n))) for n in names]
+
+
+def image_msg(img: np.ndarray, stamp_ns: int, frame_id: str = "camera") -> Image:
+    msg = Image(height=img.shape[0], width=img.shape[1], encoding="bgr8", step=img.shape[1] * 3)
+    msg.header.frame_id = frame_id
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.data = img.tobytes()
+    return msg
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
+def answered(messages: list, stamp: int) -> list:
+    """The outputs in ``messages`` whose header stamp is ``stamp``."""
+    return [m for m in list(messages) if stamp_ns(m.header) == stamp]
+
+
+# ---- parameters ----------------------------------------------------------------------------
+
+def set_params(ros: Listener, node: str, atomically: bool = False, **values) -> list:
+    """SetParameters(Atomically) on ``node``; the results."""
+    srv = SetParametersAtomically if atomically else SetParameters
+    req = srv.Request()
+    for name, value in values.items():
+        pv = ParameterValue()
+        if isinstance(value, bool):
+            pv.type, pv.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, float):
+            pv.type, pv.double_value = ParameterType.PARAMETER_DOUBLE, value
+        elif isinstance(value, int):
+            pv.type, pv.integer_value = ParameterType.PARAMETER_INTEGER, value
+        else:
+            pv.type, pv.string_value = ParameterType.PARAMETER_STRING, value
+        req.parameters.append(Parameter(name=name, value=pv))
+    if atomically:
+        return [ros.call(srv, f"{node}/set_parameters_atomically", req).result]
+    return ros.call(srv, f"{node}/set_parameters", req).results
+
+
+def param_value(pv):
+    """A ParameterValue as a Python value."""
+    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
+            ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
+            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
+            ParameterType.PARAMETER_STRING: lambda: pv.string_value,
+            ParameterType.PARAMETER_DOUBLE_ARRAY: lambda: list(pv.double_array_value)}[pv.type]()
+
+
+def get_params(ros: Listener, node: str, names: list[str]) -> dict:
+    values = ros.call(GetParameters, f"{node}/get_parameters",
+                      GetParameters.Request(names=list(names))).values
+    return {name: param_value(pv) for name, pv in zip(names, values)}
+
+
+def lock_step(pub, outputs: list, msg, proc: Optional[Process] = None, timeout: float = 60.0):
+    """Publish ``msg`` and wait for the output with its stamp (the next frame goes only after
+    this one was answered, so the node's newest-frame-wins never drops a frame)."""
+    stamp = stamp_ns(msg.header)
+    pub.publish(msg)
+    ok = until(lambda: answered(outputs, stamp), timeout, proc)
+    assert ok, f"no answer for stamp {stamp}" + (f":\n{proc.output()[-3000:]}" if proc else "")
+    return answered(outputs, stamp)[0]
+
+
+def wait_stat(ros: Listener, node: str, key: str, value, proc: Optional[Process] = None,
+              timeout: float = 60.0) -> dict:
+    """Poll ``node``'s ~/get_stats until ``key`` equals ``value``; the stats."""
+    seen = {}
+
+    def reached() -> bool:
+        seen.update(ros.stats(node))
+        return seen[key] == value
+    assert until(reached, timeout, proc), (key, value, seen,
+                                           proc.output()[-3000:] if proc else "")
+    return seen

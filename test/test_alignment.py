@@ -19,11 +19,7 @@ from face_perception.recognition.alignment import (
     warp_between_templates,
     warp_similarity,
 )
-
-# dlib's own 5-point chip constants (eye corners, bottom of the nose) from get_face_chip_details
-DLIB_5PT_UNIT = np.array([[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],
-                          [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242],
-                          [0.4901123135679, 0.6277975316475]])
+from test.dlib_reference import DLIB_5PT_UNIT
 
 
 def similarity(scale, angle_deg, tx, ty):

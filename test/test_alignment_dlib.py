@@ -18,8 +18,7 @@ from face_perception.recognition.alignment import (
     transform_points,
     warp_similarity,
 )
-from test.dlib_reference import PHOTOS, dlib_reference
-from test.test_alignment import DLIB_5PT_UNIT
+from test.dlib_reference import DLIB_5PT_UNIT, PHOTOS, dlib_reference
 
 
 @pytest.fixture(scope="module")

@@ -56,19 +56,8 @@ def read_topic(bag: Path, topic: str):
 
 
 @pytest.fixture(scope="module")
-def gallery(photos, tmp_path_factory):
-    from face_perception.detection import Detector
-    from face_perception.gallery import Gallery
-    from face_perception.recognition import Embedder, Recognizer
-    from face_perception.recognition.recognizer import model_id_of
-
-    embedder = Embedder("dlib_resnet")
-    rec = Recognizer(embedder, None, detector=Detector())
-    g = Gallery(model_id_of(embedder.meta), int(embedder.meta.embedding_size))
-    for name, photo in (("obama", "obama.jpg"), ("biden", "biden.jpg")):
-        img = cv2.imread(str(photos / photo))
-        g.add(name, rec.embed(img, rec.detector.detect(img)))
-    return g.save(tmp_path_factory.mktemp("gallery") / "people.json")
+def gallery(enroll, tmp_path_factory):
+    return enroll().save(tmp_path_factory.mktemp("gallery") / "people.json")
 
 
 @pytest.mark.timeout(240)

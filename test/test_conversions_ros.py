@@ -2,15 +2,12 @@
 import cv2
 import numpy as np
 import pytest
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2D, Detection2DArray
 
-pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
-
-from sensor_msgs.msg import Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from vision_msgs.msg import Detection2D, Detection2DArray  # noqa: E402
-
-from face_perception.ros import conversions as conv  # noqa: E402
-from face_perception.types import Category, Face  # noqa: E402
+from face_perception.ros import conversions as conv
+from face_perception.types import Category, Face
 
 
 def _header(sec=12, nanosec=345, frame_id="cam"):

@@ -4,15 +4,13 @@ import time
 
 import numpy as np
 import pytest
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
-
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
-
-from test.dds_publisher import frame  # noqa: E402
-from test.proc import python_proc  # noqa: E402
+from test.dds_publisher import frame
+from test.proc import python_proc
 
 COUNT = 5
 

@@ -13,7 +13,7 @@ import pytest
 from face_perception.detection import Detector
 from face_perception.gallery import Gallery
 from face_perception.imageio import read_image_bgr
-from face_perception.recognition import Embedder, Recognizer
+from face_perception.recognition import Recognizer
 from face_perception.types import Face
 
 OBAMA = ("obama.jpg", "obama2.jpg", "obama3.jpg")
@@ -34,13 +34,13 @@ class CountingEmbedder:
 
 
 @pytest.fixture(scope="module")
-def embedder():
-    return Embedder("dlib_resnet", backend="onnx")
+def embedder(dlib_embedder):
+    return dlib_embedder
 
 
 @pytest.fixture(scope="module")
-def detector():
-    return Detector()
+def detector(core_detector):
+    return core_detector
 
 
 @pytest.fixture(scope="module")

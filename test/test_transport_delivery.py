@@ -1,19 +1,19 @@
-"""Real DDS between real processes: with the shipped profile in the publishing process, every
-camera-sized frame arrives at a best-effort (sensor-data) subscriber, and FrameAccounting on a real
-subscription reports a link that loses every third frame as losing a third."""
+"""Real DDS between real processes (opt-in, marker ``realtime``: `make test-realtime`): with the
+shipped profile in the publishing process, every camera-sized frame published at 30 Hz arrives at
+a best-effort (sensor-data) subscriber. Delivery at a real-time rate depends on the machine; the
+upstream-loss estimate is tested exactly in test_transport_detector.py and test_frame_accounting.py.
+"""
 import json
 import time
 
 import pytest
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
-
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
-from face_perception.ros.frame_accounting import FrameAccounting, stamp_to_ns  # noqa: E402
-from face_perception.ros.transport import profile_env  # noqa: E402
-from test.proc import python_proc  # noqa: E402
+from face_perception.ros.frame_accounting import stamp_to_ns
+from face_perception.ros.transport import profile_env
+from test.proc import python_proc
 
 SECONDS = 3.0
 RATE = 30.0
@@ -54,6 +54,7 @@ def receive_from_publisher(tmp_path, repo_root, photos, width, height, skip_ever
         rclpy.shutdown()
 
 
+@pytest.mark.realtime
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("width,height", [(640, 480), (1280, 720)])
 def test_profile_in_publisher_delivers_every_frame_to_best_effort_subscriber(
@@ -63,17 +64,3 @@ def test_profile_in_publisher_delivers_every_frame_to_best_effort_subscriber(
     got = set(received) & set(sent["stamps"])
     assert len(got) >= 0.99 * len(sent["stamps"]), (
         f"{len(got)} of {len(sent['stamps'])} {width}x{height} frames arrived")
-
-
-@pytest.mark.timeout(120)
-def test_accounting_on_a_real_subscription_reports_every_third_frame_lost(
-        tmp_path, repo_root, photos):
-    sent, received = receive_from_publisher(tmp_path, repo_root, photos, 640, 480, skip_every=3)
-    assert len(received) >= 0.99 * len(sent["stamps"])  # the transport itself lost nothing
-    acc = FrameAccounting(window=120)
-    for stamp in received:
-        acc.on_received(stamp)
-    snap = acc.snapshot()
-    assert snap["upstream_loss_ratio"] == pytest.approx(1 / 3, abs=0.05), snap
-    assert snap["median_interval_ms"] == pytest.approx(1000 / RATE, rel=0.02)
-    assert acc.loss_warning() is not None

@@ -100,7 +100,7 @@ def test_profile_path_works_without_ament_index(monkeypatch, repo_root):
 
 
 def test_apply_profile_refuses_after_rclpy_init(monkeypatch):
-    rclpy = pytest.importorskip("rclpy")
+    import rclpy
     for name in PROFILE_ENV_VARS:  # restored after the test, whatever happens
         monkeypatch.delenv(name, raising=False)
     rclpy.init()

@@ -1,7 +1,6 @@
 """Our vision_msgs build must be wire-compatible with a real ROS 2 vision_msgs 4.x."""
-import pytest
 
-rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed")
+import rclpy
 
 UPSTREAM_DETECTION2DARRAY = \
     "RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968"

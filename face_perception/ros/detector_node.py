@@ -90,9 +90,10 @@ class DetectorNode(FaceNodeBase):
         msg, received_at = item
         image = self.decode(msg)
         faces = model.detect(image)
-        self.det_pub.publish(faces_to_detection_array(faces, msg.header))
-        self.processed(received_at)
+        answer = faces_to_detection_array(faces, msg.header)
         self.faces_published += len(faces)
+        self.processed(received_at)  # counted before the answer is out (get_stats readers)
+        self.det_pub.publish(answer)
         if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
             self.image_pub.publish(bgr_to_image(draw_faces(image, faces), msg.header))
 

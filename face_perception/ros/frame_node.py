@@ -6,14 +6,15 @@ and ``process``. This class does the rest the same way for both nodes:
   half-applied; a model-affecting change builds the new model first, then swaps it in);
 - configure loads the model, activate creates the subscriptions and starts the worker,
   deactivate removes them, cleanup releases the model; ``autostart`` runs configure+activate;
-- newest frame wins: callbacks only store the latest frame (a one-slot mailbox), the worker
+- newest frame wins (frame_worker.FrameWorker): callbacks only store the latest frame, the worker
   thread processes it, replaced frames are counted as stale; per-frame failures are counted,
   logged with a rate limit, and never stop the node;
-- /diagnostics (diagnostic_msgs/DiagnosticArray) at 1 Hz with the frame accounting.
+- /diagnostics (diagnostic_msgs/DiagnosticArray) at 1 Hz with the frame accounting, and the same
+  statistics on request from the ``~/get_stats`` service (std_srvs/Trigger, JSON in ``message``).
 """
 from __future__ import annotations
 
-import threading
+import json
 import time
 from typing import Any, Optional, Sequence
 
@@ -22,12 +23,12 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
 
-from face_perception.messages.face_fields import DetectionFieldError
-from face_perception.messages.images import ImageMessageError, UnsupportedEncodingError
+from face_perception.messages.images import UnsupportedEncodingError
 from face_perception.ros.conversions import compressed_to_bgr_msg, image_to_bgr, stamp_to_ns
 from face_perception.ros.frame_accounting import FrameAccounting
-from face_perception.ros.latest_frame import LatestFrame
+from face_perception.ros.frame_worker import FrameWorker
 from face_perception.ros.params import ParamSpec, declare
 
 INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
@@ -75,17 +76,15 @@ class FaceNodeBase(LifecycleNode):
         self.model: Any = None
         self.model_error = ""
         self.acc = GuardedAccounting(FrameAccounting(), self.get_logger())
-        self.slot = LatestFrame()
-        self.skipped_by_rate = 0
-        self.model_errors = 0
+        self.worker = FrameWorker(self._process_newest, self.acc, stride=self.frame_stride,
+                                  report=self._report_failure, name=f"{node_name}_worker")
         self.reloads = 0
-        self._received = 0
-        self._stop = threading.Event()
-        self._worker: Optional[threading.Thread] = None
         self._inputs: list = []
         self._warned_encodings: set[str] = set()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Any state: tests and tools read the counters after the event they check.
+        self._stats_srv = self.create_service(Trigger, "~/get_stats", self._on_get_stats)
         self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
         self._autostart_timer = None
         if self.values["autostart"]:
@@ -107,9 +106,7 @@ class FaceNodeBase(LifecycleNode):
 
     def on_image(self, msg, received_at: float) -> None:
         """Default: newest-frame-wins hand-over of (msg, receive time) to the worker."""
-        stale = self.slot.put((msg, received_at))
-        if stale:
-            self.acc.on_skipped_stale(stale)
+        self.worker.offer((msg, received_at))
 
     def process(self, item: Any, model: Any) -> None:
         raise NotImplementedError
@@ -128,7 +125,9 @@ class FaceNodeBase(LifecycleNode):
         return None
 
     def on_values_changed(self, changed: set[str]) -> None:
-        """Called after new parameter values were applied."""
+        """Called after new parameter values were applied (call super() when overriding)."""
+        if "process_every_n" in changed:
+            self.worker.restart_stride()
 
     def diagnostic_values(self) -> dict[str, Any]:
         return {}
@@ -160,7 +159,7 @@ class FaceNodeBase(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._create_inputs()
-        self._start_worker()
+        self.worker.start()
         self.state = "active"
         self.get_logger().info("active: listening on "
                                f"{', '.join(s.topic_name for s in self._inputs)}")
@@ -168,7 +167,7 @@ class FaceNodeBase(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._destroy_inputs()
-        self._stop_worker()
+        self.worker.stop()
         self.state = "inactive"
         return super().on_deactivate(state)
 
@@ -189,7 +188,7 @@ class FaceNodeBase(LifecycleNode):
     def release(self) -> None:
         """Stop input and worker, drop outputs and model (idempotent; also used at exit)."""
         self._destroy_inputs()
-        self._stop_worker()
+        self.worker.stop()
         if self.state != "unconfigured":
             self.destroy_outputs()
         self.model = None
@@ -221,12 +220,8 @@ class FaceNodeBase(LifecycleNode):
 
     def _image_callback(self, msg) -> None:
         now = time.monotonic()
-        self.acc.on_received(stamp_to_ns(msg.header.stamp))
-        self._received += 1
-        if (self._received - 1) % self.frame_stride():
-            self.skipped_by_rate += 1
-            return
-        self.on_image(msg, now)
+        if self.worker.admit(stamp_to_ns(msg.header.stamp)):
+            self.on_image(msg, now)
 
     def decode(self, msg):
         """Image or CompressedImage message -> BGR array (raises ImageMessageError)."""
@@ -235,46 +230,26 @@ class FaceNodeBase(LifecycleNode):
         return image_to_bgr(msg)
 
     # ---- worker ---------------------------------------------------------------------------
-    def _start_worker(self) -> None:
-        self._stop.clear()
-        self.slot.reopen()
-        self._worker = threading.Thread(target=self._run, name=f"{self.get_name()}_worker",
-                                        daemon=True)
-        self._worker.start()
+    def _process_newest(self, item: Any) -> None:
+        model = self.model  # a reload swaps self.model; this frame keeps the one it got
+        if model is None:
+            raise RuntimeError(f"no model while {self.state}")
+        self.process(item, model)
 
-    def _stop_worker(self) -> None:
-        self._stop.set()
-        self.slot.close()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
-        self._worker = None
-        self.slot.clear()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            item = self.slot.take(timeout=0.2)
-            if item is None:
-                continue
-            model = self.model  # a reload swaps self.model; this frame keeps the one it got
-            if model is None:
-                continue
-            try:
-                self.process(item, model)
-            except UnsupportedEncodingError as exc:
-                self.acc.on_dropped_bad()
-                if exc.encoding not in self._warned_encodings:
-                    self._warned_encodings.add(exc.encoding)
-                    self.get_logger().error(f"skipping frames: {exc}")
-            except (ImageMessageError, DetectionFieldError) as exc:
-                self.acc.on_dropped_bad()
-                self.get_logger().warning(f"bad frame skipped: {exc}",
-                                          throttle_duration_sec=LOG_EVERY_S)
-            except Exception as exc:  # noqa: BLE001 - the node must survive model failures
-                self.model_errors += 1
-                self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=LOG_EVERY_S)
+    def _report_failure(self, exc: Exception, bad_frame: bool) -> None:
+        if isinstance(exc, UnsupportedEncodingError):
+            if exc.encoding not in self._warned_encodings:
+                self._warned_encodings.add(exc.encoding)
+                self.get_logger().error(f"skipping frames: {exc}")
+        elif bad_frame:
+            self.get_logger().warning(f"bad frame skipped: {exc}",
+                                      throttle_duration_sec=LOG_EVERY_S)
+        else:
+            self.get_logger().error(f"frame processing failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=LOG_EVERY_S)
 
     def processed(self, received_at: float) -> None:
+        """Count a processed frame: call it BEFORE publishing the answer (see get_stats)."""
         self.acc.on_processed(time.monotonic() - received_at)
 
     # ---- parameters -----------------------------------------------------------------------
@@ -313,21 +288,30 @@ class FaceNodeBase(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # ---- diagnostics ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """The node's counters: frame accounting, state, inputs and the subclass's values."""
+        return {"state": self.state, "model": self.describe_model() if self.model else "",
+                "inputs": [s.topic_name for s in self._inputs], **self.acc.snapshot(),
+                "skipped_by_rate": self.worker.skipped_by_rate,
+                "model_errors": self.worker.model_errors, "model_reloads": self.reloads,
+                **self.diagnostic_values()}
+
+    def _on_get_stats(self, request, response):
+        response.success, response.message = True, json.dumps(self.stats())
+        return response
+
     def publish_diagnostics(self) -> None:
-        snap = self.acc.snapshot()
+        values = self.stats()
         warning = self.acc.loss_warning()
         if warning:
             self.get_logger().warning(warning)
         level, message = DiagnosticStatus.OK, self.state
         if self.model_error:
             level, message = DiagnosticStatus.ERROR, f"model not loaded: {self.model_error}"
-        elif warning or self.model_errors:
+        elif warning or self.worker.model_errors:
             level = DiagnosticStatus.WARN
-            message = warning or f"{self.model_errors} frames failed in the model"
-        values = {"state": self.state, "model": self.describe_model() if self.model else "",
-                  **snap, "skipped_by_rate": self.skipped_by_rate,
-                  "model_errors": self.model_errors, "model_reloads": self.reloads,
-                  **self.diagnostic_values()}
+            message = warning or f"{self.worker.model_errors} frames failed in the model"
+        values.pop("inputs")
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: frames",
                                   message=message, hardware_id=self.get_name(),
                                   values=[KeyValue(key=k, value=_text(v))

@@ -1,8 +1,12 @@
 """What the launch files start, as plain data: executables, names, parameters, remaps, env.
 
-The launch files (launch/*.launch.py) turn these plans into launch_ros ``Node`` actions. Keeping
-the decisions here, free of ``launch`` imports, lets them be tested on machines without
-``ros2 launch`` and keeps the three launch files consistent.
+The launch files (launch/*.launch.py) turn these plans into launch_ros ``Node`` actions through
+face_perception.ros.launch_builder. Keeping the decisions here, free of ``launch`` imports, lets
+them be tested on machines without ``ros2 launch`` and keeps the three launch files consistent.
+
+Parameter layers, later wins: the shipped config/<node>.yaml, the user's ``params_file``, then
+only the launch arguments the user set on the command line. An argument left at its empty
+default passes nothing, so it never overwrites a value from the user's params file.
 """
 from __future__ import annotations
 
@@ -24,9 +28,12 @@ ARGUMENTS = {
                     "use /**/face_detector: and /**/face_recognizer: sections)"),
     "use_recognizer": ("true", "Also start face_recognizer (face_perception.launch.py)"),
     "use_container": ("false", "Run both nodes in one face_perception_container process"),
-    "device": ("cpu", "Inference device for both nodes: cpu or cuda"),
-    "backend": ("onnx", "Inference backend for both nodes: onnx or torch"),
-    "compressed": ("false", "Subscribe sensor_msgs/CompressedImage on <image_topic>/compressed"),
+    "device": ("", "Inference device for both nodes: cpu or cuda (empty: the params file's, "
+               "else the shipped config's cpu)"),
+    "backend": ("", "Inference backend for both nodes: onnx or torch (empty: the params "
+                "file's, else the shipped config's onnx)"),
+    "compressed": ("", "true: subscribe sensor_msgs/CompressedImage on <image_topic>/compressed, "
+                   "false: raw images (empty: the params file's image_transport, else raw)"),
     "gallery_path": ("", "Gallery file for face_recognizer (empty: the params file's value)"),
     "dds_profile": ("default", "Fast DDS profile for every started process: default (shipped "
                     "large-frame profile), off, or a path to an XML file"),
@@ -40,7 +47,7 @@ class NodePlan:
     executable: str
     name: Optional[str]
     namespace: str
-    parameters: list = field(default_factory=list)  # YAML paths and one dict of overrides
+    parameters: list = field(default_factory=list)  # YAML paths, then a dict of set arguments
     remappings: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
 
@@ -73,35 +80,35 @@ def plan(args: dict, nodes: tuple = ("face_detector", "face_recognizer")) -> lis
     unknown = set(args) - set(ARGUMENTS)
     if unknown:
         raise ValueError(f"unknown launch arguments: {sorted(unknown)}")
-    if values["device"] not in ("cpu", "cuda"):
+    if values["device"] not in ("", "cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, got {values['device']!r}")
-    if values["backend"] not in ("onnx", "torch"):
+    if values["backend"] not in ("", "onnx", "torch"):
         raise ValueError(f"backend must be onnx or torch, got {values['backend']!r}")
     if "face_recognizer" in nodes and not _flag(values["use_recognizer"], "use_recognizer"):
         nodes = tuple(n for n in nodes if n != "face_recognizer")
-    compressed = _flag(values["compressed"], "compressed")
     env = profile_env(values["dds_profile"])
     topic = values["image_topic"]
     remaps = [("image", topic), ("image/compressed", topic.rstrip("/") + "/compressed")]
-    overrides = {"device": values["device"], "backend": values["backend"],
-                 "image_transport": "compressed" if compressed else "raw"}
-    cfg = config_dir()
-    yamls = [str(cfg / f"{n}.yaml") for n in nodes]
-    if values["params_file"]:
-        yamls.append(values["params_file"])
+    # Only what the user set: an empty argument must not overwrite their params file.
+    overrides = {key: values[key] for key in ("device", "backend") if values[key]}
+    if values["compressed"]:
+        compressed = _flag(values["compressed"], "compressed")
+        overrides["image_transport"] = "compressed" if compressed else "raw"
     recognizer_overrides = dict(overrides)
     if values["gallery_path"]:
         recognizer_overrides["gallery_path"] = values["gallery_path"]
+    user_file = [values["params_file"]] if values["params_file"] else []
+    cfg = config_dir()
     ns = values["namespace"]
     if _flag(values["use_container"], "use_container") and len(nodes) > 1:
         # One process: no name remap (it would rename both nodes); both YAML sections apply.
-        return [NodePlan("face_perception_container", None, ns, [*yamls, recognizer_overrides],
+        params = [*(str(cfg / f"{n}.yaml") for n in nodes), *user_file]
+        return [NodePlan("face_perception_container", None, ns,
+                         params + ([recognizer_overrides] if recognizer_overrides else []),
                          remaps, env)]
     out = []
     for node in nodes:
-        params = [str(cfg / f"{node}.yaml")]
-        if values["params_file"]:
-            params.append(values["params_file"])
-        params.append(recognizer_overrides if node == "face_recognizer" else overrides)
+        own = recognizer_overrides if node == "face_recognizer" else overrides
+        params = [str(cfg / f"{node}.yaml"), *user_file] + ([dict(own)] if own else [])
         out.append(NodePlan(node, node, ns, params, list(remaps), dict(env)))
     return out

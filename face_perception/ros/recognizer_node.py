@@ -235,6 +235,7 @@ class RecognizerNode(FaceNodeBase):
             self.reload_gallery()
 
     def on_values_changed(self, changed: set[str]) -> None:
+        super().on_values_changed(changed)
         if "pair_buffer_size" in changed:
             self.pairer = StampPairer(self.values["pair_buffer_size"])
         if "gallery_poll_period" in changed and self.state in ("inactive", "active"):
@@ -259,9 +260,7 @@ class RecognizerNode(FaceNodeBase):
 
     def _offer(self, pair) -> None:
         if pair is not None:
-            stale = self.slot.put(pair)
-            if stale:
-                self.acc.on_skipped_stale(stale)
+            self.worker.offer(pair)
 
     # ---- work -----------------------------------------------------------------------------
     def process(self, item, setup: RecognitionSetup) -> None:
@@ -280,12 +279,13 @@ class RecognizerNode(FaceNodeBase):
             cats = [None] * len(faces)
         else:
             cats = setup.recognizer.identify(image, faces)
-        self.id_pub.publish(identities_to_detection_array(
-            faces, cats, img_msg.header, self.values["unknown_label"]))
-        self.processed(received_at)
+        answer = identities_to_detection_array(faces, cats, img_msg.header,
+                                               self.values["unknown_label"])
         known = sum(c is not None for c in cats)
         self.identified += known
         self.unknown += len(cats) - known
+        self.processed(received_at)  # counted before the answer is out (get_stats readers)
+        self.id_pub.publish(answer)
         if draw:
             self.image_pub.publish(bgr_to_image(
                 draw_faces(image, faces, cats, self.values["unknown_label"]), img_msg.header))
