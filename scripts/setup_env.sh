@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One set-up for everything (README, Makefile, CI): creates .venv with the pinned dependencies and,
-# where no ROS 2 distro provides vision_msgs, builds it from interfaces/vision_msgs into the venv.
+# where no ROS 2 distro provides them, builds the interface packages vision_msgs and hri_msgs
+# from interfaces/ into the venv.
 # Idempotent: a stamp file keyed on the inputs' checksum makes a second run a no-op.
 set -euo pipefail
 
@@ -12,11 +13,10 @@ STAMP="$VENV/.face_perception_setup"
 
 inputs_sum() {
   cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" "$ROOT/setup.py" "$ROOT/setup.cfg" \
-      "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" \
+      "$ROOT"/interfaces/*/msg/*.msg "$ROOT"/interfaces/*/CMakeLists.txt \
     | sha256sum | cut -d' ' -f1
 }
 WANT="$(inputs_sum)"
-MSGS_SUM="$(cat "$ROOT"/interfaces/vision_msgs/msg/*.msg "$ROOT/interfaces/vision_msgs/CMakeLists.txt" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/python" \
       && -x "$VENV/bin/face-perception" ]]; then
   echo "setup_env: $VENV is up to date"
@@ -32,38 +32,56 @@ echo "setup_env: installing pinned dependencies (first run takes a few minutes)"
   | grep -v "is ignored: it is neither a file nor a directory" || true
 "$VENV/bin/python" -m pip check >/dev/null 2>&1 || true
 
-# vision_msgs: use a sourced ROS 2 distro's package when there is one; otherwise build ours.
-have_vision_msgs() {
-  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c "import vision_msgs.msg" >/dev/null 2>&1
+# Interface packages: use a sourced ROS 2 distro's package when there is one; otherwise build ours
+# from interfaces/<name> (cmake + make install into the venv), once per change of its sources.
+have_interface() {
+  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c "import $1.msg" >/dev/null 2>&1
 }
-if [[ -n "${ROS_DISTRO:-}" ]] && python3 -c "import vision_msgs.msg" >/dev/null 2>&1; then
-  echo "setup_env: using vision_msgs from ROS $ROS_DISTRO"
-elif have_vision_msgs && [[ -f "$VENV/share/vision_msgs/.face_perception_build" && \
-      "$(cat "$VENV/share/vision_msgs/.face_perception_build")" == "$MSGS_SUM" ]]; then
-  echo "setup_env: vision_msgs already built"
-else
-  echo "setup_env: building vision_msgs from interfaces/vision_msgs"
-  PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-  NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-  # The wheels' CMake exports name the build machine's Python and numpy include dirs.
-  find "$VENV/share" -path '*/cmake/*.cmake' -type f -print0 \
-    | xargs -0 -r grep -lZ '/opt/python/cp311-cp311' 2>/dev/null \
-    | xargs -0 -r sed -i \
-        -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g" \
-        -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" || true
-  BUILD="$(mktemp -d)"
-  trap 'rm -rf "$BUILD"' EXIT
+interface_sum() {
+  cat "$ROOT/interfaces/$1"/msg/*.msg "$ROOT/interfaces/$1/CMakeLists.txt" | sha256sum | cut -d' ' -f1
+}
+cmake_exports_fixed=""
+build_interface() {
+  local name="$1" sum build
+  sum="$(interface_sum "$name")"
+  if [[ -n "${ROS_DISTRO:-}" ]] && python3 -c "import $name.msg" >/dev/null 2>&1; then
+    echo "setup_env: using $name from ROS $ROS_DISTRO"
+    return
+  fi
+  if have_interface "$name" && [[ -f "$VENV/share/$name/.face_perception_build" && \
+        "$(cat "$VENV/share/$name/.face_perception_build")" == "$sum" ]]; then
+    echo "setup_env: $name already built"
+    return
+  fi
+  echo "setup_env: building $name from interfaces/$name"
+  if [[ -z "$cmake_exports_fixed" ]]; then
+    local pyinc npinc
+    pyinc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+    npinc="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
+    # The wheels' CMake exports name the build machine's Python and numpy include dirs.
+    find "$VENV/share" -path '*/cmake/*.cmake' -type f -print0 \
+      | xargs -0 -r grep -lZ '/opt/python/cp311-cp311' 2>/dev/null \
+      | xargs -0 -r sed -i \
+          -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
+          -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g" || true
+    cmake_exports_fixed=1
+  fi
+  build="$(mktemp -d)"
   (
     export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
     export PATH="$VENV/bin:$PATH"
-    cmake -S "$ROOT/interfaces/vision_msgs" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" \
+    cmake -S "$ROOT/interfaces/$name" -B "$build" -DCMAKE_INSTALL_PREFIX="$VENV" \
       -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
-      > "$BUILD/cmake.log" 2>&1 || { cat "$BUILD/cmake.log"; exit 1; }
-    make -C "$BUILD" -j"$(nproc)" install > "$BUILD/make.log" 2>&1 || { tail -50 "$BUILD/make.log"; exit 1; }
-  )
-  echo "$MSGS_SUM" > "$VENV/share/vision_msgs/.face_perception_build"
-  have_vision_msgs || { echo "setup_env: vision_msgs built but not importable" >&2; exit 1; }
-fi
+      > "$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
+    make -C "$build" -j"$(nproc)" install > "$build/make.log" 2>&1 || { tail -50 "$build/make.log"; exit 1; }
+  ) || { rm -rf "$build"; exit 1; }
+  rm -rf "$build"
+  echo "$sum" > "$VENV/share/$name/.face_perception_build"
+  have_interface "$name" || { echo "setup_env: $name built but not importable" >&2; exit 1; }
+}
+# hri_msgs after vision_msgs: both need only the wheels' std_msgs/geometry_msgs.
+build_interface vision_msgs
+build_interface hri_msgs
 
 # Real face photos for tests and the demo: the MIT-licensed test images of the face_recognition
 # sdist (obama x3, biden, partial faces). Only the pictures are kept, not its code.
