@@ -45,6 +45,7 @@ setup(
             "face_recognizer = face_perception.ros.recognizer_node:main",
             "face_perception_container = face_perception.ros.container:main",
             "face_perception_replay = face_perception.ros.replay:main",
+            "face_hri_bridge = face_perception.ros.hri_bridge:main",
         ],
     },
 )

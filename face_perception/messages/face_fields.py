@@ -62,3 +62,35 @@ def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
         raise DetectionFieldError(
             f"detection id landmarks must be 5 finite [x, y] pairs, got shape {pts.shape}")
     return pts
+
+
+# Where the track id and the landmarks of a received Detection2D are read for the REP-155 bridge.
+# Today Detection2D.id holds either landmark JSON (our detector) or another sender's track id;
+# the track-id contract (issue 13) moves the landmarks to ``results[1..5]`` entries with class id
+# ``landmark/<point>`` and the pixel position in ``pose.pose.position``. Both are read here, in
+# ONE place, so the bridge follows whatever the detector's contract becomes.
+_CARRIER_LANDMARKS = tuple("landmark/" + point for point in
+                           ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right"))
+
+
+def track_id_and_landmarks(det) -> tuple[Optional[str], Optional[np.ndarray]]:
+    """A (duck-typed) vision_msgs/Detection2D -> (track id or None, landmarks 5x2 or None).
+
+    The id is a track id unless it is empty or our landmark JSON; landmarks come from that JSON
+    or from ``landmark/<point>`` results (all five or DetectionFieldError).
+    """
+    landmarks = decode_landmarks(det.id)
+    track_id = None if landmarks is not None or not (det.id or "").strip() else det.id
+    found = {}
+    for result in det.results:
+        class_id = result.hypothesis.class_id
+        if class_id in _CARRIER_LANDMARKS:
+            found[class_id] = (result.pose.pose.position.x, result.pose.pose.position.y)
+    if found and landmarks is None:
+        if len(found) != len(_CARRIER_LANDMARKS):
+            missing = sorted(set(_CARRIER_LANDMARKS) - set(found))
+            raise DetectionFieldError(f"detection landmarks incomplete: missing {missing}")
+        landmarks = np.array([found[c] for c in _CARRIER_LANDMARKS], dtype=np.float32)
+        if not np.isfinite(landmarks).all():
+            raise DetectionFieldError(f"detection landmarks must be finite: {landmarks.tolist()}")
+    return track_id, landmarks
