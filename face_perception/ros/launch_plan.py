@@ -35,6 +35,8 @@ ARGUMENTS = {
     "compressed": ("", "true: subscribe sensor_msgs/CompressedImage on <image_topic>/compressed, "
                    "false: raw images (empty: the params file's image_transport, else raw)"),
     "gallery_path": ("", "Gallery file for face_recognizer (empty: the params file's value)"),
+    "hri": ("false", "true: also start face_hri_bridge, which publishes the faces as ROS4HRI "
+            "(REP-155) topics under /humans (docs/hri.md)"),
     "dds_profile": ("default", "Fast DDS profile for every started process: default (shipped "
                     "large-frame profile), off, or a path to an XML file"),
 }
@@ -100,15 +102,24 @@ def plan(args: dict, nodes: tuple = ("face_detector", "face_recognizer")) -> lis
     user_file = [values["params_file"]] if values["params_file"] else []
     cfg = config_dir()
     ns = values["namespace"]
+    out = []
     if _flag(values["use_container"], "use_container") and len(nodes) > 1:
         # One process: no name remap (it would rename both nodes); both YAML sections apply.
         params = [*(str(cfg / f"{n}.yaml") for n in nodes), *user_file]
-        return [NodePlan("face_perception_container", None, ns,
-                         params + ([recognizer_overrides] if recognizer_overrides else []),
-                         remaps, env)]
-    out = []
-    for node in nodes:
-        own = recognizer_overrides if node == "face_recognizer" else overrides
-        params = [str(cfg / f"{node}.yaml"), *user_file] + ([dict(own)] if own else [])
-        out.append(NodePlan(node, node, ns, params, list(remaps), dict(env)))
+        out.append(NodePlan("face_perception_container", None, ns,
+                            params + ([recognizer_overrides] if recognizer_overrides else []),
+                            remaps, env))
+    else:
+        for node in nodes:
+            own = recognizer_overrides if node == "face_recognizer" else overrides
+            params = [str(cfg / f"{node}.yaml"), *user_file] + ([dict(own)] if own else [])
+            out.append(NodePlan(node, node, ns, params, list(remaps), dict(env)))
+    if _flag(values["hri"], "hri"):
+        # The REP-155 bridge reads raw images and the faces of the last node started: the
+        # recognizer's identities, or the detector's faces when no recognizer runs.
+        bridge_remaps = [("image", topic)]
+        if "face_recognizer" not in nodes:
+            bridge_remaps.append(("faces/identities", "faces/detections"))
+        out.append(NodePlan("face_hri_bridge", "face_hri_bridge", ns, list(user_file),
+                            bridge_remaps, dict(env)))
     return out
