@@ -39,8 +39,8 @@ def test_rgb8_message_with_row_padding(photos):
 
 
 def test_unsupported_and_truncated_messages_raise_specific_errors():
-    msg = Image(height=4, width=4, encoding="yuv422", step=8)
-    msg.data = bytes(32)
+    msg = Image(height=4, width=4, encoding="32FC1", step=16)
+    msg.data = bytes(64)
     with pytest.raises(conv.UnsupportedEncodingError):
         conv.image_to_bgr(msg)
     msg = Image(height=4, width=4, encoding="bgr8", step=12)

@@ -1,9 +1,10 @@
 """ROS messages <-> numpy and Face lists: pure functions, no node, no DDS.
 
-Images: sensor_msgs/Image (bgr8, rgb8, bgra8, rgba8, mono8, mono16) and CompressedImage (jpeg,
-png) -> BGR uint8. cv_bridge does the raw conversion where a ROS install provides it; otherwise
-face_perception.messages.images does (same arrays, tested). Faces <-> vision_msgs/Detection2DArray
-with the field mapping of face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
+Images: sensor_msgs/Image (face_perception.messages.images.ENCODINGS) and CompressedImage (jpeg,
+png) -> BGR uint8. cv_bridge converts the 8-bit RGB/grey encodings where a ROS install provides
+it; face_perception.messages.images does the rest, and all of them without cv_bridge.
+Faces <-> vision_msgs/Detection2DArray with the field mapping of
+face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,6 @@ from face_perception.messages.face_fields import (
     encode_landmarks,
 )
 from face_perception.messages.images import (
-    ENCODINGS,
     ImageMessageError,
     UnsupportedEncodingError,
     bgr_to_compressed,
@@ -56,7 +56,7 @@ def image_to_bgr(msg: Image, use_cv_bridge: Optional[bool] = None) -> np.ndarray
     """sensor_msgs/Image -> BGR uint8 HxWx3 (raises ImageMessageError / UnsupportedEncoding)."""
     use = HAVE_CV_BRIDGE if use_cv_bridge is None else use_cv_bridge
     enc = msg.encoding.strip().lower()
-    if use and _BRIDGE is not None and enc in ENCODINGS and enc != "mono16":
+    if use and _BRIDGE is not None and enc in ("bgr8", "rgb8", "bgra8", "rgba8", "mono8"):
         # Validate size first: cv_bridge raises generic errors on truncated data.
         raw_to_bgr(msg.height, msg.width, enc, msg.step, msg.data, msg.is_bigendian)
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="bgr8"))

@@ -80,7 +80,7 @@ class FaceNodeBase(LifecycleNode):
                                   report=self._report_failure, name=f"{node_name}_worker")
         self.reloads = 0
         self._inputs: list = []
-        self._warned_encodings: set[str] = set()
+        self.refused_encoding = 0  # frames in an encoding the decoder refuses (also dropped_bad)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Any state: tests and tools read the counters after the event they check.
@@ -238,9 +238,8 @@ class FaceNodeBase(LifecycleNode):
 
     def _report_failure(self, exc: Exception, bad_frame: bool) -> None:
         if isinstance(exc, UnsupportedEncodingError):
-            if exc.encoding not in self._warned_encodings:
-                self._warned_encodings.add(exc.encoding)
-                self.get_logger().error(f"skipping frames: {exc}")
+            self.refused_encoding += 1
+            self.get_logger().error(f"skipping frames: {exc}", throttle_duration_sec=LOG_EVERY_S)
         elif bad_frame:
             self.get_logger().warning(f"bad frame skipped: {exc}",
                                       throttle_duration_sec=LOG_EVERY_S)
@@ -294,6 +293,7 @@ class FaceNodeBase(LifecycleNode):
                 "inputs": [s.topic_name for s in self._inputs], **self.acc.snapshot(),
                 "skipped_by_rate": self.worker.skipped_by_rate,
                 "model_errors": self.worker.model_errors, "model_reloads": self.reloads,
+                "refused_encoding": self.refused_encoding,
                 **self.diagnostic_values()}
 
     def _on_get_stats(self, request, response):
