@@ -96,3 +96,24 @@ def test_label_info_lists_unknown_then_gallery_names():
     assert [(c.class_id, c.class_name) for c in msg.class_map] == [
         (0, "unknown"), (1, "biden"), (2, "obama")]
     assert msg.threshold == pytest.approx(0.5)
+    assert conv.label_version(msg) == 1
+
+
+def test_label_numbers_stay_put_when_identities_come_and_go():
+    numbering = conv.LabelNumbering()
+
+    def pairs(names):
+        msg = conv.label_info(names, _header(), 0.5, numbering=numbering)
+        return [(c.class_id, c.class_name) for c in msg.class_map], conv.label_version(msg)
+
+    assert pairs(["biden", "obama"]) == ([(0, "unknown"), (1, "biden"), (2, "obama")], 1)
+    assert pairs(["biden", "obama"])[1] == 1  # same map, same version
+    # biden removed, carol added: obama keeps 2, carol gets 3 (1 is not reused).
+    assert pairs(["obama", "carol"]) == ([(0, "unknown"), (2, "obama"), (3, "carol")], 2)
+    # biden enrolled again: his old number; a reordered gallery changes no number.
+    assert pairs(["carol", "biden", "obama"]) == (
+        [(0, "unknown"), (3, "carol"), (1, "biden"), (2, "obama")], 3)
+    # The version travels in header.frame_id; the stamp is the caller's.
+    msg = conv.label_info(["obama"], _header(), 0.5, numbering=numbering)
+    assert msg.header.frame_id == "label_version:4"
+    assert msg.header.stamp == _header().stamp
