@@ -103,3 +103,22 @@ def test_unknown_mode_hides_only_unnamed_faces(obama_setup):
     np.testing.assert_array_equal(anonymize(img, faces, None, mode="none"), img)
     with pytest.raises(ValueError, match="anonymize mode"):
         anonymize(img, faces, mode="some")
+
+
+def test_video_cli_anonymizes_every_face(photos, tmp_path, core_detector):
+    from face_perception.cli import main
+
+    frame = cv2.resize(cv2.imread(str(photos / "obama2.jpg")), (640, 480))
+    src = tmp_path / "in.mp4"
+    writer = cv2.VideoWriter(str(src), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(src), "--out", str(out), "--anonymize", "all",
+                 "--no-progress"]) == 0
+    cap = cv2.VideoCapture(str(out))
+    ok, shown = cap.read()
+    cap.release()
+    assert ok
+    assert core_detector.detect(frame) and not core_detector.detect(shown)
