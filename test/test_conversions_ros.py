@@ -39,8 +39,8 @@ def test_rgb8_message_with_row_padding(photos):
 
 
 def test_unsupported_and_truncated_messages_raise_specific_errors():
-    msg = Image(height=4, width=4, encoding="yuv422", step=8)
-    msg.data = bytes(32)
+    msg = Image(height=4, width=4, encoding="32FC1", step=16)
+    msg.data = bytes(64)
     with pytest.raises(conv.UnsupportedEncodingError):
         conv.image_to_bgr(msg)
     msg = Image(height=4, width=4, encoding="bgr8", step=12)
@@ -96,3 +96,24 @@ def test_label_info_lists_unknown_then_gallery_names():
     assert [(c.class_id, c.class_name) for c in msg.class_map] == [
         (0, "unknown"), (1, "biden"), (2, "obama")]
     assert msg.threshold == pytest.approx(0.5)
+    assert conv.label_version(msg) == 1
+
+
+def test_label_numbers_stay_put_when_identities_come_and_go():
+    numbering = conv.LabelNumbering()
+
+    def pairs(names):
+        msg = conv.label_info(names, _header(), 0.5, numbering=numbering)
+        return [(c.class_id, c.class_name) for c in msg.class_map], conv.label_version(msg)
+
+    assert pairs(["biden", "obama"]) == ([(0, "unknown"), (1, "biden"), (2, "obama")], 1)
+    assert pairs(["biden", "obama"])[1] == 1  # same map, same version
+    # biden removed, carol added: obama keeps 2, carol gets 3 (1 is not reused).
+    assert pairs(["obama", "carol"]) == ([(0, "unknown"), (2, "obama"), (3, "carol")], 2)
+    # biden enrolled again: his old number; a reordered gallery changes no number.
+    assert pairs(["carol", "biden", "obama"]) == (
+        [(0, "unknown"), (3, "carol"), (1, "biden"), (2, "obama")], 3)
+    # The version travels in header.frame_id; the stamp is the caller's.
+    msg = conv.label_info(["obama"], _header(), 0.5, numbering=numbering)
+    assert msg.header.frame_id == "label_version:4"
+    assert msg.header.stamp == _header().stamp

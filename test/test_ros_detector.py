@@ -124,8 +124,8 @@ def test_detector_parameters_change_at_run_time_and_bad_values_are_rejected(
 @pytest.mark.timeout(180)
 def test_detector_survives_bad_frames_and_answers_the_next_good_one(ros, detector, photos):
     bad = []
-    msg = Image(height=48, width=64, encoding="yuv422", step=128)
-    msg.data = bytes(48 * 128)
+    msg = Image(height=48, width=64, encoding="32FC1", step=256)  # a depth image
+    msg.data = bytes(48 * 256)
     bad.append(msg)
     msg = Image(height=480, width=640, encoding="bgr8", step=1920)
     msg.data = bytes(1000)  # truncated
@@ -147,11 +147,40 @@ def test_detector_survives_bad_frames_and_answers_the_next_good_one(ros, detecto
     assert after["processed"] - before["processed"] == 1
     assert after["received"] - before["received"] == len(bad) + 1
     assert after["model_errors"] == before["model_errors"]
+    assert after["refused_encoding"] - before["refused_encoding"] == 1
     for i in range(len(bad)):
         assert not answered(detector["dets"], (2_000 + i) * 10**9)
     out = detector["proc"].output()
-    assert "unsupported image encoding 'yuv422'" in out
+    assert "unsupported image encoding '32FC1' (a depth or 16-bit grey" in out
     assert "truncated" in out
+
+
+@pytest.mark.timeout(180)
+def test_detector_finds_the_face_in_camera_encodings(ros, detector, photos):
+    """A photo as a YUYV, UYVY, NV21 and Bayer camera sends it: one face, at the bgr8 box."""
+    frame = frames_from(photos, ["biden.jpg"])[0]
+    h, w = frame.shape[:2]
+    i420 = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    vu = np.dstack([i420[h * w * 5 // 4:], i420[h * w: h * w * 5 // 4]]).reshape(-1)
+    bayer = np.empty((h, w), np.uint8)
+    for (dy, dx), c in zip([(0, 0), (0, 1), (1, 0), (1, 1)], (2, 1, 1, 0)):  # R G / G B
+        bayer[dy::2, dx::2] = frame[dy::2, dx::2, c]
+    payloads = {"yuyv": (cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2), w * 2),
+                "uyvy": (cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_UYVY), w * 2),
+                "nv21": (np.concatenate([i420[: h * w], vu]), w),
+                "bayer_rggb8": (bayer, w)}
+    reference = ask(detector, image_msg(frame, 3_100 * 10**9)).detections
+    assert len(reference) == 1
+    for i, (encoding, (data, step)) in enumerate(payloads.items()):
+        msg = Image(height=h, width=w, encoding=encoding, step=step)
+        msg.header.stamp.sec = 3_101 + i
+        msg.header.frame_id = "camera"
+        msg.data = np.ascontiguousarray(data).tobytes()
+        dets = ask(detector, msg).detections
+        assert len(dets) == 1, encoding
+        box = dets[0].bbox
+        assert abs(box.center.position.x - reference[0].bbox.center.position.x) < 4, encoding
+        assert abs(box.size_x - reference[0].bbox.size_x) < 6, encoding
 
 
 @pytest.mark.timeout(240)

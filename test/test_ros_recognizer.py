@@ -10,6 +10,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
 
 from face_perception.gallery import Gallery
+from face_perception.ros.conversions import label_version
 from test.ros_harness import (
     LATCHED,
     fit_640x480,
@@ -96,10 +97,16 @@ def test_detector_and_recognizer_name_people_and_follow_gallery_changes(
         assert until(lambda: infos, 30), rec.output()
         assert sorted(labels(infos[-1])) == ["biden", "obama", "unknown"]
         assert labels(infos[-1])[0] == "unknown"
+        numbers = {c.class_name: c.class_id for c in infos[-1].class_map}
+        version = label_version(infos[-1])
 
         # The gallery file changes (re-enrolled without biden): the node reloads it by itself.
         save_with_new_mtime(Gallery.load(galleries["obama_only"]), gallery)
         assert until(lambda: labels(infos[-1]) == ["unknown", "obama"], 30), rec.output()
+        # Numbering stays put: obama keeps his class_id, the version grew.
+        assert {c.class_name: c.class_id for c in infos[-1].class_map} == {
+            "unknown": 0, "obama": numbers["obama"]}
+        assert label_version(infos[-1]) > version
         biden = frames_from(photos, ["biden.jpg"])[0]
         arr = lock_step(pub, ids, image_msg(biden, T0 + 10 * 10**9), rec)
         assert names_of(arr) == ["unknown"]
@@ -115,6 +122,7 @@ def test_detector_and_recognizer_name_people_and_follow_gallery_changes(
         (result,) = set_params(ros, node, gallery_path=str(galleries["both"]))
         assert result.successful, result.reason
         assert until(lambda: sorted(labels(infos[-1])) == ["biden", "obama", "unknown"], 30)
+        assert {c.class_name: c.class_id for c in infos[-1].class_map} == numbers
         arr = lock_step(pub, ids, image_msg(biden, T0 + 11 * 10**9), rec)
         assert names_of(arr) == ["biden"]
     finally:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from face_perception.anonymize import anonymize as hide_faces
 from face_perception.bag import rosbag_io
 from face_perception.draw import draw_faces
 from face_perception.messages.images import ImageMessageError
@@ -64,7 +65,8 @@ def output_topics(image_topic: str) -> dict[str, str]:
 def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=None,
                 annotated: bool = False, storage: Optional[str] = None,
                 topics: Optional[dict[str, str]] = None, progress: bool = True,
-                unknown: str = "unknown", tracking: bool = True) -> BagSummary:
+                unknown: str = "unknown", tracking: bool = True,
+                anonymize: str = "none") -> BagSummary:
     """Run ``detector`` (and ``recognizer``, a face_perception Recognizer) over every image.
 
     With ``tracking`` (default) faces are tracked across frames by their header stamps and each
@@ -129,7 +131,7 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
             if annotated:
                 _write(writer, store, conns["annotated"], rec.timestamp,
                        rosbag_io.image_message(draw_faces(
-                           image, faces, cats, unknown,
+                           hide_faces(image, faces, cats, anonymize), faces, cats, unknown,
                            labels=[t.label(unknown, cats is not None) for t in tracked]), hdr))
             if bar is not None:
                 bar.update(1)

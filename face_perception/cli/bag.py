@@ -31,7 +31,8 @@ def run(args) -> int:
     summary = process_bag(args.input_bag, args.output, args.image_topic, detector, recognizer,
                           annotated=args.annotated, storage=args.storage, topics=topics,
                           progress=not args.no_progress and sys.stderr.isatty()
-                          or args.progress, tracking=not args.no_tracking)
+                          or args.progress, tracking=not args.no_tracking,
+                          anonymize=args.anonymize)
     print(summary.text())
     return 0
 
@@ -47,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--image-topic", required=True, help="sensor_msgs Image/CompressedImage topic")
     p.add_argument("--output", required=True, metavar="OUTPUT_BAG", help="new bag folder")
     p.add_argument("--gallery", metavar="FILE", help="gallery of known people: adds identities")
+    p.add_argument("--anonymize", choices=["none", "unknown", "all"], default="none",
+                   help="pixelate faces in the annotated images: those nobody was named for, "
+                   "or all (docs/privacy.md)")
     p.add_argument("--annotated", action="store_true",
                    help="also write annotated images (boxes, landmarks, names)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"],

@@ -42,6 +42,7 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
 def run(args) -> int:
     import cv2
 
+    from face_perception.anonymize import anonymize
     from face_perception.detection import Detector
     from face_perception.draw import draw_faces
     from face_perception.tracking import FaceTracker, TrackerConfig, TrackingPipeline
@@ -98,8 +99,10 @@ def run(args) -> int:
                                          (image.shape[1], image.shape[0]))
                 if not writer.isOpened():
                     raise RuntimeError(f"cannot write video {out_path} with OpenCV")
+            shown = anonymize(image, [t.face for t in tracked], [t.category for t in tracked],
+                              args.anonymize)
             writer.write(draw_faces(
-                image, [t.face for t in tracked], [t.category for t in tracked],
+                shown, [t.face for t in tracked], [t.category for t in tracked],
                 labels=[t.label(identities=recognizer is not None) for t in tracked]))
             if jsonl is not None:
                 jsonl.write(json.dumps({"frame": frames, "stamp_ns": stamp,
@@ -158,4 +161,7 @@ def register(sub) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="cosine similarity to accept an identity (default: the model's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--anonymize", choices=["none", "unknown", "all"], default="none",
+                   help="pixelate faces in the output video: those nobody was named for, or "
+                   "all (docs/privacy.md)")
     p.set_defaults(func=run)

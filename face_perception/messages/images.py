@@ -13,15 +13,41 @@ import numpy as np
 
 from face_perception.imageio import ImageError
 
-# encoding -> (channels, bytes per channel); what the decoder accepts.
-ENCODINGS = {
-    "bgr8": (3, 1),
-    "rgb8": (3, 1),
-    "bgra8": (4, 1),
-    "rgba8": (4, 1),
-    "mono8": (1, 1),
-    "mono16": (1, 2),
+# Packed encodings of sensor_msgs/image_encodings.hpp: encoding -> (channels, bytes per
+# channel) of one pixel as laid out in a row. "uyvy"/"yuyv" are the current names of the
+# deprecated "yuv422"/"yuv422_yuy2" (same bytes: U Y0 V Y1 and Y0 U Y1 V per pixel pair).
+PACKED = {
+    "bgr8": (3, 1), "rgb8": (3, 1), "bgra8": (4, 1), "rgba8": (4, 1), "mono8": (1, 1),
+    "bgr16": (3, 2), "rgb16": (3, 2), "bgra16": (4, 2), "rgba16": (4, 2),
+    "yuv422": (2, 1), "uyvy": (2, 1), "yuv422_yuy2": (2, 1), "yuyv": (2, 1),
+    "bayer_rggb8": (1, 1), "bayer_bggr8": (1, 1), "bayer_gbrg8": (1, 1), "bayer_grbg8": (1, 1),
+    "bayer_rggb16": (1, 2), "bayer_bggr16": (1, 2), "bayer_gbrg16": (1, 2),
+    "bayer_grbg16": (1, 2),
 }
+# Planar YUV: a Y plane of ``height`` rows of ``step`` bytes, then the interleaved V/U plane:
+# nv21 4:2:0 (height/2 rows of ``step`` bytes, even width and height), nv24 4:4:4 (height
+# rows of 2 * ``step`` bytes), as V4L2 lays them out (bytesperline = step).
+PLANAR = ("nv21", "nv24")
+ENCODINGS = (*PACKED, *PLANAR)
+_YUV422 = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
+# OpenCV code that turns the (8-bit) pixels into BGR; None = already BGR. OpenCV names Bayer
+# patterns by the second row's 2nd-3rd pixels: ROS bayer_rggb is OpenCV's BayerBG (as
+# cv_bridge maps them).
+_TO_BGR = {
+    "bgr8": None, "bgr16": None, "rgb8": cv2.COLOR_RGB2BGR, "rgb16": cv2.COLOR_RGB2BGR,
+    "bgra8": cv2.COLOR_BGRA2BGR, "bgra16": cv2.COLOR_BGRA2BGR,
+    "rgba8": cv2.COLOR_RGBA2BGR, "rgba16": cv2.COLOR_RGBA2BGR, "mono8": cv2.COLOR_GRAY2BGR,
+    "yuv422": cv2.COLOR_YUV2BGR_UYVY, "uyvy": cv2.COLOR_YUV2BGR_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2, "yuyv": cv2.COLOR_YUV2BGR_YUY2,
+    "bayer_rggb": cv2.COLOR_BayerBG2BGR, "bayer_bggr": cv2.COLOR_BayerRG2BGR,
+    "bayer_gbrg": cv2.COLOR_BayerGR2BGR, "bayer_grbg": cv2.COLOR_BayerGB2BGR,
+}
+# Encodings refused with the reason: depth and 16-bit grey images carry no face appearance the
+# models know (and scaling a depth range to 8 bit gives a picture of distances, not faces).
+_NOT_A_FACE_IMAGE = ("a depth or 16-bit grey (infrared) image, not a camera picture of faces; "
+                     "subscribe the camera's colour or mono8 stream instead")
+REFUSED = {"mono16": _NOT_A_FACE_IMAGE, "16uc1": _NOT_A_FACE_IMAGE,
+           "32fc1": _NOT_A_FACE_IMAGE}
 # CompressedImage.format is "jpeg", "png" or the image_transport form "bgr8; jpeg compressed bgr8".
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 
@@ -31,12 +57,14 @@ class ImageMessageError(ImageError):
 
 
 class UnsupportedEncodingError(ImageMessageError):
-    """An image message in an encoding this package does not convert (e.g. yuv422, 32FC1)."""
+    """An image message in an encoding this package does not convert (e.g. 32FC1, yuv420)."""
 
     def __init__(self, encoding: str):
         self.encoding = encoding
+        reason = REFUSED.get(str(encoding).strip().lower())
+        why = f" ({reason})" if reason else ""
         super().__init__(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)} "
+            f"unsupported image encoding {encoding!r}{why}; supported: {', '.join(ENCODINGS)} "
             f"and compressed {'/'.join(COMPRESSED_FORMATS[::2])}")
 
 
@@ -45,46 +73,79 @@ def raw_to_bgr(height: int, width: int, encoding: str, step: int, data, is_bigen
     """Decode a sensor_msgs/Image payload into a contiguous BGR uint8 HxWx3 array.
 
     Honours row padding (``step`` larger than width * pixel size) and the byte order of 16-bit
-    data; mono16 is scaled to 8 bit (65535 -> 255). Raises UnsupportedEncodingError for other
-    encodings and ImageMessageError for zero-size, inconsistent or truncated payloads.
+    data; 16-bit colour is scaled to 8 bit (65535 -> 255). Raises UnsupportedEncodingError for
+    other encodings and ImageMessageError for zero-size, inconsistent or truncated payloads.
     """
     enc = str(encoding).strip().lower()
     if enc not in ENCODINGS:
         raise UnsupportedEncodingError(str(encoding))
-    channels, depth = ENCODINGS[enc]
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageMessageError(f"{enc} image has zero size: {width}x{height}")
-    row_bytes = width * channels * depth
+    if enc in PLANAR:
+        return _planar_to_bgr(enc, height, width, step, payload_bytes(data))
+    if enc in _YUV422 and width % 2:
+        raise ImageMessageError(f"{enc} image width {width} is odd: pixels come in pairs")
+    channels, depth = PACKED[enc]
+    rows = _rows(payload_bytes(data), enc, height, width * channels * depth, step)
+    if depth == 2:
+        dtype = np.dtype(">u2" if is_bigendian else "<u2")
+        pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+        pixels = pixels.astype(np.uint16)  # native byte order for OpenCV
+    else:
+        pixels = np.ascontiguousarray(rows).reshape(height, width, channels)
+    if enc.startswith("bayer_"):
+        # Demosaic at full depth, then scale: interpolation before rounding.
+        bgr = cv2.cvtColor(pixels[:, :, 0], _TO_BGR[enc[:10]])
+        return _to_8bit(bgr) if depth == 2 else bgr
+    if depth == 2:
+        pixels = _to_8bit(pixels)
+    code = _TO_BGR[enc]
+    if code is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(pixels[:, :, 0] if channels == 1 else pixels, code)
+
+
+def _to_8bit(pixels16: np.ndarray) -> np.ndarray:
+    # Same mapping as imageio.read_image_bgr for 16-bit files: 0..65535 -> 0..255.
+    return np.round(pixels16.astype(np.float32) / 257.0).astype(np.uint8)
+
+
+def _rows(buf: np.ndarray, enc: str, height: int, row_bytes: int, step: int) -> np.ndarray:
+    """``height`` rows of ``row_bytes`` from a payload of rows ``step`` bytes apart."""
     if step < row_bytes:
         raise ImageMessageError(
             f"{enc} image step {step} is smaller than width * pixel size = {row_bytes}")
-    buf = payload_bytes(data)
     # The last row may omit its padding; anything shorter than that is truncated.
     needed = step * (height - 1) + row_bytes
     if buf.size < needed:
         raise ImageMessageError(
-            f"{enc} image {width}x{height} (step {step}) needs {needed} bytes, got {buf.size} "
+            f"{enc} image (step {step}) needs {needed} bytes for {height} rows, got {buf.size} "
             "(truncated message)")
     if buf.size < step * height:
         buf = np.concatenate([buf[:needed], np.zeros(step * height - needed, np.uint8)])
-    rows = buf[: step * height].reshape(height, step)[:, :row_bytes]
-    if depth == 2:
-        dtype = np.dtype(">u2" if is_bigendian else "<u2")
-        mono16 = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
-        # Same mapping as imageio.read_image_bgr for 16-bit files: 0..65535 -> 0..255.
-        gray = np.round(mono16.astype(np.float32) / 257.0).astype(np.uint8)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    pixels = rows.reshape(height, width, channels)
-    if enc == "bgr8":
-        return np.ascontiguousarray(pixels)
-    if enc == "rgb8":
-        return np.ascontiguousarray(pixels[:, :, ::-1])
-    if enc == "bgra8":
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGRA2BGR)
-    if enc == "rgba8":
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGR)
-    return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), cv2.COLOR_GRAY2BGR)
+    return buf[: step * height].reshape(height, step)[:, :row_bytes]
+
+
+def _planar_to_bgr(enc: str, height: int, width: int, step: int, buf: np.ndarray,
+                   ) -> np.ndarray:
+    if enc == "nv21" and (width % 2 or height % 2):
+        raise ImageMessageError(f"nv21 image {width}x{height}: width and height must be even")
+    luma = _rows(buf[: step * height], enc, height, width, step)
+    if buf.size <= step * height:
+        raise ImageMessageError(f"{enc} image {width}x{height} (step {step}) has no chroma "
+                                f"plane: got {buf.size} bytes (truncated message)")
+    rest = buf[step * height:]
+    if enc == "nv21":
+        chroma = _rows(rest, enc, height // 2, width, step)
+        return cv2.cvtColor(np.vstack([luma, chroma]), cv2.COLOR_YUV2BGR_NV21)
+    chroma = _rows(rest, enc, height, 2 * width, 2 * step)
+    # OpenCV has no 4:4:4 semi-planar decoder: an NV21 image twice the size, whose 2x2 luma
+    # blocks share one chroma pair, decodes with OpenCV's own (BT.601) coefficients.
+    big_luma = np.repeat(np.repeat(luma, 2, axis=0), 2, axis=1)
+    big = cv2.cvtColor(np.vstack([big_luma, chroma.reshape(height, 2 * width)]),
+                       cv2.COLOR_YUV2BGR_NV21)
+    return np.ascontiguousarray(big[::2, ::2])
 
 
 def payload_bytes(data) -> np.ndarray:

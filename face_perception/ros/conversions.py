@@ -1,9 +1,10 @@
 """ROS messages <-> numpy and Face lists: pure functions, no node, no DDS.
 
-Images: sensor_msgs/Image (bgr8, rgb8, bgra8, rgba8, mono8, mono16) and CompressedImage (jpeg,
-png) -> BGR uint8. cv_bridge does the raw conversion where a ROS install provides it; otherwise
-face_perception.messages.images does (same arrays, tested). Faces <-> vision_msgs/Detection2DArray
-with the field mapping of face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
+Images: sensor_msgs/Image (face_perception.messages.images.ENCODINGS) and CompressedImage (jpeg,
+png) -> BGR uint8. cv_bridge converts the 8-bit RGB/grey encodings where a ROS install provides
+it; face_perception.messages.images does the rest, and all of them without cv_bridge.
+Faces <-> vision_msgs/Detection2DArray with the field mapping of
+face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 from vision_msgs.msg import (
     Detection2D,
     Detection2DArray,
@@ -26,7 +28,6 @@ from face_perception.messages.face_fields import (
     encode_landmarks,
 )
 from face_perception.messages.images import (
-    ENCODINGS,
     ImageMessageError,
     UnsupportedEncodingError,
     bgr_to_compressed,
@@ -40,6 +41,7 @@ __all__ = [
     "ImageMessageError", "UnsupportedEncodingError", "image_to_bgr", "compressed_to_bgr_msg",
     "bgr_to_image", "bgr_to_compressed_image", "faces_to_detection_array",
     "identities_to_detection_array", "detection_array_to_faces", "label_info",
+    "LabelNumbering", "label_version",
     "stamp_to_ns", "HAVE_CV_BRIDGE",
 ]
 
@@ -56,7 +58,7 @@ def image_to_bgr(msg: Image, use_cv_bridge: Optional[bool] = None) -> np.ndarray
     """sensor_msgs/Image -> BGR uint8 HxWx3 (raises ImageMessageError / UnsupportedEncoding)."""
     use = HAVE_CV_BRIDGE if use_cv_bridge is None else use_cv_bridge
     enc = msg.encoding.strip().lower()
-    if use and _BRIDGE is not None and enc in ENCODINGS and enc != "mono16":
+    if use and _BRIDGE is not None and enc in ("bgr8", "rgb8", "bgra8", "rgba8", "mono8"):
         # Validate size first: cv_bridge raises generic errors on truncated data.
         raw_to_bgr(msg.height, msg.width, enc, msg.step, msg.data, msg.is_bigendian)
         return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="bgr8"))
@@ -134,13 +136,61 @@ def detection_array_to_faces(msg: Detection2DArray) -> list[Face]:
     return faces
 
 
+class LabelNumbering:
+    """LabelInfo class numbers that stay put while a node runs: 0 is the unknown label, a name
+    keeps the number it first got (also after it was removed and enrolled again), a new name
+    gets the next unused number; ``version`` counts the changes of the published set."""
+
+    MAX_ID = 65535  # VisionClass.class_id is a uint16
+
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+        self.version = 0
+        self._current: Optional[tuple] = None
+
+    def update(self, names: Sequence[str], unknown: str) -> list[tuple[int, str]]:
+        """(class_id, name) pairs for ``names``; bumps ``version`` when the set changed."""
+        pairs = [(0, unknown)]
+        for name in names:
+            if name not in self.ids:
+                number = len(self.ids) + 1
+                if number > self.MAX_ID:
+                    raise ValueError(f"LabelInfo holds at most {self.MAX_ID} identities "
+                                     "(VisionClass.class_id is a uint16)")
+                self.ids[name] = number
+            pairs.append((self.ids[name], name))
+        key = tuple(pairs)
+        if key != self._current:
+            self._current = key
+            self.version += 1
+        return pairs
+
+
+LABEL_VERSION_PREFIX = "label_version:"
+
+
 def label_info(names: Sequence[str], header, threshold: float, unknown: str = "unknown",
-               ) -> LabelInfo:
-    """vision_msgs/LabelInfo: class 0 = ``unknown``, then the gallery identities in order."""
+               numbering: Optional[LabelNumbering] = None) -> LabelInfo:
+    """vision_msgs/LabelInfo: class 0 = ``unknown``, then the gallery identities, numbered by
+    ``numbering`` (stable while it lives; a fresh one numbers them 1.. in gallery order).
+
+    LabelInfo has no version field: ``header.frame_id`` carries ``label_version:<N>``, which
+    grows whenever the map changes (docs/topics.md)."""
+    numbering = numbering if numbering is not None else LabelNumbering()
+    pairs = numbering.update(names, unknown)
+    header = Header(stamp=header.stamp, frame_id=f"{LABEL_VERSION_PREFIX}{numbering.version}")
     msg = LabelInfo(header=header, threshold=float(threshold))
-    for i, name in enumerate([unknown, *names]):
-        msg.class_map.append(VisionClass(class_id=i, class_name=name))
+    for number, name in pairs:
+        msg.class_map.append(VisionClass(class_id=number, class_name=name))
     return msg
+
+
+def label_version(msg: LabelInfo) -> Optional[int]:
+    """The version a LabelInfo from label_info() carries (None for other publishers')."""
+    text = msg.header.frame_id
+    if text.startswith(LABEL_VERSION_PREFIX) and text[len(LABEL_VERSION_PREFIX):].isdigit():
+        return int(text[len(LABEL_VERSION_PREFIX):])
+    return None
 
 
 def stamp_to_ns(stamp) -> int:

@@ -21,7 +21,8 @@ from typing import Any, Optional, Sequence
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
@@ -32,6 +33,9 @@ from face_perception.ros.frame_worker import FrameWorker
 from face_perception.ros.params import ParamSpec, declare
 
 INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
+# qos_overrides./<topic>.subscription.<policy> parameters declared on the image subscription.
+QOS_POLICIES = {QoSPolicyKind.RELIABILITY: ReliabilityPolicy, QoSPolicyKind.DEPTH: int,
+                QoSPolicyKind.HISTORY: HistoryPolicy, QoSPolicyKind.DURABILITY: DurabilityPolicy}
 LOG_EVERY_S = 5.0
 
 
@@ -80,7 +84,9 @@ class FaceNodeBase(LifecycleNode):
                                   report=self._report_failure, name=f"{node_name}_worker")
         self.reloads = 0
         self._inputs: list = []
-        self._warned_encodings: set[str] = set()
+        self._qos_declared: dict[str, dict[str, Any]] = {}  # override prefix -> declared values
+        self.image_qos_text = ""  # reliability/depth/history/durability the subscription asked
+        self.refused_encoding = 0  # frames in an encoding the decoder refuses (also dropped_bad)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Any state: tests and tools read the counters after the event they check.
@@ -206,12 +212,32 @@ class FaceNodeBase(LifecycleNode):
 
     def _create_inputs(self) -> None:
         if self.values["image_transport"] == "compressed":
-            sub = self.create_subscription(CompressedImage, "image/compressed",
-                                           self._image_callback, self.image_qos())
+            sub = self._image_subscription(CompressedImage, "image/compressed")
         else:
-            sub = self.create_subscription(Image, "image", self._image_callback,
-                                           self.image_qos())
+            sub = self._image_subscription(Image, "image")
         self._inputs = [sub, *self.create_extra_inputs()]
+
+    def _image_subscription(self, msg_type, topic: str):
+        """The image subscription, its QoS from the shorthands (qos_reliability, qos_depth) with
+        the standard ``qos_overrides./<topic>.subscription.*`` parameters winning where set."""
+        qos = self.image_qos()
+        prefix = f"qos_overrides.{self.resolve_topic_name(topic)}.subscription."
+        declared = self._qos_declared.get(prefix)
+        if declared is None:  # first activation: rclpy declares the (read-only) parameters
+            self._qos_declared[prefix] = {k.name.lower(): _policy_value(qos, k)
+                                          for k in QOS_POLICIES}
+            options = QoSOverridingOptions(list(QOS_POLICIES))
+        else:  # declared earlier: a value other than the declared shorthand is an override
+            options = None
+            for kind, convert in QOS_POLICIES.items():
+                name = kind.name.lower()
+                value = self.get_parameter(prefix + name).value
+                if value != declared[name]:
+                    setattr(qos, name, value if convert is int else convert[value.upper()])
+        sub = self.create_subscription(msg_type, topic, self._image_callback, qos,
+                                       qos_overriding_options=options)
+        self.image_qos_text = "/".join(str(_policy_value(qos, k)) for k in QOS_POLICIES)
+        return sub
 
     def _destroy_inputs(self) -> None:
         for sub in self._inputs:
@@ -238,9 +264,8 @@ class FaceNodeBase(LifecycleNode):
 
     def _report_failure(self, exc: Exception, bad_frame: bool) -> None:
         if isinstance(exc, UnsupportedEncodingError):
-            if exc.encoding not in self._warned_encodings:
-                self._warned_encodings.add(exc.encoding)
-                self.get_logger().error(f"skipping frames: {exc}")
+            self.refused_encoding += 1
+            self.get_logger().error(f"skipping frames: {exc}", throttle_duration_sec=LOG_EVERY_S)
         elif bad_frame:
             self.get_logger().warning(f"bad frame skipped: {exc}",
                                       throttle_duration_sec=LOG_EVERY_S)
@@ -292,8 +317,10 @@ class FaceNodeBase(LifecycleNode):
         """The node's counters: frame accounting, state, inputs and the subclass's values."""
         return {"state": self.state, "model": self.describe_model() if self.model else "",
                 "inputs": [s.topic_name for s in self._inputs], **self.acc.snapshot(),
+                "image_qos": self.image_qos_text,
                 "skipped_by_rate": self.worker.skipped_by_rate,
                 "model_errors": self.worker.model_errors, "model_reloads": self.reloads,
+                "refused_encoding": self.refused_encoding,
                 **self.diagnostic_values()}
 
     def _on_get_stats(self, request, response):
@@ -319,6 +346,11 @@ class FaceNodeBase(LifecycleNode):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+
+def _policy_value(qos: QoSProfile, kind: QoSPolicyKind):
+    value = getattr(qos, kind.name.lower())
+    return value if isinstance(value, int) and not hasattr(value, "name") else value.name.lower()
 
 
 def _text(value: Any) -> str:

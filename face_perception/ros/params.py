@@ -175,11 +175,13 @@ IMAGE_INPUT = (
               "sensor_msgs/CompressedImage (jpeg/png) on `image/compressed`.",
               choices=("raw", "compressed")),
     ParamSpec("qos_reliability", "best_effort", "Image subscription reliability: best_effort "
-              "(sensor data, matches camera drivers) or reliable (rosbag replay, no losses).",
+              "(sensor data, matches camera drivers) or reliable (rosbag replay, no losses). A "
+              "shorthand: qos_overrides./<topic>.subscription.reliability wins where set.",
               choices=("best_effort", "reliable")),
     ParamSpec("qos_depth", 5, "Image subscription queue depth (keep last), as in the "
               "sensor-data profile. The worker takes only the newest frame anyway; depth 1 lets "
-              "DDS overwrite frames whenever the process is briefly late (docs/transport.md).",
+              "DDS overwrite frames whenever the process is briefly late (docs/transport.md). A "
+              "shorthand: qos_overrides./<topic>.subscription.depth wins where set.",
               low=1, high=100),
     ParamSpec("backend", "onnx", "Inference backend.", choices=("onnx", "torch"), reload=True),
     ParamSpec("device", "cpu", "Inference device (cuda falls back to cpu with a warning when "

@@ -21,6 +21,7 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from face_perception.draw import draw_faces
 from face_perception.ros.conversions import (
+    LabelNumbering,
     bgr_to_image,
     detection_array_to_faces,
     identities_to_detection_array,
@@ -118,6 +119,7 @@ class RecognizerNode(FaceNodeBase):
         self.id_pub = self.image_pub = self.label_pub = None
         self.reload_srv = self.poll_timer = None
         self._swap_lock = threading.Lock()
+        self.labels = LabelNumbering()  # class numbers stay put while the node runs
         super().__init__(node_name, **kwargs)
         self.pairer = StampPairer(self.values["pair_buffer_size"])
 
@@ -219,7 +221,7 @@ class RecognizerNode(FaceNodeBase):
         hdr.stamp = self.get_clock().now().to_msg()
         self.label_pub.publish(label_info(self.model.names, hdr,
                                           self.model.recognizer.threshold,
-                                          self.values["unknown_label"]))
+                                          self.values["unknown_label"], self.labels))
 
     def _on_reload(self, request, response):
         response.success, response.message = self.reload_gallery()
