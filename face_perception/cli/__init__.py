@@ -11,7 +11,8 @@ import sys
 from typing import Optional
 
 # Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "bag", "info")
+COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "train", "bag",
+                   "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
