@@ -174,7 +174,7 @@ class FaceRecognitionLearner:
             rgb_std=list(self.rgb_std), embedding_size=self.embedding_size,
             weight_decay=self.weight_decay, momentum=self.momentum, drop_last=self.drop_last,
             stages=list(self.stages), pin_memory=self.pin_memory, num_workers=self.num_workers,
-            seed=self.seed, model=start_model, color_order=self.color_order,
+            seed=self.seed, init_model=start_model, color_order=self.color_order,
             logging_path=str(logging_path or ""), silent=bool(silent), verbose=bool(verbose))
         trainer = Trainer(config, dataset=dataset,
                           val_dataset=str(val_dataset) if val_dataset is not None else None)

@@ -51,7 +51,7 @@ class TrainConfig:
     dataset: str = ""              # ImageFolder tree, aligned ImageFolder, or RecordIO folder
     val_dataset: str = ""          # verification .bin, ImageFolder of chips, or pairs list
     val_pairs: int = 1000          # random pairs drawn from an ImageFolder val_dataset
-    model: str = ""                # model folder to start from (head_only / finetune)
+    init_model: str = ""           # model folder to start from (head_only / finetune)
     color_order: str = "rgb"       # channel order the network sees (AdaFace models: bgr)
     flip: bool = True              # random horizontal flips
     head_s: Optional[float] = None  # head scale / margin; None = the head's own default
@@ -119,7 +119,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not _is_num(v):
                 raise ValueError(f"{name} must be a number or null, got {v!r}")
-        for name in ("dataset", "val_dataset", "model", "temp_path", "logging_path"):
+        for name in ("dataset", "val_dataset", "init_model", "temp_path", "logging_path"):
             v = getattr(self, name)
             if v is None:
                 setattr(self, name, "")
@@ -129,9 +129,9 @@ class TrainConfig:
                 setattr(self, name, str(v))
         if not self.temp_path:
             raise ValueError("temp_path must be a non-empty folder path")
-        if self.mode in ("head_only", "finetune") and not self.model:
-            raise ValueError(f"mode {self.mode!r} starts from a trained backbone: set model "
-                             "to its model folder")
+        if self.mode in ("head_only", "finetune") and not self.init_model:
+            raise ValueError(f"mode {self.mode!r} starts from a trained backbone: set "
+                             "init_model to its model folder")
         if self.checkpoint_load_iter and self.checkpoint_load_iter >= self.iters:
             raise ValueError(f"checkpoint_load_iter ({self.checkpoint_load_iter}) must be "
                              f"below iters ({self.iters})")

@@ -84,7 +84,7 @@ class Trainer:
 
         cfg = self.cfg
         if cfg.mode in ("head_only", "finetune"):
-            return _load_backbone(cfg.model, cfg.backbone)
+            return _load_backbone(cfg.init_model, cfg.backbone)
         if cfg.backbone in FIXED_GEOMETRY:
             fixed = FIXED_GEOMETRY[cfg.backbone]
             model = get_model(cfg.backbone)
@@ -151,7 +151,7 @@ class Trainer:
 
         model = TrainModel(backbone, None if sharded else head)
         runner = model
-        if ctx.enabled:
+        if ctx.enabled and any(p.requires_grad for p in model.parameters()):
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [ctx.local_rank] if device.startswith("cuda") else None
