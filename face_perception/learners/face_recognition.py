@@ -444,6 +444,10 @@ class FaceRecognitionLearner:
         embedder = self._ensure_embedder()
         chip = embedder.align(image, largest_face(faces).landmarks)
         emb = torch.from_numpy(embedder.embed_raw(chip[None]))
+        if not torch.isfinite(emb).all():
+            raise RuntimeError(f"model {embedder.meta.name!r} ({embedder.folder}) gives a "
+                               "non-finite embedding: it is not trained enough (a few "
+                               "iterations at a high lr leave batch-norm statistics behind)")
         with torch.no_grad():
             probs = torch.softmax(self.network_head_model.cpu().eval()(emb, None), dim=1)[0]
         best = int(probs.argmax())

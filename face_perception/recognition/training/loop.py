@@ -140,8 +140,8 @@ class Trainer:
         if cfg.checkpoint_load_iter:
             path = _checkpoint_file(out_dir, cfg.checkpoint_load_iter, sharded, ctx.rank)
             state = ckpt.load_checkpoint(path, identity)
-            backbone.load_state_dict(state["backbone"])
-            head.load_state_dict(state["head"])
+            backbone.load_state_dict(state["backbone_state"])
+            head.load_state_dict(state["head_state"])
             opt.load_state_dict(state["optimizer"])
             ckpt.set_rng_state(state["rng"])
             start = int(state["iteration"])
@@ -229,8 +229,9 @@ class Trainer:
                     path = _checkpoint_file(out_dir, done, sharded, ctx.rank)
                     if ctx.is_main or sharded:
                         ckpt.save_checkpoint(path, {
-                            **identity, "iteration": done, "backbone": backbone.state_dict(),
-                            "head": head.state_dict(), "optimizer": opt.state_dict(),
+                            **identity, "iteration": done,
+                            "backbone_state": backbone.state_dict(),
+                            "head_state": head.state_dict(), "optimizer": opt.state_dict(),
                             "rng": ckpt.rng_state(), "classes": self.classes})
                     stats["checkpoints"].append(str(path))
                 if embedder is not None and cfg.val_after and done % cfg.val_after == 0:
