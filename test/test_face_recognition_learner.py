@@ -111,13 +111,14 @@ def test_every_mode_and_head_of_the_seed_is_accepted():
             assert FaceRecognitionLearner(device="cpu", mode=mode, network_head=head).mode == mode
 
 
-def test_fit_says_training_comes_with_the_training_issue():
-    with pytest.raises(NotImplementedError, match="training lands with the training issue"):
+def test_fit_in_backbone_only_mode_is_refused():
+    # Training itself is tested in test_training_*.py.
+    with pytest.raises(ValueError, match="'backbone_only' is for inference"):
         FaceRecognitionLearner(device="cpu").fit("some/folder")
 
 
 def test_inference_modes_are_explicit(photos):
-    with pytest.raises(NotImplementedError, match="classifier head.*training issue"):
+    with pytest.raises(RuntimeError, match="mode 'full' infers with a trained classifier head"):
         FaceRecognitionLearner(device="cpu", mode="full").infer(str(photos / "obama.jpg"))
     with pytest.raises(ValueError, match="'finetune' is a training mode"):
         FaceRecognitionLearner(device="cpu", mode="finetune").infer(str(photos / "obama.jpg"))

@@ -11,8 +11,8 @@ import sys
 from typing import Optional
 
 # Modules that contribute sub-commands, in help order.
-COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "bag", "video",
-                   "convert", "info")
+COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "train", "bag",
+                   "video", "convert", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,7 @@ parts as the CLI and the ROS node: ``Detector`` -> 5-point alignment -> ``Embedd
 ``Gallery`` (via ``Recognizer``). Where the seed was unsafe or vague this class differs, and
 docs/recognition_api.md says how: the reference database is a ``Gallery`` file (npz + JSON,
 never pickle), models load with ``torch.load(weights_only=True)`` after a sha256 check, and
-``fit`` is not implemented yet (it lands with the training issue).
+``fit`` runs the core training loop (``recognition.training``, docs/training.md).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class FaceRecognitionLearner:
                  checkpoint_load_iter=0, val_after=0, input_size=None, rgb_mean=None,
                  rgb_std=None, embedding_size=512, weight_decay=5e-4, momentum=0.9,
                  drop_last=True, stages=None, pin_memory=True, num_workers=4, seed=123, *,
-                 detector=None):
+                 detector=None, color_order='rgb'):
         # Mutable defaults are spelled None here (the seed's values are filled in below).
         input_size = [112, 112] if input_size is None else input_size
         rgb_mean = [0.5, 0.5, 0.5] if rgb_mean is None else rgb_mean
@@ -106,6 +106,9 @@ class FaceRecognitionLearner:
         self.pin_memory = _bool("pin_memory", pin_memory)
         self.num_workers = _int_at_least("num_workers", num_workers, 0)
         self.seed = _int_at_least("seed", seed, 0)
+        # Channel order the network is trained on (AdaFace's models: 'bgr'); saved models
+        # record it in backbone.json, so this matters for training only.
+        self.color_order = _choice("color_order", color_order, ("rgb", "bgr"))
         fixed = FIXED_GEOMETRY.get(self.backbone)
         if fixed:
             # Published weights fix the geometry (the seed likewise forces 128-d for its
@@ -131,15 +134,59 @@ class FaceRecognitionLearner:
         self._onnx_path = None       # set by optimize(): the ONNX export in temp_path
         self.backbone_model = None   # torch module of the current weights, if any
         self.network_head_model = None
+        self.classes = []            # class names of network_head_model (mode 'full')
         self.database = None         # the reference Gallery (fit_reference)
         self._recognizer = None
 
-    # ================================================================== training (not yet)
+    # ================================================================== training
     def fit(self, dataset=None, val_dataset=None, logging_path='', silent=False, verbose=True):
-        """Training is not implemented in this release."""
-        raise NotImplementedError(
-            "training lands with the training issue; until then use the pretrained "
-            "'dlib_resnet' backbone, or load()/download() a trained model folder")
+        """Train (face_perception.recognition.training) with this learner's parameters.
+
+        mode 'full': a new backbone and head; 'head_only': a new head on the loaded backbone
+        (frozen); 'finetune': the loaded backbone and a new head, both trained. ``dataset``: an
+        ImageFolder tree of face chips, an InsightFace RecordIO folder, or the seed's dataset
+        object (``.path``, ``.dataset_type``). ``val_dataset``: verification pairs (a ``.bin``,
+        an ImageFolder of chips, or a pairs list), evaluated every ``val_after`` iterations;
+        the best model is kept in ``temp_path/best``. Checkpoints and the model folder go to
+        ``temp_path`` (docs/training.md). Returns the stats dict (last loss and accuracy, their
+        history, last validation metrics, where the model was written).
+        """
+        from face_perception.recognition.training import TrainConfig, Trainer
+
+        if self.mode == "backbone_only":
+            raise ValueError("mode 'backbone_only' is for inference; fit trains in mode "
+                             "'full', 'head_only' or 'finetune'")
+        start_model = ""
+        if self.mode in ("head_only", "finetune"):
+            if self._model_folder is None and self.backbone != "dlib_resnet":
+                raise RuntimeError(f"mode {self.mode!r} trains on a saved backbone: load() a "
+                                   "model folder first")
+            start_model = str(self._model_folder or "dlib_resnet")
+        if val_dataset is not None and hasattr(val_dataset, "path"):
+            val_dataset = val_dataset.path  # the seed's ExternalDataset
+        config = TrainConfig(
+            lr=self.lr, iters=self.iters, batch_size=self.batch_size, optimizer=self.optimizer,
+            device=self.device, backbone=self.backbone, network_head=self.network_head,
+            loss=self.loss, temp_path=self.temp_path, mode=self.mode,
+            checkpoint_after_iter=self.checkpoint_after_iter,
+            checkpoint_load_iter=self.checkpoint_load_iter, val_after=self.val_after,
+            input_size=list(self.input_size), rgb_mean=list(self.rgb_mean),
+            rgb_std=list(self.rgb_std), embedding_size=self.embedding_size,
+            weight_decay=self.weight_decay, momentum=self.momentum, drop_last=self.drop_last,
+            stages=list(self.stages), pin_memory=self.pin_memory, num_workers=self.num_workers,
+            seed=self.seed, init_model=start_model, color_order=self.color_order,
+            logging_path=str(logging_path or ""), silent=bool(silent), verbose=bool(verbose))
+        trainer = Trainer(config, dataset=dataset,
+                          val_dataset=str(val_dataset) if val_dataset is not None else None)
+        stats = trainer.fit()
+        self.network_head_model, self.classes = trainer.head, list(trainer.classes)
+        self.backbone_model = trainer.backbone
+        if trainer.model_folder is not None:
+            self._use_model_folder(trainer.model_folder, "torch", keep_torch=True)
+        if not silent and verbose:
+            print(f"trained {stats['iterations']} iterations: loss {stats['train_loss']:.4f}, "
+                  f"accuracy {stats['train_accuracy']:.4f}; model in {stats['model_folder']}")
+        return stats
 
     # ================================================================== model files
     def load(self, path):
@@ -160,6 +207,10 @@ class FaceRecognitionLearner:
         backend = "onnx" if meta.onnx_file and (folder / meta.onnx_file).is_file() else "torch"
         self._use_model_folder(folder, backend)
         self._onnx_path = None
+        if self.mode == "full":
+            from face_perception.recognition.training.model_folder import load_head
+
+            self.network_head_model, self.classes = load_head(folder)
         return self
 
     def save(self, path):
@@ -199,6 +250,10 @@ class FaceRecognitionLearner:
         else:
             meta.onnx_file, meta.onnx_sha256 = None, None
         meta.save(folder)
+        if self.network_head_model is not None:
+            from face_perception.recognition.training.model_folder import save_head
+
+            save_head(folder, self.network_head_model, self.network_head, self.classes)
         return folder
 
     def optimize(self, do_constant_folding=False):
@@ -358,9 +413,7 @@ class FaceRecognitionLearner:
         If the detector finds no face (e.g. a tight face crop), the whole image is taken as the
         face box and landmarks are searched in a padded crop around it."""
         if self.mode == "full":
-            raise NotImplementedError(
-                "mode 'full' infers with a trained classifier head, which lands with the "
-                "training issue; use mode='backbone_only' (retrieval from fit_reference)")
+            return self._infer_with_head(img)
         if self.mode != "backbone_only":
             raise ValueError(f"mode {self.mode!r} is a training mode; inference uses "
                              "mode='backbone_only'")
@@ -375,6 +428,30 @@ class FaceRecognitionLearner:
             h, w = image.shape[:2]
             face = Face(box=[0, 0, w, h], score=0.0, landmarks=None)
         return self._get_recognizer().identify(image, [face])[0]
+
+    def _infer_with_head(self, img) -> Optional[Category]:
+        """Mode 'full': the trained classifier head's most probable class for the largest face
+        (confidence = its softmax probability); None when no face is found."""
+        import torch
+
+        if self.network_head_model is None:
+            raise RuntimeError("mode 'full' infers with a trained classifier head: fit() in "
+                               "mode 'full' or load() a model folder trained in it")
+        image = _image_input(img)
+        faces = self.detector.detect(image)
+        if not faces:
+            return None
+        embedder = self._ensure_embedder()
+        chip = embedder.align(image, largest_face(faces).landmarks)
+        emb = torch.from_numpy(embedder.embed_raw(chip[None]))
+        if not torch.isfinite(emb).all():
+            raise RuntimeError(f"model {embedder.meta.name!r} ({embedder.folder}) gives a "
+                               "non-finite embedding: it is not trained enough (a few "
+                               "iterations at a high lr leave batch-norm statistics behind)")
+        with torch.no_grad():
+            probs = torch.softmax(self.network_head_model.cpu().eval()(emb, None), dim=1)[0]
+        best = int(probs.argmax())
+        return Category(name=str(self.classes[best]), confidence=float(probs[best]))
 
     def embed(self, img) -> Optional[np.ndarray]:
         """(D,) embedding of the largest face in ``img``, or None when no face is found."""

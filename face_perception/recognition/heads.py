@@ -16,6 +16,8 @@ CosFace        s * (cos t - m)                             s=64, m=0.35
 AM-Softmax     s * (cos t - m)                             s=30, m=0.35
 SphereFace     |x| * (lambda cos t + psi(t)) / (1 + lambda) m=4 (psi(t) = (-1)^k cos(m t) - 2k)
 combined       s * (cos(t + m2) - m3)                      s=64, m2=0.3, m3=0.2
+AdaFace        s * (cos(t + g_ang) - g_add), margins from  s=64, m=0.4, h=0.333,
+               the feature norm's batch statistics         t_alpha=0.01
 classifier     W x + b                                     -
 =============  ==========================================  =====================
 
@@ -33,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-HEAD_NAMES = ("arcface", "cosface", "sphereface", "am_softmax", "classifier", "combined")
+HEAD_NAMES = ("arcface", "cosface", "sphereface", "am_softmax", "classifier", "combined",
+              "adaface")
 
 
 class CosineHead(nn.Module):
@@ -176,6 +179,52 @@ class SphereFaceHead(CosineHead):
         return cos.scatter(1, labels[:, None], blended) * norm
 
 
+class AdaFaceHead(CosineHead):
+    """Quality-adaptive margin (Kim et al., AdaFace, CVPR 2022).
+
+    The feature norm |x| stands in for image quality. It is standardised with running batch
+    statistics, ``z = clip(h * (|x| - mean) / (std + eps), -1, 1)`` (mean and std are
+    exponential moving averages with weight ``t_alpha`` on the current batch, the norm taken
+    without gradient), and sets the two margins of the target logit
+    ``s * (cos(t + g_ang) - g_add)`` with ``g_ang = -m z`` and ``g_add = m + m z``: a
+    high-quality face (z -> 1) gets an ArcFace-like angular margin, a low-quality one (z -> -1)
+    a CosFace-like additive one, an average one a mild mixture. The angle ``t + g_ang`` is
+    clipped into [eps, pi - eps].
+    """
+
+    def __init__(self, in_features: int, out_features: int, s: float = 64.0, m: float = 0.4,
+                 h: float = 0.333, t_alpha: float = 0.01) -> None:
+        super().__init__(in_features, out_features)
+        if s <= 0 or m < 0 or h <= 0 or not 0 < t_alpha <= 1:
+            raise ValueError(f"need s > 0, m >= 0, h > 0, 0 < t_alpha <= 1; got s={s}, m={m}, "
+                             f"h={h}, t_alpha={t_alpha}")
+        self.s, self.m, self.h, self.t_alpha = float(s), float(m), float(h), float(t_alpha)
+        self.eps = 1e-3
+        # Starting statistics of the paper's code: a typical early-training norm and a wide
+        # spread, so that the first batches get nearly the plain margin m.
+        self.register_buffer("batch_mean", torch.full((1,), 20.0))
+        self.register_buffer("batch_std", torch.full((1,), 100.0))
+
+    def forward(self, embeddings: torch.Tensor,
+                labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        cos = self.cosine(embeddings).clamp(-1 + self.eps, 1 - self.eps)
+        if labels is None:
+            return cos * self.s
+        labels = self._check_labels(labels, cos)
+        norms = embeddings.detach().norm(dim=1, keepdim=True).clamp(0.001, 100.0)
+        if self.training and norms.shape[0] > 0:
+            with torch.no_grad():
+                a = self.t_alpha
+                self.batch_mean.mul_(1 - a).add_(a * norms.mean())
+                if norms.shape[0] > 1:  # one sample has no spread: keep the running value
+                    self.batch_std.mul_(1 - a).add_(a * norms.std())
+        z = ((norms - self.batch_mean) / (self.batch_std + self.eps) * self.h).clamp(-1.0, 1.0)
+        target = cos.gather(1, labels[:, None])
+        theta = torch.acos(target) - self.m * z
+        margined = torch.cos(theta.clamp(self.eps, math.pi - self.eps)) - (self.m + self.m * z)
+        return cos.scatter(1, labels[:, None], margined) * self.s
+
+
 class ClassifierHead(nn.Module):
     """Plain linear classifier (softmax over W x + b); labels are accepted and ignored."""
 
@@ -196,6 +245,7 @@ _HEADS = {
     "am_softmax": AMSoftmaxHead,
     "classifier": ClassifierHead,
     "combined": CombinedMarginHead,
+    "adaface": AdaFaceHead,
 }
 
 

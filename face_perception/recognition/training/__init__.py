@@ -1,0 +1,25 @@
+"""Training of face recognition models: ``train(config)`` runs the loop of ``loop.py`` with the
+parameters of ``config.TrainConfig`` (the seed learner's names) and writes a model folder.
+
+Modules: config (parameters, YAML), data (training sets), loop (the iteration loop),
+checkpoint (exact-resume state), model_folder (the trained model on disk), validation,
+distributed (torchrun / DDP / partial FC), progress (TensorBoard and the progress bar).
+Imported lazily: reading a config does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "face_perception.recognition.training.config",
+    "load_config": "face_perception.recognition.training.config",
+    "Trainer": "face_perception.recognition.training.loop",
+    "train": "face_perception.recognition.training.loop",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(name)

@@ -1,0 +1,144 @@
+"""Data-parallel training under ``torchrun``: process group set-up (gloo on CPU, nccl on CUDA)
+and partial FC, the head's classes sharded across processes with a softmax over all shards."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Context:
+    """This process's place in the run: ``world`` processes, this one is ``rank``."""
+
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    started_here: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        if self.started_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup(device: str) -> Context:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_*);
+    a single process when WORLD_SIZE is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    started = False
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+        started = True
+    return Context(world=dist.get_world_size(), rank=dist.get_rank(), local_rank=local,
+                   started_here=started)
+
+
+def shard_range(num_classes: int, world: int, rank: int) -> tuple[int, int]:
+    """Classes [start, stop) held by ``rank`` (contiguous, sizes differ by at most one)."""
+    base, extra = divmod(num_classes, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def mean_over_processes(value: float, ctx: Context) -> float:
+    if not ctx.enabled:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / ctx.world
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; gradient times ``factor`` (DDP averages what partial FC must sum)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+class _ShardedCrossEntropy(torch.autograd.Function):
+    """Per-sample cross-entropy of logits split by class across processes: forward reduces the
+    max, the sum of exponentials and the target logit over all shards; backward gives this
+    shard's part, softmax - one_hot."""
+
+    @staticmethod
+    def forward(ctx, logits, local_labels):
+        hit = local_labels >= 0
+        with torch.no_grad():
+            top = logits.max(dim=1).values
+            dist.all_reduce(top, op=dist.ReduceOp.MAX)
+            exp = torch.exp(logits - top[:, None])
+            total = exp.sum(dim=1)
+            dist.all_reduce(total)
+            target = torch.zeros_like(top)
+            rows = torch.nonzero(hit).flatten()
+            target[rows] = logits[rows, local_labels[rows]] - top[rows]
+            dist.all_reduce(target)
+        ctx.save_for_backward(exp / total[:, None], local_labels)
+        return torch.log(total) - target
+
+    @staticmethod
+    def backward(ctx, grad):
+        prob, local_labels = ctx.saved_tensors
+        g = prob.clone()
+        rows = torch.nonzero(local_labels >= 0).flatten()
+        g[rows, local_labels[rows]] -= 1.0
+        return g * grad[:, None], None
+
+
+class PartialFC(torch.nn.Module):
+    """A margin head over this process's classes [start, stop), applied to the embeddings of
+    the whole global batch (gathered from every process). ``forward`` returns the per-sample
+    cross-entropy over all classes and whether each sample's target logit is the top one."""
+
+    def __init__(self, head: torch.nn.Module, start: int, stop: int, ctx: Context):
+        super().__init__()
+        self.head, self.start, self.stop, self.ctx = head, start, stop, ctx
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor):
+        import torch.distributed.nn.functional as dnn
+
+        # DDP averages the backbone's gradients over processes; the gathered loss already
+        # covers every process's samples, so their gradients must be summed instead.
+        scaled = _ScaleGrad.apply(embeddings, float(self.ctx.world))
+        emb = torch.cat(dnn.all_gather(scaled))
+        every = [torch.empty_like(labels) for _ in range(self.ctx.world)]
+        dist.all_gather(every, labels)
+        labels = torch.cat(every)
+        local = torch.where((labels >= self.start) & (labels < self.stop), labels - self.start,
+                            torch.full_like(labels, -1))
+        logits = self.head(emb, None)
+        hit = local >= 0
+        if bool(hit.any()) or hasattr(self.head, "iteration"):
+            margined = self.head(emb[hit], local[hit])
+            logits = logits.index_put((torch.nonzero(hit).flatten(),), margined)
+        ce = _ShardedCrossEntropy.apply(logits, local)
+        with torch.no_grad():
+            top = logits.max(dim=1).values
+            dist.all_reduce(top, op=dist.ReduceOp.MAX)
+            rows = torch.nonzero(hit).flatten()
+            correct = torch.zeros_like(top)
+            correct[rows] = (logits[rows, local[rows]] >= top[rows]).to(top.dtype)
+            dist.all_reduce(correct)
+        return ce, correct, labels

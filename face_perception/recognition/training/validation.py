@@ -1,0 +1,95 @@
+"""Validation during training on verification pairs, through the existing evaluation: a
+verification ``.bin`` (``pair_eval.embed_bin``), an ImageFolder of aligned chips (seeded random
+pairs) or a pairs list; metrics from ``verification.evaluate_verification``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from face_perception.data import DatasetError
+
+
+class ModelEmbedder:
+    """The Embedder interface (``meta``, ``embed_chips``) over the model being trained, so the
+    evaluation code runs unchanged on it."""
+
+    def __init__(self, backbone: torch.nn.Module, meta, transform, device: str,
+                 batch_size: int = 64):
+        self.backbone, self.meta, self.transform = backbone, meta, transform
+        self.device, self.batch_size = device, batch_size
+
+    def embed_chips(self, chips_bgr) -> np.ndarray:
+        was_training = self.backbone.training
+        self.backbone.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(chips_bgr), self.batch_size):
+                x = np.stack([self.transform(c) for c in chips_bgr[s:s + self.batch_size]])
+                out.append(self.backbone(torch.from_numpy(x).to(self.device)).float().cpu())
+        self.backbone.train(was_training)
+        emb = torch.cat(out).numpy() if out else np.zeros((0, self.meta.embedding_size))
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+
+class ValidationSet:
+    """Pairs to verify: decoded once, embedded at each validation."""
+
+    def __init__(self, source, num_pairs: int = 1000, seed: int = 0):
+        from face_perception.recognition.pair_eval import dataset_kind
+
+        self.source = str(source)
+        self.kind = dataset_kind(source)
+        if self.kind == "bin":
+            from face_perception.data.verification_bin import read_verification_bin
+
+            self.vbin = read_verification_bin(source)
+            self.labels = np.asarray(self.vbin.issame, bool)
+            return
+        from face_perception.data.pairs import random_pairs, read_lfw_pairs
+
+        if self.kind == "imagefolder":
+            from face_perception.data.imagefolder import list_image_folder
+
+            folder = list_image_folder(source)
+            same = sum(n * (n - 1) // 2 for n in
+                       (len(v) for v in folder.by_identity().values()))
+            total = len(folder) * (len(folder) - 1) // 2
+            # A small set gives what it has (balanced as far as it goes).
+            num_pairs = max(2, min(num_pairs, 2 * same, total))
+            pairs = random_pairs(folder, num_pairs, seed=seed)
+        else:
+            pairs = read_lfw_pairs(source, Path(source).parent)
+        files = sorted({str(p.first) for p in pairs} | {str(p.second) for p in pairs})
+        self.images = {f: _read(f) for f in files}
+        self.pairs = [(str(p.first), str(p.second)) for p in pairs]
+        self.labels = np.array([p.issame for p in pairs], bool)
+
+    def evaluate(self, embedder: ModelEmbedder) -> dict:
+        from face_perception.recognition.verification import evaluate_verification
+
+        if self.kind == "bin":
+            from face_perception.recognition.pair_eval import embed_bin
+
+            emb = embed_bin(embedder, self.vbin)
+            sims = np.sum(emb[0::2] * emb[1::2], axis=1)
+        else:
+            names = list(self.images)
+            emb = dict(zip(names, embedder.embed_chips([self.images[n] for n in names])))
+            sims = np.array([float(emb[a] @ emb[b]) for a, b in self.pairs])
+        report = evaluate_verification(sims, self.labels, kind="similarity",
+                                       n_folds=min(10, len(sims)))
+        out = report.to_dict()
+        out["dataset"] = self.source
+        return out
+
+
+def _read(path: str) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise DatasetError(f"{path}: cannot be decoded as an image")
+    return image

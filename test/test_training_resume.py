@@ -1,0 +1,148 @@
+"""Training state on disk: exact resume, checkpoints of other models refused, bad training
+input named in the error without harm to files written before, and the YAML config round trip
+through ``face-perception train``."""
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from face_perception.cli import main as cli_main
+from face_perception.data import DatasetError
+from face_perception.files import sha256_file
+from face_perception.recognition.training import TrainConfig, load_config, train
+from face_perception.recognition.training.checkpoint import CheckpointError
+from test import training_data
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory, photos):
+    root = tmp_path_factory.mktemp("resume")
+    return training_data.build(root, photos, size=32, synthetic=4, per_identity=4, held_out=0,
+                               chips={})[0]
+
+
+def _cfg(train_dir, temp, **kw):
+    args = dict(device="cpu", backbone="mobilefacenet", network_head="adaface",
+                input_size=[32, 32], embedding_size=32, iters=6, batch_size=4, lr=0.05,
+                stages=[4], num_workers=0, dataset=str(train_dir), temp_path=str(temp),
+                silent=True)
+    return TrainConfig(**{**args, **kw})
+
+
+def _weights(folder):
+    return torch.load(folder / "backbone.pth", weights_only=True)
+
+
+@pytest.mark.timeout(180)
+def test_resuming_at_iteration_k_repeats_the_uninterrupted_run(train_dir, tmp_path):
+    whole = train(_cfg(train_dir, tmp_path / "a", checkpoint_after_iter=3))
+    assert (tmp_path / "a" / "checkpoints" / "checkpoint_3.pth").is_file()
+    # The run that stopped at 3: its checkpoint, resumed in a fresh folder.
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "checkpoint_3.pth",
+                tmp_path / "b" / "checkpoints")
+    resumed = train(_cfg(train_dir, tmp_path / "b", checkpoint_load_iter=3))
+    assert resumed["start_iteration"] == 3
+    assert resumed["loss_history"] == whole["loss_history"][3:]
+    a, b = _weights(tmp_path / "a" / "model"), _weights(tmp_path / "b" / "model")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    # The learning-rate stage at 4 was passed after the resume point, as in the whole run.
+    assert resumed["lr_history"] == whole["lr_history"][3:]
+    assert resumed["lr_history"] == pytest.approx([0.05, 0.005, 0.005])
+
+
+@pytest.mark.timeout(120)
+def test_a_checkpoint_of_another_backbone_is_refused_naming_the_file(train_dir, tmp_path):
+    train(_cfg(train_dir, tmp_path, iters=2, checkpoint_after_iter=2))
+    ckpt = tmp_path / "checkpoints" / "checkpoint_2.pth"
+    digest = sha256_file(ckpt)
+    with pytest.raises(CheckpointError, match=f"{ckpt}.*backbone='mobilefacenet'.*ir_50"):
+        train(_cfg(train_dir, tmp_path, backbone="ir_50", iters=3, checkpoint_load_iter=2))
+    assert sha256_file(ckpt) == digest
+
+
+def test_a_pickled_object_in_a_checkpoint_is_not_loaded(train_dir, tmp_path):
+    bad = tmp_path / "checkpoints" / "checkpoint_1.pth"
+    bad.parent.mkdir(parents=True)
+    torch.save({"format": 1, "payload": shutil.copy}, bad)  # a callable: needs full pickle
+    with pytest.raises(CheckpointError, match=f"{bad}.*weights_only"):
+        train(_cfg(train_dir, tmp_path, iters=2, checkpoint_load_iter=1))
+
+
+@pytest.mark.timeout(120)
+def test_bad_training_input_is_named_and_earlier_files_survive(train_dir, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(train_dir, out, iters=2, checkpoint_after_iter=2))
+    before = {p: sha256_file(p) for p in out.rglob("*") if p.is_file()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match=str(empty)):
+        train(_cfg(empty, out, iters=2))
+    one = tmp_path / "one"
+    shutil.copytree(train_dir / "synthetic_00", one / "synthetic_00")
+    with pytest.raises(DatasetError, match=f"{one}.*at least 2 identities"):
+        train(_cfg(one, out, iters=2))
+    broken = tmp_path / "broken"
+    shutil.copytree(train_dir, broken)
+    ok, data = cv2.imencode(".jpg", cv2.imread(str(broken / "synthetic_01" / "000.png")))
+    cut = broken / "synthetic_01" / "cut.jpg"
+    cut.write_bytes(data.tobytes()[: len(data) // 2])
+    with pytest.raises(DatasetError, match=f"{cut}: truncated JPEG"):
+        train(_cfg(broken, out, iters=2))
+    after = {p: sha256_file(p) for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_too_few_images_for_one_batch_is_explained(train_dir, tmp_path):
+    with pytest.raises(DatasetError, match="fewer than one batch of 64"):
+        train(_cfg(train_dir, tmp_path, batch_size=64))
+
+
+def test_config_round_trip_and_overrides(tmp_path, capsys):
+    cfg = TrainConfig(lr=0.02, stages=[5, 9], network_head="adaface", color_order="bgr",
+                      head_m=0.35, input_size=[96, 96], dataset="/data/imgs")
+    path = cfg.save(tmp_path / "cfg.yaml")
+    assert load_config(path) == cfg
+    changed = load_config(path, {"lr": 0.5, "stages": [1]})
+    assert (changed.lr, changed.stages, changed.network_head) == (0.5, [1], "adaface")
+    # The toolkit seed's keys are understood.
+    (tmp_path / "toolkit.yml").write_text("lr: 0.4\ntrain_batch_size: 256\nm: 0.35\ns: 30\n"
+                                          "model: mobilefacenet\nembed_size: 256\n")
+    seed = load_config(tmp_path / "toolkit.yml")
+    assert (seed.batch_size, seed.head_m, seed.head_s, seed.backbone, seed.embedding_size) == \
+        (256, 0.35, 30.0, "mobilefacenet", 256)
+    (tmp_path / "bad.yaml").write_text("lr: 0.1\nlearning_rate: 3\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown parameter 'learning_rate'"):
+        load_config(tmp_path / "bad.yaml")
+    assert cli_main(["train", "--print-config"]) == 0
+    assert load_config(None, {}) == TrainConfig()
+    printed = capsys.readouterr().out
+    assert "lr: 0.1\n" in printed and "stages: [35, 65, 95]" in printed
+    assert cli_main(["train", str(path), "--set", "lr=0.3", "--iters", "7",
+                     "--print-config"]) == 0
+    shown = capsys.readouterr().out
+    (tmp_path / "shown.yaml").write_text(shown)
+    assert load_config(tmp_path / "shown.yaml") == load_config(path, {"lr": 0.3, "iters": 7})
+    assert cli_main(["train", str(tmp_path / "bad.yaml")]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_train_command_writes_resolved_config_model_and_tensorboard(train_dir, tmp_path, capsys):
+    cfg = _cfg(train_dir, tmp_path / "out", iters=2, logging_path=str(tmp_path / "tb"))
+    cfg.save(tmp_path / "run.yaml")
+    assert cli_main(["train", str(tmp_path / "run.yaml"), "--set", "network_head=cosface"]) == 0
+    resolved = load_config(tmp_path / "out" / "checkpoints" / "config.yaml")
+    assert resolved.network_head == "cosface" and resolved.iters == 2
+    assert (tmp_path / "out" / "model" / "backbone.json").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/accuracy", "train/lr", "train/images_per_s"} <= tags
+    assert len(events.Scalars("train/loss")) == 2
+    assert np.isfinite([e.value for e in events.Scalars("train/loss")]).all()
