@@ -1,4 +1,4 @@
-"""int8 ONNX models: static (QDQ) quantization with onnxruntime's tools, refused unless it passes a guard.
+"""int8 ONNX models: static (QDQ) quantization with onnxruntime's tools, used only past a guard.
 
 Only the arithmetic changes: the int8 graph has the same inputs and outputs as its fp32 source.
 Calibration feeds real inputs (images the user gives, or the shipped photos) through the fp32
@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
@@ -106,21 +106,11 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def default_calibration_images() -> list[Path]:
     """The shipped real photos (installed by scripts/setup_env.sh), for default calibration."""
+    from face_perception.data.sample_photos import sample_photos_dir
     from face_perception.imageio import IMAGE_SUFFIXES
 
-    folder = shipped_photos_dir()
-    if folder is None:
+    try:
+        folder = sample_photos_dir()
+    except FileNotFoundError:
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def shipped_photos_dir() -> Optional[Path]:
-    """Folder of the real test photos set-up installs into the environment, if present."""
-    import sys
-
-    env = os.environ.get("FACE_PERCEPTION_TEST_IMAGES")
-    for cand in ([Path(env)] if env else []) + [
-            Path(sys.prefix) / "share/face_perception/test_images"]:
-        if (cand / "obama.jpg").is_file():
-            return cand
-    return None

@@ -11,6 +11,7 @@ from face_perception.bag import rosbag_io
 from face_perception.bag.processing import output_topics
 from face_perception.bag.rosbag_io import BagError
 from face_perception.cli import main
+from face_perception.messages.face_fields import LANDMARK_CLASS_IDS
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("obama2.jpg", "obama3.jpg", "biden.jpg", "obama.jpg")
@@ -92,7 +93,10 @@ def test_bag_command_writes_detections_identities_and_annotations_with_same_stam
         assert det.header.frame_id == "camera"
         assert len(det.detections) == 1 and len(ident.detections) == 1
         assert det.detections[0].results[0].hypothesis.class_id == "face"
-        assert det.detections[0].id.startswith('{"landmarks":')
+        # --no-tracking: no track ids; the landmarks follow the face hypothesis.
+        assert det.detections[0].id == "" == ident.detections[0].id
+        for d in (det.detections[0], ident.detections[0]):
+            assert [r.hypothesis.class_id for r in d.results[1:]] == list(LANDMARK_CLASS_IDS)
         who = ident.detections[0].results[0].hypothesis
         assert who.class_id == ("biden" if name.startswith("biden") else "obama")
         assert 0.5 < who.score <= 1.0

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 
 from face_perception.messages.face_fields import (
+    LANDMARK_CLASS_IDS,
     DetectionFieldError,
     box_to_center_size,
     center_size_to_box,
     decode_landmarks,
-    encode_landmarks,
+    landmark_hypotheses,
+    landmarks_from_hypotheses,
+    track_id_from_field,
+    track_id_to_field,
 )
 from face_perception.messages.images import (
     ImageMessageError,
@@ -128,20 +132,49 @@ def test_box_centre_size_roundtrip():
         center_size_to_box(1, 1, -3, 4)
 
 
-def test_landmarks_roundtrip_through_detection_id():
-    lm = np.array([[1.04, 2], [3, 4], [5, 6], [7, 8], [9, 10.26]], np.float32)
-    text = encode_landmarks(lm)
-    assert text.startswith('{"landmarks":[[1.0,2.0]')
-    np.testing.assert_allclose(decode_landmarks(text), lm, atol=0.05)
-    assert encode_landmarks(None) == ""
+LANDMARKS = np.array([[1.04, 2], [3, 4], [5, 6], [7, 8], [9, 10.26]], np.float32)
 
 
-@pytest.mark.parametrize("other_id", ["", "7", "track-42", "3f2a9c1e-uuid"])
-def test_other_detectors_ids_carry_no_landmarks(other_id):
-    assert decode_landmarks(other_id) is None
+def test_landmarks_roundtrip_through_hypotheses_in_order():
+    hyps = landmark_hypotheses(LANDMARKS)
+    assert [h[0] for h in hyps] == ["landmark/left_eye", "landmark/right_eye", "landmark/nose",
+                                    "landmark/mouth_left", "landmark/mouth_right"]
+    assert hyps[4][1:] == pytest.approx((9.0, 10.26))  # full precision, no rounding
+    # Any order, among other hypotheses (another node's classes), gives the same points.
+    mixed = [("face", 0.0, 0.0), *reversed(hyps), ("person", 1.0, 1.0)]
+    np.testing.assert_array_equal(landmarks_from_hypotheses(mixed), LANDMARKS)
+    assert landmark_hypotheses(None) == []
+    assert landmarks_from_hypotheses([("face", 0.0, 0.0)]) is None
 
 
-def test_malformed_landmarks_are_refused():
+def test_incomplete_or_repeated_landmarks_are_refused():
+    hyps = landmark_hypotheses(LANDMARKS)
+    with pytest.raises(DetectionFieldError, match="missing.*landmark/nose"):
+        landmarks_from_hypotheses(hyps[:2] + hyps[3:])
+    with pytest.raises(DetectionFieldError, match="twice"):
+        landmarks_from_hypotheses(hyps + hyps[:1])
+    with pytest.raises(DetectionFieldError, match="finite"):
+        landmarks_from_hypotheses([(LANDMARK_CLASS_IDS[0], float("nan"), 1.0), *hyps[1:]])
+
+
+@pytest.mark.parametrize("track_id", ["7", "track-42", "3f2a9c1e-uuid", " 5 "])
+def test_track_ids_pass_through_the_id_field_unchanged(track_id):
+    assert track_id_from_field(track_id_to_field(track_id)) == track_id
+    assert decode_landmarks(track_id) is None
+
+
+def test_untracked_faces_have_an_empty_id():
+    assert track_id_to_field(None) == ""
+    assert track_id_from_field("") is None and track_id_from_field("  ") is None
+
+
+def test_old_style_landmark_ids_still_give_landmarks_and_no_track_id():
+    old = '{"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.3]]}'
+    np.testing.assert_allclose(decode_landmarks(old), LANDMARKS, atol=0.05)
+    assert track_id_from_field(old) is None
+
+
+def test_malformed_old_style_landmarks_are_refused():
     with pytest.raises(DetectionFieldError):
         decode_landmarks('{"landmarks":[[1,2],[3,4]]}')
     with pytest.raises(DetectionFieldError):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from vision_msgs.msg import Detection2D, Detection2DArray
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
+from face_perception.messages.face_fields import LANDMARK_CLASS_IDS, DetectionFieldError
 from face_perception.ros import conversions as conv
 from face_perception.types import Category, Face
 
@@ -63,14 +64,53 @@ def test_faces_become_detections_with_header_box_score_and_landmarks():
     assert d0.header == hdr
     assert (d0.bbox.center.position.x, d0.bbox.center.position.y) == (45.0, 57.5)
     assert (d0.bbox.size_x, d0.bbox.size_y) == (50.0, 65.0)
-    assert len(d0.results) == 1
     assert d0.results[0].hypothesis.class_id == "face"
     assert d0.results[0].hypothesis.score == pytest.approx(0.98)
-    assert arr.detections[1].id == ""
+    # results[1..5]: the landmarks, pixel position in the pose, score below any face score.
+    marks = d0.results[1:]
+    assert [r.hypothesis.class_id for r in marks] == list(LANDMARK_CLASS_IDS)
+    assert [(r.pose.pose.position.x, r.pose.pose.position.y) for r in marks] == \
+        [tuple(p) for p in _faces()[0].landmarks.tolist()]
+    assert all(r.hypothesis.score == -1.0 and r.pose.pose.position.z == 0.0 for r in marks)
+    assert len(arr.detections[1].results) == 1  # no landmarks, no landmark results
+    assert [d.id for d in arr.detections] == ["", ""]  # not tracked
     back = conv.detection_array_to_faces(arr)
     np.testing.assert_allclose(back[0].box, _faces()[0].box)
-    np.testing.assert_allclose(back[0].landmarks, _faces()[0].landmarks, atol=0.05)
+    np.testing.assert_array_equal(back[0].landmarks, _faces()[0].landmarks)
     assert back[1].landmarks is None and back[1].score == pytest.approx(0.7)
+    assert conv.detection_track_ids(arr) == [None, None]
+
+
+def test_track_ids_round_trip_through_detection_id():
+    arr = conv.faces_to_detection_array(_faces(), _header(), track_ids=["4", None])
+    assert [d.id for d in arr.detections] == ["4", ""]
+    assert conv.detection_track_ids(arr) == ["4", None]
+    ids = conv.identities_to_detection_array(_faces(), [Category("obama", 0.9), None],
+                                             _header(), track_ids=["4", "9"])
+    assert conv.detection_track_ids(ids) == ["4", "9"]
+    with pytest.raises(ValueError, match="2 faces but 1 track ids"):
+        conv.faces_to_detection_array(_faces(), _header(), track_ids=["4"])
+
+
+def best_scoring(det):
+    """What a consumer that takes the best-scoring hypothesis reads (first of equals)."""
+    return max(det.results, key=lambda r: r.hypothesis.score).hypothesis.class_id
+
+
+def test_consumers_taking_results_0_or_the_best_score_get_the_face_or_identity():
+    faces = [Face(f.box, 0.0, _faces()[0].landmarks) for f in _faces()]  # even a 0-score face
+    for arr, want in ((conv.faces_to_detection_array(faces, _header()), ["face", "face"]),
+                      (conv.identities_to_detection_array(
+                          faces, [Category("obama", 0.91), None], _header()),
+                       ["obama", "unknown"])):
+        assert [d.results[0].hypothesis.class_id for d in arr.detections] == want
+        assert [best_scoring(d) for d in arr.detections] == want
+        # Strictly: the last of equals, or a threshold at 0, never picks a landmark either.
+        for d in arr.detections:
+            top = d.results[0].hypothesis.score
+            assert all(r.hypothesis.score < top for r in d.results[1:])
+            assert [r.hypothesis.class_id for r in d.results if r.hypothesis.score >= 0.0] == \
+                [d.results[0].hypothesis.class_id]
 
 
 def test_identities_use_name_or_unknown_and_similarity():
@@ -78,17 +118,44 @@ def test_identities_use_name_or_unknown_and_similarity():
     arr = conv.identities_to_detection_array(_faces(), cats, _header())
     hyps = [d.results[0].hypothesis for d in arr.detections]
     assert [(h.class_id, round(h.score, 2)) for h in hyps] == [("obama", 0.91), ("unknown", 0.0)]
+    np.testing.assert_array_equal(conv.detection_array_to_faces(arr)[0].landmarks,
+                                  _faces()[0].landmarks)
     with pytest.raises(ValueError, match="2 faces but 1"):
         conv.identities_to_detection_array(_faces(), cats[:1], _header())
 
 
-def test_detections_from_another_detector_have_no_landmarks():
-    det = Detection2D(id="track-3")
-    det.bbox.center.position.x, det.bbox.center.position.y = 50.0, 60.0
+def test_detections_from_another_detector_keep_their_ids_and_have_no_landmarks():
+    arr = Detection2DArray()
+    for det_id, cls in (("track-3", "person"), ("", "face")):
+        det = Detection2D(id=det_id)
+        det.bbox.center.position.x, det.bbox.center.position.y = 50.0, 60.0
+        det.bbox.size_x, det.bbox.size_y = 20.0, 30.0
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id, hyp.hypothesis.score = cls, 0.8
+        det.results.append(hyp)
+        arr.detections.append(det)
+    arr.detections[1].results.clear()  # no hypothesis at all: score 1
+    faces = conv.detection_array_to_faces(arr)
+    np.testing.assert_allclose(faces[0].box, [40, 45, 60, 75])
+    assert [f.landmarks for f in faces] == [None, None]
+    assert [f.score for f in faces] == [pytest.approx(0.8), 1.0]
+    assert conv.detection_track_ids(arr) == ["track-3", None]
+
+
+def test_old_style_landmark_id_is_read_as_landmarks_not_as_a_track_id():
+    det = Detection2D(id='{"landmarks":[[30,40],[60,40],[45,55],[35,70],[55,70]]}')
     det.bbox.size_x, det.bbox.size_y = 20.0, 30.0
-    (face,) = conv.detection_array_to_faces(Detection2DArray(detections=[det]))
-    np.testing.assert_allclose(face.box, [40, 45, 60, 75])
-    assert face.landmarks is None and face.score == 1.0
+    arr = Detection2DArray(detections=[det])
+    np.testing.assert_array_equal(conv.detection_array_to_faces(arr)[0].landmarks,
+                                  _faces()[0].landmarks)
+    assert conv.detection_track_ids(arr) == [None]
+
+
+def test_incomplete_landmark_results_are_a_bad_detection():
+    arr = conv.faces_to_detection_array(_faces()[:1], _header())
+    del arr.detections[0].results[3]
+    with pytest.raises(DetectionFieldError, match="landmark/nose"):
+        conv.detection_array_to_faces(arr)
 
 
 def test_label_info_lists_unknown_then_gallery_names():

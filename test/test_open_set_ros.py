@@ -68,7 +68,8 @@ def test_recognizer_node_names_by_the_galleries_stored_rule(ros, photos, gallery
     det_params = write_params(tmp_path / "det.yaml", "face_detector",
                               {"qos_reliability": "reliable"})
     rec_params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
-        "qos_reliability": "reliable", "qos_depth": 5, "gallery_path": str(gallery)})
+        "qos_reliability": "reliable", "qos_depth": 5, "gallery_path": str(gallery),
+        "tracking": False})  # two unrelated photos: each frame judged alone
     det = start("face_detector", tmp_path, node_args(ns, det_params))
     rec = start("face_recognizer", tmp_path, node_args(ns, rec_params), tag="_rec")
     try:

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from face_perception.bag import rosbag_io
-from face_perception.messages.face_fields import decode_landmarks
+from face_perception.ros.conversions import detection_array_to_faces
 from test.ros_harness import (
     answered,
     frames_from,
@@ -68,7 +68,8 @@ def assert_same_as_core(arr, face):
     assert det.bbox.center.position.x == pytest.approx((x1 + x2) / 2, abs=0.01)
     assert det.bbox.center.position.y == pytest.approx((y1 + y2) / 2, abs=0.01)
     assert (det.bbox.size_x, det.bbox.size_y) == pytest.approx((x2 - x1, y2 - y1), abs=0.01)
-    np.testing.assert_allclose(decode_landmarks(det.id), face.landmarks, atol=0.06)
+    np.testing.assert_allclose(detection_array_to_faces(arr)[0].landmarks, face.landmarks,
+                               atol=1e-3)
 
 
 @pytest.mark.timeout(240)

@@ -1,6 +1,8 @@
 """face_recognizer (with face_detector, and in the container) as real processes: identities for
 photos, latched LabelInfo, gallery reload on change and by service, boxes from a foreign
-detector, and a missing gallery. Frames go in lock step over reliable QoS."""
+detector, and a missing gallery. Frames go in lock step over reliable QoS. Every frame shows
+another photo, so these nodes judge each frame alone (``tracking: false``); tracking over a
+sequence is test_tracking_ros.py's."""
 import os
 
 import cv2
@@ -10,6 +12,7 @@ from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
 
 from face_perception.gallery import Gallery
+from face_perception.messages.face_fields import LANDMARK_CLASS_IDS
 from face_perception.ros.conversions import label_version
 from test.ros_harness import (
     LATCHED,
@@ -65,7 +68,8 @@ def assert_identity(arr, want):
     det = arr.detections[0]
     assert det.header == arr.header
     assert 0.5 < det.results[0].hypothesis.score <= 1.0
-    assert det.bbox.size_x > 20 and det.id.startswith('{"landmarks":')
+    assert det.bbox.size_x > 20
+    assert [r.hypothesis.class_id for r in det.results[1:]] == list(LANDMARK_CLASS_IDS)
 
 
 @pytest.mark.timeout(300)
@@ -79,7 +83,7 @@ def test_detector_and_recognizer_name_people_and_follow_gallery_changes(
                               {"qos_reliability": "reliable"})
     rec_params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
         "qos_reliability": "reliable", "qos_depth": 5, "gallery_path": str(gallery),
-        "gallery_poll_period": 0.5})
+        "gallery_poll_period": 0.5, "tracking": False})
     det = start("face_detector", tmp_path, node_args(ns, det_params))
     rec = start("face_recognizer", tmp_path, node_args(ns, rec_params))
     procs = (det, rec)
@@ -141,9 +145,9 @@ def box_only(header, face, det_id: str = "") -> Detection2DArray:
     return arr
 
 
-def start_recognizer_alone(ros, tmp_path, ns, gallery):
+def start_recognizer_alone(ros, tmp_path, ns, gallery, tracking=False):
     params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
-        "qos_reliability": "reliable", "gallery_path": str(gallery)})
+        "qos_reliability": "reliable", "gallery_path": str(gallery), "tracking": tracking})
     rec = start("face_recognizer", tmp_path, node_args(ns, params))
     ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
     img_pub = ros.publisher(Image, f"{ns}/image")
@@ -168,6 +172,7 @@ def test_recognizer_finds_landmarks_for_boxes_from_another_detector(
         wait_stat(ros, f"{ns}/face_recognizer", "pending_detections", 1, rec)
         arr = lock_step(img_pub, ids, msg, rec)
         assert names_of(arr) == ["obama"]
+        assert arr.detections[0].id == "track-17"  # the sender's id, handed on
     finally:
         assert rec.stop() in (0, -2), rec.log_path.read_text()
 

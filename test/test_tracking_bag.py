@@ -7,6 +7,7 @@ from face_perception.cli import main
 from face_perception.detection import Detector
 from face_perception.gallery import Gallery
 from face_perception.imageio import read_image_bgr
+from face_perception.messages.face_fields import LANDMARK_CLASS_IDS
 from face_perception.recognition import Embedder
 from test.tracking_scenes import Cutouts, scene
 
@@ -43,6 +44,37 @@ def test_bag_names_tracks_from_accumulated_evidence(photos, tmp_path, capsys):
     assert faces == faces_alone >= 38
     assert set(names_alone) == set(names) == {"obama", "biden"} and unknown_alone <= 2
     assert sum(names.values()) + unknown == faces and 4 <= unknown <= 20, tracked
+    # The output bag carries the track ids in Detection2D.id (both topics): one id per person
+    # over the whole crossing once confirmed, the landmarks in results[1..5].
+    ids_by_person = {"obama": set(), "biden": set()}
+    for topic in ("/cam/faces/detections", "/cam/faces/identities"):
+        arrays = read_arrays(tmp_path / "tracked", topic)
+        assert len(arrays) == len(frames)
+        for n, (frame, arr) in enumerate(zip(frames, arrays)):
+            for det in arr.detections:
+                assert [r.hypothesis.class_id for r in det.results[1:]] == \
+                    list(LANDMARK_CLASS_IDS)
+                person = min(frame.truth, key=lambda p: abs(
+                    (frame.truth[p][0] + frame.truth[p][2]) / 2 - det.bbox.center.position.x))
+                if n >= 2:  # confirmed from the third frame on (confirm_hits 3)
+                    ids_by_person[person].add(det.id)
+                else:
+                    assert det.id == ""
+    assert all(len(ids) == 1 and "" not in ids for ids in ids_by_person.values()), ids_by_person
+    assert ids_by_person["obama"] != ids_by_person["biden"]
+    alone_ids = {d.id for arr in read_arrays(tmp_path / "alone", "/cam/faces/detections")
+                 for d in arr.detections}
+    assert alone_ids == {""}  # --no-tracking: untracked
+
+
+def read_arrays(bag, topic):
+    from rosbags.rosbag2 import Reader
+
+    store = rosbag_io.typestore()
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        return [store.deserialize_cdr(raw, c.msgtype)
+                for c, _, raw in reader.messages(connections=conns)]
 
 
 def summary(text):

@@ -69,8 +69,9 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                 anonymize: str = "none") -> BagSummary:
     """Run ``detector`` (and ``recognizer``, a face_perception Recognizer) over every image.
 
-    With ``tracking`` (default) faces are tracked across frames by their header stamps and each
-    track is named from its accumulated evidence (face_perception.tracking.TrackingPipeline,
+    With ``tracking`` (default) faces are tracked across frames by their header stamps (the
+    confirmed track's id goes into ``Detection2D.id`` of both topics) and each track is named
+    from its accumulated evidence (face_perception.tracking.TrackingPipeline,
     the object the nodes and ``face-perception video`` use); without it every frame is judged
     alone.
 
@@ -116,13 +117,15 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
             tracked = pipeline.update(image, faces, int(hdr.stamp.sec) * 1_000_000_000
                                       + int(hdr.stamp.nanosec))
             cats = [t.category for t in tracked] if recognizer is not None else None
+            ids = [t.track_id for t in tracked]
             summary.seconds += time.perf_counter() - start
             _write(writer, store, conns["detections"], rec.timestamp,
-                   rosbag_io.detection_array(hdr, faces))
+                   rosbag_io.detection_array(hdr, faces, track_ids=ids))
             summary.faces += len(faces)
             if cats is not None:
                 _write(writer, store, conns["identities"], rec.timestamp,
-                       rosbag_io.detection_array(hdr, faces, cats, unknown=unknown))
+                       rosbag_io.detection_array(hdr, faces, cats, unknown=unknown,
+                                                 track_ids=ids))
                 for cat in cats:
                     if cat is None:
                         summary.unknown += 1

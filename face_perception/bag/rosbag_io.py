@@ -13,7 +13,12 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from face_perception.messages.face_fields import box_to_center_size, encode_landmarks
+from face_perception.messages.face_fields import (
+    LANDMARK_SCORE,
+    box_to_center_size,
+    landmark_hypotheses,
+    track_id_to_field,
+)
 from face_perception.messages.images import (
     bgr_to_compressed,
     bgr_to_raw,
@@ -156,14 +161,28 @@ def image_message(image_bgr: np.ndarray, hdr, compressed: Optional[str] = None):
 
 def detection_array(hdr, faces: Sequence[Face],
                     categories: Optional[Sequence[Optional[Category]]] = None,
-                    class_id: str = "face", unknown: str = "unknown"):
+                    class_id: str = "face", unknown: str = "unknown",
+                    track_ids: Optional[Sequence[Optional[str]]] = None):
     """A rosbags vision_msgs/Detection2DArray: detections, or identities when categories given.
 
-    Same field mapping as the nodes (face_fields): class_id "face" and the detector score, or
-    the identity ("unknown" when unmatched) and its similarity.
+    Same field mapping as the nodes (face_fields): results[0] = class_id "face" and the detector
+    score, or the identity ("unknown" when unmatched) and its similarity; results[1..5] the
+    landmarks; id = the face's track id (None or no ``track_ids``: '').
     """
-    store = typestore()
-    t = store.types
+    t = typestore().types
+    if track_ids is not None and len(track_ids) != len(faces):
+        raise ValueError(f"{len(faces)} faces but {len(track_ids)} track ids")
+
+    def hypothesis(name: str, score: float, x: float = 0.0, y: float = 0.0):
+        pose = t["geometry_msgs/msg/PoseWithCovariance"](
+            pose=t["geometry_msgs/msg/Pose"](
+                position=t["geometry_msgs/msg/Point"](x=x, y=y, z=0.0),
+                orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
+            covariance=np.zeros(36, dtype=np.float64))
+        return t["vision_msgs/msg/ObjectHypothesisWithPose"](
+            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=name, score=float(score)),
+            pose=pose)
+
     dets = []
     for i, face in enumerate(faces):
         cx, cy, w, h = box_to_center_size(face.box)
@@ -174,20 +193,16 @@ def detection_array(hdr, faces: Sequence[Face],
             name = cat.name if cat is not None else unknown
             # An unmatched face has no identity similarity to report.
             score = cat.confidence if cat is not None else 0.0
-        pose = t["geometry_msgs/msg/PoseWithCovariance"](
-            pose=t["geometry_msgs/msg/Pose"](
-                position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-                orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0)),
-            covariance=np.zeros(36, dtype=np.float64))
-        hyp = t["vision_msgs/msg/ObjectHypothesisWithPose"](
-            hypothesis=t["vision_msgs/msg/ObjectHypothesis"](class_id=name, score=float(score)),
-            pose=pose)
+        results = [hypothesis(name, score)] + [
+            hypothesis(cid, LANDMARK_SCORE, x, y) for cid, x, y in landmark_hypotheses(
+                face.landmarks)]
         bbox = t["vision_msgs/msg/BoundingBox2D"](
             center=t["vision_msgs/msg/Pose2D"](
                 position=t["vision_msgs/msg/Point2D"](x=cx, y=cy), theta=0.0),
             size_x=w, size_y=h)
         dets.append(t["vision_msgs/msg/Detection2D"](
-            header=hdr, results=[hyp], bbox=bbox, id=encode_landmarks(face.landmarks)))
+            header=hdr, results=results, bbox=bbox,
+            id=track_id_to_field(track_ids[i] if track_ids is not None else None)))
     return t[DETECTIONS](header=hdr, detections=dets)
 
 

@@ -62,8 +62,8 @@ def compare_faces(reference: Sequence, candidate: Sequence) -> dict:
         used.add(best_j)
         worst_iou = min(worst_iou, best)
         if ref.landmarks is not None and candidate[best_j].landmarks is not None:
-            dist = np.linalg.norm(np.asarray(ref.landmarks) - np.asarray(candidate[best_j].landmarks),
-                                  axis=1).max()
+            diff = np.asarray(ref.landmarks) - np.asarray(candidate[best_j].landmarks)
+            dist = np.linalg.norm(diff, axis=1).max()
             worst_lm = max(worst_lm, float(dist))
     return {"reference": len(reference), "candidate": len(candidate), "missing": missing,
             "extra": len(candidate) - len(used), "worst_iou": worst_iou,

@@ -2,22 +2,30 @@
 
 Standard fields carry the standard meaning: ``bbox.center`` is the box centre in image pixels,
 ``bbox.size_x/size_y`` its width/height, ``results[0].hypothesis`` the class ("face" or an
-identity) and score. The 5 landmarks ride in ``Detection2D.id`` as compact JSON
-(``{"landmarks":[[x,y],...]}``), a free-form string that standard consumers treat as an opaque
-id; see docs/topics.md.
+identity) and score, ``Detection2D.id`` the track id ('' when untracked). The 5 landmarks follow
+as ``results[1..5]``: class_id ``landmark/<point>``, score -1.0 (below any face or identity
+score), pixel position in ``pose.pose.position`` (x, y); see docs/topics.md.
 """
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
-LANDMARKS_KEY = "landmarks"
+LANDMARK_PREFIX = "landmark/"
+# Image left/right, as RetinaFace and the ArcFace alignment template order them.
+LANDMARK_CLASS_IDS = tuple(LANDMARK_PREFIX + point for point in
+                           ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right"))
+# Below every results[0] score (detector [0, 1], identity similarity, unknown 0.0): a consumer
+# taking the best-scoring hypothesis, or keeping scores >= any threshold >= 0, never gets a
+# landmark instead of the face.
+LANDMARK_SCORE = -1.0
+LEGACY_LANDMARKS_KEY = "landmarks"
 
 
 class DetectionFieldError(ValueError):
-    """A Detection2D whose fields cannot describe a face (negative size, bad landmark JSON)."""
+    """A Detection2D whose fields cannot describe a face (negative size, bad landmarks)."""
 
 
 def box_to_center_size(box) -> tuple[float, float, float, float]:
@@ -35,26 +43,67 @@ def center_size_to_box(cx: float, cy: float, width: float, height: float) -> np.
                     dtype=np.float32)
 
 
-def encode_landmarks(landmarks: Optional[np.ndarray]) -> str:
-    """Landmarks (5x2) -> the ``Detection2D.id`` string ('' when there are none)."""
+def landmark_hypotheses(landmarks: Optional[np.ndarray]) -> list[tuple[str, float, float]]:
+    """Landmarks (5x2) -> the (class_id, x, y) of ``results[1..5]`` (none without landmarks)."""
     if landmarks is None:
-        return ""
+        return []
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    return json.dumps({LANDMARKS_KEY: [[round(float(x), 1), round(float(y), 1)] for x, y in pts]},
-                      separators=(",", ":"))
+    return [(cid, float(x), float(y)) for cid, (x, y) in zip(LANDMARK_CLASS_IDS, pts)]
+
+
+def landmarks_from_hypotheses(hypotheses: Iterable[tuple[str, float, float]],
+                              ) -> Optional[np.ndarray]:
+    """(class_id, x, y) of a detection's results -> landmarks (5x2 float32), or None when no
+    result is one of ours. Other class ids are ignored; all five points or none, else
+    DetectionFieldError."""
+    found: dict[str, tuple[float, float]] = {}
+    for class_id, x, y in hypotheses:
+        if class_id not in LANDMARK_CLASS_IDS:
+            continue
+        if class_id in found:
+            raise DetectionFieldError(f"detection has {class_id!r} twice")
+        found[class_id] = (x, y)
+    if not found:
+        return None
+    missing = [c for c in LANDMARK_CLASS_IDS if c not in found]
+    if missing:
+        raise DetectionFieldError(f"detection landmarks incomplete: missing {missing}")
+    pts = np.array([found[c] for c in LANDMARK_CLASS_IDS], dtype=np.float32)
+    if not np.isfinite(pts).all():
+        raise DetectionFieldError(f"detection landmarks must be finite, got {pts.tolist()}")
+    return pts
+
+
+def track_id_to_field(track_id) -> str:
+    """A track id (None: untracked) -> the ``Detection2D.id`` string."""
+    return "" if track_id is None else str(track_id)
+
+
+def track_id_from_field(det_id: str) -> Optional[str]:
+    """``Detection2D.id`` -> the sender's track id as sent, or None (empty, or an old-style
+    landmark JSON id, which is no track id)."""
+    if not (det_id or "").strip() or _is_legacy_landmarks(det_id):
+        return None
+    return det_id
+
+
+def _is_legacy_landmarks(det_id: str) -> bool:
+    text = (det_id or "").strip()
+    return text.startswith("{") and LEGACY_LANDMARKS_KEY in text
 
 
 def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
-    """The ``Detection2D.id`` string -> landmarks (5x2 float32), or None when it holds none.
+    """Old-style ``Detection2D.id`` (``{"landmarks":[[x,y],...]}``, before track ids took the
+    field) -> landmarks (5x2 float32), or None when it holds none. Read for one release so that
+    older bags and nodes keep their landmarks; nothing writes it any more.
 
-    Ids from other detectors (tracking numbers, UUIDs) are not landmarks and give None; a string
-    that claims to hold landmarks but is malformed raises DetectionFieldError.
+    A string that claims to hold landmarks but is malformed raises DetectionFieldError.
     """
-    text = (det_id or "").strip()
-    if not text.startswith("{") or LANDMARKS_KEY not in text:
+    if not _is_legacy_landmarks(det_id):
         return None
+    text = det_id.strip()
     try:
-        pts = np.asarray(json.loads(text)[LANDMARKS_KEY], dtype=np.float32)
+        pts = np.asarray(json.loads(text)[LEGACY_LANDMARKS_KEY], dtype=np.float32)
     except (ValueError, KeyError, TypeError) as exc:
         raise DetectionFieldError(f"malformed landmarks in detection id {text[:80]!r}: {exc}") \
             from None

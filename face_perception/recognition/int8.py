@@ -1,4 +1,4 @@
-"""int8 variant of an embedder's ONNX graph, calibrated on aligned real faces and guarded against fp32.
+"""int8 variant of an embedder's ONNX graph, calibrated on aligned real faces, guarded against fp32.
 
 Calibration and guard inputs are the faces of real photos, detected and aligned exactly as the
 Embedder does at run time (plus their mirror images). The int8 graph is refused unless every

@@ -4,7 +4,8 @@ Images: sensor_msgs/Image (face_perception.messages.images.ENCODINGS) and Compre
 png) -> BGR uint8. cv_bridge converts the 8-bit RGB/grey encodings where a ROS install provides
 it; face_perception.messages.images does the rest, and all of them without cv_bridge.
 Faces <-> vision_msgs/Detection2DArray with the field mapping of
-face_perception.messages.face_fields (landmarks in ``Detection2D.id``).
+face_perception.messages.face_fields (track id in ``Detection2D.id``, landmarks in
+``results[1..5]``).
 """
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ from vision_msgs.msg import (
 )
 
 from face_perception.messages.face_fields import (
+    LANDMARK_SCORE,
     box_to_center_size,
     center_size_to_box,
     decode_landmarks,
-    encode_landmarks,
+    landmark_hypotheses,
+    landmarks_from_hypotheses,
+    track_id_from_field,
+    track_id_to_field,
 )
 from face_perception.messages.images import (
     ImageMessageError,
@@ -40,8 +45,8 @@ from face_perception.types import Category, Face
 __all__ = [
     "ImageMessageError", "UnsupportedEncodingError", "image_to_bgr", "compressed_to_bgr_msg",
     "bgr_to_image", "bgr_to_compressed_image", "faces_to_detection_array",
-    "identities_to_detection_array", "detection_array_to_faces", "label_info",
-    "LabelNumbering", "label_version",
+    "identities_to_detection_array", "detection_array_to_faces", "detection_track_ids",
+    "label_info", "LabelNumbering", "label_version",
     "stamp_to_ns", "HAVE_CV_BRIDGE",
 ]
 
@@ -88,52 +93,90 @@ def bgr_to_compressed_image(image_bgr: np.ndarray, header, kind: str = "jpeg",
     return msg
 
 
-def _detection(header, face: Face, class_id: str, score: float) -> Detection2D:
-    det = Detection2D(header=header, id=encode_landmarks(face.landmarks))
+def _hypothesis(class_id: str, score: float, x: float = 0.0, y: float = 0.0,
+                ) -> ObjectHypothesisWithPose:
+    hyp = ObjectHypothesisWithPose()
+    hyp.hypothesis.class_id = class_id
+    hyp.hypothesis.score = float(score)
+    hyp.pose.pose.position.x = x
+    hyp.pose.pose.position.y = y
+    return hyp
+
+
+def _detection(header, face: Face, class_id: str, score: float,
+               track_id: Optional[str] = None) -> Detection2D:
+    det = Detection2D(header=header, id=track_id_to_field(track_id))
     cx, cy, w, h = box_to_center_size(face.box)
     det.bbox.center.position.x = cx
     det.bbox.center.position.y = cy
     det.bbox.size_x = w
     det.bbox.size_y = h
-    hyp = ObjectHypothesisWithPose()
-    hyp.hypothesis.class_id = class_id
-    hyp.hypothesis.score = float(score)
-    det.results.append(hyp)
+    det.results.append(_hypothesis(class_id, score))
+    det.results.extend(_hypothesis(cid, LANDMARK_SCORE, x, y)
+                       for cid, x, y in landmark_hypotheses(face.landmarks))
     return det
 
 
+def _ids(track_ids, n: int) -> list:
+    if track_ids is None:
+        return [None] * n
+    if len(track_ids) != n:
+        raise ValueError(f"{n} faces but {len(track_ids)} track ids")
+    return list(track_ids)
+
+
 def faces_to_detection_array(faces: Sequence[Face], header, class_id: str = "face",
+                             track_ids: Optional[Sequence[Optional[str]]] = None,
                              ) -> Detection2DArray:
-    """Detector output: one Detection2D per face, results[0] = (class_id, detector score)."""
-    return Detection2DArray(header=header,
-                            detections=[_detection(header, f, class_id, f.score) for f in faces])
+    """Detector output: one Detection2D per face, results[0] = (class_id, detector score),
+    results[1..5] the landmarks, id = the face's track id (None or absent: '')."""
+    ids = _ids(track_ids, len(faces))
+    return Detection2DArray(header=header, detections=[
+        _detection(header, f, class_id, f.score, t) for f, t in zip(faces, ids)])
 
 
 def identities_to_detection_array(faces: Sequence[Face],
                                   categories: Sequence[Optional[Category]], header,
-                                  unknown: str = "unknown") -> Detection2DArray:
-    """Recognizer output: results[0] = (identity or ``unknown``, similarity; 0 when unknown)."""
+                                  unknown: str = "unknown",
+                                  track_ids: Optional[Sequence[Optional[str]]] = None,
+                                  ) -> Detection2DArray:
+    """Recognizer output: results[0] = (identity or ``unknown``, similarity; 0 when unknown),
+    landmarks and track ids as in faces_to_detection_array."""
     if len(faces) != len(categories):
         raise ValueError(f"{len(faces)} faces but {len(categories)} identities")
+    ids = _ids(track_ids, len(faces))
     dets = []
-    for face, cat in zip(faces, categories):
+    for face, cat, track_id in zip(faces, categories, ids):
         name = cat.name if cat is not None else unknown
-        dets.append(_detection(header, face, name, cat.confidence if cat is not None else 0.0))
+        dets.append(_detection(header, face, name, cat.confidence if cat is not None else 0.0,
+                               track_id))
     return Detection2DArray(header=header, detections=dets)
 
 
 def detection_array_to_faces(msg: Detection2DArray) -> list[Face]:
-    """Detection2DArray (ours or any detector's) -> Faces; landmarks None where the id has none.
+    """Detection2DArray (ours or any detector's) -> Faces; landmarks None where it has none.
 
-    Raises face_fields.DetectionFieldError for a box with negative size or malformed landmarks.
+    Landmarks come from the ``landmark/*`` results, else from an old-style JSON id (read for one
+    release). Raises face_fields.DetectionFieldError for a box with negative size or malformed
+    landmarks.
     """
     faces = []
     for det in msg.detections:
         box = center_size_to_box(det.bbox.center.position.x, det.bbox.center.position.y,
                                  det.bbox.size_x, det.bbox.size_y)
         score = det.results[0].hypothesis.score if det.results else 1.0
-        faces.append(Face(box, score, decode_landmarks(det.id)))
+        landmarks = landmarks_from_hypotheses(
+            (r.hypothesis.class_id, r.pose.pose.position.x, r.pose.pose.position.y)
+            for r in det.results)
+        if landmarks is None:
+            landmarks = decode_landmarks(det.id)
+        faces.append(Face(box, score, landmarks))
     return faces
+
+
+def detection_track_ids(msg: Detection2DArray) -> list[Optional[str]]:
+    """The sender's track id of every detection, as sent (None: untracked)."""
+    return [track_id_from_field(det.id) for det in msg.detections]
 
 
 class LabelNumbering:

@@ -1,6 +1,8 @@
 """``face_detector``: sensor_msgs/Image -> vision_msgs/Detection2DArray on ``faces/detections``.
 
-A thin lifecycle node over face_perception.detection.Detector; plumbing in frame_node.
+A thin lifecycle node over face_perception.detection.Detector and, with ``tracking``, a
+face_perception.tracking.TrackingPipeline (track ids in ``Detection2D.id``); plumbing in
+frame_node.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from face_perception.draw import draw_faces
-from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array
+from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array, stamp_to_ns
 from face_perception.ros.frame_node import FaceNodeBase
-from face_perception.ros.params import DETECTOR
+from face_perception.ros.params import DETECTOR, TRACKING_KEYS
 from face_perception.ros.runner import run_nodes
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -38,13 +40,46 @@ def detector_from_values(values: dict[str, Any]):
         max_faces=values.get("max_faces", 0))
 
 
+def tracker_from_values(values: dict[str, Any]):
+    """A FaceTracker from the ``track_*`` parameters, or None when ``tracking`` is off (both
+    nodes)."""
+    from face_perception.tracking import FaceTracker, TrackerConfig
+
+    if not values["tracking"]:
+        return None
+    return FaceTracker(TrackerConfig(
+        high_score=values["track_high_score"], new_track_score=values["track_new_score"],
+        match_iou=values["track_match_iou"], low_match_iou=values["track_low_match_iou"],
+        confirm_hits=values["track_confirm_hits"], max_age=values["track_max_age"],
+        scene_cut=values["track_scene_cut"] or None))
+
+
 class DetectorNode(FaceNodeBase):
     SPECS = DETECTOR
 
     def __init__(self, node_name: str = "face_detector", **kwargs):
         self.faces_published = 0
         self.det_pub = self.image_pub = None
+        self.pipeline = None  # TrackingPipeline without recognizer; None: tracking off
         super().__init__(node_name, **kwargs)
+        self.pipeline = self._make_pipeline()
+
+    def _make_pipeline(self):
+        from face_perception.tracking import TrackingPipeline
+
+        tracker = tracker_from_values(self.values)
+        return TrackingPipeline(None, tracker) if tracker is not None else None
+
+    def on_values_changed(self, changed: set[str]) -> None:
+        super().on_values_changed(changed)
+        if changed & TRACKING_KEYS:
+            self.pipeline = self._make_pipeline()  # the worker takes it at its next frame
+
+    def on_deactivate(self, state):
+        result = super().on_deactivate(state)  # the worker has stopped
+        if self.pipeline is not None:
+            self.pipeline.reset()  # tracks do not span an inactive period
+        return result
 
     def check_values(self, values: dict[str, Any]) -> Optional[str]:
         if values["target_size"] > values["max_size"]:
@@ -90,15 +125,23 @@ class DetectorNode(FaceNodeBase):
         msg, received_at = item
         image = self.decode(msg)
         faces = model.detect(image)
-        answer = faces_to_detection_array(faces, msg.header)
+        pipeline = self.pipeline
+        tracked = pipeline.update(image, faces, stamp_to_ns(msg.header.stamp)) \
+            if pipeline is not None else None
+        ids = [t.track_id for t in tracked] if tracked is not None else None
+        answer = faces_to_detection_array(faces, msg.header, track_ids=ids)
         self.faces_published += len(faces)
         self.processed(received_at)  # counted before the answer is out (get_stats readers)
         self.det_pub.publish(answer)
         if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
-            self.image_pub.publish(bgr_to_image(draw_faces(image, faces), msg.header))
+            labels = [t.label(identities=False) for t in tracked] if tracked else None
+            self.image_pub.publish(bgr_to_image(draw_faces(image, faces, labels=labels),
+                                                msg.header))
 
     def diagnostic_values(self) -> dict[str, Any]:
-        return {"faces_published": self.faces_published}
+        pipeline = self.pipeline
+        return {"faces_published": self.faces_published,
+                "active_tracks": pipeline.active_tracks if pipeline is not None else 0}
 
 
 def main(args: Optional[list[str]] = None) -> int:

@@ -190,6 +190,30 @@ IMAGE_INPUT = (
               "while someone subscribes."),
 )
 
+# Shared by both nodes: the face tracker (face_perception.tracking.TrackerConfig), times in
+# seconds of header stamps. A change starts every track again.
+TRACKING = (
+    ParamSpec("tracking", True, "Track faces across frames: stable track ids in Detection2D.id "
+              "(and, in the recognizer, one identity per track); false: every frame alone, "
+              "empty ids."),
+    ParamSpec("track_high_score", 0.6, "Faces scoring at least this are matched to tracks "
+              "first and may start tracks; lower ones only continue a track seen in the "
+              "previous frame.", low=0.0, high=1.0),
+    ParamSpec("track_new_score", 0.6, "Least score of a face that starts a new track.",
+              low=0.0, high=1.0),
+    ParamSpec("track_match_iou", 0.2, "Least IoU between a track's predicted box and a face "
+              "to continue the track.", low=0.0, high=1.0),
+    ParamSpec("track_low_match_iou", 0.5, "Least IoU for a low-score face to continue a "
+              "track.", low=0.0, high=1.0),
+    ParamSpec("track_confirm_hits", 3, "Consecutive frames before a track is confirmed and "
+              "its id published.", low=1, high=100),
+    ParamSpec("track_max_age", 1.0, "Seconds without a detection after which a track ends.",
+              low=0.01, high=3600.0),
+    ParamSpec("track_scene_cut", 0.5, "Colour-histogram distance (Bhattacharyya) of a scene "
+              "cut, which ends every track; 0 = no cut detection.", low=0.0, high=1.0),
+)
+TRACKING_KEYS = frozenset(s.name for s in TRACKING)
+
 DETECTOR = IMAGE_INPUT + (
     ParamSpec("backbone", "mnet", "RetinaFace backbone (mnet ships pretrained; resnet needs "
               "model_path or downloaded weights).", choices=("mnet", "resnet"), reload=True),
@@ -209,7 +233,7 @@ DETECTOR = IMAGE_INPUT + (
               "0 = no limit.", low=0, high=1000),
     ParamSpec("process_every_n", 1, "Frame skipping: process one received frame in N.",
               low=1, high=100),
-)
+) + TRACKING
 
 RECOGNIZER = IMAGE_INPUT + (
     ParamSpec("model", "dlib_resnet", "Embedding model: a registered name or a model folder.",
@@ -224,4 +248,21 @@ RECOGNIZER = IMAGE_INPUT + (
               "(matched by stamp and frame_id); the oldest is dropped beyond this.",
               low=1, high=100),
     ParamSpec("unknown_label", "unknown", "class_id published for faces matching no identity."),
+) + TRACKING + (
+    ParamSpec("upstream_max_age", 2.0, "Seconds an upstream track id (Detection2D.id from the "
+              "detector) is remembered after it was last seen; while the sender gave ids this "
+              "recently, its ids key the identities instead of our tracker.",
+              low=0.01, high=3600.0),
+    ParamSpec("identity_min_observations", 3, "Embedded views of a track before it can be "
+              "named (at most 10, the views a track's evidence keeps).", low=1, high=10),
+    ParamSpec("identity_min_agreement", 0.7, "Share of a track's views that, judged alone, "
+              "must give the same name.", low=0.0, high=1.0),
+    ParamSpec("identity_switch_after", 2, "Consecutive disagreeing views before a named "
+              "track changes its name (never on one frame).", low=1, high=100),
+    ParamSpec("identity_embed_period", 1.0, "Seconds between embeddings of a named track's "
+              "face (to confirm the name); new and unnamed tracks are embedded more often.",
+              low=0.0, high=3600.0),
 )
+IDENTITY_KEYS = frozenset({"upstream_max_age", "identity_min_observations",
+                           "identity_min_agreement", "identity_switch_after",
+                           "identity_embed_period"})

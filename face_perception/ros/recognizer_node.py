@@ -1,7 +1,9 @@
 """``face_recognizer``: image + faces/detections -> identities (vision_msgs/Detection2DArray).
 
-Pairs each image with its detections by (stamp, frame_id), identifies every face of the frame
-in one batched embedder call (face_perception.recognition.Recognizer), publishes
+Pairs each image with its detections by (stamp, frame_id), identifies the faces through a
+face_perception.tracking.TrackingPipeline (one identity per track: the detector's track ids in
+``Detection2D.id`` while it sends them, else the node's own tracker; every frame alone with
+``tracking: false``; embeddings in one batched call per frame), publishes
 ``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
 reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
 new gallery first and only then swaps it in, so the node is never without one.
@@ -24,14 +26,15 @@ from face_perception.ros.conversions import (
     LabelNumbering,
     bgr_to_image,
     detection_array_to_faces,
+    detection_track_ids,
     identities_to_detection_array,
     label_info,
     stamp_to_ns,
 )
-from face_perception.ros.detector_node import detector_from_values
+from face_perception.ros.detector_node import detector_from_values, tracker_from_values
 from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
 from face_perception.ros.pairing import StampPairer
-from face_perception.ros.params import RECOGNIZER
+from face_perception.ros.params import IDENTITY_KEYS, RECOGNIZER, TRACKING_KEYS
 from face_perception.ros.runner import run_nodes
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -110,6 +113,18 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None,
     return RecognitionSetup(embedder, detector, recognizer, gallery, path, stamp, note)
 
 
+def pipeline_from_values(values: dict[str, Any]):
+    """The recognizer's TrackingPipeline (its recognizer is set per frame from the setup)."""
+    from face_perception.tracking import IdentityConfig, TrackingPipeline
+
+    identity = IdentityConfig(min_observations=values["identity_min_observations"],
+                              min_agreement=values["identity_min_agreement"],
+                              switch_after=values["identity_switch_after"],
+                              embed_period=values["identity_embed_period"])
+    return TrackingPipeline(None, tracker_from_values(values), identity,
+                            upstream_max_age=values["upstream_max_age"])
+
+
 class RecognizerNode(FaceNodeBase):
     SPECS = RECOGNIZER
 
@@ -120,8 +135,10 @@ class RecognizerNode(FaceNodeBase):
         self.reload_srv = self.poll_timer = None
         self._swap_lock = threading.Lock()
         self.labels = LabelNumbering()  # class numbers stay put while the node runs
+        self.pipeline = None
         super().__init__(node_name, **kwargs)
         self.pairer = StampPairer(self.values["pair_buffer_size"])
+        self.pipeline = pipeline_from_values(self.values)
 
     # ---- model ----------------------------------------------------------------------------
     def build_model(self, values: dict[str, Any], reuse: Optional[RecognitionSetup] = None,
@@ -210,8 +227,9 @@ class RecognizerNode(FaceNodeBase):
         return result
 
     def on_deactivate(self, state):
-        result = super().on_deactivate(state)
+        result = super().on_deactivate(state)  # the worker has stopped
         self.pairer.clear()
+        self.pipeline.reset()  # tracks and their identities do not span an inactive period
         return result
 
     def publish_label_info(self) -> None:
@@ -244,6 +262,8 @@ class RecognizerNode(FaceNodeBase):
             self._make_poll_timer()
         if changed & (MODEL_KEYS | RECOGNIZER_KEYS):
             self.publish_label_info()
+        if changed & (TRACKING_KEYS | IDENTITY_KEYS):
+            self.pipeline = pipeline_from_values(self.values)  # taken at the next frame
 
     # ---- input ----------------------------------------------------------------------------
     def create_extra_inputs(self) -> list:
@@ -268,21 +288,21 @@ class RecognizerNode(FaceNodeBase):
     def process(self, item, setup: RecognitionSetup) -> None:
         (img_msg, received_at), det_msg = item
         faces = detection_array_to_faces(det_msg)
+        unknown = self.values["unknown_label"]
         draw = self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0
         # Pixels are only needed for faces or a drawing: an empty frame skips the decode.
         image = self.decode(img_msg) if faces or draw else None
-        if not faces:
-            cats = []
-        elif setup.gallery is None or len(setup.gallery) == 0:
-            # Nobody to recognise: skip the embedder, say why now and then.
-            self.get_logger().warning(f"{setup.gallery_note}: faces published as "
-                                      f"'{self.values['unknown_label']}'",
+        if faces and (setup.gallery is None or len(setup.gallery) == 0):
+            # Nobody to recognise (the pipeline skips the embedder): say why now and then.
+            self.get_logger().warning(f"{setup.gallery_note}: faces published as '{unknown}'",
                                       throttle_duration_sec=LOG_EVERY_S * 6)
-            cats = [None] * len(faces)
-        else:
-            cats = setup.recognizer.identify(image, faces)
-        answer = identities_to_detection_array(faces, cats, img_msg.header,
-                                               self.values["unknown_label"])
+        pipeline = self.pipeline
+        pipeline.set_recognizer(setup.recognizer)  # a new gallery starts identities again
+        tracked = pipeline.update_received(image, faces, stamp_to_ns(img_msg.header.stamp),
+                                           detection_track_ids(det_msg))
+        cats = [t.category for t in tracked]
+        answer = identities_to_detection_array(faces, cats, img_msg.header, unknown,
+                                               track_ids=[t.track_id for t in tracked])
         known = sum(c is not None for c in cats)
         self.identified += known
         self.unknown += len(cats) - known
@@ -290,7 +310,8 @@ class RecognizerNode(FaceNodeBase):
         self.id_pub.publish(answer)
         if draw:
             self.image_pub.publish(bgr_to_image(
-                draw_faces(image, faces, cats, self.values["unknown_label"]), img_msg.header))
+                draw_faces(image, faces, cats, unknown,
+                           labels=[t.label(unknown) for t in tracked]), img_msg.header))
 
     def diagnostic_values(self) -> dict[str, Any]:
         setup: Optional[RecognitionSetup] = self.model
@@ -299,6 +320,10 @@ class RecognizerNode(FaceNodeBase):
                 "gallery": setup.gallery_path if setup else "",
                 "gallery_note": setup.gallery_note if setup else "",
                 "faces_identified": self.identified, "faces_unknown": self.unknown,
+                "active_tracks": self.pipeline.active_tracks if self.pipeline else 0,
+                "track_ids": "upstream" if self.pipeline and self.pipeline.upstream else (
+                    "own" if self.values["tracking"] else "none"),
+                "embeddings": self.pipeline.embeddings if self.pipeline else 0,
                 "unmatched_images": self.pairer.unmatched_images,
                 "unmatched_detections": self.pairer.unmatched_detections,
                 "pending_images": pending_images, "pending_detections": pending_dets}

@@ -5,6 +5,8 @@ Three ways to key identities, chosen per frame:
 - upstream ids (``track_ids`` given, e.g. Detection2D.id from another tracker): kept as they are;
 - our own ``FaceTracker`` (default): ids of confirmed tracks; a tentative face has none yet;
 - no tracker (tracking off): every frame judged alone, as ``Recognizer.identify`` does.
+``update_received`` picks between the first two for faces received from another node (the
+recognizer node): upstream ids while the sender tracks, our tracker while it gives none.
 """
 from __future__ import annotations
 
@@ -71,6 +73,9 @@ class TrackingPipeline:
         self.recognizer = None
         self.identities: Optional[TrackIdentities] = None
         self.embeddings = 0  # faces embedded so far (the cost tracking saves)
+        self.upstream = False  # update_received: True while the sender's ids key identities
+        self._upstream_seen: dict[str, float] = {}  # upstream id -> last stamp (seconds)
+        self._upstream_at: Optional[float] = None  # last stamp that carried an upstream id
         self.set_recognizer(recognizer)
 
     def set_recognizer(self, recognizer) -> None:
@@ -92,6 +97,8 @@ class TrackingPipeline:
     @property
     def active_tracks(self) -> int:
         """Confirmed tracks of our tracker, or upstream ids currently remembered."""
+        if self.upstream:
+            return len(self._upstream_seen)
         if self.tracker is not None:
             return len(self.tracker.active)
         return len(self.identities.tracks) if self.identities is not None else 0
@@ -101,6 +108,43 @@ class TrackingPipeline:
             self.tracker.reset()
         if self.identities is not None:
             self.identities.reset()
+        self._upstream_seen.clear()
+
+    def update_received(self, image: Optional[np.ndarray], faces: Sequence[Face], stamp_ns: int,
+                        ids: Sequence[Optional[str]]) -> list[TrackedFace]:
+        """Faces from another node with the ids it sent (None: untracked).
+
+        While the sender tracks (some face had an id within ``upstream_max_age``), its ids key
+        the identities and a face without one is not tracked yet (unknown); a sender that gives
+        no ids gets our tracker. Switching between the two starts identities again (the keys
+        differ). Without a tracker (tracking off) every frame is judged alone and the received
+        ids are handed back unchanged.
+        """
+        ids = [i if i not in (None, "") else None for i in ids]
+        if len(ids) != len(faces):
+            raise ValueError(f"{len(faces)} faces but {len(ids)} ids")
+        if self.tracker is None:
+            out = self._untracked(image, faces)
+            for tracked, key in zip(out, ids):
+                tracked.track_id = key
+            return out
+        now = int(stamp_ns) * 1e-9
+        if any(k is not None for k in ids):
+            self._upstream_at = now
+        at = self._upstream_at
+        upstream = at is not None and 0.0 <= now - at <= self.upstream_max_age
+        if upstream != self.upstream:
+            self.reset()
+            self.upstream = upstream
+        if not upstream:
+            return self.update(image, faces, stamp_ns)
+        for key in ids:
+            if key is not None:
+                self._upstream_seen[key] = now
+        for key in [k for k, t in self._upstream_seen.items()
+                    if not 0.0 <= now - t <= self.upstream_max_age]:
+            del self._upstream_seen[key]
+        return self.update(image, faces, stamp_ns, track_ids=ids)
 
     def update(self, image: np.ndarray, faces: Sequence[Face], stamp_ns: int,
                track_ids: Optional[Sequence[Optional[str]]] = None) -> list[TrackedFace]:
