@@ -73,12 +73,15 @@ def _embed_files(detector, embedder, files) -> dict:
     return result
 
 
-def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: int = 0,
-                     images_root: Optional[Union[str, os.PathLike]] = None,
-                     roc_path: Optional[Union[str, os.PathLike]] = None,
-                     n_folds: int = 10) -> dict:
-    """Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
-    ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``)."""
+def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 1000,
+                                  seed: int = 0,
+                                  images_root: Optional[Union[str, os.PathLike]] = None,
+                                  roc_path: Optional[Union[str, os.PathLike]] = None,
+                                  n_folds: int = 10) -> dict:
+    """Face verification metrics of ``embedder`` on a dataset: a verification ``.bin``, an
+    ImageFolder tree or a pairs list. Metrics dict (``VerificationReport.to_dict()`` plus
+    ``dataset``, ``kind``, ``skipped_pairs`` (pairs with an image that has no face or cannot be
+    read), ``roc_png``)."""
     from face_perception.recognition.verification import evaluate_verification, save_roc_plot
 
     kind = dataset_kind(dataset)
