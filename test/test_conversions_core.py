@@ -9,8 +9,9 @@ from face_perception.messages.face_fields import (
     DetectionFieldError,
     box_to_center_size,
     center_size_to_box,
-    decode_landmarks,
-    encode_landmarks,
+    identity_hypothesis,
+    landmarks_from_field,
+    landmarks_to_field,
 )
 from face_perception.messages.images import (
     ImageMessageError,
@@ -139,21 +140,39 @@ def test_box_centre_size_roundtrip():
         center_size_to_box(1, 1, -3, 4)
 
 
+def test_identity_hypothesis_reports_unknown_with_score_zero():
+    from face_perception.types import Category
+
+    assert identity_hypothesis(Category("obama", 0.93)) == ("obama", pytest.approx(0.93))
+    assert identity_hypothesis(None) == ("unknown", 0.0)
+    assert identity_hypothesis(None, unknown="nobody") == ("nobody", 0.0)
+
+
+def test_stamps_to_nanoseconds_and_back():
+    from types import SimpleNamespace
+
+    from face_perception.messages.stamps import ns_to_sec_nanosec, stamp_to_ns
+
+    assert stamp_to_ns(SimpleNamespace(sec=12, nanosec=345)) == 12_000_000_345
+    assert ns_to_sec_nanosec(12_000_000_345) == (12, 345)
+    assert stamp_to_ns(SimpleNamespace(sec=0, nanosec=999_999_999)) == 999_999_999
+
+
 def test_landmarks_roundtrip_through_detection_id():
     lm = np.array([[1.04, 2], [3, 4], [5, 6], [7, 8], [9, 10.26]], np.float32)
-    text = encode_landmarks(lm)
+    text = landmarks_to_field(lm)
     assert text.startswith('{"landmarks":[[1.0,2.0]')
-    np.testing.assert_allclose(decode_landmarks(text), lm, atol=0.05)
-    assert encode_landmarks(None) == ""
+    np.testing.assert_allclose(landmarks_from_field(text), lm, atol=0.05)
+    assert landmarks_to_field(None) == ""
 
 
 @pytest.mark.parametrize("other_id", ["", "7", "track-42", "3f2a9c1e-uuid"])
 def test_other_detectors_ids_carry_no_landmarks(other_id):
-    assert decode_landmarks(other_id) is None
+    assert landmarks_from_field(other_id) is None
 
 
 def test_malformed_landmarks_are_refused():
     with pytest.raises(DetectionFieldError):
-        decode_landmarks('{"landmarks":[[1,2],[3,4]]}')
+        landmarks_from_field('{"landmarks":[[1,2],[3,4]]}')
     with pytest.raises(DetectionFieldError):
-        decode_landmarks('{"landmarks":[[1,2],')
+        landmarks_from_field('{"landmarks":[[1,2],')

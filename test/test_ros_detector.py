@@ -144,7 +144,7 @@ def test_detector_answers_replayed_bag_with_one_face_per_photo(detector, photos,
     # The node's answer is the core Detector's answer for the same frame, carried in the
     # standard fields (box centre/size in pixels, class "face", score) plus landmarks in id.
     from face_perception.detection import Detector
-    from face_perception.messages.face_fields import decode_landmarks
+    from face_perception.messages.face_fields import landmarks_from_field
     core = Detector()
     for s, frame in zip(stamps, frames_from(photos, PHOTOS)):
         arr = answered(detector["dets"], s)[0]
@@ -159,7 +159,7 @@ def test_detector_answers_replayed_bag_with_one_face_per_photo(detector, photos,
         assert det.bbox.center.position.x == pytest.approx((x1 + x2) / 2, abs=0.01)
         assert det.bbox.center.position.y == pytest.approx((y1 + y2) / 2, abs=0.01)
         assert (det.bbox.size_x, det.bbox.size_y) == pytest.approx((x2 - x1, y2 - y1), abs=0.01)
-        np.testing.assert_allclose(decode_landmarks(det.id), face.landmarks, atol=0.06)
+        np.testing.assert_allclose(landmarks_from_field(det.id), face.landmarks, atol=0.06)
 
 
 @pytest.mark.timeout(180)

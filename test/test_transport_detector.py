@@ -18,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
 
-from face_perception.ros.frame_accounting import stamp_to_ns  # noqa: E402
+from face_perception.messages.stamps import stamp_to_ns  # noqa: E402
 from face_perception.ros.transport import profile_env  # noqa: E402
 from test.proc import Proc, python_proc  # noqa: E402
 
@@ -61,7 +61,7 @@ class DetectorRun:
                                       QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
 
     def _on_detections(self, msg):
-        self.detections[stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)] = msg
+        self.detections[stamp_to_ns(msg.header.stamp)] = msg
 
     def _on_diagnostics(self, msg):
         for status in msg.status:

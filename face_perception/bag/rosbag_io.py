@@ -13,13 +13,18 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from face_perception.messages.face_fields import box_to_center_size, encode_landmarks
+from face_perception.messages.face_fields import (
+    box_to_center_size,
+    identity_hypothesis,
+    landmarks_to_field,
+)
 from face_perception.messages.images import (
     bgr_to_compressed,
     bgr_to_raw,
     compressed_to_bgr,
     raw_to_bgr,
 )
+from face_perception.messages.stamps import ns_to_sec_nanosec
 from face_perception.types import Category, Face
 
 MSG_DIR = Path(__file__).resolve().parent / "msg" / "vision_msgs"
@@ -135,12 +140,8 @@ def header(stamp_ns: int, frame_id: str):
     store = typestore()
     Time = store.types["builtin_interfaces/msg/Time"]
     Header = store.types["std_msgs/msg/Header"]
-    return Header(stamp=Time(sec=int(stamp_ns // 1_000_000_000),
-                             nanosec=int(stamp_ns % 1_000_000_000)), frame_id=frame_id)
-
-
-def stamp_ns(hdr) -> int:
-    return int(hdr.stamp.sec) * 1_000_000_000 + int(hdr.stamp.nanosec)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_message(image_bgr: np.ndarray, hdr, compressed: Optional[str] = None):
@@ -170,10 +171,7 @@ def detection_array(hdr, faces: Sequence[Face],
         if categories is None:
             name, score = class_id, face.score
         else:
-            cat = categories[i]
-            name = cat.name if cat is not None else unknown
-            # An unmatched face has no identity similarity to report.
-            score = cat.confidence if cat is not None else 0.0
+            name, score = identity_hypothesis(categories[i], unknown)
         pose = t["geometry_msgs/msg/PoseWithCovariance"](
             pose=t["geometry_msgs/msg/Pose"](
                 position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
@@ -187,7 +185,7 @@ def detection_array(hdr, faces: Sequence[Face],
                 position=t["vision_msgs/msg/Point2D"](x=cx, y=cy), theta=0.0),
             size_x=w, size_y=h)
         dets.append(t["vision_msgs/msg/Detection2D"](
-            header=hdr, results=[hyp], bbox=bbox, id=encode_landmarks(face.landmarks)))
+            header=hdr, results=[hyp], bbox=bbox, id=landmarks_to_field(face.landmarks)))
     return t[DETECTIONS](header=hdr, detections=dets)
 
 

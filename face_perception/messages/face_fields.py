@@ -35,7 +35,7 @@ def center_size_to_box(cx: float, cy: float, width: float, height: float) -> np.
                     dtype=np.float32)
 
 
-def encode_landmarks(landmarks: Optional[np.ndarray]) -> str:
+def landmarks_to_field(landmarks: Optional[np.ndarray]) -> str:
     """Landmarks (5x2) -> the ``Detection2D.id`` string ('' when there are none)."""
     if landmarks is None:
         return ""
@@ -44,7 +44,7 @@ def encode_landmarks(landmarks: Optional[np.ndarray]) -> str:
                       separators=(",", ":"))
 
 
-def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
+def landmarks_from_field(det_id: str) -> Optional[np.ndarray]:
     """The ``Detection2D.id`` string -> landmarks (5x2 float32), or None when it holds none.
 
     Ids from other detectors (tracking numbers, UUIDs) are not landmarks and give None; a string
@@ -62,3 +62,11 @@ def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
         raise DetectionFieldError(
             f"detection id landmarks must be 5 finite [x, y] pairs, got shape {pts.shape}")
     return pts
+
+
+def identity_hypothesis(category, unknown: str = "unknown") -> tuple[str, float]:
+    """(class_id, score) of a recognised face: the identity and its similarity, or ``unknown``
+    and 0.0 when nobody matched (an unmatched face has no identity similarity to report)."""
+    if category is None:
+        return unknown, 0.0
+    return category.name, float(category.confidence)

@@ -22,8 +22,9 @@ from vision_msgs.msg import (
 from face_perception.messages.face_fields import (
     box_to_center_size,
     center_size_to_box,
-    decode_landmarks,
-    encode_landmarks,
+    identity_hypothesis,
+    landmarks_from_field,
+    landmarks_to_field,
 )
 from face_perception.messages.images import (
     ENCODINGS,
@@ -34,6 +35,7 @@ from face_perception.messages.images import (
     compressed_to_bgr,
     raw_to_bgr,
 )
+from face_perception.messages.stamps import stamp_to_ns
 from face_perception.types import Category, Face
 
 __all__ = [
@@ -87,7 +89,7 @@ def bgr_to_compressed_image(image_bgr: np.ndarray, header, kind: str = "jpeg",
 
 
 def _detection(header, face: Face, class_id: str, score: float) -> Detection2D:
-    det = Detection2D(header=header, id=encode_landmarks(face.landmarks))
+    det = Detection2D(header=header, id=landmarks_to_field(face.landmarks))
     cx, cy, w, h = box_to_center_size(face.box)
     det.bbox.center.position.x = cx
     det.bbox.center.position.y = cy
@@ -113,10 +115,8 @@ def identities_to_detection_array(faces: Sequence[Face],
     """Recognizer output: results[0] = (identity or ``unknown``, similarity; 0 when unknown)."""
     if len(faces) != len(categories):
         raise ValueError(f"{len(faces)} faces but {len(categories)} identities")
-    dets = []
-    for face, cat in zip(faces, categories):
-        name = cat.name if cat is not None else unknown
-        dets.append(_detection(header, face, name, cat.confidence if cat is not None else 0.0))
+    dets = [_detection(header, face, *identity_hypothesis(cat, unknown))
+            for face, cat in zip(faces, categories)]
     return Detection2DArray(header=header, detections=dets)
 
 
@@ -130,7 +130,7 @@ def detection_array_to_faces(msg: Detection2DArray) -> list[Face]:
         box = center_size_to_box(det.bbox.center.position.x, det.bbox.center.position.y,
                                  det.bbox.size_x, det.bbox.size_y)
         score = det.results[0].hypothesis.score if det.results else 1.0
-        faces.append(Face(box, score, decode_landmarks(det.id)))
+        faces.append(Face(box, score, landmarks_from_field(det.id)))
     return faces
 
 
@@ -142,6 +142,3 @@ def label_info(names: Sequence[str], header, threshold: float, unknown: str = "u
         msg.class_map.append(VisionClass(class_id=i, class_name=name))
     return msg
 
-
-def stamp_to_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
