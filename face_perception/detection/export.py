@@ -39,8 +39,8 @@ PARITY_TOLERANCE = 1e-3
 # compute the same function; see docs/detection.md for the measured speed of each.
 MNET_ONNX_SOURCE = os.environ.get("FACE_PERCEPTION_MNET_ONNX", "ours")
 
-__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "check_parity", "cached_onnx_for",
-           "default_mnet_onnx"]
+__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "check_parity", "export_checked_onnx",
+           "cached_onnx_for", "default_mnet_onnx"]
 
 
 def _export_ready(model, opset: int, fuse: bool):
@@ -90,6 +90,19 @@ def check_parity(model, onnx_path: os.PathLike,
     return onnx_difference(model, onnx_path, inputs, relative=relative)
 
 
+def export_checked_onnx(model, path: os.PathLike, opset: int = DEFAULT_OPSET,
+                        tolerance: float = PARITY_TOLERANCE) -> float:
+    """Export ``model`` like :func:`export_onnx` (batch norm folded), keeping the file only if
+    onnxruntime matches the unfused torch model within ``tolerance`` on the random
+    ``PARITY_SIZES`` inputs; returns that largest absolute difference, else ExportError with
+    the figures (``path`` untouched)."""
+    import torch
+
+    return export_checked(_export_ready(model, opset, fuse=True), path,
+                          torch.zeros(1, 3, 320, 320), random_inputs(), tolerance, [INPUT_NAME],
+                          OUTPUT_NAMES, DYNAMIC_AXES, opset=opset, reference=model)
+
+
 def _export_cached(model_factory, path: Path, opset: int) -> Path:
     from face_perception.detection import weights as W
 
@@ -100,13 +113,7 @@ def _export_cached(model_factory, path: Path, opset: int) -> Path:
     with W.cache_lock(path.name):
         if W.matches_sidecar(path):  # built by another process while we waited
             return path
-        import torch
-
-        model = model_factory()
-        diff = export_checked(_export_ready(model, opset, fuse=True), path,
-                              torch.zeros(1, 3, 320, 320), random_inputs(), PARITY_TOLERANCE,
-                              [INPUT_NAME], OUTPUT_NAMES, DYNAMIC_AXES, opset=opset,
-                              reference=model)
+        diff = export_checked_onnx(model_factory(), path, opset=opset)
         log.info("exported %s (max abs diff vs torch %.2e)", path, diff)
         W.write_sidecar(path)
     return path
