@@ -33,9 +33,11 @@ def sha256_file(path: os.PathLike) -> str:
 def atomic_path(path: os.PathLike, mode: Optional[int] = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``.
 
-    For writers that want a file name (``np.savez``, ``torch.save``, ``onnx.save``). On an
-    exception the temporary file is removed and ``path`` is left as it was. ``mode`` sets the
-    permission bits of the new file (for example 0o600 for personal data).
+    For writers that want a file name (``torch.save``, ``torch.onnx.export``; give ``np.savez``
+    an open file, it appends ``.npz`` to names). On an exception the temporary file is removed
+    and ``path`` is left as it was. ``mode`` sets the permission bits of the new file (for
+    example 0o600 for personal data); without it they are what ``open()`` would give (0o666
+    minus the umask), not the owner-only bits of the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,13 +46,23 @@ def atomic_path(path: os.PathLike, mode: Optional[int] = None) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _default_mode() if mode is None else mode)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _default_mode() -> int:
+    """0o666 minus the process umask (read from /proc: setting it to read it races threads)."""
+    try:
+        with open("/proc/self/status") as fh:
+            umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: os.PathLike, data: bytes, mode: Optional[int] = None) -> Path:

@@ -12,6 +12,7 @@ from face_perception.bag.processing import output_topics
 from face_perception.bag.rosbag_io import BagError
 from face_perception.cli import main
 from face_perception.messages.face_fields import LANDMARK_CLASS_IDS
+from face_perception.messages.stamps import stamp_to_ns
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = ("obama2.jpg", "obama3.jpg", "biden.jpg", "obama.jpg")
@@ -89,7 +90,7 @@ def test_bag_command_writes_detections_identities_and_annotations_with_same_stam
     assert [t for t, _ in dets] == stamps and [t for t, _ in ids] == stamps
     assert [t for t, _ in annotated] == stamps
     for (t, img), (_, det), (_, ident), name in zip(images, dets, ids, PHOTOS):
-        assert rosbag_io.stamp_ns(det.header) == t == rosbag_io.stamp_ns(img.header)
+        assert stamp_to_ns(det.header.stamp) == t == stamp_to_ns(img.header.stamp)
         assert det.header.frame_id == "camera"
         assert len(det.detections) == 1 and len(ident.detections) == 1
         assert det.detections[0].results[0].hypothesis.class_id == "face"

@@ -10,9 +10,10 @@ from face_perception.messages.face_fields import (
     DetectionFieldError,
     box_to_center_size,
     center_size_to_box,
-    decode_landmarks,
+    identity_hypothesis,
     landmark_hypotheses,
     landmarks_from_hypotheses,
+    landmarks_from_legacy_id,
     track_id_from_field,
     track_id_to_field,
 )
@@ -147,6 +148,25 @@ def test_landmarks_roundtrip_through_hypotheses_in_order():
     assert landmarks_from_hypotheses([("face", 0.0, 0.0)]) is None
 
 
+def test_identity_hypothesis_reports_unknown_with_score_zero():
+    from face_perception.types import Category
+
+    assert identity_hypothesis(Category("obama", 0.93)) == ("obama", pytest.approx(0.93))
+    assert identity_hypothesis(None) == ("unknown", 0.0)
+    assert identity_hypothesis(None, unknown="nobody") == ("nobody", 0.0)
+
+
+def test_stamps_to_nanoseconds_and_back():
+    from types import SimpleNamespace
+
+    from face_perception.messages.stamps import ns_to_sec_nanosec, stamp_to_ns
+
+    assert stamp_to_ns(SimpleNamespace(sec=12, nanosec=345)) == 12_000_000_345
+    assert ns_to_sec_nanosec(12_000_000_345) == (12, 345)
+    assert stamp_to_ns(SimpleNamespace(sec=0, nanosec=999_999_999)) == 999_999_999
+
+
+
 def test_incomplete_or_repeated_landmarks_are_refused():
     hyps = landmark_hypotheses(LANDMARKS)
     with pytest.raises(DetectionFieldError, match="missing.*landmark/nose"):
@@ -160,7 +180,7 @@ def test_incomplete_or_repeated_landmarks_are_refused():
 @pytest.mark.parametrize("track_id", ["7", "track-42", "3f2a9c1e-uuid", " 5 "])
 def test_track_ids_pass_through_the_id_field_unchanged(track_id):
     assert track_id_from_field(track_id_to_field(track_id)) == track_id
-    assert decode_landmarks(track_id) is None
+    assert landmarks_from_legacy_id(track_id) is None
 
 
 def test_untracked_faces_have_an_empty_id():
@@ -170,12 +190,12 @@ def test_untracked_faces_have_an_empty_id():
 
 def test_old_style_landmark_ids_still_give_landmarks_and_no_track_id():
     old = '{"landmarks":[[1.0,2.0],[3.0,4.0],[5.0,6.0],[7.0,8.0],[9.0,10.3]]}'
-    np.testing.assert_allclose(decode_landmarks(old), LANDMARKS, atol=0.05)
+    np.testing.assert_allclose(landmarks_from_legacy_id(old), LANDMARKS, atol=0.05)
     assert track_id_from_field(old) is None
 
 
 def test_malformed_old_style_landmarks_are_refused():
     with pytest.raises(DetectionFieldError):
-        decode_landmarks('{"landmarks":[[1,2],[3,4]]}')
+        landmarks_from_legacy_id('{"landmarks":[[1,2],[3,4]]}')
     with pytest.raises(DetectionFieldError):
-        decode_landmarks('{"landmarks":[[1,2],')
+        landmarks_from_legacy_id('{"landmarks":[[1,2],')

@@ -54,6 +54,17 @@ def test_resnet_exports_with_parity(tmp_path):
                                relative=True) < 1e-4
 
 
+@pytest.mark.timeout(120)
+def test_checked_export_keeps_only_a_graph_within_tolerance(pretrained_mnet, tmp_path):
+    path = tmp_path / "mnet.onnx"
+    diff = export.export_checked_onnx(pretrained_mnet, path)
+    assert path.is_file() and 0 < diff < 1e-4  # folded batch norm: float rounding only
+    with pytest.raises(export.ExportError, match=r"differs from torch by .*tolerance 0\); "
+                                                 "not written"):
+        export.export_checked_onnx(pretrained_mnet, tmp_path / "strict.onnx", tolerance=0.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnet.onnx"]
+
+
 def test_export_refuses_opsets_without_dynamic_shape_support(pretrained_mnet, tmp_path):
     with pytest.raises(export.ExportError, match="opset 11"):
         export.export_onnx(pretrained_mnet, tmp_path / "old.onnx", opset=11)

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from face_perception.recognition import Embedder, ModelMeta
-from face_perception.recognition.embedder import ModelIntegrityError
-from face_perception.recognition.model_meta import ModelMetaError, cosine_threshold_from_distance
+from face_perception.recognition.model_meta import (
+    ModelIntegrityError,
+    ModelMetaError,
+    cosine_threshold_from_distance,
+)
 from face_perception.recognition.pretrained import ensure_pretrained, resolve_model
 from face_perception.types import Face
 from test.dlib_reference import dlib_reference
@@ -130,6 +133,23 @@ def test_altered_weights_are_refused(tmp_path):
     (folder / "backbone.pth").write_bytes(bytes(data))
     with pytest.raises(ModelIntegrityError, match="does not match the sha256"):
         Embedder(folder, backend="torch")
+
+
+def test_model_files_without_a_recorded_sha256_are_refused(tmp_path):
+    # One rule for every model folder reader (see also the learner's load test).
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model("dlib_resnet"), folder)
+    meta = ModelMeta.load(folder)
+    meta.weights_sha256 = None
+    meta.save(folder)
+    with pytest.raises(ModelIntegrityError, match=r"records no weights_sha256 for .*backbone.pth"):
+        Embedder(folder, backend="torch")
+    meta.weights_sha256 = ModelMeta.load(resolve_model("dlib_resnet")).weights_sha256
+    meta.onnx_sha256 = None
+    meta.save(folder)
+    with pytest.raises(ModelIntegrityError, match=r"records no onnx_sha256 for .*backbone.onnx"):
+        Embedder(folder, backend="onnx")
+    assert Embedder(folder, backend="torch").embedding_size == 128
 
 
 @pytest.mark.timeout(120)

@@ -22,7 +22,7 @@ from face_perception.recognition.ijb import (
     read_ijb,
     template_features,
 )
-from face_perception.recognition.pair_eval import evaluate_dataset
+from face_perception.recognition.pair_eval import evaluate_verification_dataset
 from test.face_crops import PEOPLE, augmented_crop, detected_faces
 
 
@@ -59,7 +59,7 @@ def lfw_root(photos, tmp_path_factory):
 def test_lfw_pairs_with_landmarks_align_from_the_given_points_without_a_detector(
         lfw_root, embedder):
     # detector=None: any attempt to detect would fail, so every face came from the file.
-    m = evaluate_dataset(None, embedder, lfw_root / "pairs.txt")
+    m = evaluate_verification_dataset(None, embedder, lfw_root / "pairs.txt")
     assert m["dataset_kind"] == "pairs" and m["num_pairs"] == 12
     assert (m["num_same"], m["num_different"]) == (6, 6)
     assert m["alignment"] == f"landmarks from {lfw_root / 'lfw_landmark.txt'}"
@@ -71,11 +71,11 @@ def test_lfw_landmark_problems_name_the_file_and_line(lfw_root, embedder, tmp_pa
     bad = tmp_path / "lfw_landmark.txt"
     bad.write_text("\n".join(lines[:2] + [lines[2].rsplit("\t", 1)[0]] + lines[3:]) + "\n")
     with pytest.raises(DatasetError, match=r"lfw_landmark.txt:3: expected 11 columns"):
-        evaluate_dataset(None, embedder, lfw_root / "pairs.txt", landmarks=bad)
+        evaluate_verification_dataset(None, embedder, lfw_root / "pairs.txt", landmarks=bad)
     bad.write_text("\n".join(line for line in lines if "Joe_Biden_0004" not in line) + "\n")
     with pytest.raises(DatasetError, match=r"lfw_landmark.txt: no landmarks for "
                                            r"Joe_Biden/Joe_Biden_0004.jpg"):
-        evaluate_dataset(None, embedder, lfw_root / "pairs.txt", landmarks=bad)
+        evaluate_verification_dataset(None, embedder, lfw_root / "pairs.txt", landmarks=bad)
 
 
 def test_eval_cli_uses_the_landmark_file_beside_the_pair_list(lfw_root, tmp_path, capsys):

@@ -15,7 +15,7 @@ from face_perception.download import DownloadError
 from face_perception.gallery import Gallery, GalleryError
 from face_perception.imageio import read_image_bgr
 from face_perception.learners import FaceRecognitionLearner
-from face_perception.recognition.embedder import ModelIntegrityError
+from face_perception.recognition.model_meta import ModelIntegrityError
 
 SEED_DEFAULTS = dict(
     lr=0.1, iters=120, batch_size=128, optimizer="sgd", device="cuda", threshold=0.0,
@@ -256,6 +256,16 @@ def test_load_refuses_altered_weights_and_other_architectures(learner, tmp_path)
         FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").load(folder)
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         FaceRecognitionLearner(device="cpu").load(tmp_path / "nothing")
+
+
+def test_load_refuses_weights_without_a_recorded_sha256(learner, tmp_path):
+    # The same rule as the Embedder's (recognition.model_meta.verified_file).
+    folder = learner.save(tmp_path / "model")
+    meta = json.loads((folder / "backbone.json").read_text())
+    meta["weights_sha256"] = None
+    (folder / "backbone.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelIntegrityError, match=r"records no weights_sha256 for .*backbone.pth"):
+        FaceRecognitionLearner(backbone="dlib_resnet", device="cpu").load(folder)
 
 
 @pytest.mark.timeout(120)

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from face_perception.ros.frame_accounting import FrameAccounting, stamp_to_ns
+from face_perception.ros.frame_accounting import FrameAccounting
 
 PERIOD = 1_000_000_000 // 30  # 30 Hz in ns
 T0 = 1_700_000_000 * 1_000_000_000
@@ -225,10 +225,6 @@ def test_bad_settings_are_refused(kwargs):
 def test_negative_skip_is_refused():
     with pytest.raises(ValueError, match="-2"):
         FrameAccounting().on_skipped_stale(-2)
-
-
-def test_stamp_to_ns():
-    assert stamp_to_ns(12, 345) == 12_000_000_345
 
 
 def test_accounting_survives_random_duplicates_resets_and_tiny_intervals():

@@ -5,7 +5,7 @@ import pytest
 from face_perception.detection.evaluation import (
     average_precision,
     evaluate,
-    evaluate_dataset,
+    evaluate_detection_dataset,
     iou_matrix,
 )
 from face_perception.detection.wider import WiderSample
@@ -84,7 +84,7 @@ def test_difficulty_subsets_ignore_faces_outside_them():
     sample.subsets = {"easy": np.array([True, False, False]),
                       "hard": np.array([True, True, True])}
     dets = [(np.array([A, B], float), np.array([0.9, 0.8]))]
-    out = evaluate_dataset(dets, [sample])
+    out = evaluate_detection_dataset(dets, [sample])
     assert out["easy"].recall == 1.0 and out["easy"].ap == pytest.approx(1.0)
     assert out["hard"].recall == pytest.approx(2 / 3)
     assert out["all"].recall == pytest.approx(2 / 3)

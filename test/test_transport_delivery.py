@@ -11,7 +11,7 @@ import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from face_perception.ros.frame_accounting import stamp_to_ns
+from face_perception.messages.stamps import stamp_to_ns
 from face_perception.ros.transport import profile_env
 from test.proc import python_proc
 
@@ -30,7 +30,7 @@ def receive_from_publisher(tmp_path, repo_root, photos, width, height, skip_ever
         def on_image(msg):
             assert (msg.width, msg.height, msg.encoding) == (width, height, "bgr8")
             assert len(msg.data) == width * height * 3
-            stamps.append(stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec))
+            stamps.append(stamp_to_ns(msg.header.stamp))
 
         node.create_subscription(Image, topic, on_image, qos_profile_sensor_data)
         pub = python_proc(

@@ -15,7 +15,7 @@ import pytest
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from face_perception.ros.frame_accounting import stamp_to_ns
+from face_perception.messages.stamps import stamp_to_ns
 from face_perception.ros.transport import profile_env
 from test.proc import python_proc
 from test.ros_harness import (
@@ -49,7 +49,7 @@ class DetectorRun:
 
     @property
     def detections(self) -> dict[int, Detection2DArray]:
-        return {stamp_to_ns(m.header.stamp.sec, m.header.stamp.nanosec): m
+        return {stamp_to_ns(m.header.stamp): m
                 for m in list(self.outputs)}
 
     def wait_active(self, timeout: float = 90.0) -> None:

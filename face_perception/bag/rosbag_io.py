@@ -16,6 +16,7 @@ import numpy as np
 from face_perception.messages.face_fields import (
     LANDMARK_SCORE,
     box_to_center_size,
+    identity_hypothesis,
     landmark_hypotheses,
     track_id_to_field,
 )
@@ -25,6 +26,7 @@ from face_perception.messages.images import (
     compressed_to_bgr,
     raw_to_bgr,
 )
+from face_perception.messages.stamps import ns_to_sec_nanosec
 from face_perception.types import Category, Face
 
 MSG_DIR = Path(__file__).resolve().parent / "msg" / "vision_msgs"
@@ -140,12 +142,8 @@ def header(stamp_ns: int, frame_id: str):
     store = typestore()
     Time = store.types["builtin_interfaces/msg/Time"]
     Header = store.types["std_msgs/msg/Header"]
-    return Header(stamp=Time(sec=int(stamp_ns // 1_000_000_000),
-                             nanosec=int(stamp_ns % 1_000_000_000)), frame_id=frame_id)
-
-
-def stamp_ns(hdr) -> int:
-    return int(hdr.stamp.sec) * 1_000_000_000 + int(hdr.stamp.nanosec)
+    sec, nanosec = ns_to_sec_nanosec(stamp_ns)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_message(image_bgr: np.ndarray, hdr, compressed: Optional[str] = None):
@@ -189,10 +187,7 @@ def detection_array(hdr, faces: Sequence[Face],
         if categories is None:
             name, score = class_id, face.score
         else:
-            cat = categories[i]
-            name = cat.name if cat is not None else unknown
-            # An unmatched face has no identity similarity to report.
-            score = cat.confidence if cat is not None else 0.0
+            name, score = identity_hypothesis(categories[i], unknown)
         results = [hypothesis(name, score)] + [
             hypothesis(cid, LANDMARK_SCORE, x, y) for cid, x, y in landmark_hypotheses(
                 face.landmarks)]

@@ -230,6 +230,7 @@ def run_verify(args) -> int:
 
 # ------------------------------------------------------------------------------------- embed
 def run_embed(args) -> int:
+    from face_perception.files import atomic_path
     from face_perception.imageio import expand_image_paths
     from face_perception.recognition.enrollment import embed_largest_faces
 
@@ -244,12 +245,10 @@ def run_embed(args) -> int:
     for f in result.no_face:
         _err("embed", f"no face found in {f}")
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     names = np.array(result.files, dtype=str) if result.files else np.zeros(0, dtype="<U1")
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(tmp, embeddings=result.embeddings.astype(np.float32), images=names,
-             model=np.array(embedder.meta.name))
-    tmp.replace(out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz
+        np.savez(fh, embeddings=result.embeddings.astype(np.float32), images=names,
+                 model=np.array(embedder.meta.name))
     print(f"wrote {len(result.files)} embeddings ({embedder.meta.embedding_size}-d, model "
           f"{embedder.meta.name}) to {out}")
     return 1 if (result.no_face or result.unreadable) else 0
@@ -257,16 +256,18 @@ def run_embed(args) -> int:
 
 # -------------------------------------------------------------------------------------- eval
 def run_eval(args) -> int:
-    from face_perception.recognition.pair_eval import evaluate_dataset
+    from face_perception.recognition.pair_eval import evaluate_verification_dataset
 
     if args.open_set:
         return run_eval_open_set(args)
     detector, embedder = _pipeline(args)
     out_dir = Path(args.out)
     name = Path(args.dataset).stem or "dataset"
-    metrics = evaluate_dataset(detector, embedder, args.dataset, num_pairs=args.num_pairs,
-                               seed=args.seed, images_root=args.images_root,
-                               roc_path=out_dir / f"roc_{name}.png", landmarks=args.landmarks)
+    metrics = evaluate_verification_dataset(detector, embedder, args.dataset,
+                                            num_pairs=args.num_pairs, seed=args.seed,
+                                            images_root=args.images_root,
+                                            roc_path=out_dir / f"roc_{name}.png",
+                                            landmarks=args.landmarks)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -332,12 +333,11 @@ def _report(metrics: dict):
 
 # ------------------------------------------------------------------------------------- align
 def run_align(args) -> int:
-    from face_perception.learners.face_recognition import FaceRecognitionLearner
+    from face_perception.recognition.folder_alignment import align_image_folder
 
-    learner = FaceRecognitionLearner(backbone="dlib_resnet", device="cpu",
-                                     detector=_pipeline_detector(args))
     _report_files_here()
-    report = learner.align(args.data, args.dest, crop_size=args.crop_size, silent=True)
+    report = align_image_folder(_pipeline_detector(args), args.data, args.dest,
+                                crop_size=args.crop_size, silent=True)
     for f in report["no_face"]:
         _err("align", f"no face found in {f}")
     for f in report["unreadable"]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from face_perception.data import DatasetError
 from face_perception.data.imagefolder import ImageFolder
+from face_perception.files import atomic_write_text
 
 # Below this fraction of all possible pairs, rejection sampling is fast; above it the candidate
 # pairs are listed and sampled directly (rejection would keep hitting pairs already drawn).
@@ -193,5 +194,4 @@ def write_lfw_pairs(path: Union[str, os.PathLike], pairs: Sequence[Tuple], sets:
     if sets:
         lines.append(f"{sets}\t{len(pairs) // (2 * sets)}")
     lines += ["\t".join(str(f) for f in p) for p in pairs]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -21,6 +21,7 @@ from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from face_perception.data import DatasetError
+from face_perception.files import atomic_path, atomic_write_text
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -220,7 +221,7 @@ def write_recordio_dataset(folder: Union[str, os.PathLike], images: Sequence[byt
     classes = sorted(set(labels))
     n = len(images)
     offsets: Dict[int, int] = {}
-    with open(folder / f"{name}.rec", "wb") as f:
+    with atomic_path(folder / f"{name}.rec") as tmp, open(tmp, "wb") as f:
         # record 0: labels (first identity key, one past the last identity key)
         offsets[0] = write_record(f, pack_record([n + 1, n + 1 + len(classes)], b""))
         for key, (img, label) in enumerate(zip(images, labels), start=1):
@@ -229,6 +230,7 @@ def write_recordio_dataset(folder: Union[str, os.PathLike], images: Sequence[byt
             first = labels.index(c) + 1
             last = first + labels.count(c)
             offsets[n + 1 + j] = write_record(f, pack_record([first, last], b"", id=n + 1 + j))
-    (folder / f"{name}.idx").write_text("".join(f"{k}\t{v}\n" for k, v in offsets.items()))
-    (folder / "property").write_text(f"{len(classes)},{image_size[0]},{image_size[1]}\n")
+    atomic_write_text(folder / f"{name}.idx",
+                      "".join(f"{k}\t{v}\n" for k, v in offsets.items()))
+    atomic_write_text(folder / "property", f"{len(classes)},{image_size[0]},{image_size[1]}\n")
     return folder / f"{name}.rec"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -20,6 +19,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from face_perception.data import DatasetError
+from face_perception.files import atomic_write_bytes
 
 VERIFICATION_SETS = ("lfw", "cfp_ff", "cfp_fp", "agedb_30", "calfw", "cplfw", "vgg2_fp")
 # Encoded image signatures accepted in a .bin (real files hold JPEG; packers copy image files).
@@ -227,7 +227,7 @@ def write_verification_bin(path: Union[str, os.PathLike], images: Sequence, issa
     """Write a verification set in the InsightFace layout (readable by their loaders too).
 
     images: 2N encoded images (bytes) or BGR uint8 arrays (JPEG-encoded here); issame: N
-    booleans. The file is written to a temporary name and renamed.
+    booleans. Written atomically (files.atomic_write_bytes).
     """
     import cv2
 
@@ -251,18 +251,9 @@ def write_verification_bin(path: Union[str, os.PathLike], images: Sequence, issa
         if not ok:
             raise DatasetError(f"image {i}: JPEG encoding failed")
         bins.append(buf.tobytes())
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     pickle.dump((bins, labels), buf, protocol=4)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def find_verification_bins(folder: Union[str, os.PathLike]) -> dict:

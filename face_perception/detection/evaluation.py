@@ -124,9 +124,10 @@ def _match_image(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, ignore: 
     return labels
 
 
-def evaluate_dataset(detections: Sequence[tuple[np.ndarray, np.ndarray]], samples: Sequence,
-                     iou_threshold: float = 0.5) -> dict:
-    """Overall score plus one per difficulty the samples carry masks for.
+def evaluate_detection_dataset(detections: Sequence[tuple[np.ndarray, np.ndarray]],
+                               samples: Sequence, iou_threshold: float = 0.5) -> dict:
+    """Face detection scores on WIDER-style ``samples``: overall score plus one per difficulty
+    the samples carry masks for.
 
     ``samples`` are WiderSample-like objects (``boxes``, ``ignore``, ``subsets``). Returns
     ``{"all": DetectionScore, "easy": ..., ...}``.

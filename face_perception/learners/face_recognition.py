@@ -10,23 +10,17 @@ never pickle), models load with ``torch.load(weights_only=True)`` after a sha256
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
-import warnings
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from face_perception.imageio import ImageError, load_bgr, read_image_bgr
+from face_perception.imageio import load_bgr
+from face_perception.recognition import params
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.enrollment import (
-    enroll_tree,
-    find_face,
-    image_folder,
-    largest_face,
-)
+from face_perception.recognition.enrollment import enroll_tree, largest_face
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
 from face_perception.types import Category, Face
@@ -52,7 +46,6 @@ PRETRAINED_URLS = {
 # The seed's test images: six identities with two photos each.
 TEST_DATA_URL = "ftp://opendrdata.csd.auth.gr/perception/face_recognition/test_data/images"
 TEST_DATA_FILES = tuple(f"{i}/{j}.jpg" for i in range(1, 7) for j in (1, 2))
-ARCFACE_CROP = 112
 
 
 class FaceRecognitionLearner:
@@ -78,55 +71,41 @@ class FaceRecognitionLearner:
         rgb_std = [0.5, 0.5, 0.5] if rgb_std is None else rgb_std
         stages = [35, 65, 95] if stages is None else stages
 
-        self.lr = _positive_float("lr", lr)
-        self.iters = _int_at_least("iters", iters, 1)
-        self.batch_size = _int_at_least("batch_size", batch_size, 1)
-        self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
-        self.device = _resolve_device(device)
-        self.threshold = _threshold(threshold)
-        self.backbone = _choice("backbone", backbone, BACKBONE_NAMES)
-        self.network_head = _choice("network_head", network_head, HEAD_NAMES)
-        self.loss = _choice("loss", loss, LOSS_NAMES)
+        self.lr = params.positive_float("lr", lr)
+        self.iters = params.int_at_least("iters", iters, 1)
+        self.batch_size = params.int_at_least("batch_size", batch_size, 1)
+        self.optimizer = params.choice("optimizer", optimizer, OPTIMIZERS)
+        self.device = params.torch_device(device)
+        self.threshold = params.cosine_threshold(threshold)
+        self.backbone = params.choice("backbone", backbone, BACKBONE_NAMES)
+        self.network_head = params.choice("network_head", network_head, HEAD_NAMES)
+        self.loss = params.choice("loss", loss, LOSS_NAMES)
         if not isinstance(temp_path, (str, os.PathLike)) or not str(temp_path):
             raise ValueError(f"temp_path must be a non-empty path, got {temp_path!r}")
         self.temp_path = str(temp_path)
-        self.mode = _choice("mode", mode, MODES)
-        self.checkpoint_after_iter = _int_at_least("checkpoint_after_iter",
-                                                   checkpoint_after_iter, 0)
-        self.checkpoint_load_iter = _int_at_least("checkpoint_load_iter", checkpoint_load_iter, 0)
-        self.val_after = _int_at_least("val_after", val_after, 0)
-        self.input_size = _pair("input_size", input_size)
-        self.rgb_mean = _triple("rgb_mean", rgb_mean, low=0.0, high=1.0)
-        self.rgb_std = _triple("rgb_std", rgb_std, low=1e-6, high=None)
-        self.embedding_size = _int_at_least("embedding_size", embedding_size, 1)
-        self.weight_decay = _float_range("weight_decay", weight_decay, 0.0, None)
-        self.momentum = _float_range("momentum", momentum, 0.0, 1.0)
-        self.drop_last = _bool("drop_last", drop_last)
-        self.stages = _stages(stages)
-        self.pin_memory = _bool("pin_memory", pin_memory)
-        self.num_workers = _int_at_least("num_workers", num_workers, 0)
-        self.seed = _int_at_least("seed", seed, 0)
+        self.mode = params.choice("mode", mode, MODES)
+        self.checkpoint_after_iter = params.int_at_least("checkpoint_after_iter",
+                                                         checkpoint_after_iter, 0)
+        self.checkpoint_load_iter = params.int_at_least("checkpoint_load_iter",
+                                                        checkpoint_load_iter, 0)
+        self.val_after = params.int_at_least("val_after", val_after, 0)
+        self.input_size = params.size_pair("input_size", input_size)
+        self.rgb_mean = params.rgb_triple("rgb_mean", rgb_mean, low=0.0, high=1.0)
+        self.rgb_std = params.rgb_triple("rgb_std", rgb_std, low=1e-6, high=None)
+        self.embedding_size = params.int_at_least("embedding_size", embedding_size, 1)
+        self.weight_decay = params.float_range("weight_decay", weight_decay, 0.0, None)
+        self.momentum = params.float_range("momentum", momentum, 0.0, 1.0)
+        self.drop_last = params.boolean("drop_last", drop_last)
+        self.stages = params.lr_stages(stages)
+        self.pin_memory = params.boolean("pin_memory", pin_memory)
+        self.num_workers = params.int_at_least("num_workers", num_workers, 0)
+        self.seed = params.int_at_least("seed", seed, 0)
+        # The seed's defaults (112x112, 512-d) give way to a backbone's fixed geometry.
+        self.input_size, self.embedding_size = params.backbone_geometry(
+            self.backbone, self.input_size, self.embedding_size)
         # Channel order the network is trained on (AdaFace's models: 'bgr'); saved models
         # record it in backbone.json, so this matters for training only.
-        self.color_order = _choice("color_order", color_order, ("rgb", "bgr"))
-        fixed = FIXED_GEOMETRY.get(self.backbone)
-        if fixed:
-            # Published weights fix the geometry (the seed likewise forces 128-d for its
-            # mobilefacenet): the seed's defaults give way to it, other explicit values are an
-            # error rather than a silently different model.
-            if self.input_size not in ([112, 112], list(fixed["input_size"])):
-                raise ValueError(f"backbone {self.backbone!r} takes {fixed['input_size']} "
-                                 f"chips, got input_size={self.input_size}")
-            if self.embedding_size not in (512, fixed["embedding_size"]):
-                raise ValueError(f"backbone {self.backbone!r} gives {fixed['embedding_size']}-d "
-                                 f"embeddings, got embedding_size={self.embedding_size}")
-            self.input_size = list(fixed["input_size"])
-            self.embedding_size = fixed["embedding_size"]
-        if self.backbone.startswith("ir") or self.backbone.startswith("resnet"):
-            # Four stride-2 stages: anything else cannot be built.
-            if any(v % 16 or v < 32 for v in self.input_size):
-                raise ValueError(f"input_size for {self.backbone} must be multiples of 16 and "
-                                 f">= 32, got {self.input_size}")
+        self.color_order = params.choice("color_order", color_order, ("rgb", "bgr"))
 
         self._detector = detector
         self._embedder = None        # Embedder used for inference (torch or onnx backend)
@@ -194,13 +173,13 @@ class FaceRecognitionLearner:
         backbone.onnx if it was optimized): the weights' sha256 is checked against
         backbone.json and torch loads them with ``weights_only=True``. With an ONNX file in the
         folder, inference runs with onnxruntime."""
-        from face_perception.recognition.model_meta import ModelMeta
+        from face_perception.recognition.model_meta import ModelMeta, verified_file
 
         folder = Path(path)
         if not folder.is_dir():
             raise FileNotFoundError(f"model folder not found: {folder}")
         meta = ModelMeta.load(folder)
-        _verify_weights(folder, meta)
+        verified_file(folder, meta, "weights")
         if meta.architecture != self.backbone:
             raise ValueError(f"{folder} holds a {meta.architecture!r} model but this learner's "
                              f"backbone is {self.backbone!r}")
@@ -218,16 +197,14 @@ class FaceRecognitionLearner:
         when ``optimize`` ran. Existing files of the same names are overwritten."""
         import torch
 
-        from face_perception.files import sha256_file
+        from face_perception.files import atomic_path, sha256_file
         from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE
 
         model = self._torch_model()
         meta = self._current_meta()
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (WEIGHTS_FILE + ".tmp")
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, folder / WEIGHTS_FILE)
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
         meta.weights_file = WEIGHTS_FILE
         meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
         if meta.name == self._fresh_name():
@@ -244,7 +221,8 @@ class FaceRecognitionLearner:
             onnx_src = candidate if candidate.is_file() else None
         if onnx_src is not None:
             if Path(onnx_src).resolve() != (folder / ONNX_FILE).resolve():
-                shutil.copyfile(onnx_src, folder / ONNX_FILE)
+                with atomic_path(folder / ONNX_FILE) as tmp:
+                    shutil.copyfile(onnx_src, tmp)
             meta.onnx_file = ONNX_FILE
             meta.onnx_sha256 = sha256_file(folder / ONNX_FILE)
         else:
@@ -260,31 +238,14 @@ class FaceRecognitionLearner:
         """Export the backbone to ONNX in ``temp_path``, check it against torch on random
         chips (max abs difference of the embeddings below 1e-3), and run inference with
         onnxruntime from then on. Returns the ONNX file's path."""
-        import onnxruntime as ort
-        import torch
+        from face_perception.recognition.pretrained import export_embedding_onnx
 
         model = self._torch_model().eval()
         meta = self._current_meta()
         out_dir = Path(self.temp_path) / f"optimized_{self.backbone}"
-        out_dir.mkdir(parents=True, exist_ok=True)
         onnx_path = out_dir / "backbone.onnx"
-        w, h = meta.input_size
-        example = torch.randn(2, 3, h, w)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's deprecation notes on the legacy exporter
-            torch.onnx.export(model, (example,), str(onnx_path), dynamo=False,
-                              input_names=["input"], output_names=["embedding"],
-                              dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                              opset_version=17, do_constant_folding=bool(do_constant_folding))
-        sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        check = torch.randn(3, 3, h, w)
-        with torch.no_grad():
-            ref = model(check).numpy()
-        got = sess.run(None, {"input": check.numpy()})[0]
-        diff = float(np.abs(ref - got).max())
-        if not diff < 1e-3:
-            raise RuntimeError(f"ONNX export of {self.backbone} disagrees with torch: max abs "
-                               f"difference {diff:.3g}")
+        diff = export_embedding_onnx(model, onnx_path, meta.input_size,
+                                     do_constant_folding=do_constant_folding)
         self.onnx_parity = diff
         # Inference from a model folder next to the export, so that the Embedder reads the
         # same metadata either way.
@@ -366,7 +327,7 @@ class FaceRecognitionLearner:
         self.backbone_model = model.eval()
         self._embedder = None  # the new weights get fresh metadata
         if threshold is not None:
-            self.threshold = _threshold(threshold)
+            self.threshold = params.cosine_threshold(threshold)
         self._model_folder = None
         self._onnx_path = None
         self.save(folder)
@@ -470,57 +431,12 @@ class FaceRecognitionLearner:
         Each image's largest face is warped onto the ArcFace template scaled to
         ``crop_size`` (the InsightFace dataset geometry). ``dest`` may not be ``data``, inside
         it, or contain it (the source is never overwritten). Returns a report dict with the
-        images that had no face (skipped) or several faces (largest kept).
+        images that had no face (skipped) or several faces (largest kept); see
+        ``face_perception.recognition.folder_alignment``.
         """
-        import cv2
+        from face_perception.recognition.folder_alignment import align_image_folder
 
-        from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
-
-        crop_size = _int_at_least("crop_size", crop_size, 16)
-        if not isinstance(data, (str, os.PathLike)) or not str(data):
-            raise ValueError(f"align needs the data folder to align, got {data!r}")
-        src = Path(data).resolve()
-        out = Path(dest).resolve()
-        if not src.is_dir():
-            raise FileNotFoundError(f"data folder not found: {data!r}")
-        if out == src or src in out.parents or out in src.parents:
-            raise ValueError(f"dest {str(out)!r} must be outside data {str(src)!r} (and not "
-                             "contain it): align never writes into its source")
-        tree = image_folder(src)
-        template = ARCFACE_TEMPLATE_112 * (crop_size / ARCFACE_CROP)
-        report = {"aligned": 0, "images": 0, "no_face": [], "several_faces": [],
-                  "unreadable": [], "dest": str(out)}
-        for identity, files in tree.items():
-            for file in files:
-                report["images"] += 1
-                try:
-                    image = read_image_bgr(file)
-                except (ImageError, FileNotFoundError) as exc:
-                    report["unreadable"].append(str(file))
-                    log.warning("skipping %s: %s", file, exc)
-                    continue
-                face, count = find_face(self.detector, image)
-                if face is None:
-                    report["no_face"].append(str(file))
-                    continue
-                if count > 1:
-                    report["several_faces"].append(str(file))
-                chip = align_to_template(image, face.landmarks, template,
-                                         (crop_size, crop_size))
-                target = out / identity / file.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(target), chip):
-                    raise OSError(f"could not write {target}")
-                report["aligned"] += 1
-        if not silent:
-            print(f"aligned {report['aligned']} of {report['images']} images into {out}; "
-                  f"no face: {len(report['no_face'])}, several faces: "
-                  f"{len(report['several_faces'])}, unreadable: {len(report['unreadable'])}")
-            for f in report["no_face"]:
-                print(f"  no face: {f}")
-            for f in report["several_faces"]:
-                print(f"  several faces (largest kept): {f}")
-        return report
+        return align_image_folder(self.detector, data, dest, crop_size=crop_size, silent=silent)
 
     # ================================================================== evaluation
     def eval(self, dataset=None, num_pairs=1000, silent=False, verbose=True,
@@ -537,7 +453,7 @@ class FaceRecognitionLearner:
         ``known_fraction`` of the identities enrolled, the rest strangers): FNIR at FPIR,
         rank-1, wrong and stranger names under the open-set rule; DET curve in
         ``temp_path/det_<name>.png`` (see docs/open_set.md)."""
-        from face_perception.recognition.pair_eval import evaluate_dataset
+        from face_perception.recognition.pair_eval import evaluate_verification_dataset
 
         if dataset is None:
             raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
@@ -561,9 +477,9 @@ class FaceRecognitionLearner:
                       f"{r['missed']} missed; DET: {metrics['det_png']}")
             return metrics
         name = Path(dataset).stem or "dataset"
-        metrics = evaluate_dataset(self.detector, self._ensure_embedder(), dataset,
-                                   num_pairs=num_pairs, seed=self.seed,
-                                   roc_path=Path(self.temp_path) / f"roc_{name}.png")
+        metrics = evaluate_verification_dataset(
+            self.detector, self._ensure_embedder(), dataset, num_pairs=num_pairs,
+            seed=self.seed, roc_path=Path(self.temp_path) / f"roc_{name}.png")
         if not silent:
             print(f"{name}: accuracy {metrics['accuracy_mean']:.4f} +- "
                   f"{metrics['accuracy_std']:.4f}, AUC {metrics['auc']:.4f}, "
@@ -614,9 +530,11 @@ class FaceRecognitionLearner:
     def _torch_model(self):
         """The current backbone as a torch module (read from the model folder when inference
         runs on onnxruntime or the weights came from the pretrained cache)."""
+        from face_perception.recognition.embedder import load_backbone
+
         if self.backbone_model is None:
             embedder = self._ensure_embedder()
-            self.backbone_model = _load_torch_backbone(Path(embedder.folder), embedder.meta)
+            self.backbone_model = load_backbone(embedder.folder, embedder.meta)
         return self.backbone_model
 
     def _new_backbone(self):
@@ -632,6 +550,7 @@ class FaceRecognitionLearner:
         else from the constructor's geometry and normalisation)."""
         import copy
 
+        from face_perception.recognition.alignment import arcface_template
         from face_perception.recognition.model_meta import ModelMeta
 
         if self._embedder is not None or self.backbone == "dlib_resnet":
@@ -643,9 +562,7 @@ class FaceRecognitionLearner:
                 embedding_size=self.embedding_size,
                 architecture_kwargs={"embedding_size": self.embedding_size,
                                      "input_size": list(self.input_size)})
-            # The ArcFace template scaled to the chip, as training crops of that size are.
-            meta.template = meta.template * np.array([w / ARCFACE_CROP, h / ARCFACE_CROP],
-                                                     np.float32)
+            meta.template = arcface_template(w, h)
             meta.input_size = (w, h)
             meta.mean = tuple(255.0 * v for v in self.rgb_mean)
             meta.std = tuple(255.0 * v for v in self.rgb_std)
@@ -667,36 +584,6 @@ class FaceRecognitionLearner:
 
 
 # ====================================================================== helpers
-def _verify_weights(folder: Path, meta) -> None:
-    """The weights file exists and matches the sha256 recorded in backbone.json."""
-    from face_perception.files import sha256_file
-    from face_perception.recognition.embedder import ModelIntegrityError
-
-    weights = folder / meta.weights_file
-    if not weights.is_file():
-        raise FileNotFoundError(f"model weights not found: {weights}")
-    if not meta.weights_sha256:
-        raise ModelIntegrityError(f"{folder / 'backbone.json'} records no weights_sha256; "
-                                  "refusing unverifiable weights")
-    digest = sha256_file(weights)
-    if digest != meta.weights_sha256.lower():
-        raise ModelIntegrityError(f"{weights} has sha256 {digest}, backbone.json expects "
-                                  f"{meta.weights_sha256}: the file is altered or belongs to "
-                                  "another model")
-
-
-def _load_torch_backbone(folder: Path, meta):
-    import torch
-
-    from face_perception.recognition.embedder import build_backbone
-
-    _verify_weights(folder, meta)
-    model = build_backbone(meta)
-    state = torch.load(folder / meta.weights_file, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
-
-
 def _image_input(img) -> np.ndarray:
     if hasattr(img, "opencv") and callable(img.opencv):  # the seed's engine.data.Image
         img = img.opencv()
@@ -714,93 +601,3 @@ def _map_evolve_keys(state: dict) -> dict:
                 key = key.replace(old, new, 1)
         out[key] = value
     return out
-
-
-def _resolve_device(device) -> str:
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            warnings.warn(f"device {device!r} requested but CUDA is not available; using the "
-                          "CPU", RuntimeWarning, stacklevel=3)
-            return "cpu"
-    return device
-
-
-def _choice(name, value, valid):
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
-    return value
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, bool) and math.isfinite(float(value))
-
-
-def _positive_float(name, value) -> float:
-    if not _is_number(value) or float(value) <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _float_range(name, value, low, high) -> float:
-    if not _is_number(value) or float(value) < low or (high is not None and float(value) >= high):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
-
-
-def _threshold(value) -> float:
-    if not _is_number(value) or not -1.0 <= float(value) <= 1.0:
-        raise ValueError(f"threshold is a cosine similarity in [-1, 1] (0.0 = the model's "
-                         f"own), got {value!r}")
-    return float(value)
-
-
-def _int_at_least(name, value, low) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _bool(name, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _pair(name, value) -> list:
-    try:
-        items = list(value)
-    except TypeError:
-        raise ValueError(f"{name} must be [width, height], got {value!r}") from None
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                              or v <= 0 for v in items):
-        raise ValueError(f"{name} must be two positive integers, got {value!r}")
-    return [int(v) for v in items]
-
-
-def _triple(name, value, low, high) -> list:
-    try:
-        items = list(value)
-    except TypeError:
-        raise ValueError(f"{name} must be 3 numbers (R, G, B), got {value!r}") from None
-    if len(items) != 3 or not all(_is_number(v) for v in items) or \
-            any(float(v) < low or (high is not None and float(v) > high) for v in items):
-        rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be 3 numbers {rng} (0..1 pixel units), got {value!r}")
-    return [float(v) for v in items]
-
-
-def _stages(value) -> list:
-    try:
-        items = list(value)
-    except TypeError:
-        raise ValueError(f"stages must be a list of iteration numbers, got {value!r}") from None
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0
-           for v in items) or items != sorted(items):
-        raise ValueError(f"stages must be increasing non-negative integers, got {value!r}")
-    return [int(v) for v in items]
-

@@ -542,7 +542,7 @@ class RetinaFaceLearner:
         (defaults: the seed's 1024 / 1980). Detections down to score 0.02 feed the PR curve.
         Returns ``{"ap", "recall", "precision", "num_images", "num_faces", "easy": {...}, ...}``.
         """
-        from face_perception.detection.evaluation import evaluate_dataset
+        from face_perception.detection.evaluation import evaluate_detection_dataset
 
         samples = as_samples(dataset)
         if use_subset and len(samples) > subset_size:
@@ -558,7 +558,7 @@ class RetinaFaceLearner:
                                np.array([f.score for f in faces], np.float32)))
             if verbose and (i + 1) % 50 == 0:
                 print(f"eval: {i + 1}/{len(samples)} images", flush=True)
-        scores = evaluate_dataset(detections, samples, iou_threshold)
+        scores = evaluate_detection_dataset(detections, samples, iou_threshold)
         result = scores["all"].as_dict()
         result["num_images"] = len(samples)
         for name, score in scores.items():

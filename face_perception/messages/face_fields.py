@@ -92,7 +92,7 @@ def _is_legacy_landmarks(det_id: str) -> bool:
     return text.startswith("{") and LEGACY_LANDMARKS_KEY in text
 
 
-def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
+def landmarks_from_legacy_id(det_id: str) -> Optional[np.ndarray]:
     """Old-style ``Detection2D.id`` (``{"landmarks":[[x,y],...]}``, before track ids took the
     field) -> landmarks (5x2 float32), or None when it holds none. Read for one release so that
     older bags and nodes keep their landmarks; nothing writes it any more.
@@ -113,33 +113,23 @@ def decode_landmarks(det_id: str) -> Optional[np.ndarray]:
     return pts
 
 
-# Where the track id and the landmarks of a received Detection2D are read for the REP-155 bridge.
-# Today Detection2D.id holds either landmark JSON (our detector) or another sender's track id;
-# the track-id contract (issue 13) moves the landmarks to ``results[1..5]`` entries with class id
-# ``landmark/<point>`` and the pixel position in ``pose.pose.position``. Both are read here, in
-# ONE place, so the bridge follows whatever the detector's contract becomes.
-_CARRIER_LANDMARKS = tuple("landmark/" + point for point in
-                           ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right"))
-
-
 def track_id_and_landmarks(det) -> tuple[Optional[str], Optional[np.ndarray]]:
-    """A (duck-typed) vision_msgs/Detection2D -> (track id or None, landmarks 5x2 or None).
+    """A (duck-typed) received vision_msgs/Detection2D -> (track id or None, landmarks or None).
 
-    The id is a track id unless it is empty or our landmark JSON; landmarks come from that JSON
-    or from ``landmark/<point>`` results (all five or DetectionFieldError).
+    The one reader of both fields for consumers of our messages (the REP-155 bridge): landmarks
+    from the ``landmark/<point>`` results, else an old-style JSON id.
     """
-    landmarks = decode_landmarks(det.id)
-    track_id = None if landmarks is not None or not (det.id or "").strip() else det.id
-    found = {}
-    for result in det.results:
-        class_id = result.hypothesis.class_id
-        if class_id in _CARRIER_LANDMARKS:
-            found[class_id] = (result.pose.pose.position.x, result.pose.pose.position.y)
-    if found and landmarks is None:
-        if len(found) != len(_CARRIER_LANDMARKS):
-            missing = sorted(set(_CARRIER_LANDMARKS) - set(found))
-            raise DetectionFieldError(f"detection landmarks incomplete: missing {missing}")
-        landmarks = np.array([found[c] for c in _CARRIER_LANDMARKS], dtype=np.float32)
-        if not np.isfinite(landmarks).all():
-            raise DetectionFieldError(f"detection landmarks must be finite: {landmarks.tolist()}")
-    return track_id, landmarks
+    landmarks = landmarks_from_hypotheses(
+        (r.hypothesis.class_id, r.pose.pose.position.x, r.pose.pose.position.y)
+        for r in det.results)
+    if landmarks is None:
+        landmarks = landmarks_from_legacy_id(det.id)
+    return track_id_from_field(det.id), landmarks
+
+
+def identity_hypothesis(category, unknown: str = "unknown") -> tuple[str, float]:
+    """(class_id, score) of a recognised face: the identity and its similarity, or ``unknown``
+    and 0.0 when nobody matched (an unmatched face has no identity similarity to report)."""
+    if category is None:
+        return unknown, 0.0
+    return category.name, float(category.confidence)

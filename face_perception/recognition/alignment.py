@@ -23,6 +23,17 @@ ARCFACE_TEMPLATE_112 = np.array([
     [70.7299, 92.2041],
 ], dtype=np.float32)
 
+ARCFACE_CHIP_SIZE = 112  # the chip side ARCFACE_TEMPLATE_112 is given for
+
+
+def arcface_template(width: int, height: Union[int, None] = None) -> np.ndarray:
+    """ARCFACE_TEMPLATE_112 scaled to a ``width`` x ``height`` chip (square if no height), as
+    training crops of that size are made."""
+    height = width if height is None else height
+    scale = np.array([width / ARCFACE_CHIP_SIZE, height / ARCFACE_CHIP_SIZE], np.float32)
+    return ARCFACE_TEMPLATE_112 * scale
+
+
 # dlib's mean face shape: points 17..67 of the 68-point iBUG annotation, in a unit square
 # (dlib/image_transforms/interpolation.h, get_face_chip_details). Only the points the
 # RetinaFace-style template needs are kept, under their 68-point indices.

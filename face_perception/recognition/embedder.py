@@ -16,19 +16,15 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.files import cache_dir, sha256_file
+from face_perception.files import cache_dir
 from face_perception.recognition.alignment import align_to_template
-from face_perception.recognition.model_meta import ModelMeta
-from face_perception.recognition.pretrained import export_onnx, resolve_model
+from face_perception.recognition.model_meta import ModelMeta, verified_file
+from face_perception.recognition.pretrained import export_embedding_onnx, resolve_model
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnx", "torch")
-
-
-class ModelIntegrityError(RuntimeError):
-    """Model weights whose checksum does not match their metadata."""
 
 
 def build_backbone(meta: ModelMeta):
@@ -47,11 +43,23 @@ def build_backbone(meta: ModelMeta):
     return get_model(meta.architecture, **kwargs)
 
 
-def _verify(path: Path, expected: Optional[str], what: str) -> None:
-    if expected and sha256_file(path) != expected.lower():
-        raise ModelIntegrityError(f"{what} {path} does not match the sha256 in its "
-                                  f"backbone.json ({expected}); the file is altered or "
-                                  "belongs to another model")
+def load_backbone(folder: Union[str, os.PathLike], meta: ModelMeta):
+    """The model folder's torch network (eval mode, CPU), after its weights' checksum check;
+    loaded with ``weights_only=True``."""
+    import torch
+
+    weights = verified_file(folder, meta, "weights")
+    model = build_backbone(meta)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(
+            state["state_dict"], dict):
+        state = state["state_dict"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{weights} does not fit architecture "
+                         f"{meta.architecture!r}: {exc}") from None
+    return model.eval()
 
 
 class Embedder:
@@ -89,23 +97,7 @@ class Embedder:
 
     # -- backends -----------------------------------------------------------------------------
     def _load_torch_model(self):
-        import torch
-
-        weights = self.folder / self.meta.weights_file
-        if not weights.is_file():
-            raise FileNotFoundError(f"model weights not found: {weights}")
-        _verify(weights, self.meta.weights_sha256, "weights")
-        model = build_backbone(self.meta)
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(
-                state["state_dict"], dict):
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"{weights} does not fit architecture "
-                             f"{self.meta.architecture!r}: {exc}") from None
-        return model.eval()
+        return load_backbone(self.folder, self.meta)
 
     def _init_torch(self, device: str) -> str:
         import torch
@@ -121,20 +113,15 @@ class Embedder:
         return device
 
     def _onnx_path(self) -> Path:
-        if self.meta.onnx_file:
-            path = self.folder / self.meta.onnx_file
-            if path.is_file():
-                _verify(path, self.meta.onnx_sha256, "ONNX model")
-                return path
-        # No export in the folder: export once into the cache, keyed by the weights' checksum.
-        weights = self.folder / self.meta.weights_file
-        key = self.meta.weights_sha256 or sha256_file(weights)
+        if self.meta.onnx_file and (self.folder / self.meta.onnx_file).is_file():
+            return verified_file(self.folder, self.meta, "onnx")
+        # No export in the folder: export once into the cache, keyed by the weights' checksum
+        # (verified first, so the cache entry belongs to these very weights).
+        verified_file(self.folder, self.meta, "weights")
+        key = self.meta.weights_sha256.lower()
         path = cache_dir("recognition") / "onnx" / f"{self.meta.name}-{key[:16]}.onnx"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            export_onnx(self._load_torch_model(), tmp, self.meta.input_size)
-            os.replace(tmp, path)
+            export_embedding_onnx(self._load_torch_model(), path, self.meta.input_size)
         return path
 
     def _init_onnx(self, device: str) -> str:

@@ -27,7 +27,8 @@ A model folder holds one embedding network::
 * ``threshold``: cosine similarity of two L2-normalised embeddings above which they are
   the same person; ``distance_threshold``: the model's own metric threshold if it has one
   (dlib: 0.6 euclidean on raw descriptors), else null
-* ``weights_file``, ``weights_sha256``, ``onnx_file``, ``onnx_sha256`` (null if absent)
+* ``weights_file``, ``weights_sha256``, ``onnx_file``, ``onnx_sha256`` (null if absent); a
+  model file is used only if its sha256 is recorded here and matches (:func:`verified_file`)
 * ``source``, ``license``: provenance, free text; ``source_sha256``: sha256 of the file the
   weights were converted from (null if trained here)
 """
@@ -36,12 +37,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+
+from face_perception.files import atomic_write_text, sha256_file
 
 FORMAT_VERSION = 1
 META_FILE = "backbone.json"
@@ -51,6 +53,10 @@ ONNX_FILE = "backbone.onnx"
 
 class ModelMetaError(ValueError):
     """A backbone.json that is missing, unreadable or inconsistent."""
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file whose sha256 is not recorded in its backbone.json or does not match it."""
 
 
 @dataclass
@@ -156,20 +162,9 @@ class ModelMeta:
 
     def save(self, folder: Union[str, os.PathLike]) -> Path:
         """Write ``backbone.json`` into ``folder`` atomically (temp file + rename)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / META_FILE
-        fd, tmp = tempfile.mkstemp(prefix=".backbone.", suffix=".json", dir=folder)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=2)
-                fh.write("\n")
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the folder is meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        # World-readable whatever the umask: a model folder is meant to be shared.
+        return atomic_write_text(Path(folder) / META_FILE,
+                                 json.dumps(self.to_dict(), indent=2) + "\n", mode=0o644)
 
     @classmethod
     def load(cls, folder: Union[str, os.PathLike]) -> ModelMeta:
@@ -199,6 +194,35 @@ class ModelMeta:
                    template_name="arcface_112", padding=None, color_order="rgb",
                    mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5),
                    threshold=threshold, **kw)
+
+
+def verified_file(folder: Union[str, os.PathLike], meta: ModelMeta, which: str = "weights"
+                  ) -> Path:
+    """The path of the model folder's ``which`` file ("weights" or "onnx"), after checking it.
+
+    The one checksum rule for model folders: the file's sha256 must be recorded in backbone.json
+    (``weights_sha256`` / ``onnx_sha256``; a folder written by this package always records it)
+    and must match the file. Raises FileNotFoundError for a missing file and ModelIntegrityError
+    naming the file otherwise.
+    """
+    if which not in ("weights", "onnx"):
+        raise ValueError(f"which must be 'weights' or 'onnx', got {which!r}")
+    name, expected = ((meta.weights_file, meta.weights_sha256) if which == "weights"
+                      else (meta.onnx_file, meta.onnx_sha256))
+    folder = Path(folder)
+    path = folder / (name or "")
+    if not name or not path.is_file():
+        raise FileNotFoundError(f"model {which} file not found: {path}")
+    if not expected:
+        raise ModelIntegrityError(f"{folder / META_FILE} records no {which}_sha256 for {path}; "
+                                  "refusing unverifiable weights (save the model with this "
+                                  "package, or record the file's sha256 there)")
+    digest = sha256_file(path)
+    if digest != expected.lower():
+        raise ModelIntegrityError(f"{path} does not match the sha256 in {folder / META_FILE} "
+                                  f"(expected {expected}, got {digest}): the file is altered "
+                                  "or belongs to another model")
+    return path
 
 
 def cosine_threshold_from_distance(distance: float, norm: float = 1.0) -> float:

@@ -119,12 +119,14 @@ def _embed_with_landmarks(embedder, files, root: Path, landmarks_file: Path) -> 
     return result
 
 
-def evaluate_dataset(detector, embedder, dataset, num_pairs: int = 1000, seed: int = 0,
-                     images_root: Optional[Union[str, os.PathLike]] = None,
-                     roc_path: Optional[Union[str, os.PathLike]] = None,
-                     n_folds: int = 10,
-                     landmarks: Optional[Union[str, os.PathLike]] = None) -> dict:
-    """Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
+def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 1000,
+                                  seed: int = 0,
+                                  images_root: Optional[Union[str, os.PathLike]] = None,
+                                  roc_path: Optional[Union[str, os.PathLike]] = None,
+                                  n_folds: int = 10,
+                                  landmarks: Optional[Union[str, os.PathLike]] = None) -> dict:
+    """Face verification metrics of ``embedder`` on a dataset: a verification ``.bin``, an
+    ImageFolder tree, a pairs list or an IJB-B/C folder. Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
     ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``,
     ``alignment`` (how faces were found), ``pairs_note`` (set when an ImageFolder had fewer
     pairs than ``num_pairs``: all of them were used))."""

@@ -13,17 +13,16 @@ Nothing here downloads: published weights elsewhere are fetched with
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
-import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional, Union
 
-from face_perception.files import cache_dir, sha256_file
+import numpy as np
+
+from face_perception.files import atomic_path, cache_dir, file_lock, sha256_file
 from face_perception.recognition.model_meta import (
     META_FILE,
     ONNX_FILE,
@@ -43,6 +42,8 @@ DLIB_RESNET_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 # different-person cosines 0.80-0.83.
 DLIB_DESCRIPTOR_NORM = 1.385
 ONNX_OPSET = 17
+# Largest absolute embedding difference between an ONNX export and torch on random chips.
+ONNX_TOLERANCE = 1e-3
 # Bump when the conversion or the dlib metadata changes: cached folders are then redone.
 CONVERSION_VERSION = "dlib_face_recognition_resnet_model_v1/conversion-2"
 
@@ -106,34 +107,31 @@ def _folder_is_current(folder: Path, source_sha: str) -> bool:
     return True
 
 
-def export_onnx(model, path: Union[str, os.PathLike], input_size: tuple[int, int]) -> Path:
+def export_embedding_onnx(model, path: Union[str, os.PathLike], input_size: tuple[int, int],
+                          do_constant_folding: bool = True, seed: int = 0) -> float:
     """Export an embedding network to ONNX (input ``input`` N x 3 x H x W, output
-    ``embedding`` N x D, dynamic batch)."""
+    ``embedding`` N x D, dynamic batch), written only if onnxruntime's embeddings of random
+    chips (batches of 1 and 3) are within ``ONNX_TOLERANCE`` of torch's. Returns that largest
+    difference; raises ``ExportError`` with the figures otherwise."""
     import torch
 
-    path = Path(path)
+    from face_perception.onnx_export import export_checked
+
     w, h = input_size
-    model = model.eval()
-    dummy = torch.zeros(1, 3, h, w)
-    with torch.no_grad(), warnings.catch_warnings():
-        # The zero-extension pads trigger a harmless "constant folding" note from the exporter.
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        # torch >= 2.9 prefers its torch.export-based exporter, which needs onnxscript (not a
-        # dependency); the TorchScript exporter handles these plain CNNs fully.
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(model, (dummy,), str(path), input_names=["input"],
-                          output_names=["embedding"], opset_version=ONNX_OPSET,
-                          dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
-                          dynamo=False)
-    return path
+    rng = np.random.default_rng(seed)
+    checks = [rng.standard_normal((n, 3, h, w)).astype(np.float32) for n in (1, 3)]
+    return export_checked(model.eval(), path, torch.zeros(2, 3, h, w), checks, ONNX_TOLERANCE,
+                          ["input"], ["embedding"],
+                          {"input": {0: "batch"}, "embedding": {0: "batch"}}, opset=ONNX_OPSET,
+                          do_constant_folding=do_constant_folding)
 
 
 def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os.PathLike]
                         ) -> Path:
     """Convert dlib's .dat into a model folder (backbone.pth, backbone.onnx, backbone.json).
 
-    Files are written under temporary names and renamed, the JSON last, so a reader never
-    sees a half-written folder as valid.
+    Each file is written atomically, the JSON with the checksums last, so a reader never sees
+    a half-written folder as valid.
     """
     import torch
 
@@ -151,35 +149,15 @@ def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os
     state = state_dict_from_dlib(network)
     model = DlibResNet()
     model.load_state_dict(state)
-    with tempfile.TemporaryDirectory(prefix=".convert.", dir=folder) as tmp:
-        tmp = Path(tmp)
-        torch.save(state, tmp / WEIGHTS_FILE)
-        export_onnx(model, tmp / ONNX_FILE, (150, 150))
-        meta = dlib_resnet_meta(network.avg_rgb, network.loss["distance_threshold"],
-                                weights_sha256=sha256_file(tmp / WEIGHTS_FILE),
-                                onnx_file=ONNX_FILE, onnx_sha256=sha256_file(tmp / ONNX_FILE),
-                                source_sha256=source_sha)
-        meta.save(tmp)
-        for name in (WEIGHTS_FILE, ONNX_FILE, META_FILE):
-            os.replace(tmp / name, folder / name)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
+    export_embedding_onnx(model, folder / ONNX_FILE, (150, 150))
+    meta = dlib_resnet_meta(network.avg_rgb, network.loss["distance_threshold"],
+                            weights_sha256=sha256_file(folder / WEIGHTS_FILE),
+                            onnx_file=ONNX_FILE, onnx_sha256=sha256_file(folder / ONNX_FILE),
+                            source_sha256=source_sha)
+    meta.save(folder)
     return folder
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """Serialise conversions of one folder across processes (tests, nodes starting together)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: conversions are still atomic per file
-        yield
-        return
-    with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:
@@ -188,7 +166,8 @@ def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:
     source_sha = sha256_file(dat)
     if _folder_is_current(folder, source_sha):
         return folder
-    with _folder_lock(folder):
+    # Serialise conversions of one folder across processes (tests, nodes starting together).
+    with file_lock(folder / ".lock"):
         if not _folder_is_current(folder, source_sha):  # another process may have finished
             log.info("converting %s into %s", dat, folder)
             convert_dlib_resnet(dat, folder)

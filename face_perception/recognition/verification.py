@@ -15,6 +15,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from face_perception.files import atomic_path
+
 KINDS = ("similarity", "distance")
 DEFAULT_FARS = (1e-2, 1e-3, 1e-4)
 
@@ -296,5 +298,6 @@ def save_roc_plot(report: VerificationReport, path: Union[str, os.PathLike],
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

@@ -26,9 +26,10 @@ from face_perception.messages.face_fields import (
     LANDMARK_SCORE,
     box_to_center_size,
     center_size_to_box,
-    decode_landmarks,
+    identity_hypothesis,
     landmark_hypotheses,
     landmarks_from_hypotheses,
+    landmarks_from_legacy_id,
     track_id_from_field,
     track_id_to_field,
 )
@@ -40,6 +41,7 @@ from face_perception.messages.images import (
     compressed_to_bgr,
     raw_to_bgr,
 )
+from face_perception.messages.stamps import stamp_to_ns
 from face_perception.types import Category, Face
 
 __all__ = [
@@ -145,11 +147,8 @@ def identities_to_detection_array(faces: Sequence[Face],
     if len(faces) != len(categories):
         raise ValueError(f"{len(faces)} faces but {len(categories)} identities")
     ids = _ids(track_ids, len(faces))
-    dets = []
-    for face, cat, track_id in zip(faces, categories, ids):
-        name = cat.name if cat is not None else unknown
-        dets.append(_detection(header, face, name, cat.confidence if cat is not None else 0.0,
-                               track_id))
+    dets = [_detection(header, face, *identity_hypothesis(cat, unknown), track_id)
+            for face, cat, track_id in zip(faces, categories, ids)]
     return Detection2DArray(header=header, detections=dets)
 
 
@@ -169,7 +168,7 @@ def detection_array_to_faces(msg: Detection2DArray) -> list[Face]:
             (r.hypothesis.class_id, r.pose.pose.position.x, r.pose.pose.position.y)
             for r in det.results)
         if landmarks is None:
-            landmarks = decode_landmarks(det.id)
+            landmarks = landmarks_from_legacy_id(det.id)
         faces.append(Face(box, score, landmarks))
     return faces
 
@@ -234,7 +233,3 @@ def label_version(msg: LabelInfo) -> Optional[int]:
     if text.startswith(LABEL_VERSION_PREFIX) and text[len(LABEL_VERSION_PREFIX):].isdigit():
         return int(text[len(LABEL_VERSION_PREFIX):])
     return None
-
-
-def stamp_to_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

@@ -273,7 +273,3 @@ def _median(ordered: list) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def stamp_to_ns(sec: int, nanosec: int) -> int:
-    """builtin_interfaces/Time fields as one integer of nanoseconds."""
-    return int(sec) * 1_000_000_000 + int(nanosec)
-

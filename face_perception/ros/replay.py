@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 
 from face_perception.imageio import read_image_bgr
 from face_perception.messages.images import bgr_to_compressed, bgr_to_raw
+from face_perception.messages.stamps import ns_to_sec_nanosec, stamp_to_ns
 from face_perception.ros.transport import TransportProfileError, apply_profile
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -70,7 +71,7 @@ def _bag_frames(path: Path, bag_topic: Optional[str]) -> Iterator[tuple[int, str
         bag_topic = topics[0]
     for rec in rosbag_io.read_images(path, bag_topic):
         m = rec.msg
-        stamp = rosbag_io.stamp_ns(m.header)
+        stamp = stamp_to_ns(m.header.stamp)
         if rec.msgtype == rosbag_io.COMPRESSED:
             yield stamp, "compressed", {"format": m.format, "data": m.data.tobytes(),
                                         "frame_id": m.header.frame_id}
@@ -193,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if args.stamps == "fresh":
                     msg.header.stamp = node.get_clock().now().to_msg()
                 else:
-                    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+                    msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_sec_nanosec(stamp)
                 pub.publish(msg)
                 published += 1
                 if period and stop.wait(start + published * period - time.monotonic()):

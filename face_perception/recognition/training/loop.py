@@ -81,16 +81,15 @@ class Trainer:
     def _build_backbone(self):
         """(backbone, embedding_size, input_size, mean, std, color_order)."""
         from face_perception.recognition.backbones import FIXED_GEOMETRY, get_model
+        from face_perception.recognition.params import backbone_geometry
 
         cfg = self.cfg
         if cfg.mode in ("head_only", "finetune"):
             return _load_backbone(cfg.init_model, cfg.backbone)
+        size, emb = backbone_geometry(cfg.backbone, list(cfg.input_size), cfg.embedding_size)
         if cfg.backbone in FIXED_GEOMETRY:
-            fixed = FIXED_GEOMETRY[cfg.backbone]
             model = get_model(cfg.backbone)
-            size, emb = list(fixed["input_size"]), fixed["embedding_size"]
         else:
-            size, emb = cfg.input_size, cfg.embedding_size
             model = get_model(cfg.backbone, embedding_size=emb, input_size=tuple(size))
         mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
         return model, emb, size, mean, std, cfg.color_order
