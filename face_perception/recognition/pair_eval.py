@@ -126,7 +126,8 @@ def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 
                                   n_folds: int = 10,
                                   landmarks: Optional[Union[str, os.PathLike]] = None) -> dict:
     """Face verification metrics of ``embedder`` on a dataset: a verification ``.bin``, an
-    ImageFolder tree, a pairs list or an IJB-B/C folder. Metrics dict (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
+    ImageFolder tree, a pairs list or an IJB-B/C folder. Metrics dict
+    (``VerificationReport.to_dict()`` plus ``dataset``, ``kind``,
     ``skipped_pairs`` (pairs with an image that has no face or cannot be read), ``roc_png``,
     ``alignment`` (how faces were found), ``pairs_note`` (set when an ImageFolder had fewer
     pairs than ``num_pairs``: all of them were used))."""
