@@ -8,7 +8,6 @@ from face_perception.imageio import read_image_bgr
 from face_perception.messages import hri
 from face_perception.messages.face_fields import (
     DetectionFieldError,
-    encode_landmarks,
     track_id_and_landmarks,
 )
 from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, estimate_similarity
@@ -86,8 +85,9 @@ def det(det_id="", results=()):
 
 def test_track_id_and_landmarks_from_either_carrier():
     pts = np.array([[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]], dtype=np.float32)
-    assert track_id_and_landmarks(det(encode_landmarks(pts)))[0] is None
-    np.testing.assert_allclose(track_id_and_landmarks(det(encode_landmarks(pts)))[1], pts)
+    legacy = '{"landmarks":' + str(pts.tolist()).replace(' ', '') + '}'  # before track ids
+    assert track_id_and_landmarks(det(legacy))[0] is None
+    np.testing.assert_allclose(track_id_and_landmarks(det(legacy))[1], pts)
     assert track_id_and_landmarks(det("")) == (None, None)
     assert track_id_and_landmarks(det("7", [("obama", 0.95, 0, 0)])) == ("7", None)
     names = ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]

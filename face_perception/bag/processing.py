@@ -18,6 +18,7 @@ from face_perception.anonymize import anonymize as hide_faces
 from face_perception.bag import rosbag_io
 from face_perception.draw import draw_faces
 from face_perception.messages.images import ImageMessageError
+from face_perception.messages.stamps import stamp_to_ns
 
 
 @dataclass
@@ -114,8 +115,7 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                 continue
             faces = detector.detect(image)
             hdr = rec.msg.header
-            tracked = pipeline.update(image, faces, int(hdr.stamp.sec) * 1_000_000_000
-                                      + int(hdr.stamp.nanosec))
+            tracked = pipeline.update(image, faces, stamp_to_ns(hdr.stamp))
             cats = [t.category for t in tracked] if recognizer is not None else None
             ids = [t.track_id for t in tracked]
             summary.seconds += time.perf_counter() - start
