@@ -105,7 +105,7 @@ def test_a_trained_model_folder_drives_detect_and_the_detector(wider_root, tmp_p
     image = read_image_bgr(photo)
     onnx_faces = Detector(model_path=out_dir).detect(image)  # the CLI's defaults
     assert len(onnx_faces) == 1
-    np.testing.assert_allclose(cli_faces[0]["box"], onnx_faces[0].box, atol=1e-3)
+    np.testing.assert_allclose(cli_faces[0]["box"], onnx_faces[0].box, atol=0.006)  # JSON: 2 dp
     # The torch backend reads the folder's .pth (sha256 checked) and agrees with the bare file.
     by_folder = Detector(model_path=out_dir, backend="torch").detect(image)
     by_file = Detector(model_path=out_dir / "tuned.pth", backend="torch").detect(image)
