@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -242,7 +243,7 @@ def test_empty_gallery_round_trips(tmp_path):
 
 def test_gallery_load_rereads_index_replaced_by_a_concurrent_save(saved, monkeypatch):
     g, index = saved
-    import face_perception.gallery as gallery_module
+    import face_perception.gallery.file_format as gallery_module
 
     real_read_arrays = gallery_module._read_arrays
     calls = []
@@ -258,3 +259,14 @@ def test_gallery_load_rereads_index_replaced_by_a_concurrent_save(saved, monkeyp
     monkeypatch.setattr(gallery_module, "_read_arrays", save_in_between)
     loaded = Gallery.load(index)
     assert calls == [3, 4] and loaded.names[-1] == "newcomer"
+
+
+def test_gallery_files_are_readable_by_their_owner_only(saved):
+    # Embeddings with names are personal data: both files are created with mode 0600, whatever
+    # the umask, and stay so when the gallery is saved again.
+    g, index = saved
+    for _ in range(2):
+        for path in (index, arrays_file(index)):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        g.add("another", np.eye(8, dtype=np.float32)[2])
+        g.save(index)

@@ -1,11 +1,20 @@
-"""``detector-train`` / ``detector-eval`` sub-commands on a WIDER-format set from real photos."""
+"""``detector-train`` / ``detector-eval`` sub-commands on a WIDER-format set from real photos, and
+the model folder they write as the model of ``detect`` and the Detector."""
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from face_perception.cli import detection_training
+from face_perception.detection import Detector
+from face_perception.detection.weights import WeightsError
+from face_perception.imageio import read_image_bgr
 from face_perception.learners import RetinaFaceLearner
+from test.proc import child_env
 from test.wider_fixture import build_wider_root
 
 
@@ -20,8 +29,6 @@ def _run(argv, capsys):
 
 @pytest.fixture(scope="module")
 def wider_root(tmp_path_factory, photos):
-    from face_perception.detection import Detector
-
     root = tmp_path_factory.mktemp("wider_cli")
     build_wider_root(root, photos, Detector(backbone="mnet", backend="onnx"), n_train=4,
                      n_val=4)
@@ -74,3 +81,64 @@ def test_detector_train_resumes_from_a_checkpoint(wider_root, tmp_path, capsys):
 def test_detector_eval_names_missing_data(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         _run(["detector-eval", str(tmp_path / "nowhere")], capsys)
+
+
+@pytest.mark.timeout(300)
+def test_a_trained_model_folder_drives_detect_and_the_detector(wider_root, tmp_path, photos,
+                                                               capsys):
+    # One model-folder convention: what detector-train writes is what detect --model, the
+    # Detector (hence the node's model_path) and detector-eval --model take.
+    out_dir = tmp_path / "tuned"
+    code, _ = _run(["detector-train", str(wider_root / "train" / "label.txt"), "--out",
+                    str(out_dir), "--epochs", "1", "--image-size", "128", "--batch-size", "2",
+                    "--lr", "0.001", "--quiet"], capsys)
+    assert code == 0
+    photo = photos / "obama.jpg"
+    command = Path(sys.executable).with_name("face-perception")  # the installed entry point
+    done = subprocess.run([str(command), "detect", str(photo), "--model", str(out_dir),
+                           "--json"], capture_output=True, text=True, env=child_env(),
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
+    cli_faces = json.loads(done.stdout.strip().splitlines()[-1])["faces"]
+    assert len(cli_faces) == 1 and cli_faces[0]["score"] > 0.8
+
+    image = read_image_bgr(photo)
+    onnx_faces = Detector(model_path=out_dir).detect(image)  # the CLI's defaults
+    assert len(onnx_faces) == 1
+    np.testing.assert_allclose(cli_faces[0]["box"], onnx_faces[0].box, atol=0.006)  # JSON: 2 dp
+    # The torch backend reads the folder's .pth (sha256 checked) and agrees with the bare file.
+    by_folder = Detector(model_path=out_dir, backend="torch").detect(image)
+    by_file = Detector(model_path=out_dir / "tuned.pth", backend="torch").detect(image)
+    np.testing.assert_array_equal(by_folder[0].box, by_file[0].box)
+    np.testing.assert_allclose(by_folder[0].box, onnx_faces[0].box, atol=0.05)
+    # The folder's backbone comes from its metadata, not from the caller's default.
+    assert Detector(model_path=str(out_dir), backbone="resnet").backbone == "mnet"
+
+    weights = out_dir / "tuned.pth"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    for backend in ("onnx", "torch"):
+        with pytest.raises(WeightsError, match="checksum mismatch.*tuned.pth"):
+            Detector(model_path=out_dir, backend=backend)
+    done = subprocess.run([str(command), "detect", str(photo), "--model", str(out_dir)],
+                          capture_output=True, text=True, env=child_env(), timeout=240)
+    assert done.returncode != 0 and "checksum mismatch" in done.stderr
+
+
+def test_detector_eval_and_detect_take_a_bare_onnx_model(wider_root, tmp_path, photos, capsys):
+    from face_perception.detection.export import default_mnet_onnx
+
+    onnx_file = tmp_path / "mine.onnx"
+    onnx_file.write_bytes(default_mnet_onnx().read_bytes())
+    code, out = _run(["detector-eval", str(wider_root), "--model", str(onnx_file),
+                      "--target-size", "320", "--max-size", "640", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out.strip().splitlines()[-1])["ap"] > 0.9
+    assert len(Detector(model_path=onnx_file).detect(read_image_bgr(photos / "biden.jpg"))) == 1
+
+
+def test_detect_names_a_model_path_that_is_neither_folder_nor_file(tmp_path, photos, capsys):
+    with pytest.raises(FileNotFoundError, match="nothing_here.*detector-train"):
+        Detector(model_path=tmp_path / "nothing_here")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no model metadata empty.json"):
+        Detector(model_path=tmp_path / "empty")

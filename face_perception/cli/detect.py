@@ -86,7 +86,9 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
-    p.add_argument("--model", metavar="PATH", help="weights (.pth) or .onnx file to use")
+    p.add_argument("--model", metavar="PATH",
+                   help="model folder written by detector-train (its backbone wins over "
+                        "--backbone), or a .pth / .onnx file (default: the pretrained weights)")
     p.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
     p.add_argument("--nms-threshold", type=float, default=0.4, help="NMS IoU threshold (0.4)")
     p.add_argument("--target-size", type=int, default=640,

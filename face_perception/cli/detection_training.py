@@ -12,8 +12,9 @@ def register(sub) -> None:
     train = sub.add_parser(
         "detector-train", help="train or fine-tune the RetinaFace face detector",
         description="Train RetinaFace on WIDER-format data (label.txt with boxes and 5 landmarks) "
-                    "and write a model folder for load()/the Detector. See "
-                    "docs/detection_training.md.")
+                    "and write a model folder: the model of `detect --model`, "
+                    "`detector-eval --model`, the Detector's and the node's model_path and "
+                    "RetinaFaceLearner.load(). See docs/detection_training.md.")
     train.add_argument("data", help="WIDER root (reads <root>/train/label.txt) or a label.txt")
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
@@ -47,7 +48,8 @@ def register(sub) -> None:
     ev.add_argument("data", help="WIDER root or a label.txt")
     ev.add_argument("--split", default="val", help="split under a WIDER root (default val)")
     ev.add_argument("--model", default="pretrained",
-                    help="model folder, or 'pretrained' for the shipped mnet (default)")
+                    help="model folder (from detector-train), an .onnx file, or "
+                         "'pretrained' for the shipped mnet (default)")
     ev.add_argument("--pyramid", action=argparse.BooleanOptionalAction, default=False,
                     help="test-time image pyramid (0.5x, 1x, 1.5x)")
     ev.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,

@@ -22,6 +22,7 @@ import numpy as np
 
 from face_perception.detection import box_utils
 from face_perception.detection.config import BGR_MEAN, get_config
+from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
 from face_perception.imageio import ImageError, load_bgr
 from face_perception.types import Face
@@ -141,8 +142,11 @@ class Detector:
             ``weights.download('resnet')`` or ``model_path``).
         backend: 'onnx' (onnxruntime) or 'torch'.
         device: 'cpu' or 'cuda' (falls back to the CPU with a warning when unavailable).
-        model_path: weights to use instead of the pretrained ones: a ``.pth`` state dict (both
-            backends; exported to ONNX for 'onnx') or an ``.onnx`` file ('onnx' backend).
+        model_path: weights to use instead of the pretrained ones: a model folder written by
+            ``face-perception detector-train`` / ``RetinaFaceLearner.save`` (its metadata names
+            the backbone, which then wins over ``backbone``, and the sha256 of each file; its
+            ``.onnx`` serves the 'onnx' backend when present, else its ``.pth`` is exported),
+            a ``.pth`` state dict (both backends) or an ``.onnx`` file ('onnx' backend).
             None or '' means the pretrained weights.
         score_threshold: minimum face probability kept.
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
@@ -173,9 +177,11 @@ class Detector:
         else:
             from face_perception.detection.weights import pretrained_state_dict
 
-            state = pretrained_state_dict(backbone, self.model_path)
-            self._run = _TorchRunner(state, backbone, device,
-                                     source=str(self.model_path or f"pretrained {backbone}"))
+            folder = self._model.folder if self._model is not None else None
+            state = (folder.state_dict() if folder is not None
+                     else pretrained_state_dict(self.backbone, self.model_path))
+            self._run = _TorchRunner(state, self.backbone, device,
+                                     source=str(self.model_path or f"pretrained {self.backbone}"))
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
@@ -202,6 +208,14 @@ class Detector:
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
+        get_config(backbone)  # validates the name even when a model folder names another
+        # '' (an unset ROS string parameter) means the pretrained weights, like None.
+        self.model_path = Path(model_path) if model_path else None
+        self._model = resolve_model_path(self.model_path) if self.model_path else None
+        if self._model is not None and self._model.backbone not in (None, backbone):
+            log.info("%s holds a %s model: using that backbone instead of %s", self.model_path,
+                     self._model.backbone, backbone)
+            backbone = self._model.backbone
         self.cfg = get_config(backbone)
         self.backbone = backbone
         self.backend = backend
@@ -217,10 +231,6 @@ class Detector:
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
         self.variance = self.cfg["variance"]
-        # '' (an unset ROS string parameter) means the pretrained weights, like None.
-        self.model_path = Path(model_path) if model_path else None
-        if self.model_path is not None and not self.model_path.is_file():
-            raise FileNotFoundError(f"detector model file not found: {self.model_path}")
 
     @classmethod
     def from_torch_model(cls, model, device: str = "cpu", **kwargs) -> Detector:
@@ -238,13 +248,20 @@ class Detector:
     # -- model files -----------------------------------------------------------------------------
 
     def _onnx_model(self) -> Union[bytes, Path]:
-        if self.model_path is not None and self.model_path.suffix.lower() == ".onnx":
-            return self.model_path
         from face_perception.detection import export
 
-        if self.model_path is None and self.backbone == "mnet":
-            return export.default_mnet_onnx()
-        return export.cached_onnx_for(self.backbone, self.model_path)
+        if self._model is None:
+            if self.backbone == "mnet":
+                return export.default_mnet_onnx()
+            return export.cached_onnx_for(self.backbone)
+        if self._model.is_onnx_file:
+            return self.model_path
+        folder = self._model.folder
+        if folder is None:
+            return export.cached_onnx_for(self.backbone, self.model_path)
+        if folder.onnx_path is not None:
+            return folder.onnx_bytes()  # checked against the metadata's sha256
+        return export.cached_onnx_for(self.backbone, folder.check_weights())
 
     # -- public API ------------------------------------------------------------------------------
 

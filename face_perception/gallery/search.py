@@ -1,4 +1,5 @@
-"""Cosine top-k search backends for the Gallery: numpy matrix products and faiss indexes.
+"""Cosine top-k search for the Gallery: numpy matrix products and faiss indexes, over identity
+means or over samples (best sample per identity).
 
 Both backends take L2-normalised float32 rows, so inner product equals cosine similarity, and
 return the same thing: (similarities, row indices) of shape (num_queries, k), best first.
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -134,3 +135,69 @@ def choose_backend(backend: str, num_rows: int, threshold: Optional[int] = None)
         return backend
     limit = FAISS_AUTO_THRESHOLD if threshold is None else threshold
     return "faiss" if num_rows >= limit and faiss_available() else "numpy"
+
+
+def sample_groups(owner: np.ndarray, num_identities: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Sample order that groups samples by identity, and where each identity's group starts."""
+    order = np.argsort(owner, kind="stable")
+    starts = np.searchsorted(owner[order], np.arange(num_identities))
+    return order, starts
+
+
+def top_k_best_sample_numpy(samples: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                            queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-k identities by their best-matching sample; ``order``/``starts`` from sample_groups."""
+    s = len(samples)
+    sims_out = np.empty((len(queries), k), np.float32)
+    idx_out = np.empty((len(queries), k), np.int64)
+    chunk = max(1, NUMPY_SCORE_BUDGET // max(s, 1))
+    for a in range(0, len(queries), chunk):
+        scores = (samples @ queries[a:a + chunk].T).T[:, order]
+        # Best sample per identity: groups are consecutive after sorting by owner.
+        best = np.maximum.reduceat(scores, starts, axis=1)
+        sims_out[a:a + chunk], idx_out[a:a + chunk] = top_k_of_scores(best, k)
+    return sims_out, idx_out
+
+
+def top_k_best_sample_faiss(index: FaissIndex, owner: np.ndarray, queries: np.ndarray,
+                            k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-k distinct identities by best sample from a faiss index over the samples: search a
+    few times k samples deep and widen until k identities are found (or all samples seen)."""
+    s = len(owner)
+    sims_out = np.full((len(queries), k), -np.inf, np.float32)
+    idx_out = np.full((len(queries), k), -1, np.int64)
+    for qi in range(len(queries)):
+        depth = min(s, 4 * k + 16)
+        while True:
+            sims, idx = index.search(queries[qi:qi + 1], depth)
+            seen: dict = {}
+            for sim, j in zip(sims[0], idx[0]):
+                if j >= 0 and owner[j] not in seen:
+                    seen[int(owner[j])] = float(sim)
+                    if len(seen) == k:
+                        break
+            if len(seen) == k or depth >= s:
+                break
+            depth = min(s, depth * 4)
+        for col, (row, sim) in enumerate(seen.items()):
+            idx_out[qi, col], sims_out[qi, col] = row, sim
+    return sims_out, idx_out
+
+
+def cached_faiss_index(cache: Dict[str, FaissIndex], key: str, rows: np.ndarray,
+                       kind: str) -> FaissIndex:
+    """A faiss index over ``rows``, kept in ``cache[key]`` for graph kinds.
+
+    A flat index is a view with no build step, so it is never cached. A cached graph of fewer
+    rows is extended with the new ones (rows are only ever appended while it stays cached);
+    the owner drops the entry when rows are rewritten or removed.
+    """
+    if kind == "flat":
+        return FaissIndex(rows)
+    cached = cache.get(key)
+    if cached is None or cached.kind != kind or cached.ntotal > len(rows):
+        cached = FaissIndex(rows, kind=kind)
+        cache[key] = cached
+    elif cached.ntotal < len(rows):
+        cached.extend(rows[cached.ntotal:])
+    return cached

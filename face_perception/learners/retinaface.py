@@ -7,12 +7,8 @@ OpenDR ``BoundingBox`` objects. See docs/detection_training.md.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import logging
+import contextlib
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,18 +16,16 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.detection.augment import Annotations, TrainTransform
+from face_perception.detection import model_folder, training
+from face_perception.detection.training import parse_lr_steps
+from face_perception.detection.weights import WeightsError
 from face_perception.detection.wider import WiderFaceDataset, WiderSample
 from face_perception.download import DownloadError, download_file
 from face_perception.files import sha256_file
 from face_perception.imageio import load_bgr, read_image_bgr
 from face_perception.types import Face
 
-log = logging.getLogger(__name__)
-
-BACKBONES = ("resnet", "mnet")
-METADATA_VERSION = 1
-CHECKPOINT_FORMAT = "face_perception.retinaface.checkpoint"
+BACKBONES = model_folder.BACKBONES
 # ImageNet ResNet-50 from torchvision, used as the pretrained backbone of 'resnet' training.
 # torchvision publishes the first 8 hex digits of each file's sha256 in its name; that prefix is
 # what we can verify (as torch.hub does).
@@ -39,17 +33,6 @@ BACKBONE_URLS = {
     "resnet": {"url": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                "sha256_prefix": "0676ba61", "filename": "resnet50-0676ba61.pth"},
 }
-# The first convolution and its batch norm, per backbone. The network sees raw pixels minus the
-# mean (values up to +-150), so this layer's weights are tiny and its gradients huge; only a
-# batch norm that re-normalises with batch statistics keeps SGD stable there. When that batch
-# norm is frozen (pretrained weights; the shipped mnet has its BN folded into this conv), one
-# step at lr 1e-4 already wrecks the layer, so the stem is frozen with it (as Detectron does).
-STEM = {"mnet": ("body.stage1.0.",), "resnet": ("body.conv1.", "body.bn1.")}
-STEM_BN = {"mnet": "body.stage1.0.1", "resnet": "body.bn1"}
-# torchvision's ImageNet models take RGB in [0, 1] normalised by mean and std; RetinaFace takes
-# BGR pixels minus (104, 117, 123) (the same means, BGR order, 0..255). Scaling conv1 by 1/std and
-# reversing its input channels makes the ImageNet backbone compute the same features.
-IMAGENET_STD_RGB = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # Score threshold for evaluation: low, so the precision/recall curve covers the whole range.
 EVAL_SCORE_THRESHOLD = 0.02
 # Test-time pyramid of eval(pyramid=True): factors on top of the base size.
@@ -72,54 +55,14 @@ def _pick_device(device: str) -> str:
     return str(device)
 
 
-def parse_lr_steps(lr_steps: Union[str, Sequence[int]]) -> list[int]:
-    """'55,68,80' -> [55, 68, 80]; steps <= 0 (the seed's default '0') mean no decay."""
-    if isinstance(lr_steps, str):
-        parts = [p.strip() for p in lr_steps.split(",") if p.strip()]
-        try:
-            steps = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"lr_steps must be comma-separated epoch numbers like '55,68,80', got "
-                f"{lr_steps!r}") from None
-    else:
-        steps = [int(s) for s in lr_steps]
-    return sorted(s for s in steps if s > 0)
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _torch_bytes(obj) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def _load_checked(path: Path, sha256: Optional[str]):
-    """torch.load (tensors only) after checking the file's sha256 when one is known."""
-    import torch
-
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {path}")
-    if sha256 is not None and sha256_file(path) != sha256:
-        raise RetinaFaceLearnerError(
-            f"checksum mismatch for {path}: the file is truncated or was modified "
-            f"(expected sha256 {sha256})")
+@contextlib.contextmanager
+def _as_learner_error():
+    """Model files and checkpoints are read and checked in detection/ (WeightsError and its
+    ModelFolderError); the seed API reports their faults as RetinaFaceLearnerError."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad archive
-        raise RetinaFaceLearnerError(f"cannot read {path}: {exc}") from exc
+        yield
+    except WeightsError as exc:
+        raise RetinaFaceLearnerError(str(exc)) from exc
 
 
 def as_image(img) -> np.ndarray:
@@ -144,40 +87,6 @@ def as_samples(dataset) -> list[WiderSample]:
         raise TypeError("dataset must be a WiderFaceDataset, a sequence of WiderSample, a WIDER "
                         f"root folder or a label.txt path; got {type(dataset).__name__}")
     return samples
-
-
-class _TrainSet:
-    """Training samples -> augmented (tensor, targets); randomness keyed by (seed, epoch, index).
-
-    Keying every sample's augmentation by (seed, epoch, index) makes an epoch's batches the same
-    whether training ran through or resumed from a checkpoint, and independent of worker count.
-    """
-
-    def __init__(self, samples: list[WiderSample], transform: TrainTransform, seed: int):
-        self.samples = samples
-        self.transform = transform
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int):
-        import torch
-
-        sample = self.samples[index]
-        image = read_image_bgr(sample.image_path)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        ann = Annotations(sample.boxes.copy(), sample.landmarks.copy(),
-                          sample.has_landmarks.copy())
-        tensor, targets = self.transform(image, ann, rng)
-        return torch.from_numpy(tensor), {k: torch.from_numpy(v) for k, v in targets.items()}
-
-
-def _collate(batch):
-    import torch
-
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
 class RetinaFaceLearner:
@@ -249,55 +158,29 @@ class RetinaFaceLearner:
     # ------------------------------------------------------------------------------------------
 
     def _new_model(self):
-        import torch
-
-        from face_perception.detection.retinaface import RetinaFace
-
-        # Seeded initialisation without touching the caller's global torch RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            return RetinaFace(self.cfg)
-
-    def _bn_names(self, model, prefix: str = "") -> set[str]:
-        import torch
-
-        return {name for name, m in model.named_modules()
-                if isinstance(m, torch.nn.BatchNorm2d) and name.startswith(prefix)}
+        return training.new_model(self.backbone, self.seed)
 
     def _init_model(self, from_scratch: bool, verbose: bool) -> None:
         """Random network; unless ``from_scratch``, with a pretrained backbone (seed semantics)."""
         model = self._new_model()
         self._pretrained_bn = set()
         if not from_scratch:
-            body = self._pretrained_backbone(verbose)
-            missing, unexpected = model.body.load_state_dict(body, strict=False)
-            if unexpected or len(missing) == len(model.body.state_dict()):
-                raise RetinaFaceLearnerError(
-                    f"pretrained backbone does not fit the {self.backbone} network "
-                    f"(unexpected keys {unexpected[:3]}, {len(missing)} missing)")
-            self._pretrained_bn = self._bn_names(model, "body.")
+            if self.backbone == "mnet":
+                body = training.mnet_backbone_state()
+            else:
+                path = self.download(mode="backbone", verbose=verbose)
+                with _as_learner_error():
+                    body = training.imagenet_backbone_state(Path(path))
+            with _as_learner_error():
+                self._pretrained_bn = training.attach_backbone(model, body, self.backbone)
         self.model = model.to(self.device)
         self._invalidate()
 
-    def _pretrained_backbone(self, verbose: bool) -> dict:
-        """Backbone weights: mnet from the shipped detector, resnet ImageNet by download."""
-        from face_perception.detection import weights
-
-        if self.backbone == "mnet":
-            # The shipped detector's MobileNet body is the only offline mnet backbone we have.
-            state = weights.mnet_state_dict()
-            return {k[len("body."):]: v for k, v in state.items() if k.startswith("body.")}
-        import torch
-
-        path = self.download(mode="backbone", verbose=verbose)
-        state = weights.normalize_checkpoint(_load_checked(Path(path), None))
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        if "conv1.weight" in state:
-            std = torch.tensor(IMAGENET_STD_RGB, dtype=state["conv1.weight"].dtype)
-            state["conv1.weight"] = (state["conv1.weight"] / std[None, :, None, None]).flip(1)
-        return state
-
     def _require_model(self):
+        if self.model is None and self.onnx_path is not None:
+            raise RetinaFaceLearnerError(
+                f"the learner holds only the ONNX model {self.onnx_path}, which cannot be "
+                "trained or saved: load a model folder (with .pth weights) instead")
         if self.model is None:
             raise RetinaFaceLearnerError(
                 "no model: call load(path) (e.g. after download(mode='pretrained')) or fit() "
@@ -310,37 +193,14 @@ class RetinaFaceLearner:
         self.onnx_path = None
         self._onnx_bytes = None
 
-    def _set_train_mode(self, model) -> None:
-        model.train()
-        frozen = (self._bn_names(model) if self.freeze_bn is True
-                  else self._pretrained_bn if self.freeze_bn == "auto" else set())
-        modules = dict(model.named_modules())
-        for name in frozen:
-            modules[name].eval()  # keep running statistics; affine weights still learn
-
-    def _trainable(self, model) -> list:
-        """Parameters SGD updates: all but the stem when the stem's batch norm is frozen."""
-        stem_bn = STEM_BN[self.backbone]
-        frozen_bn = (self.freeze_bn is True
-                     or (self.freeze_bn == "auto" and stem_bn in self._pretrained_bn))
-        params = []
-        for name, param in model.named_parameters():
-            param.requires_grad_(not (frozen_bn and name.startswith(STEM[self.backbone])))
-            if param.requires_grad:
-                params.append(param)
-        return params
-
     # ------------------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------------------
 
     def checkpoint_path(self, epoch: int) -> Path:
         """Checkpoint file of ``epoch`` under temp_path: ``<prefix>-<epoch:04d>.pth``."""
-        name = self.prefix or f"retinaface_{self.backbone}"
-        return Path(self.temp_path or ".") / f"{name}-{epoch:04d}.pth"
-
-    def _lr_at(self, epoch: int) -> float:
-        return self.lr * (0.1 ** sum(1 for s in self._lr_steps if epoch >= s))
+        return training.checkpoint_path(self.temp_path, self.prefix
+                                        or f"retinaface_{self.backbone}", epoch)
 
     def fit(self, dataset, val_dataset=None, from_scratch: bool = False, silent: bool = False,
             verbose: bool = True) -> dict:
@@ -350,142 +210,65 @@ class RetinaFaceLearner:
         Starts from the loaded model when there is one, else from a new network with a
         pretrained backbone (or random, ``from_scratch=True``). With ``checkpoint_load_iter`` N
         it resumes exactly from ``checkpoint_path(N)``: weights, optimizer, epoch and RNG state.
+        The loop and the checkpoints are ``face_perception.detection.training``'s.
         """
-        import torch
-
-        from face_perception.detection.loss import MultiBoxLoss
-        from face_perception.detection.priors import prior_boxes_for
-
         say = (lambda *a: None) if silent else (lambda *a: print(*a, flush=True))
         samples = as_samples(dataset)
         if not samples:
             raise ValueError("training dataset is empty")
-        history = {"loss": [], "loss_parts": [], "lr": [], "val": []}
-        start_epoch, resume = 0, None
+        if not self.checkpoint_load_iter and self.model is None and self.onnx_path is not None:
+            self._require_model()  # an ONNX-only model cannot train: say so, not start afresh
+        resume = None
         if self.checkpoint_load_iter > 0:
             resume = self._load_checkpoint(self.checkpoint_load_iter)
-            start_epoch, history = resume["epoch"], resume["history"]
             say(f"resumed from {self.checkpoint_path(self.checkpoint_load_iter)} "
-                f"(epoch {start_epoch})")
+                f"(epoch {resume.epoch})")
         elif self.model is None:
             self._init_model(from_scratch, verbose and not silent)
         model = self.model.to(self.device)
-        optimizer = torch.optim.SGD(self._trainable(model), lr=self.lr, momentum=self.momentum,
-                                    weight_decay=self.weight_decay)
-        if resume is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-            torch.set_rng_state(resume["torch_rng"])
         self._invalidate()
+        settings = training.TrainSettings(
+            backbone=self.backbone, lr=self.lr, lr_steps=self._lr_steps, epochs=self.epochs,
+            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
+            image_size=self.image_size, seed=self.seed, shuffle=self.shuffle, flip=self.flip,
+            num_workers=self.num_workers, freeze_bn=self.freeze_bn, device=self.device,
+            log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter)
 
-        train_set = _TrainSet(samples, TrainTransform(self.image_size, flip=self.flip),
-                              self.seed)
-        priors = torch.from_numpy(
-            prior_boxes_for(self.cfg, self.image_size, self.image_size).copy()).to(self.device)
-        criterion = MultiBoxLoss(self.cfg["variance"], loc_weight=self.cfg["loc_weight"])
-        iteration = start_epoch * ((len(samples) + self.batch_size - 1) // self.batch_size)
-        for epoch in range(start_epoch, self.epochs):
-            lr = self._lr_at(epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            train_set.epoch = epoch
-            order = (np.random.default_rng([self.seed, epoch]).permutation(len(samples))
-                     if self.shuffle else np.arange(len(samples)))
-            loader = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(train_set, order.tolist()), batch_size=self.batch_size,
-                shuffle=False, num_workers=self.num_workers, collate_fn=_collate)
-            self._set_train_mode(model)
-            sums = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}
-            count, started = 0, time.monotonic()
-            for images, targets in loader:
-                images = images.to(self.device)
-                loss, parts = criterion(model(images), priors, targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                iteration += 1
-                count += 1
-                sums["total"] += float(loss.detach())
-                for key in ("loc", "conf", "landmarks"):
-                    sums[key] += parts[key]
-                if verbose and self.log_after and iteration % self.log_after == 0:
-                    say(f"epoch {epoch + 1}/{self.epochs} iter {iteration}: loss "
-                        f"{float(loss.detach()):.4f} (loc {parts['loc']:.3f} conf "
-                        f"{parts['conf']:.3f} landmarks {parts['landmarks']:.3f}) lr {lr:g}")
-            mean = {k: v / max(count, 1) for k, v in sums.items()}
-            history["loss"].append(mean["total"])
-            history["loss_parts"].append(mean)
-            history["lr"].append(lr)
-            self.epochs_trained = epoch + 1
-            say(f"epoch {epoch + 1}/{self.epochs}: mean loss {mean['total']:.4f} "
-                f"({time.monotonic() - started:.1f} s)")
-            if self.checkpoint_after_iter and (epoch + 1) % self.checkpoint_after_iter == 0:
-                self._save_checkpoint(epoch + 1, optimizer, history)
-            if val_dataset is not None and self.val_after and (epoch + 1) % self.val_after == 0:
-                self._invalidate()
-                result = self.eval(val_dataset, verbose=False, pyramid=False, flip=False,
-                                   target_size=self.image_size, max_size=2 * self.image_size)
-                history["val"].append((epoch + 1, result))
-                say(f"epoch {epoch + 1}: val AP {result['ap']:.4f} recall {result['recall']:.4f}")
-        model.eval()
+        def epoch_done(epochs: int) -> None:
+            self.epochs_trained = epochs
+
+        def validate(epochs: int) -> Optional[dict]:
+            if val_dataset is None or not self.val_after or epochs % self.val_after:
+                return None
+            self._invalidate()
+            return self.eval(val_dataset, verbose=False, pyramid=False, flip=False,
+                             target_size=self.image_size, max_size=2 * self.image_size)
+
+        history, iterations = training.train(
+            model, samples, settings, pretrained_bn=self._pretrained_bn, resume=resume,
+            checkpoint_file=self.checkpoint_path, validate=validate, epoch_done=epoch_done,
+            say=say, verbose=verbose)
         self._invalidate()
         history["epochs"] = self.epochs_trained
-        history["iterations"] = iteration
+        history["iterations"] = iterations
         return history
 
-    def _save_checkpoint(self, epoch: int, optimizer, history: dict) -> Path:
-        import torch
-
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "version": METADATA_VERSION,
-            "backbone": self.backbone,
-            "epoch": epoch,
-            "model": self.model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "pretrained_bn": sorted(self._pretrained_bn),
-            "history": json.dumps(history),
-            "seed": self.seed,
-            "image_size": self.image_size,
-        }
-        data = _torch_bytes(state)
+    def _load_checkpoint(self, epoch: int) -> training.Checkpoint:
+        """Load checkpoint ``epoch`` into the learner; returns it for fit() to continue from."""
         path = self.checkpoint_path(epoch)
-        _atomic_write(path, data)
-        _atomic_write(path.with_name(path.name + ".sha256"), (_sha256_bytes(data) + "\n").encode())
-        return path
-
-    def _load_checkpoint(self, epoch: int) -> dict:
-        """Load checkpoint ``epoch`` into the learner; returns epoch, history, optimizer state
-        and torch RNG state for fit() to restore."""
-        path = self.checkpoint_path(epoch)
-        side = path.with_name(path.name + ".sha256")
         if not path.is_file():
             raise FileNotFoundError(
                 f"checkpoint for epoch {epoch} not found: {path} (checkpoint_load_iter="
                 f"{epoch}, temp_path={self.temp_path!r}, prefix={self.prefix!r})")
-        if not side.is_file():
-            raise RetinaFaceLearnerError(f"no checksum file {side} for checkpoint {path}")
-        state = _load_checked(path, side.read_text().split()[0])
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise RetinaFaceLearnerError(f"{path} is not a RetinaFaceLearner checkpoint")
-        if state["backbone"] != self.backbone:
-            raise RetinaFaceLearnerError(
-                f"{path} holds a {state['backbone']!r} model but the learner's backbone is "
-                f"{self.backbone!r}")
-        for key in ("seed", "image_size"):
-            if state[key] != getattr(self, key):
-                warnings.warn(f"resuming {path} with {key}={getattr(self, key)} (checkpoint: "
-                              f"{state[key]}): the run will not repeat the original one",
-                              RuntimeWarning, stacklevel=3)
+        with _as_learner_error():
+            checkpoint = training.load_checkpoint(path, self.backbone, self.seed,
+                                                  self.image_size)
         model = self._new_model()
-        model.load_state_dict(state["model"])
+        model.load_state_dict(checkpoint.model_state)
         self.model = model.to(self.device)
-        self._pretrained_bn = set(state["pretrained_bn"])
-        self.epochs_trained = int(state["epoch"])
-        history = json.loads(state["history"])
-        history["val"] = [tuple(v) for v in history["val"]]
-        return {"epoch": int(state["epoch"]), "history": history,
-                "optimizer": state["optimizer"], "torch_rng": state["torch_rng"]}
+        self._pretrained_bn = checkpoint.pretrained_bn
+        self.epochs_trained = checkpoint.epoch
+        return checkpoint
 
     # ------------------------------------------------------------------------------------------
     # Inference and evaluation
@@ -503,7 +286,7 @@ class RetinaFaceLearner:
                tuple(scales) if scales else None, flip)
         det = self._detectors.get(key)
         if det is None:
-            model = self._require_model()
+            model = self._require_model() if self.onnx_path is None else None
             common = dict(score_threshold=score_threshold, nms_threshold=nms_threshold,
                           target_size=target_size, max_size=max_size, scales=scales, flip=flip,
                           upscale=True)  # the seed's size rule enlarges small images
@@ -574,130 +357,73 @@ class RetinaFaceLearner:
     # Saving, loading, export, download
     # ------------------------------------------------------------------------------------------
 
-    def _metadata(self, name: str, weights_name: str, weights_sha: str) -> dict:
-        from face_perception.detection.config import BGR_MEAN
-
-        meta = {
-            "model_paths": [weights_name],
-            "framework": "pytorch",
-            "format": "pth",
-            "architecture": "RetinaFace",
-            "backbone": self.backbone,
-            "has_data": False,
-            "inference_params": {},
-            "optimized": False,
-            "optimizer_info": {"lr": self.lr, "momentum": self.momentum,
-                               "weight_decay": self.weight_decay, "lr_steps": self.lr_steps,
-                               "batch_size": self.batch_size},
-            "input": {"color_order": "bgr", "mean": list(BGR_MEAN),
-                      "layout": "NCHW float32, image minus mean"},
-            "priors": {"min_sizes": self.cfg["min_sizes"], "steps": self.cfg["steps"],
-                       "variance": self.cfg["variance"]},
-            "training_image_size": self.image_size,
-            "epochs_trained": self.epochs_trained,
-            "sha256": {weights_name: weights_sha},
-            "name": name,
-            "version": METADATA_VERSION,
-        }
-        return meta
-
     def save(self, path: os.PathLike, verbose: bool = True) -> Path:
         """Write the model folder ``path``: ``<name>.pth`` (state dict), ``<name>.json``
         (metadata with sha256 of every file) and ``<name>.onnx`` when optimized.
 
-        ``<name>`` is the folder's base name, as in the seed.
+        ``<name>`` is the folder's base name, as in the seed. The folder is the one model-folder
+        convention of the package (``face_perception.detection.model_folder``): the Detector,
+        ``detect --model``, ``detector-eval --model`` and the node's ``model_path`` take it.
         """
         model = self._require_model()
-        folder = Path(path)
-        name = folder.name or "retinaface"
-        folder.mkdir(parents=True, exist_ok=True)
-        data = _torch_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        weights_name = f"{name}.pth"
-        _atomic_write(folder / weights_name, data)
-        meta = self._metadata(name, weights_name, _sha256_bytes(data))
-        if self._onnx_bytes is not None:
-            onnx_name = f"{name}.onnx"
-            _atomic_write(folder / onnx_name, self._onnx_bytes)
-            meta["model_paths"].append(onnx_name)
-            meta["sha256"][onnx_name] = _sha256_bytes(self._onnx_bytes)
-            meta["optimized"] = True
-            meta["format"] = "pth+onnx"
-        _atomic_write(folder / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
+        folder = model_folder.write_model_folder(
+            path, model.state_dict(), backbone=self.backbone,
+            training_image_size=self.image_size, epochs_trained=self.epochs_trained,
+            optimizer_info=self._optimizer_info(), onnx_bytes=self._onnx_bytes)
         if verbose:
             print(f"saved RetinaFace ({self.backbone}) to {folder}", flush=True)
         return folder
 
-    @staticmethod
-    def _read_metadata(folder: Path) -> tuple[dict, Path]:
-        if not folder.is_dir():
-            raise FileNotFoundError(f"model folder not found: {folder}")
-        meta_path = folder / f"{folder.name}.json"
-        if not meta_path.is_file():
-            candidates = sorted(folder.glob("*.json"))
-            if len(candidates) != 1:
-                raise FileNotFoundError(
-                    f"no model metadata {meta_path.name} in {folder} (found "
-                    f"{[c.name for c in candidates]})")
-            meta_path = candidates[0]
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RetinaFaceLearnerError(f"{meta_path}: not valid JSON ({exc})") from None
-        for key in ("model_paths", "backbone", "sha256"):
-            if key not in meta:
-                raise RetinaFaceLearnerError(f"{meta_path}: missing field {key!r}")
-        return meta, meta_path
+    def _optimizer_info(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
+                "lr_steps": self.lr_steps, "batch_size": self.batch_size}
 
     def load(self, path: os.PathLike, verbose: bool = True) -> None:
-        """Load a model folder written by save() (or download(mode='pretrained')).
+        """Load a model folder written by save() (or download(mode='pretrained')), or a bare
+        ``.onnx`` RetinaFace export (then infer/eval only: there are no weights to train).
 
         Every file's sha256 is checked against the metadata; weights load with
         ``weights_only=True``. The learner's backbone becomes the folder's.
         """
-        folder = Path(path)
-        meta, meta_path = self._read_metadata(folder)
-        if meta["backbone"] not in BACKBONES:
-            raise RetinaFaceLearnerError(f"{meta_path}: unknown backbone {meta['backbone']!r}")
-        pth = [p for p in meta["model_paths"] if p.endswith(".pth")]
-        if not pth:
-            raise RetinaFaceLearnerError(f"{meta_path}: no .pth weights listed")
-        if not meta["sha256"].get(pth[0]):
-            raise RetinaFaceLearnerError(f"{meta_path}: no sha256 for {pth[0]}")
-        state = _load_checked(folder / pth[0], meta["sha256"][pth[0]])
-        if meta["backbone"] != self.backbone:
+        path = Path(path)
+        if path.is_file() and path.suffix.lower() == ".onnx":
+            self.model = None
+            self._invalidate()
+            self._onnx_bytes = path.read_bytes()
+            self.onnx_path = path
             if verbose:
-                print(f"load: switching backbone {self.backbone!r} -> {meta['backbone']!r}")
+                print(f"loaded ONNX RetinaFace ({self.backbone}) from {path}", flush=True)
+            return
+        with _as_learner_error():
+            folder = model_folder.read_model_folder(path)
+            state = folder.state_dict()
+            onnx_bytes = folder.onnx_bytes() if folder.onnx_path is not None else None
+        if folder.backbone != self.backbone:
+            if verbose:
+                print(f"load: switching backbone {self.backbone!r} -> {folder.backbone!r}")
             from face_perception.detection.config import get_config
 
-            self.backbone = meta["backbone"]
+            self.backbone = folder.backbone
             self.cfg = get_config(self.backbone)
         model = self._new_model()
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise RetinaFaceLearnerError(
-                f"{folder / pth[0]} does not fit a RetinaFace {self.backbone}: {exc}") from None
+                f"{folder.weights_path} does not fit a RetinaFace {self.backbone}: "
+                f"{exc}") from None
         self.model = model.to(self.device).eval()
         self._invalidate()
         # Loaded weights are trained weights: their BN statistics are kept when fine-tuning.
-        self._pretrained_bn = self._bn_names(model)
-        self.image_size = int(meta.get("training_image_size", self.image_size))
-        self.epochs_trained = int(meta.get("epochs_trained", 0))
-        onnx = [p for p in meta["model_paths"] if p.endswith(".onnx")]
-        if onnx:
-            onnx_path = folder / onnx[0]
-            expected = meta["sha256"].get(onnx[0])
-            if not onnx_path.is_file():
-                raise FileNotFoundError(f"ONNX model listed in {meta_path} not found: {onnx_path}")
-            data = onnx_path.read_bytes()
-            if expected is None or _sha256_bytes(data) != expected:
-                raise RetinaFaceLearnerError(
-                    f"checksum mismatch for {onnx_path}: truncated or modified")
-            self._onnx_bytes = data
-            self.onnx_path = onnx_path
+        self._pretrained_bn = training.bn_names(model)
+        self.image_size = int(folder.meta.get("training_image_size", self.image_size))
+        self.epochs_trained = int(folder.meta.get("epochs_trained", 0))
+        if onnx_bytes is not None:
+            self._onnx_bytes = onnx_bytes
+            self.onnx_path = folder.onnx_path
         if verbose:
-            print(f"loaded RetinaFace ({self.backbone}) from {folder}"
-                  f"{' with ONNX model' if onnx else ''}", flush=True)
+            print(f"loaded RetinaFace ({self.backbone}) from {path}"
+                  f"{' with ONNX model' if onnx_bytes is not None else ''}", flush=True)
 
     def optimize(self, max_diff: float = 1e-3) -> Path:
         """Export the current weights to ONNX; infer/eval then run on onnxruntime.
@@ -706,19 +432,14 @@ class RetinaFaceLearner:
         model on random inputs of two sizes; a difference above ``max_diff`` raises. The file
         goes to ``temp_path`` (or the user cache) until save() copies it into the model folder.
         """
-        from face_perception.detection.export import ExportError, check_parity, export_onnx
+        from face_perception.detection.export import export_checked_onnx
         from face_perception.files import cache_dir
 
         model = self._require_model()
         folder = Path(self.temp_path) if self.temp_path else cache_dir("retinaface_learner")
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{self.prefix or 'retinaface_' + self.backbone}.onnx"
-        export_onnx(model.eval(), target)
-        self.onnx_parity = check_parity(model.eval(), target)
-        if self.onnx_parity > max_diff:
-            target.unlink(missing_ok=True)
-            raise ExportError(f"ONNX export differs from the torch model by "
-                              f"{self.onnx_parity:.3g} (> {max_diff})")
+        self.onnx_parity = export_checked_onnx(model.eval(), target, tolerance=max_diff)
         self._detectors = {}
         self._onnx_bytes = target.read_bytes()
         self.onnx_path = target
@@ -752,7 +473,8 @@ class RetinaFaceLearner:
                 file = weights.download(self.backbone, url=url, sha256=sha256,
                                         dest_dir=folder / ".downloads")
                 # download_file has verified the sha256; the file holds tensors only.
-                state = weights.normalize_checkpoint(_load_checked(Path(file), None))
+                with _as_learner_error():
+                    state = weights.pretrained_state_dict(self.backbone, Path(file))
             self._write_model_folder(target, state)
             if verbose:
                 print(f"pretrained {self.backbone} RetinaFace written to {target}", flush=True)
@@ -791,11 +513,7 @@ class RetinaFaceLearner:
         except RuntimeError as exc:
             raise RetinaFaceLearnerError(
                 f"downloaded weights do not fit a RetinaFace {self.backbone}: {exc}") from None
-        target.mkdir(parents=True, exist_ok=True)
-        data = _torch_bytes({k: v.detach().cpu() for k, v in model.state_dict().items()})
-        name = target.name
-        _atomic_write(target / f"{name}.pth", data)
-        meta = self._metadata(name, f"{name}.pth", _sha256_bytes(data))
-        meta["epochs_trained"] = 0
-        meta["source"] = "pretrained"
-        _atomic_write(target / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
+        model_folder.write_model_folder(
+            target, model.state_dict(), backbone=self.backbone,
+            training_image_size=self.image_size, epochs_trained=0,
+            optimizer_info=self._optimizer_info(), source="pretrained")

@@ -217,8 +217,8 @@ TRACKING_KEYS = frozenset(s.name for s in TRACKING)
 DETECTOR = IMAGE_INPUT + (
     ParamSpec("backbone", "mnet", "RetinaFace backbone (mnet ships pretrained; resnet needs "
               "model_path or downloaded weights).", choices=("mnet", "resnet"), reload=True),
-    ParamSpec("model_path", "", "Detector weights/ONNX file; empty = the shipped pretrained "
-              "model.", reload=True),
+    ParamSpec("model_path", "", "Detector model folder (from detector-train), .pth weights or "
+              ".onnx file; empty = the shipped pretrained model.", reload=True),
     ParamSpec("score_threshold", 0.5, "Minimum face score.", low=0.0, high=1.0),
     ParamSpec("nms_threshold", 0.4, "IoU above which overlapping boxes are merged.",
               low=0.01, high=1.0),
