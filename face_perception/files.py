@@ -75,6 +75,23 @@ def atomic_write_text(path: os.PathLike, text: str, mode: Optional[int] = None) 
     return atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+def load_torch_file(path: os.PathLike, error: type = ValueError, what: str = "a torch file"):
+    """``torch.load`` of a file the package wrote or downloaded: always ``weights_only=True``
+    (tensors and plain containers, never arbitrary pickled objects) onto the CPU.
+
+    A missing file raises FileNotFoundError; an unreadable or non-tensor file raises ``error``
+    naming the path."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad archive
+        raise error(f"{path} is not {what} loadable with weights_only=True: {exc}") from None
+
+
 def cache_dir(sub: str = "") -> Path:
     """The user cache folder for converted weights: $FACE_PERCEPTION_CACHE, else XDG cache."""
     root = os.environ.get("FACE_PERCEPTION_CACHE")

@@ -28,6 +28,7 @@ from face_perception.files import (
     atomic_write_text,
     cache_dir,
     file_lock,
+    load_torch_file,
     sha256_bytes,
     sha256_file,
 )
@@ -239,7 +240,6 @@ def load_verified(path: Path, expected_sha256: Optional[str] = None) -> dict:
     Raises WeightsError naming the file when it is missing, has no checksum, or does not match.
     Loads with ``weights_only=True``: tensors only, no pickled code.
     """
-    import torch
 
     path = Path(path)
     if not path.is_file():
@@ -255,10 +255,7 @@ def load_verified(path: Path, expected_sha256: Optional[str] = None) -> dict:
     if got != expected.lower():
         raise WeightsError(f"checksum mismatch for {path} (truncated or modified): expected "
                            f"{expected}, got {got}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad archive
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+    state = load_torch_file(path, WeightsError, "a weights file")
     if not isinstance(state, dict):
         raise WeightsError(f"{path} does not hold a state dict (got {type(state).__name__})")
     return state
@@ -374,14 +371,10 @@ def pretrained_state_dict(backbone: str, path: Optional[os.PathLike] = None,
     if sha256 is None and not sidecar_path(path).is_file():
         # A user's own checkpoint (e.g. from training): trust the path they gave, still tensors
         # only.
-        import torch
 
         if not path.is_file():
             raise WeightsError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
+        state = load_torch_file(path, WeightsError, "a weights file")
     else:
         state = load_verified(path, sha256)
     if not isinstance(state, dict):

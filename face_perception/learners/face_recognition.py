@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
@@ -302,16 +303,9 @@ class FaceRecognitionLearner:
         ``temp_path/model_<backbone>``). The file is read with ``weights_only=True``; keys
         must match the backbone (face.evoLVe's IR names are mapped). ``threshold``: the
         cosine similarity to store with the model (measure it with ``eval``)."""
-        import torch
 
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file here
-            raise ValueError(f"{path} is not a torch state dict loadable with "
-                             f"weights_only=True: {exc}") from None
+        state = load_torch_file(path, ValueError, "a torch state dict")
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict):

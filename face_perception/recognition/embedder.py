@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.files import cache_dir
+from face_perception.files import cache_dir, load_torch_file
 from face_perception.recognition.alignment import align_to_template
 from face_perception.recognition.model_meta import ModelMeta, verified_file
 from face_perception.recognition.pretrained import export_embedding_onnx, resolve_model
@@ -46,11 +46,10 @@ def build_backbone(meta: ModelMeta):
 def load_backbone(folder: Union[str, os.PathLike], meta: ModelMeta):
     """The model folder's torch network (eval mode, CPU), after its weights' checksum check;
     loaded with ``weights_only=True``."""
-    import torch
 
     weights = verified_file(folder, meta, "weights")
     model = build_backbone(meta)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_torch_file(weights, ValueError, "a backbone state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(
             state["state_dict"], dict):
         state = state["state_dict"]

@@ -14,6 +14,8 @@ from typing import Union
 
 import torch
 
+from face_perception.files import load_torch_file
+
 FORMAT = 1
 
 
@@ -41,13 +43,7 @@ def load_checkpoint(path: Union[str, os.PathLike], expect: dict) -> dict:
     """Read a checkpoint and check it belongs to this run: every key of ``expect``
     (backbone, network_head, embedding_size, num_classes, ...) must match."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file here
-        raise CheckpointError(f"{path} is not a checkpoint loadable with weights_only=True: "
-                              f"{exc}") from None
+    state = load_torch_file(path, CheckpointError, "a checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a face_perception training checkpoint")
     for key, want in expect.items():

@@ -292,9 +292,9 @@ def _checkpoint_file(out_dir: Path, iteration: int, sharded: bool, rank: int) ->
 
 
 def _load_backbone(model: str, expected: str):
-    """A trained backbone from a model folder (or pretrained name), with its geometry."""
-    from face_perception.files import sha256_file
-    from face_perception.recognition.embedder import build_backbone
+    """A trained backbone from a model folder (or pretrained name), with its geometry; the
+    weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
+    from face_perception.recognition.embedder import load_backbone
     from face_perception.recognition.model_meta import ModelMeta
     from face_perception.recognition.pretrained import resolve_model
 
@@ -303,17 +303,7 @@ def _load_backbone(model: str, expected: str):
     if meta.architecture != expected:
         raise ValueError(f"{folder} holds a {meta.architecture!r} backbone but this run "
                          f"trains {expected!r}")
-    weights = folder / meta.weights_file
-    if not weights.is_file():
-        raise FileNotFoundError(f"model weights not found: {weights}")
-    if meta.weights_sha256 and sha256_file(weights) != meta.weights_sha256.lower():
-        raise ValueError(f"{weights} does not match the sha256 in its backbone.json")
-    net = build_backbone(meta)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{weights} does not fit {meta.architecture!r}: {exc}") from None
+    net = load_backbone(folder, meta)
     return (net, meta.embedding_size, list(meta.input_size), list(meta.mean), list(meta.std),
             meta.color_order)
 

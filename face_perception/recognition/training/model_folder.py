@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from face_perception.files import atomic_path, atomic_write_text, sha256_file
+from face_perception.files import atomic_path, atomic_write_text, load_torch_file, sha256_file
 from face_perception.recognition.model_meta import WEIGHTS_FILE, ModelMeta
 
 HEAD_META, HEAD_WEIGHTS = "head.json", "head.pth"
@@ -83,7 +83,7 @@ def load_head(folder: Union[str, os.PathLike]):
         raise ValueError(f"{meta_path}: not a head description ({exc})") from None
     if sha256_file(weights) != info.get("sha256"):
         raise ValueError(f"{weights} does not match the sha256 in {meta_path}")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = load_torch_file(weights, ValueError, "a head state dict")
     head = get_head(name, dim, len(classes))
     head.load_state_dict(state)
     return head.eval(), classes
