@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One set-up for everything (README, Makefile, CI): creates .venv with the pinned dependencies and,
 # where no ROS 2 distro provides them, builds the interface packages vision_msgs and hri_msgs
-# from interfaces/ into the venv.
+# from interfaces/ into the venv, and always our own face_perception_interfaces.
 # Idempotent: a stamp file keyed on the inputs' checksum makes a second run a no-op.
 set -euo pipefail
 
@@ -13,7 +13,7 @@ STAMP="$VENV/.face_perception_setup"
 
 inputs_sum() {
   cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" "$ROOT/setup.py" "$ROOT/setup.cfg" \
-      "$ROOT"/interfaces/*/msg/*.msg "$ROOT"/interfaces/*/CMakeLists.txt \
+      "$ROOT"/interfaces/*/msg/*.msg "$ROOT"/interfaces/*/srv/*.srv "$ROOT"/interfaces/*/CMakeLists.txt \
     | sha256sum | cut -d' ' -f1
 }
 WANT="$(inputs_sum)"
@@ -35,16 +35,22 @@ echo "setup_env: installing pinned dependencies (first run takes a few minutes)"
 # Interface packages: use a sourced ROS 2 distro's package when there is one; otherwise build ours
 # from interfaces/<name> (cmake + make install into the venv), once per change of its sources.
 have_interface() {
-  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$VENV/bin/python" -c "import $1.msg" >/dev/null 2>&1
+  local py="$VENV/bin/python"
+  env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$py" -c "import $1.msg" >/dev/null 2>&1 \
+    || env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE "$py" -c "import $1.srv" >/dev/null 2>&1
 }
 interface_sum() {
-  cat "$ROOT/interfaces/$1"/msg/*.msg "$ROOT/interfaces/$1/CMakeLists.txt" | sha256sum | cut -d' ' -f1
+  local files
+  files="$(shopt -s nullglob; echo "$ROOT/interfaces/$1"/msg/*.msg "$ROOT/interfaces/$1"/srv/*.srv)"
+  # shellcheck disable=SC2086  # the interface file names have no spaces
+  cat $files "$ROOT/interfaces/$1/CMakeLists.txt" | sha256sum | cut -d' ' -f1
 }
 cmake_exports_fixed=""
 build_interface() {
   local name="$1" sum build
   sum="$(interface_sum "$name")"
-  if [[ -n "${ROS_DISTRO:-}" ]] && python3 -c "import $name.msg" >/dev/null 2>&1; then
+  if [[ -n "${ROS_DISTRO:-}" ]] && { python3 -c "import $name.msg" >/dev/null 2>&1 \
+        || python3 -c "import $name.srv" >/dev/null 2>&1; }; then
     echo "setup_env: using $name from ROS $ROS_DISTRO"
     return
   fi
@@ -82,6 +88,9 @@ build_interface() {
 # hri_msgs after vision_msgs: both need only the wheels' std_msgs/geometry_msgs.
 build_interface vision_msgs
 build_interface hri_msgs
+# Ours (the recognizer's gallery services): no distro has it; a ROS workspace builds it with
+# colcon like any ament_cmake package (README), and a sourced workspace that has it wins.
+build_interface face_perception_interfaces
 
 # Real face photos for tests and the demo: the MIT-licensed test images of the face_recognition
 # sdist (obama x3, biden, partial faces). Only the pictures are kept, not its code.

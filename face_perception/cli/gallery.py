@@ -122,7 +122,9 @@ def _remove(args: argparse.Namespace) -> int:
                            f"{args.gallery}; nothing removed")
     for name in dict.fromkeys(args.names):
         g.remove(name)
-    index = g.save(args.gallery)
+    # compact: rewrite the arrays so that the removed people's embeddings are physically gone
+    # (a tombstone segment alone would leave them in the base file; docs/privacy.md).
+    index = g.save(args.gallery, compact=True)
     print(f"removed {len(set(args.names))} identit{'y' if len(set(args.names)) == 1 else 'ies'}"
           f"; {index} now has {len(g)}")
     return 0

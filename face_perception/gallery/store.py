@@ -86,6 +86,10 @@ class Gallery:
         self._faiss_cache: dict = {}
         self._group_cache: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         self._lock = threading.RLock()
+        # Changes since the gallery last matched a file (_synced: its index path and header):
+        # save() to that file writes only these, as segments (file_format.append_segments).
+        self._journal: list = []
+        self._synced: Optional[Tuple[Path, dict]] = None
         # The open-set rule calibrated for this gallery, with its evidence (see set_open_set).
         self._open_set: Optional[dict] = None
 
@@ -164,6 +168,7 @@ class Gallery:
         srcs = check_sources(sources, len(emb))
         with self._lock:
             self._append([name] * len(emb), emb, srcs)
+            self._log(("add", [name] * len(emb), emb, srcs))
             return int(self._counts[self._lookup[name]])
 
     def add_many(self, names: Sequence[str], embeddings,
@@ -182,6 +187,7 @@ class Gallery:
         srcs = check_sources(sources, len(emb))
         with self._lock:
             self._append(names, emb, srcs, unique)
+            self._log(("add", names, emb, srcs))
 
     def remove(self, name: str) -> None:
         """Forget ``name`` and all its samples."""
@@ -204,6 +210,7 @@ class Gallery:
             del self._names[row]
             self._lookup = {nm: i for i, nm in enumerate(self._names)}
             self._changed(means_rewritten=True, samples_rewritten=True)
+            self._log(("remove", name))
 
     def rename(self, old: str, new: str) -> None:
         """Give identity ``old`` the name ``new`` (which must not exist yet)."""
@@ -216,6 +223,7 @@ class Gallery:
                 raise GalleryError(f"cannot rename {old!r} to {new!r}: {new!r} already exists "
                                    "(remove it first, or add the samples of one to the other)")
             self._names[row] = new
+            self._synced = None  # segments cannot rename: the next save writes everything
             del self._lookup[old]
             self._lookup[new] = row
             self._version += 1  # vectors unchanged: search indexes stay valid
@@ -285,15 +293,19 @@ class Gallery:
         """True when a gallery index file exists for ``path`` (it may still be invalid)."""
         return cls.index_path(path).is_file()
 
-    def save(self, path: PathLike) -> Path:
+    def save(self, path: PathLike, compact: bool = False) -> Path:
         """Write the gallery atomically, readable by its owner only; returns the JSON index path.
 
-        Two files: the arrays in ``<stem>.<sha256[:12]>.npz`` and the index ``<stem>.json``; a
-        reader sees either the old gallery or the new one, never a mix (see
-        ``file_format.write_gallery``).
+        Saved to the file it was loaded from (or last saved to), and unchanged there since, only
+        the changes are written: added samples and removed names as segment files listed by the
+        index. Otherwise, with ``compact``, or once segments outgrow
+        ``file_format.COMPACT_FRACTION`` of the base, the whole gallery is written as one arrays
+        file ``<stem>.<sha256[:12]>.npz`` and the old files are deleted (only then is a removed
+        person's data physically gone). A reader sees either the old gallery or the new one,
+        never a mix (``file_format``).
         """
+        index = self.index_path(path)
         with self._lock:
-            arrays = self._arrays_for_save()
             header = {
                 "format": file_format.FORMAT_NAME,
                 "version": file_format.FORMAT_VERSION,
@@ -304,7 +316,16 @@ class Gallery:
             }
             if self._open_set is not None:
                 header["open_set"] = self._open_set
-        return file_format.write_gallery(self.index_path(path), header, arrays)
+            synced = self._synced
+            if not compact and synced is not None and synced[0] == index.absolute():
+                written = file_format.append_segments(index, header, synced[1],
+                                                      file_format.journal_segments(self._journal))
+                if written is not None:
+                    self._journal, self._synced = [], (index.absolute(), written)
+                    return index
+            file_format.write_gallery(index, header, self._arrays_for_save())
+            self._journal, self._synced = [], (index.absolute(), file_format.read_header(index))
+            return index
 
     @classmethod
     def load(cls, path: PathLike, model_id: Optional[str] = None,
@@ -322,9 +343,15 @@ class Gallery:
         if header.get("open_set") is not None:
             gallery._open_set = check_open_set(header["open_set"],
                                                f"{cls.index_path(path)}: field 'open_set'")
+        gallery._synced = (cls.index_path(path).absolute(), header)
         return gallery
 
     # ------------------------------------------------------------------ internals
+    def _log(self, change: tuple) -> None:
+        """Remember a change for the next save, while the gallery matches a file."""
+        if self._synced is not None:
+            self._journal.append(change)
+
     def _row(self, name: str) -> int:
         try:
             return self._lookup[name]

@@ -13,6 +13,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
+from face_perception.anonymize import anonymize
 from face_perception.draw import draw_faces
 from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array, stamp_to_ns
 from face_perception.ros.frame_node import FaceNodeBase
@@ -135,7 +136,8 @@ class DetectorNode(FaceNodeBase):
         self.det_pub.publish(answer)
         if self.values["publish_annotated"] and self.image_pub.get_subscription_count() > 0:
             labels = [t.label(identities=False) for t in tracked] if tracked else None
-            self.image_pub.publish(bgr_to_image(draw_faces(image, faces, labels=labels),
+            shown = anonymize(image, faces, None, self.values["anonymize"])
+            self.image_pub.publish(bgr_to_image(draw_faces(shown, faces, labels=labels),
                                                 msg.header))
 
     def diagnostic_values(self) -> dict[str, Any]:

@@ -188,6 +188,9 @@ IMAGE_INPUT = (
               "unavailable).", choices=("cpu", "cuda"), reload=True),
     ParamSpec("publish_annotated", True, "Publish an annotated image topic; it is only drawn "
               "while someone subscribes."),
+    ParamSpec("anonymize", "none", "Faces pixelated in the annotated image (docs/privacy.md): "
+              "none, unknown (faces without a name; the detector names nobody) or all.",
+              choices=("none", "unknown", "all")),
 )
 
 # Shared by both nodes: the face tracker (face_perception.tracking.TrackerConfig), times in
@@ -248,6 +251,18 @@ RECOGNIZER = IMAGE_INPUT + (
               "(matched by stamp and frame_id); the oldest is dropped beyond this.",
               low=1, high=100),
     ParamSpec("unknown_label", "unknown", "class_id published for faces matching no identity."),
+    ParamSpec("enroll_frames", 10, "~/enroll from a track: frames of the track watched when "
+              "the request gives 0.", low=1, high=1000),
+    ParamSpec("enroll_max_samples", 5, "~/enroll: at most this many of the best faces (by "
+              "quality) enrolled when the request gives 0.", low=1, high=100),
+    ParamSpec("forget_compacts", True, "~/forget rewrites the gallery so that the person's "
+              "embeddings are physically deleted at once; false writes a small tombstone "
+              "segment instead (data gone at the next compaction).", runtime=True),
+    ParamSpec("learn_unknown", False, "Enrol a confirmed track that stays unknown as anon_<n> "
+              "(saved in the gallery), like ROS4HRI's can_learn_new_faces. Off by default: it "
+              "stores strangers' embeddings (docs/privacy.md)."),
+    ParamSpec("learn_after", 10, "learn_unknown: good-quality observations of an unknown "
+              "track before it is enrolled.", low=1, high=1000),
 ) + TRACKING + (
     ParamSpec("upstream_max_age", 2.0, "Seconds an upstream track id (Detection2D.id from the "
               "detector) is remembered after it was last seen; while the sender gave ids this "

@@ -7,6 +7,9 @@ face_perception.tracking.TrackingPipeline (one identity per track: the detector'
 ``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
 reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
 new gallery first and only then swaps it in, so the node is never without one.
+Gallery services (face_perception_interfaces): ``~/enroll`` (a track's best faces over its next
+frames, or the largest face of the last frame), ``~/forget``, ``~/list_identities``; they save the
+gallery file (a segment) and reload it. Optionally strangers are learnt as ``anon_<n>``.
 """
 from __future__ import annotations
 
@@ -15,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from face_perception_interfaces.srv import EnrollIdentity, ForgetIdentity, ListIdentities
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from face_perception.anonymize import anonymize
 from face_perception.draw import draw_faces
 from face_perception.ros.conversions import (
     LabelNumbering,
@@ -133,6 +139,16 @@ class RecognizerNode(FaceNodeBase):
         self.unknown = 0
         self.id_pub = self.image_pub = self.label_pub = None
         self.reload_srv = self.poll_timer = None
+        self.gallery_srvs: list = []
+        # The gallery services wait for frames (~/enroll of a track): their own callback group
+        # (the executor is multi-threaded) keeps images and detections flowing meanwhile.
+        self.gallery_group = MutuallyExclusiveCallbackGroup()
+        self._sessions: list = []  # TrackEnrolment waiting for frames
+        self._sessions_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one gallery file change at a time
+        self._last_frame = None  # (image, faces) of the last processed frame
+        self.learner = None
+        self.learnt = 0
         self._swap_lock = threading.Lock()
         self.labels = LabelNumbering()  # class numbers stay put while the node runs
         self.pipeline = None
@@ -200,6 +216,13 @@ class RecognizerNode(FaceNodeBase):
         self.label_pub = self.create_lifecycle_publisher(LabelInfo, "faces/label_info",
                                                          LATCHED_QOS)
         self.reload_srv = self.create_service(Trigger, "~/reload_gallery", self._on_reload)
+        self.gallery_srvs = [
+            self.create_service(EnrollIdentity, "~/enroll", self._on_enroll,
+                                callback_group=self.gallery_group),
+            self.create_service(ForgetIdentity, "~/forget", self._on_forget,
+                                callback_group=self.gallery_group),
+            self.create_service(ListIdentities, "~/list_identities", self._on_list,
+                                callback_group=self.gallery_group)]
         self._make_poll_timer()
 
     def _make_poll_timer(self) -> None:
@@ -216,6 +239,9 @@ class RecognizerNode(FaceNodeBase):
                 self.destroy_lifecycle_publisher(pub)
         if self.reload_srv is not None:
             self.destroy_service(self.reload_srv)
+        for srv in self.gallery_srvs:
+            self.destroy_service(srv)
+        self.gallery_srvs = []
         if self.poll_timer is not None:
             self.destroy_timer(self.poll_timer)
         self.id_pub = self.image_pub = self.label_pub = None
@@ -244,6 +270,127 @@ class RecognizerNode(FaceNodeBase):
     def _on_reload(self, request, response):
         response.success, response.message = self.reload_gallery()
         return response
+
+    # ---- gallery services -----------------------------------------------------------------
+    def _gallery_target(self) -> tuple[Optional[RecognitionSetup], str]:
+        setup: RecognitionSetup = self.model
+        if setup is None:
+            return None, f"node is {self.state}: configure it first"
+        if not setup.gallery_path:
+            return None, "no gallery_path set: nowhere to save identities"
+        return setup, ""
+
+    def _save_enrolment(self, setup: RecognitionSetup, name: Optional[str], best,
+                        source: str) -> tuple[str, int, int]:
+        """Embed ``best``'s views, add them to the gallery file, reload; (name, added, total)."""
+        from face_perception.recognition.enrolment_session import enrol_into_file
+        from face_perception.recognition.recognizer import model_id_of
+
+        emb = best.embeddings(setup.recognizer)
+        meta = setup.embedder.meta
+        with self._write_lock:
+            name, total = enrol_into_file(setup.gallery_path, model_id_of(meta),
+                                          int(meta.embedding_size), name, emb, source)
+        self.reload_gallery()
+        return name, len(emb), total
+
+    def _on_enroll(self, request, response):
+        from face_perception.recognition.enrolment_session import (
+            TrackEnrolment,
+            largest_face_view,
+        )
+
+        response.success = False
+        setup, why = self._gallery_target()
+        if setup is None or self.state != "active":
+            response.message = why or f"node is {self.state}: activate it first"
+            return response
+        try:
+            if request.track_id:
+                session = TrackEnrolment(
+                    request.name, request.track_id,
+                    request.frames or self.values["enroll_frames"],
+                    request.max_samples or self.values["enroll_max_samples"])
+                with self._sessions_lock:
+                    self._sessions.append(session)
+                # Frames come from the camera: no frame for a long time means no camera.
+                finished = session.done.wait(timeout=30.0 + 5.0 * session.frames)
+                with self._sessions_lock:
+                    if session in self._sessions:
+                        self._sessions.remove(session)
+                if not finished:
+                    response.message = (f"only {session.frames - session.frames_left} of "
+                                        f"{session.frames} frames arrived: nothing enrolled")
+                    return response
+                why = session.outcome()
+                best, source = session.best, f"track {request.track_id}"
+            else:
+                from face_perception.gallery.validation import check_name
+
+                check_name(request.name)
+                image, faces = self._last_frame or (None, [])
+                best, why = largest_face_view(setup.recognizer, image, faces)
+                source = "largest face"
+            if why:
+                response.message = f"nothing enrolled for {request.name!r}: {why}"
+                return response
+            name, added, total = self._save_enrolment(setup, request.name, best, source)
+        except (ValueError, OSError) as exc:  # GalleryError is a ValueError
+            response.message = f"nothing enrolled for {request.name!r}: {exc}"
+            return response
+        response.success, response.samples_added, response.samples = True, added, total
+        response.message = f"enrolled {added} samples for {name!r} ({total} in all)"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_forget(self, request, response):
+        from face_perception.recognition.enrolment_session import forget_in_file
+
+        response.success = False
+        setup, why = self._gallery_target()
+        if setup is None:
+            response.message = why
+            return response
+        try:
+            with self._write_lock:
+                removed = forget_in_file(setup.gallery_path, request.name,
+                                         self.values["forget_compacts"])
+        except (ValueError, OSError) as exc:
+            response.message = f"nothing forgotten: {exc}"
+            return response
+        self.reload_gallery()
+        response.success, response.samples_removed = True, removed
+        response.message = f"forgot {request.name!r} ({removed} samples)"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_list(self, request, response):
+        setup: Optional[RecognitionSetup] = self.model
+        gallery = setup.gallery if setup is not None else None
+        names = gallery.names if gallery is not None else []
+        response.names = names
+        response.sample_counts = [gallery.count(n) for n in names]
+        return response
+
+    def _after_frame(self, setup: RecognitionSetup, image, faces, tracked) -> None:
+        """Feed waiting ~/enroll sessions and the stranger learner with a processed frame."""
+        from face_perception.recognition.enrolment_session import UnknownLearner
+
+        self._last_frame = (image, faces)
+        with self._sessions_lock:
+            sessions = list(self._sessions)
+        for session in sessions:
+            session.observe(setup.recognizer, image, tracked)
+        if not self.values["learn_unknown"] or not setup.gallery_path:
+            self.learner = None
+            return
+        if self.learner is None or self.learner.after != self.values["learn_after"]:
+            self.learner = UnknownLearner(self.values["learn_after"],
+                                          self.values["enroll_max_samples"])
+        for best in self.learner.observe(setup.recognizer, image, tracked):
+            name, added, _ = self._save_enrolment(setup, None, best, "learnt")
+            self.learnt += 1
+            self.get_logger().info(f"learnt an unknown face as {name!r} ({added} samples)")
 
     def _poll_gallery(self) -> None:
         setup: RecognitionSetup = self.model
@@ -300,6 +447,7 @@ class RecognizerNode(FaceNodeBase):
         pipeline.set_recognizer(setup.recognizer)  # a new gallery starts identities again
         tracked = pipeline.update_received(image, faces, stamp_to_ns(img_msg.header.stamp),
                                            detection_track_ids(det_msg))
+        self._after_frame(setup, image, faces, tracked)
         cats = [t.category for t in tracked]
         answer = identities_to_detection_array(faces, cats, img_msg.header, unknown,
                                                track_ids=[t.track_id for t in tracked])
@@ -309,8 +457,9 @@ class RecognizerNode(FaceNodeBase):
         self.processed(received_at)  # counted before the answer is out (get_stats readers)
         self.id_pub.publish(answer)
         if draw:
+            shown = anonymize(image, faces, cats, self.values["anonymize"])
             self.image_pub.publish(bgr_to_image(
-                draw_faces(image, faces, cats, unknown,
+                draw_faces(shown, faces, cats, unknown,
                            labels=[t.label(unknown) for t in tracked]), img_msg.header))
 
     def diagnostic_values(self) -> dict[str, Any]:
@@ -324,13 +473,16 @@ class RecognizerNode(FaceNodeBase):
                 "track_ids": "upstream" if self.pipeline and self.pipeline.upstream else (
                     "own" if self.values["tracking"] else "none"),
                 "embeddings": self.pipeline.embeddings if self.pipeline else 0,
+                "learnt_identities": self.learnt,
+                "enroll_sessions": len(self._sessions),
                 "unmatched_images": self.pairer.unmatched_images,
                 "unmatched_detections": self.pairer.unmatched_detections,
                 "pending_images": pending_images, "pending_detections": pending_dets}
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    return run_nodes([RecognizerNode], args, prog="face_recognizer")
+    # Multi-threaded: ~/enroll waits for frames while the subscriptions deliver them.
+    return run_nodes([RecognizerNode], args, multithreaded=True, prog="face_recognizer")
 
 
 if __name__ == "__main__":
