@@ -106,6 +106,6 @@ if __name__ == "__main__":
 
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m test.open_set_photos DIR")
-    from test.conftest import photos_dir
+    from face_perception.data.sample_photos import sample_photos_dir as photos_dir
 
     print(build(sys.argv[1], photos_dir(), Detector()))

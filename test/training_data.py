@@ -80,3 +80,14 @@ def build(root: Path, photos: Path, size: int = 64, synthetic: int = 10, per_ide
                 chip = augment(base[j % len(base)], rng)
                 cv2.imwrite(str(folder / f"{j:03d}.png"), chip)
     return root / "train", root / "val"
+
+
+if __name__ == "__main__":
+    import sys
+
+    from face_perception.data.sample_photos import sample_photos_dir as photos_dir
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m test.training_data DIR  (writes DIR/train, DIR/val)")
+    train, val = build(Path(sys.argv[1]), photos_dir(), size=64)
+    print(train, val)
