@@ -31,6 +31,9 @@ bench: setup $(HAAR_VENV)/bin/python
 	$(PY) benchmarks/recognizer.py $(BENCH_ARGS)
 	$(PY) benchmarks/detection_training.py $(BENCH_ARGS)
 	$(PY) benchmarks/transport.py $(BENCH_ARGS)
+	$(PY) benchmarks/size_policy.py
+	$(PY) benchmarks/gallery_search.py --sizes 100000,1000000
+	$(PY) benchmarks/inference.py $(BENCH_ARGS)
 	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
 
 clean:

@@ -1,22 +1,29 @@
-"""End-to-end ROS pipeline benchmark: latency (publish -> output received) and sustained fps.
+"""End-to-end ROS pipeline benchmark as a camera driver sees it: frames answered, latency, CPU.
 
-Real node processes started from their entry points, real DDS on a private domain (loopback),
-640x480 bgr8 frames made from the shipped photos with 1 and 5 faces. Configurations:
-  detector            face_detector alone; output faces/detections
-  detector+recognizer face_detector and face_recognizer as two processes; output faces/identities
-  container           both nodes in face_perception_container; output faces/identities
-Latency: frames published one at a time (the next after the answer), p50/p95 in ms. Sustained:
-frames published at --rate for --seconds; outputs per second (newest-frame-wins drops the rest).
-RSS: resident memory of the node process(es) after the run, summed.
+A separate publisher process (best effort, the shipped shared-memory DDS profile, like a camera
+driver) sends real photos letterboxed to the frame size at 30 Hz for --seconds, stamped with the
+wall clock at publish time; the real node processes (started from their entry points, private
+DDS domain on loopback) answer on faces/identities (faces/detections for the detector alone);
+this process only listens. Per configuration, frame size and face count it reports: frames
+answered of frames sent, latency publish -> answer (p50/p95 over the answered frames), CPU
+milliseconds the node processes spent per answered frame, and the load average at the start
+(the machine may be shared). Configurations:
+  detector            face_detector alone
+  detector+recognizer face_detector and face_recognizer as two processes
+  container           both nodes in face_perception_container
 
-    .venv/bin/python benchmarks/pipeline.py [--quick]
+    .venv/bin/python benchmarks/pipeline.py                 # 3 sizes x 1/5 faces, 120 s each
+    .venv/bin/python benchmarks/pipeline.py --quick         # 640x480 and 1280x720, 1 face, 10 s
+    .venv/bin/python benchmarks/pipeline.py --max-size 1280 --num-threads -1   # before issue 15
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,38 +37,86 @@ import cv2
 import numpy as np
 
 from face_perception.data.sample_photos import sample_photos_dir as photos_dir
-from face_perception.ros.processes import start_entry_point
 
 CONFIGS = {
     "detector": (["face_detector"], "faces/detections"),
     "detector+recognizer": (["face_detector", "face_recognizer"], "faces/identities"),
     "container": (["face_perception_container"], "faces/identities"),
 }
+PORTRAITS = ["obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
 
 
-
-
-def frame_with_faces(n: int) -> np.ndarray:
-    """640x480 frame: one letterboxed portrait, or n portraits side by side."""
-    folder = photos_dir()
-    names = ["obama.jpg", "biden.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
-    canvas = np.zeros((480, 640, 3), np.uint8)
-    if n == 1:
-        img = cv2.imread(str(folder / names[0]))
-        s = min(640 / img.shape[1], 480 / img.shape[0])
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        y, x = (480 - img.shape[0]) // 2, (640 - img.shape[1]) // 2
-        canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
-        return canvas
-    cols, rows = 3, 2
-    cw, ch = 640 // cols, 480 // rows
-    for i in range(n):
-        img = cv2.imread(str(folder / names[i % len(names)]))
-        s = min(cw / img.shape[1], ch / img.shape[0])
-        img = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        r, c = divmod(i, cols)
-        canvas[r * ch:r * ch + img.shape[0], c * cw:c * cw + img.shape[1]] = img
+def letterbox(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``img`` scaled to fit ``width`` x ``height``, centred on black (a camera-like frame)."""
+    s = min(width / img.shape[1], height / img.shape[0])
+    img = cv2.resize(img, (max(1, int(img.shape[1] * s)), max(1, int(img.shape[0] * s))),
+                     interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((height, width, 3), np.uint8)
+    y, x = (height - img.shape[0]) // 2, (width - img.shape[1]) // 2
+    canvas[y:y + img.shape[0], x:x + img.shape[1]] = img
     return canvas
+
+
+def frame_with_faces(n: int, width: int, height: int) -> np.ndarray:
+    """One letterboxed portrait, or ``n`` portraits letterboxed into a 3 x 2 grid of cells."""
+    folder = photos_dir()
+    if n == 1:
+        return letterbox(cv2.imread(str(folder / PORTRAITS[0])), width, height)
+    cols, rows = 3, 2
+    cw, ch = width // cols, height // rows
+    canvas = np.zeros((height, width, 3), np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        canvas[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw] = letterbox(
+            cv2.imread(str(folder / PORTRAITS[i % len(PORTRAITS)])), cw, ch)
+    return canvas
+
+
+# ---------------------------------------------------------------------- publisher process
+def publish(args) -> int:
+    """The camera: best effort, the shipped DDS profile, frames at --rate for --seconds."""
+    from face_perception.ros.transport import apply_profile
+
+    apply_profile("default", override=True)
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    width, height = (int(v) for v in args.publish.split("x"))
+    frame = frame_with_faces(args.faces, width, height).tobytes()
+    rclpy.init()
+    node = rclpy.create_node("camera_bench")
+    pub = node.create_publisher(Image, f"{args.ns}/image", qos_profile_sensor_data)
+    deadline = time.monotonic() + 60
+    while pub.get_subscription_count() < args.subscribers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    msg = Image(height=height, width=width, encoding="bgr8", step=width * 3)
+    msg.header.frame_id = "camera"
+    msg.data = frame
+    period = 1.0 / args.rate
+    sent = []
+    for phase, seconds in (("warmup", args.warmup), ("run", args.seconds)):
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < seconds:
+            stamp = time.time_ns()
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+            pub.publish(msg)
+            if phase == "run":
+                sent.append(stamp)
+            i += 1
+            time.sleep(max(0.0, t0 + i * period - time.monotonic()))
+    print("SENT " + json.dumps(sent), flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+# ---------------------------------------------------------------------- measuring process
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_gallery(folder: Path) -> Path:
@@ -79,163 +134,151 @@ def make_gallery(folder: Path) -> Path:
     return g.save(folder / "people.json")
 
 
-def start_nodes(executables, ns, params: Path, log_dir: Path):
-    """The nodes' installed entry points, as a user starts them."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    return [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
-                                    str(params)], log_dir / f"{exe}.log", env)
-            for exe in executables]
+class Listener:
+    """Arrival wall-clock time of each answered stamp on one output topic."""
 
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of a node process after the run (Linux /proc)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def stop_nodes(procs) -> None:
-    for p in procs:
-        p.stop(15)
-
-
-class Bench:
     def __init__(self):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+
         rclpy.init()
         self.rclpy = rclpy
-        self.node = rclpy.create_node("pipeline_bench")
+        self.node = rclpy.create_node("pipeline_bench_listener")
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.arrivals: dict[int, int] = {}
+        self.lock = threading.Lock()
 
-    def run(self, ns: str, output: str, subscribers: int, frames: dict, args) -> list:
+    def listen(self, topic: str):
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        pub = self.node.create_publisher(Image, f"{ns}/image", qos)
-        arrivals: dict[int, float] = {}
-        lock = threading.Lock()
 
         def got(msg):
-            with lock:
-                arrivals.setdefault(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
-                                    time.perf_counter())
-        sub = self.node.create_subscription(Detection2DArray, f"{ns}/{output}", got, qos)
-        deadline = time.monotonic() + 120
-        while pub.get_subscription_count() < subscribers or sub.get_publisher_count() < 1:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nodes in {ns} did not come up (see logs)")
-            time.sleep(0.1)
-        stamp = [10**12]
-
-        def publish(img):
-            stamp[0] += 10**6
-            msg = Image(height=480, width=640, encoding="bgr8", step=1920)
-            msg.header.frame_id = "camera"
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp[0], 10**9)
-            msg.data = img.tobytes()
-            t = time.perf_counter()
-            pub.publish(msg)
-            return stamp[0], t
-
-        rows = []
-        for faces, img in frames.items():
-            for _ in range(3):  # warm-up, and the pipeline's first-call costs
-                s, _ = publish(img)
-                self._wait(arrivals, lock, s, 30)
-            lat = []
-            for _ in range(args.latency_frames):
-                s, t = publish(img)
-                if self._wait(arrivals, lock, s, 10):
-                    lat.append((arrivals[s] - t) * 1000)
-            sent = []
-            period = 1.0 / args.rate
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < args.seconds:
-                sent.append(publish(img)[0])
-                time.sleep(max(0.0, t0 + len(sent) * period - time.perf_counter()))
-            time.sleep(1.0)
-            with lock:
-                answered = [arrivals[s] for s in sent if s in arrivals]
-            span = max(answered) - t0 if answered else float("nan")
-            rows.append({"faces": faces, "p50": statistics.median(lat) if lat else float("nan"),
-                         "p95": float(np.percentile(lat, 95)) if lat else float("nan"),
-                         "fps": len(answered) / span if answered else 0.0,
-                         "answered": f"{len(answered)}/{len(sent)}"})
-        self.node.destroy_publisher(pub)
-        self.node.destroy_subscription(sub)
-        return rows
-
-    @staticmethod
-    def _wait(arrivals, lock, stamp, timeout) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with lock:
-                if stamp in arrivals:
-                    return True
-            time.sleep(0.001)
-        return False
+            now = time.time_ns()
+            with self.lock:
+                self.arrivals.setdefault(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec,
+                                         now)
+        return self.node.create_subscription(
+            Detection2DArray, topic, got, QoSProfile(depth=50,
+                                                     reliability=ReliabilityPolicy.RELIABLE))
 
     def close(self):
         self.executor.shutdown()
+        self.thread.join(5)
         self.node.destroy_node()
         self.rclpy.try_shutdown()
 
 
+def run_case(listener, ns, output, subscribers, size, faces, pids, args, log_dir) -> dict:
+    sub = listener.listen(f"{ns}/{output}")
+    deadline = time.monotonic() + 120
+    while sub.get_publisher_count() < 1:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nodes in {ns} did not come up (logs in {log_dir})")
+        time.sleep(0.1)
+    load = os.getloadavg()[0]
+    cmd = [sys.executable, __file__, "--publish", size, "--faces", str(faces), "--ns", ns,
+           "--seconds", str(args.seconds), "--warmup", str(args.warmup),
+           "--subscribers", str(subscribers), "--rate", str(args.rate)]
+    cpu0 = None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    # CPU is counted over the measured part only: from the end of the warm-up.
+    time.sleep(args.warmup + 1.0)
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    out, _ = proc.communicate(timeout=args.seconds + args.warmup + 120)
+    cpu1 = sum(cpu_seconds(p) for p in pids)
+    time.sleep(1.0)  # answers still in flight
+    sent = json.loads(out.split("SENT ", 1)[1])
+    with listener.lock:
+        lat = [(listener.arrivals[s] - s) / 1e6 for s in sent if s in listener.arrivals]
+    listener.node.destroy_subscription(sub)
+    n = len(lat)
+    return {"size": size, "faces": faces, "sent": len(sent), "answered": n,
+            "p50": statistics.median(lat) if lat else float("nan"),
+            "p95": float(np.percentile(lat, 95)) if lat else float("nan"),
+            "cpu_ms": (cpu1 - cpu0) * 1000 / n if n else float("nan"), "load": load}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer frames (about a minute)")
-    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    p.add_argument("--rate", type=float, default=30.0, help="publish rate for sustained fps")
+    p.add_argument("--quick", action="store_true",
+                   help="640x480 and 1280x720, one face, 10 s each, detector+recognizer")
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS))
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1280x720", "1920x1080"])
+    p.add_argument("--faces", nargs="+", type=int, default=[1, 5])
+    p.add_argument("--seconds", type=float, default=120.0, help="measured seconds per case")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds sent first, not counted")
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--max-size", type=int, default=640,
+                   help="detector max_size (640: the node default; 1280: before issue 15)")
+    p.add_argument("--num-threads", type=int, default=0,
+                   help="nodes' num_threads (0: their default, half the cores; -1: "
+                        "onnxruntime's default, every core, as before issue 15)")
+    # The publisher child's own options.
+    p.add_argument("--publish", help=argparse.SUPPRESS)
+    p.add_argument("--ns", help=argparse.SUPPRESS)
+    p.add_argument("--subscribers", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
-    args.latency_frames = 10 if args.quick else 40
-    args.seconds = 3.0 if args.quick else 10.0
-    from face_perception.ros.transport import apply_profile
-    apply_profile("default")  # this process publishes 900 KB frames
+    if args.publish:
+        args.faces = args.faces[0] if isinstance(args.faces, list) else args.faces
+        return publish(args)
+    if args.quick:
+        args.sizes, args.faces, args.seconds = ["640x480", "1280x720"], [1], 10.0
+        args.configs = args.configs or ["detector+recognizer"]
+    args.configs = args.configs or list(CONFIGS)
+
+    from face_perception.onnx_session import usable_cores
+    from face_perception.ros.processes import start_entry_point
+
     work = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     gallery = make_gallery(work)
     params = work / "params.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    qos_reliability: reliable\n"
-                      f"    publish_annotated: false\n    gallery_path: \"{gallery}\"\n")
-    frames = {1: frame_with_faces(1), 5: frame_with_faces(5)}
-    bench = Bench()
-    results = {}
+    # num_threads -1 (the old behaviour) is a share of 0 in the nodes' terms: every core.
+    threads = usable_cores() if args.num_threads < 0 else args.num_threads
+    params.write_text("/**:\n  ros__parameters:\n    publish_annotated: false\n"
+                      f"    gallery_path: \"{gallery}\"\n    max_size: {args.max_size}\n"
+                      f"    num_threads: {threads}\n")
+    listener = Listener()
+    rows = []
     try:
         for i, name in enumerate(args.configs):
             executables, output = CONFIGS[name]
             ns = f"/bench{i}"
             log_dir = work / name.replace("+", "_")
             log_dir.mkdir()
-            procs = start_nodes(executables, ns, params, log_dir)
+            env = dict(os.environ)
+            procs = [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
+                                             str(params)], log_dir / f"{exe}.log", env)
+                     for exe in executables]
             try:
                 subs = 1 if name == "detector" else 2
-                results[name] = bench.run(ns, output, subs, frames, args)
-                rss = sum(rss_mib(p.pid) for p in procs)
-                for row in results[name]:
-                    row["rss"] = rss
+                for size in args.sizes:
+                    for faces in args.faces:
+                        row = run_case(listener, ns, output, subs, size, faces,
+                                       [pr.pid for pr in procs], args, log_dir)
+                        row["config"] = name
+                        rows.append(row)
+                        print(f"{name} {size} {faces} face(s): {row['answered']}/{row['sent']}"
+                              f" p50 {row['p50']:.1f} ms", flush=True)
             finally:
-                stop_nodes(procs)
+                for pr in procs:
+                    pr.stop(15)
     finally:
-        bench.close()
-    print(f"\nROS pipeline, 640x480 bgr8, reliable QoS, {os.cpu_count()} CPUs, "
-          f"sustained publish rate {args.rate:g} Hz{' (quick)' if args.quick else ''}")
-    print(f"{'configuration':<22}{'faces':>6}{'p50 ms':>9}{'p95 ms':>9}{'fps':>8}"
-          f"{'answered':>11}{'p50 vs detector':>17}{'RSS MiB':>9}")
-    base = {r["faces"]: r["p50"] for r in results.get("detector", [])}
-    for name, rows in results.items():
-        for r in rows:
-            ratio = r["p50"] / base[r["faces"]] if r["faces"] in base else float("nan")
-            print(f"{name:<22}{r['faces']:>6}{r['p50']:>9.1f}{r['p95']:>9.1f}{r['fps']:>8.1f}"
-                  f"{r['answered']:>11}{ratio:>16.2f}x{r['rss']:>9.0f}")
-    print(f"logs: {work}")
+        listener.close()
+    print(f"\nROS pipeline as a camera sees it: separate best-effort publisher at "
+          f"{args.rate:g} Hz, {args.seconds:g} s per case, detector max_size {args.max_size}, "
+          f"num_threads {args.num_threads if args.num_threads else 'default (half the cores)'}"
+          f", {usable_cores()} usable cores\n")
+    print("| configuration | frame | faces | answered | p50 ms | p95 ms | CPU ms/frame "
+          "| load avg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        share = f"{r['answered']}/{r['sent']} ({100 * r['answered'] / max(r['sent'], 1):.0f}%)"
+        print(f"| {r['config']} | {r['size']} | {r['faces']} | {share} | {r['p50']:.1f} "
+              f"| {r['p95']:.1f} | {r['cpu_ms']:.1f} | {r['load']:.1f} |")
+    print(f"\nlogs: {work}")
     return 0
 
 

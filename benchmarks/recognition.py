@@ -66,7 +66,7 @@ def embedding_table(n_faces: int, repeats: int, threads, batches) -> None:
     t_dlib = timed(lambda: model.compute_face_descriptor(chips_rgb), repeats)
     dlib_rate = n_faces / t_dlib
     rows = [("dlib compute_face_descriptor (batch API)", "-", dlib_rate, 1.0, 0.0)]
-    for backend in ("onnx", "torch"):
+    for backend in ("onnx", "onnx-int8", "torch"):
         for batch in batches:
             emb = Embedder("dlib_resnet", backend=backend, batch_size=batch, threads=threads)
             raw = emb.embed_raw(chips_bgr)

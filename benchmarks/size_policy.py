@@ -28,7 +28,7 @@ FACE_WIDTHS = [16, 24, 32, 48, 64, 96, 160]
 POLICIES = {
     "short 640 / long <= 1280 (old default)": (640, 1280),
     "long <= 960": (540, 960),
-    "long <= 640 (camera default)": (360, 640),
+    "long <= 640 (camera default)": (640, 640),
 }
 
 

@@ -7,15 +7,19 @@ the fp32 model with its own guard before it is used; ``QuantizationRefused`` car
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
-from face_perception.files import atomic_path, sha256_file
+from face_perception.files import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
+
+log = logging.getLogger(__name__)
 
 # File name suffix of an int8 variant beside (or in the cache next to) its fp32 graph.
 INT8_SUFFIX = ".int8.onnx"
@@ -114,3 +118,72 @@ def default_calibration_images() -> list[Path]:
     except FileNotFoundError:
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+# -- the model folder's record of its int8 variant ---------------------------------------------
+# A model folder (detector or embedder) may hold a guarded int8 graph written by
+# ``face-perception quantize``: ``int8.onnx`` plus ``int8.json`` naming the fp32 graph it was
+# made from (sha256), its own sha256, the calibration images and the guard's figures.
+RECORD_FILE = "int8.json"
+RECORDED_ONNX = "int8.onnx"
+
+
+def calibration_images(folder: Optional[os.PathLike] = None) -> list[Path]:
+    """The images of a calibration ``folder`` (or the shipped photos when None/'')."""
+    from face_perception.imageio import IMAGE_SUFFIXES
+
+    if not folder:
+        images = default_calibration_images()
+        if not images:
+            raise QuantizationError("no calibration images: pass a folder of photos "
+                                    "(the shipped photos are missing; run make setup)")
+        return images
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QuantizationError(f"calibration folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise QuantizationError(f"no images in the calibration folder {folder}")
+    return images
+
+
+def record_int8(model_folder: os.PathLike, int8_path: os.PathLike,
+                fp32_path: os.PathLike) -> Path:
+    """Copy a guarded int8 graph (and its guard record) into ``model_folder``; returns it."""
+    model_folder = Path(model_folder)
+    int8_path = Path(int8_path)
+    guard = json.loads(int8_path.with_suffix(".guard.json").read_text())
+    dest = model_folder / RECORDED_ONNX
+    atomic_write_bytes(dest, int8_path.read_bytes())
+    record = {"onnx": RECORDED_ONNX, "sha256": sha256_file(dest),
+              "fp32_sha256": sha256_file(fp32_path), "guard": guard.get("guard"),
+              "calibration": [Path(p).name for p in guard.get("calibration", [])]}
+    atomic_write_text(model_folder / RECORD_FILE, json.dumps(record, indent=1))
+    return dest
+
+
+def recorded_int8(model_folder: Optional[os.PathLike], fp32_path: os.PathLike) -> Optional[Path]:
+    """The int8 graph recorded in ``model_folder`` for this very fp32 graph, or None.
+
+    A record made from another fp32 graph is ignored (with a log line); a recorded int8 file
+    whose checksum does not match its record raises: it is damaged, not merely absent.
+    """
+    if model_folder is None:
+        return None
+    record_path = Path(model_folder) / RECORD_FILE
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        name, sha, fp32_sha = record["onnx"], record["sha256"], record["fp32_sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise QuantizationError(f"{record_path}: not a valid int8 record ({exc})") from None
+    if fp32_sha != sha256_file(fp32_path):
+        log.warning("%s was made from another fp32 model than %s: ignored", record_path,
+                    fp32_path)
+        return None
+    path = Path(model_folder) / Path(name).name
+    if not path.is_file() or sha256_file(path) != sha:
+        raise QuantizationError(f"{path}: missing or checksum differs from {record_path} "
+                                "(truncated or modified); run face-perception quantize again")
+    return path

@@ -283,7 +283,7 @@ def test_invalid_params_file_stops_the_node_with_a_clear_message(tmp_path):
     out = proc.output()
     proc.stop()
     assert code == 2, out
-    assert "backend must be one of ['onnx', 'torch'], got 'tensorrt'" in out
+    assert "backend must be one of ['onnx', 'onnx-int8', 'torch'], got 'tensorrt'" in out
 
 
 @pytest.mark.timeout(120)

@@ -4,12 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from face_perception.cli.inference_options import (
+    add_inference_options,
+    detector_kwargs,
+    embedder_kwargs,
+)
+
 
 def run(args) -> int:
     from face_perception.bag.processing import output_topics, process_bag
     from face_perception.detection import Detector
 
-    detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,
+    detector = Detector(backbone=args.backbone, **detector_kwargs(args),
                         score_threshold=args.score_threshold, target_size=args.target_size,
                         max_size=args.max_size)
     recognizer = None
@@ -18,7 +24,7 @@ def run(args) -> int:
         from face_perception.recognition import Embedder, Recognizer
         from face_perception.recognition.recognizer import model_id_of
 
-        embedder = Embedder(model=args.model, backend=args.backend, device=args.device)
+        embedder = Embedder(model=args.model, **embedder_kwargs(args))
         gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
                                embedding_size=int(embedder.meta.embedding_size))
         recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
@@ -57,7 +63,7 @@ def register(sub) -> None:
                    help="output storage (default: the input's)")
     p.add_argument("--detections-topic", help="default: <image namespace>/faces/detections")
     p.add_argument("--identities-topic", help="default: <image namespace>/faces/identities")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
     p.add_argument("--score-threshold", type=float, default=0.5)

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from face_perception.cli.inference_options import add_inference_options, detector_kwargs
+
 
 def _out_path(out_dir: Path, src: Path, used: set) -> Path:
     # Same name as the input plus "_faces"; a numeric suffix keeps files of equal names apart.
@@ -31,7 +33,7 @@ def run(args) -> int:
     from face_perception.draw import draw_faces
     from face_perception.imageio import expand_image_paths, read_image_bgr
 
-    detector = Detector(backbone=args.backbone, backend=args.backend, device=args.device,
+    detector = Detector(backbone=args.backbone, **detector_kwargs(args, beside_embedder=False),
                         model_path=args.model, score_threshold=args.threshold,
                         nms_threshold=args.nms_threshold, target_size=args.target_size,
                         max_size=args.max_size, scales=args.scales, flip=args.flip,
@@ -83,7 +85,7 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    add_inference_options(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
     p.add_argument("--model", metavar="PATH",

@@ -15,6 +15,12 @@ import argparse
 import json
 import sys
 
+from face_perception.cli.inference_options import (
+    add_inference_options,
+    detector_kwargs,
+    embedder_kwargs,
+)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -60,7 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--target-fpir", type=float, default=0.01,
                    help="share of strangers that may be named (0.01; needs >= 1/F strangers)")
     p.add_argument("--model", default="dlib_resnet", help="the gallery's embedding model")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    add_inference_options(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the stored rule as JSON")
     p.set_defaults(func=_calibrate)
@@ -145,10 +151,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
     from face_perception.recognition.recognizer import model_id_of
 
-    embedder = Embedder(args.model, backend=args.backend, device=args.device)
+    embedder = Embedder(args.model, **embedder_kwargs(args))
     g = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
                      embedding_size=int(embedder.meta.embedding_size))
-    result = calibrate_gallery_from_photos(g, Detector(backend=args.backend, device=args.device),
+    result = calibrate_gallery_from_photos(g, Detector(**detector_kwargs(args)),
                                            embedder, args.genuine, args.strangers,
                                            args.target_fpir)
     index = g.save(args.gallery)

@@ -3,9 +3,9 @@
 Thin wrappers over the core: Detector -> alignment -> Embedder -> Gallery (via Recognizer and
 the enrolment helpers). Every command but ``align`` (whose chips are in the ArcFace template
 whatever the model) takes ``--model`` (``dlib_resnet``, the pretrained model that needs no
-network, or a model folder); all take ``--backend onnx|torch`` and ``--device``. A file that
-cannot be read or has no face gets a one-line message and the others are still processed; the
-exit code is then 1.
+network, or a model folder); all take ``--backend onnx|onnx-int8|torch`` and ``--device``
+(cli/inference_options.py). A file that cannot be read or has no face gets a one-line message
+and the others are still processed; the exit code is then 1.
 """
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from face_perception.cli.inference_options import (
+    add_inference_options,
+    detector_kwargs,
+    embedder_kwargs,
+)
 
 
 def _err(command: str, message: str) -> None:
@@ -33,9 +39,9 @@ def _pipeline(args):
     from face_perception.detection import Detector
     from face_perception.recognition import Embedder
 
-    detector = Detector(backend=args.backend, device=args.device,
+    detector = Detector(**detector_kwargs(args),
                         score_threshold=args.detector_threshold)
-    embedder = Embedder(args.model, backend=args.backend, device=args.device)
+    embedder = Embedder(args.model, **embedder_kwargs(args))
     _report_files_here()
     return detector, embedder
 
@@ -352,7 +358,7 @@ def run_align(args) -> int:
 def _pipeline_detector(args):
     from face_perception.detection import Detector
 
-    return Detector(backend=args.backend, device=args.device,
+    return Detector(**detector_kwargs(args),
                     score_threshold=args.detector_threshold)
 
 
@@ -362,8 +368,7 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
         p.add_argument("--model", default="dlib_resnet",
                        help="'dlib_resnet' (pretrained, no network; default) or a model "
                             "folder (backbone.json + backbone.pth)")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                   help="inference backend (default: onnx)")
+    add_inference_options(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--detector-threshold", type=float, default=0.5,
                    help="face detector score threshold (0.5)")

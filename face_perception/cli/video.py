@@ -8,6 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+from face_perception.cli.inference_options import (
+    add_inference_options,
+    detector_kwargs,
+    embedder_kwargs,
+)
+
 
 def open_capture(source: str):
     """cv2.VideoCapture of a file, or of a camera when ``source`` is an integer index."""
@@ -57,7 +63,7 @@ def run(args) -> int:
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
     if args.max_frames:
         total = min(total, args.max_frames) if total else args.max_frames
-    detector = Detector(backend=args.backend, device=args.device,
+    detector = Detector(**detector_kwargs(args),
                         score_threshold=args.score_threshold)
     recognizer = None
     if args.gallery:
@@ -65,7 +71,7 @@ def run(args) -> int:
         from face_perception.recognition import Embedder, Recognizer
         from face_perception.recognition.recognizer import model_id_of
 
-        embedder = Embedder(model=args.model, backend=args.backend, device=args.device)
+        embedder = Embedder(model=args.model, **embedder_kwargs(args))
         gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
                                embedding_size=int(embedder.meta.embedding_size))
         recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
@@ -154,7 +160,7 @@ def register(sub) -> None:
     p.add_argument("--max-age", type=float, default=1.0,
                    help="seconds a track survives without detections")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many (0: all)")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
+    add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")

@@ -29,7 +29,7 @@ from face_perception.types import Face
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("onnx", "onnx-int8", "torch")
 MERGE_MODES = ("nms", "vote")
 # Mirror a face's landmarks: left/right eye and left/right mouth corner swap under a flip.
 _FLIP_ORDER = [1, 0, 2, 4, 3]
@@ -69,26 +69,16 @@ def resize_scale(height: int, width: int, target_size: int, max_size: int,
 class _OnnxRunner:
     """onnxruntime session returning (loc, conf, landmarks) as NumPy arrays."""
 
-    def __init__(self, model: Union[bytes, str, Path], device: str, num_threads: Optional[int]):
+    def __init__(self, model: Union[bytes, str, Path], device: str, num_threads: Optional[int],
+                 provider_options: Optional[dict] = None):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            available = ort.get_available_providers()
-            gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-                   if p in available]
-            if gpu:
-                providers = gpu + providers
-            else:
-                warnings.warn("device='cuda' requested but onnxruntime has no CUDA/TensorRT "
-                              f"execution provider (available: {available}); using the CPU",
-                              RuntimeWarning, stacklevel=3)
+        from face_perception.onnx_session import onnx_providers, session_options
+
+        providers = onnx_providers(device, provider_options)
         model_arg = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(model_arg, sess_options=opts, providers=providers)
+        self.session = ort.InferenceSession(model_arg, sess_options=session_options(num_threads),
+                                            providers=providers)
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
@@ -140,7 +130,11 @@ class Detector:
     Args:
         backbone: 'mnet' (MobileNet-0.25, pretrained offline) or 'resnet' (ResNet-50; needs
             ``weights.download('resnet')`` or ``model_path``).
-        backend: 'onnx' (onnxruntime) or 'torch'.
+        backend: 'onnx' (onnxruntime), 'onnx-int8' (a guarded int8 graph: the one
+            ``face-perception quantize`` recorded in the model folder, else one calibrated on
+            ``calibration`` with this detector's size policy, built once and cached; raises
+            QuantizationRefused with the figures when its faces differ from fp32's, see
+            detection/int8.py and docs/detection.md) or 'torch'.
         device: 'cpu' or 'cuda' (falls back to the CPU with a warning when unavailable).
         model_path: weights to use instead of the pretrained ones: a model folder written by
             ``face-perception detector-train`` / ``RetinaFaceLearner.save`` (its metadata names
@@ -157,7 +151,11 @@ class Detector:
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
         max_faces: keep at most this many faces (best scores); 0 keeps all.
-        num_threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        num_threads: onnxruntime intra-op threads (None: onnxruntime's default, every core;
+            the ROS nodes pass a share, see face_perception/onnx_session.py).
+        calibration: folder of images calibrating 'onnx-int8' (None: the shipped photos).
+        provider_options: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
+            engine cache, ...; face_perception/onnx_session.py).
     """
 
     def __init__(self, backbone: str = "mnet", backend: str = "onnx", device: str = "cpu",
@@ -166,13 +164,20 @@ class Detector:
                  target_size: int = 640, max_size: int = 1280,
                  scales: Optional[Sequence[float]] = None, flip: bool = False,
                  max_faces: int = 0, merge: str = "vote", upscale: bool = False,
-                 top_k: int = 5000, num_threads: Optional[int] = None):
+                 top_k: int = 5000, num_threads: Optional[int] = None,
+                 calibration: Optional[Union[str, os.PathLike]] = None,
+                 provider_options: Optional[dict] = None):
         self._configure(backbone, backend, device, model_path, score_threshold=score_threshold,
                         nms_threshold=nms_threshold, target_size=target_size,
                         max_size=max_size, scales=scales, flip=flip, max_faces=max_faces,
                         merge=merge, upscale=upscale, top_k=top_k)
-        if backend == "onnx":
-            self._run = _OnnxRunner(self._onnx_model(), device, num_threads)
+        self.num_threads = num_threads
+        self.calibration = calibration
+        if backend.startswith("onnx"):
+            model = self._onnx_model()
+            if backend == "onnx-int8":
+                model = self._int8_model(model)
+            self._run = _OnnxRunner(model, device, num_threads, provider_options)
             self.providers = self._run.providers
         else:
             from face_perception.detection.weights import pretrained_state_dict
@@ -262,6 +267,45 @@ class Detector:
         if folder.onnx_path is not None:
             return folder.onnx_bytes()  # checked against the metadata's sha256
         return export.cached_onnx_for(self.backbone, folder.check_weights())
+
+    def _int8_model(self, fp32: Union[bytes, Path]) -> Path:
+        """The guarded int8 graph of the fp32 graph ``fp32`` (see the class docstring)."""
+        from face_perception.detection.int8 import int8_onnx_for
+        from face_perception.quantization import calibration_images, recorded_int8
+
+        self.fp32_path = self.onnx_file(fp32)
+        recorded = None if self.calibration else recorded_int8(self.model_folder(),
+                                                               self.fp32_path)
+        self.int8_path = recorded or int8_onnx_for(self.fp32_path, self.settings(),
+                                                   calibration_images(self.calibration))
+        return self.int8_path
+
+    def onnx_file(self, model: Union[bytes, Path, None] = None) -> Path:
+        """The fp32 ONNX graph of this detector's model as a file (the quantizer needs one)."""
+        from face_perception.files import atomic_write_bytes, cache_dir, sha256_bytes
+
+        model = self._onnx_model() if model is None else model
+        if not isinstance(model, bytes):
+            return Path(model)
+        # A model folder's checked ONNX bytes.
+        path = cache_dir("retinaface") / f"fp32-{sha256_bytes(model)[:16]}.onnx"
+        if not path.is_file():
+            atomic_write_bytes(path, model)
+        return path
+
+    def model_folder(self) -> Optional[Path]:
+        """The model folder named by ``model_path`` (None for pretrained weights or a file)."""
+        if self._model is None or self._model.folder is None:
+            return None
+        return self._model.folder.folder
+
+    def settings(self) -> dict:
+        """The keyword arguments that rebuild this detector's behaviour (not its model)."""
+        return {"backbone": self.backbone, "score_threshold": self.score_threshold,
+                "nms_threshold": self.nms_threshold, "target_size": self.target_size,
+                "max_size": self.max_size, "scales": self.scales, "flip": self.flip,
+                "max_faces": self.max_faces, "merge": self.merge, "upscale": self.upscale,
+                "top_k": self.top_k, "num_threads": self.num_threads}
 
     # -- public API ------------------------------------------------------------------------------
 

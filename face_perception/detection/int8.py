@@ -7,6 +7,8 @@ int8 twin (box IoU >= 0.9, every landmark within 2 px) and no extra face appears
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -129,11 +131,14 @@ def int8_onnx_for(fp32_onnx: os.PathLike, detector_settings: dict,
         raise QuantizationError("no calibration images: pass a folder of photos "
                                 "(the shipped photos are missing; run make setup)")
     folder = folder or cache_dir(CACHE_SUBDIR)
-    out = int8_cache_path(fp32_onnx, calibration_key(images), folder)
+    settings = {k: v for k, v in detector_settings.items()
+                if k not in ("backend", "model_path", "num_threads")}
+    # The size policy decides what the network sees: part of the key like the images.
+    key = calibration_key(images) + json.dumps(settings, sort_keys=True, default=str)
+    out = int8_cache_path(fp32_onnx, hashlib.sha256(key.encode()).hexdigest(), folder)
     record = out.with_suffix(".guard.json")
     if out.is_file() and record.is_file():
         return out
-    settings = {k: v for k, v in detector_settings.items() if k not in ("backend", "model_path")}
     with file_lock(folder / f".{out.name}.lock"):
         if out.is_file() and record.is_file():
             return out
@@ -145,8 +150,6 @@ def int8_onnx_for(fp32_onnx: os.PathLike, detector_settings: dict,
         except QuantizationRefused:
             out.unlink(missing_ok=True)
             raise
-        import json
-
         atomic_write_text(record, json.dumps({"fp32": str(fp32_onnx), "guard": figures,
                                               "calibration": [str(p) for p in images]},
                                              indent=1))

@@ -17,9 +17,15 @@ import numpy as np
 
 from face_perception.gallery import file_format
 from face_perception.gallery.search import (
+    APPROXIMATE_KINDS,
+    FAISS_INDEX_KINDS,
     FaissIndex,
+    ann_index,
+    ann_paths,
     cached_faiss_index,
     choose_backend,
+    resolve_index_kind,
+    rows_digest,
     sample_groups,
     top_k_best_sample_faiss,
     top_k_best_sample_numpy,
@@ -45,20 +51,25 @@ class Gallery:
     model_id / embedding_size: the embedding model the gallery belongs to; embeddings of any
     other size are refused, and ``load`` refuses files of another model.
     backend: "auto" (numpy below ``faiss_threshold`` rows, faiss above when installed), "numpy"
-    or "faiss". faiss_index: "flat" (exact, default) or "hnsw" (approximate, for very large
-    galleries). None of these change results for "flat": both backends are exact.
+    or "faiss". faiss_index: "auto" (default: exact "flat" below ``search.ANN_MIN_ROWS``
+    identities, approximate "ivf" from there on), "flat" (always exact), "hnsw" or "ivf"
+    (approximate). None of these change results for "flat": both backends are exact. A gallery
+    loaded from (or saved to) a file keeps its approximate index of the identity means beside
+    it (``<stem>.ann.faiss`` + ``.ann.json``), built once and rebuilt when the gallery changes
+    (docs/gallery.md#search).
     """
 
     def __init__(self, model_id: str, embedding_size: int, *, backend: str = "auto",
-                 faiss_threshold: Optional[int] = None, faiss_index: str = "flat"):
+                 faiss_threshold: Optional[int] = None, faiss_index: str = "auto"):
         if not isinstance(model_id, str) or not model_id.strip():
             raise GalleryError(f"model_id must be a non-empty string, got {model_id!r}")
         if (isinstance(embedding_size, bool) or not isinstance(embedding_size, (int, np.integer))
                 or embedding_size <= 0):
             raise GalleryError(f"embedding_size must be a positive integer, got {embedding_size!r}")
         choose_backend(backend, 0)  # validates the name early
-        if faiss_index not in ("flat", "hnsw"):
-            raise GalleryError(f"faiss_index must be 'flat' or 'hnsw', got {faiss_index!r}")
+        if faiss_index not in ("auto",) + FAISS_INDEX_KINDS:
+            raise GalleryError(f"faiss_index must be one of auto, {', '.join(FAISS_INDEX_KINDS)}"
+                               f", got {faiss_index!r}")
         if faiss_threshold is not None and (isinstance(faiss_threshold, bool) or not isinstance(
                 faiss_threshold, (int, np.integer)) or faiss_threshold < 0):
             raise GalleryError(f"faiss_threshold must be a row count >= 0 or None, got "
@@ -84,6 +95,9 @@ class Gallery:
         self._num_samples = 0
         self._version = 0  # bumped on every change; search caches are keyed by it
         self._faiss_cache: dict = {}
+        # The gallery file this content was read from or written to (its version then): the
+        # approximate index is stored beside it while the content is unchanged.
+        self._file: Optional[Tuple[Path, int]] = None
         self._group_cache: Optional[Tuple[int, np.ndarray, np.ndarray]] = None
         self._lock = threading.RLock()
         # Changes since the gallery last matched a file (_synced: its index path and header):
@@ -316,15 +330,23 @@ class Gallery:
             }
             if self._open_set is not None:
                 header["open_set"] = self._open_set
+            # An approximate-search index beside the file holds copies of the vectors: drop it
+            # when the gallery changed, so a removed person leaves no copy behind (it is rebuilt
+            # on the next large search).
+            if self._file is None or self._file[1] != self._version:
+                for stale in ann_paths(index):
+                    stale.unlink(missing_ok=True)
             synced = self._synced
             if not compact and synced is not None and synced[0] == index.absolute():
                 written = file_format.append_segments(index, header, synced[1],
                                                       file_format.journal_segments(self._journal))
                 if written is not None:
                     self._journal, self._synced = [], (index.absolute(), written)
+                    self._file = (index, self._version)
                     return index
             file_format.write_gallery(index, header, self._arrays_for_save())
             self._journal, self._synced = [], (index.absolute(), file_format.read_header(index))
+            self._file = (index, self._version)
             return index
 
     @classmethod
@@ -340,6 +362,7 @@ class Gallery:
         gallery = cls(header["model_id"], header["embedding_size"], **options)
         owner = np.repeat(np.arange(len(names), dtype=np.int64), counts)
         gallery._set_contents(names, samples, owner, sources)
+        gallery._file = (cls.index_path(path), gallery._version)
         if header.get("open_set") is not None:
             gallery._open_set = check_open_set(header["open_set"],
                                                f"{cls.index_path(path)}: field 'open_set'")
@@ -463,7 +486,7 @@ class Gallery:
         backend = self.resolved_backend(mode)
         if mode == "mean":
             if backend == "faiss":
-                return self._faiss("mean", self._means[:n]).search(q, k)
+                return self._mean_index(n).search(q, k)
             return top_k_numpy(self._means[:n], q, k)
         k = min(k, n)
         if backend == "numpy":
@@ -476,7 +499,21 @@ class Gallery:
         return top_k_best_sample_faiss(index, self._owner[:s], q, k)
 
     def _faiss(self, mode: str, rows: np.ndarray) -> FaissIndex:
-        return cached_faiss_index(self._faiss_cache, mode, rows, self.faiss_index)
+        kind = resolve_index_kind(self.faiss_index, len(rows))
+        return cached_faiss_index(self._faiss_cache, mode, rows, kind)
+
+    def _mean_index(self, n: int) -> FaissIndex:
+        """The index of the identity means: from the file beside the gallery when the content
+        is the file's (built there once), else kept in memory."""
+        kind = resolve_index_kind(self.faiss_index, n)
+        if kind not in APPROXIMATE_KINDS or self._file is None or self._file[1] != self._version:
+            return self._faiss("mean", self._means[:n])
+        cached = self._faiss_cache.get("ann")
+        if cached is None or cached[0] != self._version:
+            rows = self._means[:n]
+            cached = (self._version, ann_index(self._file[0], rows, kind, rows_digest(rows)))
+            self._faiss_cache["ann"] = cached
+        return cached[1]
 
     def _arrays_for_save(self) -> dict:
         n, s = len(self), self._num_samples

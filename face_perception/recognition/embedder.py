@@ -24,7 +24,7 @@ from face_perception.types import Face
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnx", "torch")
+BACKENDS = ("onnx", "onnx-int8", "torch")
 
 
 def build_backbone(meta: ModelMeta):
@@ -66,14 +66,23 @@ class Embedder:
 
     ``model``: ``'dlib_resnet'`` (converted from dlib's .dat on first use) or a path to a model
     folder (see ``model_meta``). ``backend``: ``'onnx'`` (ONNX Runtime; exported and cached on
-    first use if the folder has no ONNX file) or ``'torch'``. ``device``: ``'cpu'`` or
-    ``'cuda'`` (falls back to CPU with a warning when CUDA is unavailable). ``batch_size``:
-    chips per forward pass; larger inputs are chunked. ``threads``: intra-op threads (None:
-    library default).
+    first use if the folder has no ONNX file), ``'onnx-int8'`` (the guarded int8 graph: the
+    one ``face-perception quantize`` recorded in the model folder, else one calibrated on the
+    ``calibration`` folder's faces, default the shipped photos, built once and cached; refused
+    with the guard's figures when it differs from fp32, see recognition/int8.py) or
+    ``'torch'``. ``device``: ``'cpu'`` or ``'cuda'`` (falls back to CPU with a warning when
+    CUDA is unavailable). ``batch_size``: chips per forward pass; larger inputs are chunked.
+    ``num_threads``: intra-op threads (None: the library default, every core; the ROS nodes
+    pass a share, see face_perception/onnx_session.py). ``threads`` is its older name.
+    ``provider_options``: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
+    engine cache; face_perception/onnx_session.py). ``calibration``: see 'onnx-int8'.
     """
 
     def __init__(self, model: Union[str, os.PathLike] = "dlib_resnet", backend: str = "onnx",
-                 device: str = "cpu", batch_size: int = 32, threads: Optional[int] = None):
+                 device: str = "cpu", batch_size: int = 32, threads: Optional[int] = None,
+                 num_threads: Optional[int] = None,
+                 calibration: Optional[Union[str, os.PathLike]] = None,
+                 provider_options: Optional[dict] = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
@@ -84,12 +93,14 @@ class Embedder:
         self.meta = ModelMeta.load(self.folder)
         self.backend = backend
         self.batch_size = int(batch_size)
-        self.threads = threads
+        self.threads = num_threads if num_threads is not None else threads
+        self.calibration = calibration
+        self.provider_options = dict(provider_options or {})
         w, h = self.meta.input_size
         self._mean = np.asarray(self.meta.mean, np.float32).reshape(1, 3, 1, 1)
         self._inv_std = (1.0 / np.asarray(self.meta.std, np.float32)).reshape(1, 3, 1, 1)
         self._shape = (h, w, 3)
-        if backend == "onnx":
+        if backend.startswith("onnx"):
             self.device = self._init_onnx(device)
         else:
             self.device = self._init_torch(device)
@@ -124,29 +135,44 @@ class Embedder:
         return path
 
     def _init_onnx(self, device: str) -> str:
+        from face_perception.onnx_session import onnx_providers, session_options
+
+        providers = onnx_providers(device, self.provider_options)
+        if device.startswith("cuda") and len(providers) == 1:
+            device = "cpu"
+        self._session_options = session_options(self.threads)
+        self._providers = providers
+        self.onnx_path = self._onnx_path()
+        self._open_session(self.onnx_path)
+        if self.backend == "onnx-int8":
+            self.onnx_path = self._int8_path()
+            self._open_session(self.onnx_path)
+        if not any(p in self._session.get_providers() for p in
+                   ("CUDAExecutionProvider", "TensorrtExecutionProvider")):
+            device = "cpu"
+        return device
+
+    def _open_session(self, path: Path) -> None:
         import onnxruntime as ort
 
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            else:
-                warnings.warn("CUDA requested but onnxruntime has no CUDAExecutionProvider; "
-                              "using the CPU", RuntimeWarning, stacklevel=3)
-                device = "cpu"
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = int(self.threads)
-        path = self._onnx_path()
-        self._session = ort.InferenceSession(str(path), opts, providers=providers)
+        self._session = ort.InferenceSession(str(path), self._session_options,
+                                             providers=self._providers)
         inp = self._session.get_inputs()[0]
-        self._input_name = inp.name
+        self.input_name = inp.name
         shape = inp.shape
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
             raise ValueError(f"{path}: expected an N x 3 x H x W input, got {shape}")
-        if "CUDAExecutionProvider" not in self._session.get_providers():
-            device = "cpu"
-        return device
+
+    def _int8_path(self) -> Path:
+        """The guarded int8 graph of the fp32 graph now loaded (see the class docstring)."""
+        from face_perception.quantization import calibration_images, recorded_int8
+        from face_perception.recognition.int8 import int8_onnx_for
+
+        if not self.calibration:
+            recorded = recorded_int8(self.folder, self.onnx_path)
+            if recorded is not None:
+                return recorded
+        return int8_onnx_for(self, calibration_images(self.calibration))
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -189,8 +215,8 @@ class Embedder:
         return x
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        if self.backend == "onnx":
-            return self._session.run(None, {self._input_name: x})[0]
+        if self.backend != "torch":
+            return self._session.run(None, {self.input_name: x})[0]
         torch = self._torch
         with torch.inference_mode():
             return self._model(torch.from_numpy(x).to(self.device)).float().cpu().numpy()

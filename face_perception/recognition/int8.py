@@ -115,3 +115,13 @@ def int8_onnx_for(embedder, images: Optional[Sequence[os.PathLike]] = None,
                                              indent=1))
         log.info("int8 embedder %s: %s", out, figures)
     return out
+
+
+def detector_backend_for(backend: str) -> str:
+    """The detector backend that runs beside an embedder on ``backend`` (CLI, recognizer node).
+
+    The int8 RetinaFace graph fails its guard on the shipped photos (landmarks move by up to
+    12 px, docs/detection.md), so an int8 embedder runs beside the fp32 onnx detector; asking a
+    detector alone for onnx-int8 gets the refusal with the figures instead.
+    """
+    return "onnx" if backend == "onnx-int8" else backend

@@ -29,6 +29,7 @@ TUNABLE = frozenset({"score_threshold", "nms_threshold", "target_size", "max_siz
 def detector_from_values(values: dict[str, Any]):
     """A Detector built from the node's parameter values (also used by the recognizer)."""
     from face_perception.detection import Detector
+    from face_perception.onnx_session import threads_for_share
 
     scales = [float(s) for s in values.get("scales", [1.0])]
     return Detector(
@@ -36,9 +37,11 @@ def detector_from_values(values: dict[str, Any]):
         device=values["device"], model_path=values.get("model_path") or None,
         score_threshold=values.get("score_threshold", 0.5),
         nms_threshold=values.get("nms_threshold", 0.4),
-        target_size=values.get("target_size", 640), max_size=values.get("max_size", 1280),
+        target_size=values.get("target_size", 640), max_size=values.get("max_size", 640),
         scales=None if scales == [1.0] else scales, flip=values.get("flip", False),
-        max_faces=values.get("max_faces", 0))
+        max_faces=values.get("max_faces", 0),
+        num_threads=values.get("num_threads") or threads_for_share(),
+        calibration=values.get("calibration") or None)
 
 
 def tracker_from_values(values: dict[str, Any]):

@@ -183,7 +183,17 @@ IMAGE_INPUT = (
               "DDS overwrite frames whenever the process is briefly late (docs/transport.md). A "
               "shorthand: qos_overrides./<topic>.subscription.depth wins where set.",
               low=1, high=100),
-    ParamSpec("backend", "onnx", "Inference backend.", choices=("onnx", "torch"), reload=True),
+    ParamSpec("backend", "onnx", "Inference backend: onnx, onnx-int8 (guarded int8 graphs; the "
+              "detector's is refused on the shipped photos, so in the recognizer it applies to "
+              "the embedder only; docs/detection.md#int8) or torch.",
+              choices=("onnx", "onnx-int8", "torch"), reload=True),
+    ParamSpec("calibration", "", "Folder of photos calibrating onnx-int8; empty = the int8 graph "
+              "recorded in the model folder (face-perception quantize), else the shipped photos.",
+              reload=True),
+    ParamSpec("num_threads", 0, "onnxruntime intra-op threads of this node's sessions; 0 = "
+              "half the usable cores (detector and recognizer run side by side, in two "
+              "processes or one container; docs/ros.md#threads).", low=0, high=256,
+              reload=True),
     ParamSpec("device", "cpu", "Inference device (cuda falls back to cpu with a warning when "
               "unavailable).", choices=("cpu", "cuda"), reload=True),
     ParamSpec("publish_annotated", True, "Publish an annotated image topic; it is only drawn "
@@ -227,7 +237,9 @@ DETECTOR = IMAGE_INPUT + (
               low=0.01, high=1.0),
     ParamSpec("target_size", 640, "Short image side is resized towards this many pixels.",
               low=32, high=4096),
-    ParamSpec("max_size", 1280, "Long image side is never resized above this many pixels.",
+    ParamSpec("max_size", 640, "Long image side is never resized above this many pixels: 640 "
+              "keeps 1280x720 and 1920x1080 cameras at 30 Hz on a small CPU, with a least "
+              "face of 48 px at 720p and 64 px at 1080p (docs/detection.md#cameras).",
               low=32, high=8192),
     ParamSpec("scales", [1.0], "Test-time scale pyramid (multipliers of the sized image); "
               "[1.0] = single scale.", low=0.1, high=4.0),

@@ -46,7 +46,7 @@ from face_perception.ros.runner import run_nodes
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-MODEL_KEYS = frozenset({"model", "backend", "device"})
+MODEL_KEYS = frozenset({"model", "backend", "device", "num_threads", "calibration"})
 RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold"})
 
 
@@ -89,14 +89,19 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None,
     (start-up: the node still runs and reports every face as unknown).
     """
     from face_perception.gallery import Gallery
+    from face_perception.onnx_session import threads_for_share
     from face_perception.recognition import Embedder, Recognizer
+    from face_perception.recognition.int8 import detector_backend_for
     from face_perception.recognition.recognizer import model_id_of
 
     if embedder is None:
         embedder = Embedder(model=values["model"], backend=values["backend"],
-                            device=values["device"])
+                            device=values["device"],
+                            num_threads=values.get("num_threads") or threads_for_share(),
+                            calibration=values.get("calibration") or None)
     if detector is None:
-        detector = detector_from_values(values)
+        detector = detector_from_values(
+            {**values, "backend": detector_backend_for(values["backend"])})
     path = str(values["gallery_path"]).strip()
     stamp = gallery_stamp(path)
     gallery, note = None, ""

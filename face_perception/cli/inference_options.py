@@ -1,0 +1,40 @@
+"""The inference options every model-running command shares: backend, int8 calibration, threads.
+
+``--backend onnx-int8`` runs the guarded int8 graphs. In commands that detect and recognise, it
+applies to the embedder while the detector stays fp32 onnx (its int8 graph fails the guard on
+the shipped photos, docs/detection.md); ``detect`` tries the int8 detector and reports the
+refusal with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+
+BACKEND_CHOICES = ("onnx", "onnx-int8", "torch")
+
+
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnx",
+                   help="inference backend (default: onnx); onnx-int8: guarded int8 graphs "
+                        "(docs/recognition.md#int8)")
+    p.add_argument("--calibration", metavar="DIR", default=None,
+                   help="images calibrating onnx-int8 (default: the model folder's recorded "
+                        "int8 graph, else the shipped photos)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="onnxruntime intra-op threads (default: every core)")
+
+
+def embedder_kwargs(args: argparse.Namespace) -> dict:
+    """Embedder keyword arguments of the shared options."""
+    return {"backend": args.backend, "device": args.device, "calibration": args.calibration,
+            "num_threads": args.threads}
+
+
+def detector_kwargs(args: argparse.Namespace, beside_embedder: bool = True) -> dict:
+    """Detector keyword arguments of the shared options (see the module docstring)."""
+    from face_perception.recognition.int8 import detector_backend_for
+
+    backend = detector_backend_for(args.backend) if beside_embedder else args.backend
+    kwargs = {"backend": backend, "device": args.device, "num_threads": args.threads}
+    if backend == "onnx-int8":
+        kwargs["calibration"] = args.calibration
+    return kwargs

@@ -1,0 +1,88 @@
+"""onnxruntime session set-up shared by the detector and the embedder: threads and providers.
+
+Threads: onnxruntime's default gives every session one intra-op thread per core. The detector
+and the recognizer run at the same time (two processes, or two worker threads of one container),
+so each taking every core makes them fight (and spin) over the same cores; the nodes give each
+session its share instead (``threads_for_share``). GPU: CUDA and TensorRT execution providers
+with their options (TensorRT engine cache, fp16); untested on this CPU-only machine.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+from face_perception.files import cache_dir
+
+# Provider option keys we understand (onnxruntime's names), with where they go.
+TENSORRT_KEYS = ("trt_fp16_enable", "trt_int8_enable", "trt_engine_cache_enable",
+                 "trt_engine_cache_path", "trt_max_workspace_size", "trt_timing_cache_enable")
+CUDA_KEYS = ("device_id", "gpu_mem_limit", "cudnn_conv_algo_search", "arena_extend_strategy")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_for_share(sessions_running_together: int = 2) -> int:
+    """Intra-op threads for one of ``sessions_running_together`` sessions on this machine."""
+    return max(1, usable_cores() // max(1, int(sessions_running_together)))
+
+
+def session_options(num_threads: Optional[int] = None, spin: bool = True):
+    """SessionOptions with full graph optimisation, ``num_threads`` intra-op threads (None or
+    0: onnxruntime's default, every core) and one inter-op thread (the graphs run sequentially,
+    so more inter-op threads only wait). ``spin=False`` lets idle pool threads sleep instead of
+    busy-waiting for the next operator: less CPU taken from a process running beside."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if num_threads:
+        opts.intra_op_num_threads = int(num_threads)
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def onnx_providers(device: str, options: Optional[dict] = None) -> list:
+    """Execution providers for ``device`` ('cpu' or 'cuda[:N]'), best first, CPU last.
+
+    For 'cuda': TensorRT (when onnxruntime has it) with its engine cache on by default in the
+    face_perception cache (building an engine takes minutes on a Jetson; the cache makes it
+    once per model and GPU), then CUDA. ``options``: onnxruntime provider options, e.g.
+    ``{"trt_fp16_enable": True}``; keys are routed to the provider they belong to. Falls back
+    to the CPU with a warning when no GPU provider is installed.
+    """
+    import onnxruntime as ort
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(TENSORRT_KEYS) - set(CUDA_KEYS))
+    if unknown:
+        raise ValueError(f"unknown execution provider options {unknown}; known: "
+                         f"{list(TENSORRT_KEYS + CUDA_KEYS)}")
+    if not str(device).startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    device_id = int(str(device).split(":")[1]) if ":" in str(device) else 0
+    cuda = {"device_id": device_id}
+    cuda.update({k: v for k, v in options.items() if k in CUDA_KEYS})
+    trt = {"device_id": cuda["device_id"], "trt_engine_cache_enable": True,
+           "trt_engine_cache_path": str(cache_dir("tensorrt"))}
+    trt.update({k: v for k, v in options.items() if k in TENSORRT_KEYS})
+    available = ort.get_available_providers()
+    providers = []
+    if "TensorrtExecutionProvider" in available:
+        providers.append(("TensorrtExecutionProvider", trt))
+    if "CUDAExecutionProvider" in available:
+        providers.append(("CUDAExecutionProvider", cuda))
+    if not providers:
+        warnings.warn(f"CUDA requested (device={device!r}) but onnxruntime has no CUDA/TensorRT "
+                      f"execution provider (available: {available}); using the CPU",
+                      RuntimeWarning, stacklevel=3)
+    return providers + ["CPUExecutionProvider"]
