@@ -92,3 +92,34 @@ def test_recognizer_node_names_by_the_galleries_stored_rule(ros, photos, gallery
     finally:
         for p in (det, rec):
             assert p.stop() in (0, -2), p.log_path.read_text()
+
+
+@pytest.mark.timeout(300)
+def test_recognizer_node_margin_parameter_overrides_the_galleries_rule(ros, photos,
+                                                                        gallery_with_rule,
+                                                                        tmp_path):
+    """A margin no face can clear (obama and biden are never 0.9 apart): every face unknown."""
+    gallery, threshold = gallery_with_rule
+    ns = unique_ns("/open_set_margin")
+    det_params = write_params(tmp_path / "det.yaml", "face_detector",
+                              {"qos_reliability": "reliable"})
+    rec_params = write_params(tmp_path / "rec.yaml", "face_recognizer", {
+        "qos_reliability": "reliable", "qos_depth": 5, "gallery_path": str(gallery),
+        "tracking": False, "margin": 0.9})
+    det = start("face_detector", tmp_path, node_args(ns, det_params))
+    rec = start("face_recognizer", tmp_path, node_args(ns, rec_params), tag="_rec")
+    try:
+        ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
+        pub = ros.publisher(Image, f"{ns}/image")
+        assert wait_for_subscribers(pub, 2, 120), det.output() + rec.output()
+        assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        stamps = [T0 + i * 10**9 for i in range(len(FRAMES))]
+        for frame, stamp in zip(frames_from(photos, FRAMES), stamps):
+            pub.publish(image_msg(frame, stamp))  # lock step
+            assert until(lambda s=stamp: answered(ids, s), 90, rec), rec.output()
+        assert [names_of(answered(ids, s)[0]) for s in stamps] == [["unknown"], ["unknown"]]
+        assert f"open-set rule OpenSetRule(threshold={threshold}, margin=0.9) from the " \
+               "explicit+gallery" in rec.output()
+    finally:
+        for p in (det, rec):
+            assert p.stop() in (0, -2), p.log_path.read_text()

@@ -257,6 +257,9 @@ RECOGNIZER = IMAGE_INPUT + (
               "face is 'unknown' (with a warning)."),
     ParamSpec("threshold", -1.0, "Open-set threshold: cosine similarity a name needs; -1 = the "
               "gallery's calibrated rule, else the model's open-set default.", low=-1.0, high=1.0),
+    ParamSpec("margin", -1.0, "Open-set margin: lead over the second-best identity a name "
+              "needs; -1 = the gallery's calibrated rule, else the model's open-set default.",
+              low=-1.0, high=1.0),
     ParamSpec("gallery_poll_period", 2.0, "Seconds between checks of the gallery file's "
               "modification time (reload on change); 0 disables.", low=0.0, high=3600.0),
     ParamSpec("pair_buffer_size", 10, "Images and detections waiting for their partner "

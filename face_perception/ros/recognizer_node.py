@@ -47,7 +47,7 @@ OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 MODEL_KEYS = frozenset({"model", "backend", "device", "num_threads", "calibration"})
-RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold"})
+RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold", "margin"})
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,9 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None,
         if gallery is not None and len(gallery) == 0:
             note = f"gallery {path} is empty"
     threshold = None if values["threshold"] <= -1.0 else float(values["threshold"])
-    recognizer = Recognizer(embedder, gallery, threshold=threshold, detector=detector)
+    margin = None if values.get("margin", -1.0) < 0.0 else float(values["margin"])
+    recognizer = Recognizer(embedder, gallery, threshold=threshold, margin=margin,
+                            detector=detector)
     return RecognitionSetup(embedder, detector, recognizer, gallery, path, stamp, note)
 
 
