@@ -60,7 +60,7 @@ def test_param_specs_explain_every_rejection():
     assert det["score_threshold"].check(1) is None  # ints are fine for doubles
     assert "in [0.0, 1.0]" in det["score_threshold"].check(1.2)
     assert "must be float" in det["score_threshold"].check("high")
-    assert "one of ['onnx', 'torch']" in det["backend"].check("tensorrt")
+    assert "one of ['onnx', 'onnx-int8', 'torch']" in det["backend"].check("tensorrt")
     assert "must be int" in det["max_faces"].check(True)
     assert "finite" in det["scales"].check([1.0, float("nan")])
     assert "in [0.1, 4.0]" in det["scales"].check([0.05])
