@@ -1,5 +1,6 @@
 """Training throughput on this machine (not a test): images/s for mobilefacenet and ir_50 at
-batch 32, ImageFolder vs RecordIO loading, one vs two DDP processes (gloo). Prints a table with
+batch 32, ImageFolder vs RecordIO loading, one vs two DDP processes (gloo), with and without
+batch norm over the global batch (sync_bn). Prints a table with
 ratios. Usage: python benchmarks/training.py [--iters N]"""
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ def make_data(root: Path, ids: int = 8, per: int = 16, size: int = 112):
     return root / "folder", root / "rec"
 
 
-def config(data, out, backbone, iters, batch=32):
-    return TrainConfig(device="cpu", backbone=backbone, network_head="arcface", iters=iters,
+def config(data, out, backbone, iters, batch=32, **kw):
+    return TrainConfig(**kw, device="cpu", backbone=backbone, network_head="arcface", iters=iters,
                        batch_size=batch, stages=[], num_workers=0, dataset=str(data),
                        temp_path=str(out), silent=True, embedding_size=512, lr=0.01,
                        logging_path=str(Path(out) / "tb"))
@@ -89,6 +90,9 @@ def main() -> None:
         rows.append(("mobilefacenet, ImageFolder, 2 DDP processes (16 each)",
                      ddp(config(folder, tmp / "d", "mobilefacenet", args.iters, batch=16),
                          tmp)))
+        rows.append(("  the same without sync_bn (per-process batch norm)",
+                     ddp(config(folder, tmp / "e", "mobilefacenet", args.iters, batch=16,
+                                sync_bn=False), tmp)))
     print(f"{'configuration (global batch 32, 112x112, CPU)':58s} {'images/s':>9s} "
           f"{'ratio':>6s}")
     for name, r in rows:

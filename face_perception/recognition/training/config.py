@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 MODES = ("full", "head_only", "finetune")
 OPTIMIZERS = ("sgd",)
 COLOR_ORDERS = ("rgb", "bgr")
+PRECISIONS = ("float32", "float64")
 # Keys of the toolkit seed's YAML configs that mean one of ours.
 ALIASES = {"train_batch_size": "batch_size", "embed_size": "embedding_size",
            "train_data_root": "dataset", "s": "head_s", "m": "head_m", "model": "backbone",
@@ -59,7 +60,10 @@ class TrainConfig:
     head_h: Optional[float] = None  # AdaFace only
     head_t_alpha: Optional[float] = None  # AdaFace only
     partial_fc: bool = False       # shard the head's classes across processes
+    sync_bn: bool = True           # several processes: batch norm over the global batch
+    decay_bn_and_bias: bool = False  # weight decay also on batch-norm, bias (1-D) parameters
     amp: bool = False              # CUDA only: mixed precision
+    precision: str = "float32"     # float64: slow, for numerical checks (tests DDP equivalence)
     channels_last: bool = False    # CUDA only: NHWC memory format
     logging_path: str = ""         # TensorBoard event files; '' = off
     silent: bool = False
@@ -83,7 +87,8 @@ class TrainConfig:
         _number(self, "momentum", low=0.0, high=1.0)
         for name, valid in (("optimizer", OPTIMIZERS), ("backbone", BACKBONE_NAMES),
                             ("network_head", HEAD_NAMES), ("loss", LOSS_NAMES),
-                            ("mode", MODES), ("color_order", COLOR_ORDERS)):
+                            ("mode", MODES), ("color_order", COLOR_ORDERS),
+                            ("precision", PRECISIONS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, "
                                  f"got {getattr(self, name)!r}")
@@ -91,8 +96,8 @@ class TrainConfig:
                                                     or self.device.startswith("cuda")):
             raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got "
                              f"{self.device!r}")
-        for name in ("drop_last", "pin_memory", "flip", "partial_fc", "amp", "channels_last",
-                     "silent", "verbose"):
+        for name in ("drop_last", "pin_memory", "flip", "partial_fc", "sync_bn",
+                     "decay_bn_and_bias", "amp", "channels_last", "silent", "verbose"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         size = self.input_size

@@ -56,6 +56,28 @@ def shard_range(num_classes: int, world: int, rank: int) -> tuple[int, int]:
     return start, start + base + (1 if rank < extra else 0)
 
 
+def class_keys(full_state: dict, num_classes: int) -> set:
+    """Keys of a whole head's state whose first dimension is the class (what partial FC
+    shards); the other tensors (AdaFace's norm statistics, ...) are kept whole per process."""
+    return {k for k, v in full_state.items()
+            if getattr(v, "ndim", 0) and v.shape[0] == num_classes}
+
+
+def shard_state(full: dict, keys: set, start: int, stop: int) -> dict:
+    """Rows [start, stop) of the ``keys`` tensors of a whole state; the rest as they are."""
+    return {k: v[start:stop].clone() if k in keys else v for k, v in full.items()}
+
+
+def gather_state(part: dict, keys: set, ctx: Context) -> dict:
+    """The whole state from every process's shard (a collective: every process calls it and
+    gets the same result): the ``keys`` tensors concatenated in rank order, the rest taken from
+    rank 0."""
+    parts = [None] * ctx.world
+    dist.all_gather_object(parts, {k: v.detach().cpu() if torch.is_tensor(v) else v
+                                   for k, v in part.items()})
+    return {k: torch.cat([p[k] for p in parts]) if k in keys else parts[0][k] for k in part}
+
+
 def mean_over_processes(value: float, ctx: Context) -> float:
     if not ctx.enabled:
         return value

@@ -13,6 +13,7 @@ from torch import nn
 
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
+from face_perception.recognition.training.batchnorm import synchronise_batchnorm
 from face_perception.recognition.training.config import TrainConfig
 from face_perception.recognition.training.data import (
     BatchOrder,
@@ -44,15 +45,16 @@ def reduce_loss(ce: torch.Tensor, loss: str) -> torch.Tensor:
 class TrainModel(nn.Module):
     """Backbone and (replicated) head in one module, the unit DDP wraps."""
 
-    def __init__(self, backbone: nn.Module, head: Optional[nn.Module]):
+    def __init__(self, backbone: nn.Module, head: Optional[nn.Module],
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.dtype = backbone, head, dtype
 
     def forward(self, x, labels=None):
         emb = self.backbone(x)
         if self.head is None:
             return emb, None
-        return emb, self.head(emb.float(), labels)
+        return emb, self.head(emb.to(self.dtype), labels)  # fp16 under AMP
 
 
 class Trainer:
@@ -116,48 +118,48 @@ class Trainer:
         head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
         self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color)
         sharded = cfg.partial_fc and ctx.enabled
-        start_cls = 0
+        # the head tensors partial FC splits by class; checkpoints hold them whole
+        shards = _Shards(distributed.class_keys(head.state_dict(), num_classes), 0,
+                         num_classes, sharded, ctx)
         if sharded:
-            start_cls, stop_cls = distributed.shard_range(num_classes, ctx.world, ctx.rank)
-            head = _shard_head(head, cfg, emb_size, start_cls, stop_cls)
-        backbone.to(device)
-        head.to(device)
+            shards.start, shards.stop = distributed.shard_range(num_classes, ctx.world,
+                                                                ctx.rank)
+            head = _shard_head(head, cfg, emb_size, shards)
+        if ctx.enabled and cfg.sync_bn and cfg.mode != "head_only":
+            backbone = synchronise_batchnorm(backbone, device)
+        dtype = torch.float64 if cfg.precision == "float64" else torch.float32
+        backbone.to(device, dtype)
+        head.to(device, dtype)
         if cfg.channels_last and device.startswith("cuda"):
             backbone.to(memory_format=torch.channels_last)
         if cfg.mode == "head_only":
             backbone.requires_grad_(False)
-        params = [p for p in list(backbone.parameters()) + list(head.parameters())
-                  if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                              weight_decay=cfg.weight_decay)
-        world_tag = ctx.world if sharded else 1
+        groups, shards.names = optimizer_groups({"backbone": backbone, "head": head},
+                                                cfg.weight_decay, cfg.decay_bn_and_bias)
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
         identity = {"backbone": cfg.backbone, "network_head": cfg.network_head,
                     "embedding_size": emb_size, "num_classes": num_classes,
-                    "input_size": list(size), "shards": world_tag}
+                    "input_size": list(size)}
         out_dir = Path(cfg.temp_path)
         start = 0
         if cfg.checkpoint_load_iter:
-            path = _checkpoint_file(out_dir, cfg.checkpoint_load_iter, sharded, ctx.rank)
+            path = ckpt.checkpoint_path(out_dir, cfg.checkpoint_load_iter)
             state = ckpt.load_checkpoint(path, identity)
-            backbone.load_state_dict(state["backbone_state"])
-            head.load_state_dict(state["head_state"])
-            opt.load_state_dict(state["optimizer"])
+            shards.restore(path, state, backbone, head, opt)
             ckpt.set_rng_state(state["rng"])
             start = int(state["iteration"])
         if ctx.is_main:
             ckpt.checkpoint_dir(out_dir).mkdir(parents=True, exist_ok=True)
             cfg.save(ckpt.checkpoint_dir(out_dir) / "config.yaml")
 
-        model = TrainModel(backbone, None if sharded else head)
+        model = TrainModel(backbone, None if sharded else head, dtype)
         runner = model
         if ctx.enabled and any(p.requires_grad for p in model.parameters()):
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [ctx.local_rank] if device.startswith("cuda") else None
             runner = DDP(model, device_ids=ids)
-        pfc = distributed.PartialFC(head, start_cls, start_cls + head.out_features
-                                    if hasattr(head, "out_features") else 0, ctx) \
-            if sharded else None
+        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx) if sharded else None
 
         validation = None
         if self.val_dataset and ctx.is_main:
@@ -173,7 +175,7 @@ class Trainer:
             # its own generator: creating the loader must not draw from the global RNG,
             # or a resumed run would diverge from the uninterrupted one
             generator=torch.Generator().manual_seed(cfg.seed))
-        amp = cfg.amp and device.startswith("cuda")
+        amp = cfg.amp and device.startswith("cuda") and dtype == torch.float32
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         progress = Progress(cfg.logging_path, cfg.iters, start, cfg.silent, ctx.is_main)
         stats = {"loss_history": [], "accuracy_history": [], "lr_history": [], "val": {},
@@ -194,18 +196,19 @@ class Trainer:
                 model.train()
                 if cfg.mode == "head_only":
                     backbone.eval()  # frozen: batch-norm statistics stay as trained
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x = x.to(device, dtype, non_blocking=True)
+                y = y.to(device, non_blocking=True)
                 if cfg.channels_last and device.startswith("cuda"):
                     x = x.contiguous(memory_format=torch.channels_last)
                 autocast = torch.autocast("cuda") if amp else contextlib.nullcontext()
                 with autocast:
                     emb, logits = runner(x, y)
                 if sharded:
-                    ce, correct, _ = pfc(emb.float(), y)
+                    ce, correct, _ = pfc(emb.to(dtype), y)
                     loss = reduce_loss(ce, cfg.loss)
                     loss_value, acc = float(loss.detach()), float(correct.mean())
                 else:
-                    ce = nn.functional.cross_entropy(logits.float(), y, reduction="none")
+                    ce = nn.functional.cross_entropy(logits.to(dtype), y, reduction="none")
                     loss = reduce_loss(ce, cfg.loss)
                     loss_value = distributed.mean_over_processes(float(loss.detach()), ctx)
                     acc = distributed.mean_over_processes(
@@ -225,12 +228,13 @@ class Trainer:
                 stats["lr_history"].append(lr)
                 if cfg.checkpoint_after_iter and done % cfg.checkpoint_after_iter == 0 \
                         and done < cfg.iters + 1:
-                    path = _checkpoint_file(out_dir, done, sharded, ctx.rank)
-                    if ctx.is_main or sharded:
+                    path = ckpt.checkpoint_path(out_dir, done)
+                    head_state, opt_state = shards.whole(head, opt)  # collective
+                    if ctx.is_main:
                         ckpt.save_checkpoint(path, {
                             **identity, "iteration": done,
                             "backbone_state": backbone.state_dict(),
-                            "head_state": head.state_dict(), "optimizer": opt.state_dict(),
+                            "head_state": head_state, "optimizer": opt_state,
                             "rng": ckpt.rng_state(), "classes": self.classes})
                     stats["checkpoints"].append(str(path))
                 if embedder is not None and cfg.val_after and done % cfg.val_after == 0:
@@ -241,7 +245,12 @@ class Trainer:
         if embedder is not None and (not cfg.val_after or cfg.iters % cfg.val_after):
             self._validate(validation, embedder, cfg.iters, progress, stats, backbone, head,
                            sharded, out_dir)
-        full_head = _gather_head(head, cfg, emb_size, num_classes, ctx) if sharded else head
+        full_head = head
+        if sharded:
+            from face_perception.recognition.heads import get_head
+
+            full_head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
+            full_head.load_state_dict(shards.whole(head, opt)[0])
         self.backbone, self.head = backbone.eval(), (full_head.eval() if full_head is not None
                                                      else None)
         if stats["val"]:
@@ -285,12 +294,75 @@ def train(config: TrainConfig, dataset=None, val_dataset=None) -> dict:
     return Trainer(config, dataset, val_dataset).fit()
 
 
+def optimizer_groups(modules: dict, weight_decay: float, decay_bn_and_bias: bool):
+    """SGD parameter groups of the trainable parameters of ``modules`` ({prefix: module}) and
+    their names in optimizer order. Weight decay applies to weights of two or more dimensions
+    (convolutions, linear layers, class centres) and, unless ``decay_bn_and_bias``, not to the
+    1-D ones: batch-norm scales and shifts, biases, PReLU slopes (the rule of InsightFace's
+    arcface_torch and timm: decaying them only pulls normalisation towards zero)."""
+    decay, plain = ([], []), ([], [])
+    for prefix, module in modules.items():
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                group = decay if decay_bn_and_bias or p.ndim > 1 else plain
+                group[0].append(p)
+                group[1].append(f"{prefix}.{name}")
+    groups, names = [], []
+    for (params, group_names), wd in ((decay, weight_decay), (plain, 0.0)):
+        if params:
+            groups.append({"params": params, "weight_decay": wd})
+            names += group_names
+    return groups, names
+
+
+class _Shards:
+    """Partial FC's view of the head: this process holds classes [start, stop) of the
+    ``keys`` tensors (and their momentum). ``whole`` and ``restore`` convert to and from the
+    whole-head form checkpoints hold, so that a run resumes on any number of processes."""
+
+    def __init__(self, keys: set, start: int, stop: int, sharded: bool, ctx):
+        self.keys, self.start, self.stop, self.sharded, self.ctx = keys, start, stop, sharded, ctx
+        self.names: list = []  # optimizer parameter names, in optimizer order
+
+    def _by_class(self, index: int) -> bool:
+        name = self.names[index] if index < len(self.names) else ""
+        return name.startswith("head.") and name[len("head."):] in self.keys
+
+    def whole(self, head: nn.Module, opt) -> tuple:
+        """(head state, optimizer state) as one process holding every class would have them
+        (a collective under partial FC: every process must call it)."""
+        head_state, opt_state = head.state_dict(), opt.state_dict()
+        if not self.sharded:
+            return head_state, opt_state
+        head_state = distributed.gather_state(head_state, self.keys, self.ctx)
+        moments = {i: s["momentum_buffer"] for i, s in opt_state["state"].items()
+                   if s.get("momentum_buffer") is not None}
+        moments = distributed.gather_state(
+            moments, {i for i in moments if self._by_class(i)}, self.ctx)
+        # new dicts: the ones state_dict() returns are the optimizer's own
+        opt_state = {**opt_state, "state": {
+            i: {**s, "momentum_buffer": moments[i]} if i in moments else s
+            for i, s in opt_state["state"].items()}}
+        return head_state, opt_state
+
+    def restore(self, path, state: dict, backbone: nn.Module, head: nn.Module, opt) -> None:
+        """Load a checkpoint's whole-head state, keeping this process's classes."""
+        head_state, opt_state = state["head_state"], state["optimizer"]
+        if self.sharded:
+            head_state = distributed.shard_state(head_state, self.keys, self.start, self.stop)
+            opt_state = {**opt_state, "state": {
+                i: {**s, "momentum_buffer": s["momentum_buffer"][self.start:self.stop]}
+                if self._by_class(i) and s.get("momentum_buffer") is not None else s
+                for i, s in opt_state["state"].items()}}
+        try:
+            backbone.load_state_dict(state["backbone_state"])
+            head.load_state_dict(head_state)
+            opt.load_state_dict(opt_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ckpt.CheckpointError(f"{path} does not fit this run: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------- helpers
-def _checkpoint_file(out_dir: Path, iteration: int, sharded: bool, rank: int) -> Path:
-    path = ckpt.checkpoint_path(out_dir, iteration)
-    return path.with_name(f"{path.stem}.rank{rank}.pth") if sharded else path
-
-
 def _load_backbone(model: str, expected: str):
     """A trained backbone from a model folder (or pretrained name), with its geometry; the
     weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
@@ -308,32 +380,12 @@ def _load_backbone(model: str, expected: str):
             meta.color_order)
 
 
-def _shard_head(head: nn.Module, cfg: TrainConfig, emb_size: int, start: int, stop: int):
-    """This process's slice [start, stop) of a head built for all classes (so that the shards
-    together start from exactly the single-process weights)."""
+def _shard_head(head: nn.Module, cfg: TrainConfig, emb_size: int, shards: _Shards):
+    """This process's slice of a head built for all classes (so that the shards together
+    start from exactly the single-process weights)."""
     from face_perception.recognition.heads import get_head
 
-    part = get_head(cfg.network_head, emb_size, stop - start, **cfg.head_kwargs())
-    full = head.state_dict()
-    n = next(v.shape[0] for k, v in full.items() if k.endswith("weight"))
-    part.load_state_dict({k: v[start:stop].clone() if v.ndim and v.shape[0] == n else v
-                          for k, v in full.items()})
+    part = get_head(cfg.network_head, emb_size, shards.stop - shards.start, **cfg.head_kwargs())
+    part.load_state_dict(distributed.shard_state(head.state_dict(), shards.keys, shards.start,
+                                                 shards.stop))
     return part
-
-
-def _gather_head(head: nn.Module, cfg: TrainConfig, emb_size: int, num_classes: int, ctx):
-    """The whole head from every process's shard (for the model folder)."""
-    import torch.distributed as dist
-
-    from face_perception.recognition.heads import get_head
-
-    parts = [None] * ctx.world
-    dist.all_gather_object(parts, {k: v.detach().cpu() for k, v in head.state_dict().items()})
-    whole = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
-    merged = {}
-    for k, v in whole.state_dict().items():
-        pieces = [p[k] for p in parts]
-        merged[k] = torch.cat(pieces) if v.ndim and v.shape[0] == num_classes and \
-            pieces[0].shape != v.shape else pieces[0]
-    whole.load_state_dict(merged)
-    return whole

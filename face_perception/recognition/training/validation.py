@@ -19,6 +19,7 @@ class ModelEmbedder:
                  batch_size: int = 64):
         self.backbone, self.meta, self.transform = backbone, meta, transform
         self.device, self.batch_size = device, batch_size
+        self.dtype = next(backbone.parameters()).dtype  # float64 under precision: float64
 
     def embed_chips(self, chips_bgr) -> np.ndarray:
         was_training = self.backbone.training
@@ -27,7 +28,8 @@ class ModelEmbedder:
         with torch.no_grad():
             for s in range(0, len(chips_bgr), self.batch_size):
                 x = np.stack([self.transform(c) for c in chips_bgr[s:s + self.batch_size]])
-                out.append(self.backbone(torch.from_numpy(x).to(self.device)).float().cpu())
+                out.append(self.backbone(torch.from_numpy(x).to(self.device, self.dtype))
+                           .float().cpu())
         self.backbone.train(was_training)
         emb = torch.cat(out).numpy() if out else np.zeros((0, self.meta.embedding_size))
         return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
