@@ -57,6 +57,9 @@ def collage(photos: Path) -> Path:
     return path
 
 
+FRAMES_PER_SCENE = 5
+
+
 def live_ros(gallery: Path, frames: list[Path]) -> None:
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -148,10 +151,15 @@ def main() -> int:
     step("4. Offline rosbag: detect + identify every frame, write a new bag")
     from face_perception.bag.rosbag_io import write_image_bag
     from face_perception.imageio import read_image_bgr
-    frames = [photo_dir / "obama2.jpg", pair, photo_dir / "biden.jpg", photo_dir / "obama3.jpg"]
+    # A camera sees each person for a while: every scene lasts five frames, so tracks form and
+    # each track is named once its evidence is clear (the first frames of a track stay unknown;
+    # a scene cut starts new tracks). docs/tracking.md.
+    scenes = [photo_dir / "obama2.jpg", pair, photo_dir / "biden.jpg", photo_dir / "obama3.jpg"]
+    frames = [scene for scene in scenes for _ in range(FRAMES_PER_SCENE)]
     # A rosbag2 bag is a folder (metadata.yaml + <folder name>.mcap): name the folder, not a file.
     in_bag = OUT / "camera"
-    write_image_bag(in_bag, [(1_800_000_000_000_000_000 + i * 100_000_000, read_image_bgr(p))
+    images = {p: read_image_bgr(p) for p in scenes}
+    write_image_bag(in_bag, [(1_800_000_000_000_000_000 + i * 100_000_000, images[p])
                              for i, p in enumerate(frames)], topic="/camera/image")
     cli("bag", str(in_bag), "--image-topic", "/camera/image", "--output",
         str(OUT / "camera_faces"), "--gallery", str(gallery), "--annotated", "--no-progress")
