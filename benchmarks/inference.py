@@ -104,9 +104,8 @@ def threads_table(seconds: float) -> None:
           "embedder calls/s | vs every core |")
     print("|---|---:|---:|---:|---:|")
     base = None
-    for label, threads in (("every core (onnxruntime default)", 0),
-                           (f"half the cores: {threads_for_share()} (nodes' default)",
-                            threads_for_share())):
+    for label, threads in (("every core (the nodes' default)", 0),
+                           (f"half the cores: {threads_for_share()}", threads_for_share())):
         queue = mp.get_context("spawn").Queue()
         procs = [mp.get_context("spawn").Process(target=_side_worker,
                                                  args=(k, threads, seconds, queue))

@@ -1,9 +1,10 @@
 """onnxruntime session set-up shared by the detector and the embedder: threads and providers.
 
-Threads: onnxruntime's default gives every session one intra-op thread per core. The detector
-and the recognizer run at the same time (two processes, or two worker threads of one container),
-so each taking every core makes them fight (and spin) over the same cores; the nodes give each
-session its share instead (``threads_for_share``). GPU: CUDA and TensorRT execution providers
+Threads: onnxruntime's default gives every session one intra-op thread per core. The nodes take
+every usable core (``usable_cores``: the CPU affinity a container or taskset sets), measured best
+for a camera pipeline, where detector and recognizer work on a frame one after the other;
+``threads_for_share`` gives each session its share for sessions that really run at the same
+time (docs/ros.md#threads). GPU: CUDA and TensorRT execution providers
 with their options (TensorRT engine cache, fp16); untested on this CPU-only machine.
 """
 from __future__ import annotations

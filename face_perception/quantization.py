@@ -82,6 +82,37 @@ def quantize_static_int8(fp32_path: os.PathLike, out_path: os.PathLike,
     return Path(out_path)
 
 
+def cached_guarded_int8(fp32_path: os.PathLike, out: Path, images: Sequence[Path],
+                        build, what: str) -> Path:
+    """The int8 graph at ``out``, built once under a file lock and kept only past its guard.
+
+    ``build(out)`` quantizes into ``out`` and returns the guard's figures, raising
+    QuantizationRefused when the graph fails it (``out`` is then removed). A JSON record of the
+    figures is written beside ``out``; a cached graph is reused only with its record.
+    """
+    import json
+    import logging
+
+    from face_perception.files import atomic_write_text, file_lock
+
+    record = out.with_suffix(".guard.json")
+    if out.is_file() and record.is_file():
+        return out
+    with file_lock(out.parent / f".{out.name}.lock"):
+        if out.is_file() and record.is_file():
+            return out
+        try:
+            figures = build(out)
+        except QuantizationRefused:
+            out.unlink(missing_ok=True)
+            raise
+        atomic_write_text(record, json.dumps({"fp32": str(fp32_path), "guard": figures,
+                                              "calibration": [str(p) for p in images]},
+                                             indent=1))
+        logging.getLogger(__name__).info("int8 %s %s: %s", what, out, figures)
+    return out
+
+
 def int8_cache_path(fp32_path: os.PathLike, calibration_key: str, folder: Path) -> Path:
     """Where the int8 variant of ``fp32_path`` calibrated on ``calibration_key`` is cached."""
     fp32_path = Path(fp32_path)

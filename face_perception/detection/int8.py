@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,17 +16,16 @@ from typing import Optional
 
 import numpy as np
 
-from face_perception.files import atomic_write_text, cache_dir, file_lock
+from face_perception.files import cache_dir
 from face_perception.quantization import (
     QuantizationError,
     QuantizationRefused,
+    cached_guarded_int8,
     calibration_key,
     default_calibration_images,
     int8_cache_path,
     quantize_static_int8,
 )
-
-log = logging.getLogger(__name__)
 
 MIN_IOU = 0.9
 MAX_LANDMARK_PX = 2.0
@@ -136,22 +134,11 @@ def int8_onnx_for(fp32_onnx: os.PathLike, detector_settings: dict,
     # The size policy decides what the network sees: part of the key like the images.
     key = calibration_key(images) + json.dumps(settings, sort_keys=True, default=str)
     out = int8_cache_path(fp32_onnx, hashlib.sha256(key.encode()).hexdigest(), folder)
-    record = out.with_suffix(".guard.json")
-    if out.is_file() and record.is_file():
-        return out
-    with file_lock(folder / f".{out.name}.lock"):
-        if out.is_file() and record.is_file():
-            return out
+
+    def build(target: Path) -> dict:
         fp32 = Detector(backend="onnx", model_path=fp32_onnx, **settings)
-        quantize_static_int8(fp32_onnx, out, calibration_feeds(fp32, images))
-        try:
-            figures = guard_detections(fp32, Detector(backend="onnx", model_path=out, **settings),
-                                       images)
-        except QuantizationRefused:
-            out.unlink(missing_ok=True)
-            raise
-        atomic_write_text(record, json.dumps({"fp32": str(fp32_onnx), "guard": figures,
-                                              "calibration": [str(p) for p in images]},
-                                             indent=1))
-        log.info("int8 detector %s: %s", out, figures)
-    return out
+        quantize_static_int8(fp32_onnx, target, calibration_feeds(fp32, images))
+        return guard_detections(fp32, Detector(backend="onnx", model_path=target, **settings),
+                                images)
+
+    return cached_guarded_int8(fp32_onnx, out, images, build, "detector")

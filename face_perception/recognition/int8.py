@@ -7,8 +7,6 @@ same/different decision at the model's threshold.
 """
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,18 +14,17 @@ from typing import Optional
 
 import numpy as np
 
-from face_perception.files import atomic_write_text, cache_dir, file_lock
+from face_perception.files import cache_dir
 from face_perception.quantization import (
     QuantizationError,
     QuantizationRefused,
+    cached_guarded_int8,
     calibration_key,
     cosine_rows,
     default_calibration_images,
     int8_cache_path,
     quantize_static_int8,
 )
-
-log = logging.getLogger(__name__)
 
 MIN_COSINE = 0.99
 
@@ -90,31 +87,19 @@ def int8_onnx_for(embedder, images: Optional[Sequence[os.PathLike]] = None,
     fp32_path = embedder.onnx_path
     folder = folder or cache_dir("recognition") / "onnx"
     out = int8_cache_path(fp32_path, calibration_key(images), folder)
-    record = out.with_suffix(".guard.json")
-    if out.is_file() and record.is_file():
-        return out
-    with file_lock(folder / f".{out.name}.lock"):
-        if out.is_file() and record.is_file():
-            return out
+
+    def build(target: Path) -> dict:
+        import onnxruntime as ort
+
         chips = aligned_chips(embedder, images)
         x = embedder.preprocess(chips).astype(np.float32)
         name = embedder.input_name
-        quantize_static_int8(fp32_path, out, [{name: x[i:i + 1]} for i in range(len(x))])
-        import onnxruntime as ort
+        quantize_static_int8(fp32_path, target, [{name: x[i:i + 1]} for i in range(len(x))])
+        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        return guard_embeddings(embedder.embed_raw(chips), session.run(None, {name: x})[0],
+                                float(embedder.meta.threshold))
 
-        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        try:
-            figures = guard_embeddings(embedder.embed_raw(chips),
-                                       session.run(None, {name: x})[0],
-                                       float(embedder.meta.threshold))
-        except QuantizationRefused:
-            out.unlink(missing_ok=True)
-            raise
-        atomic_write_text(record, json.dumps({"fp32": str(fp32_path), "guard": figures,
-                                              "calibration": [str(p) for p in images]},
-                                             indent=1))
-        log.info("int8 embedder %s: %s", out, figures)
-    return out
+    return cached_guarded_int8(fp32_path, out, images, build, "embedder")
 
 
 def detector_backend_for(backend: str) -> str:

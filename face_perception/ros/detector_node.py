@@ -29,7 +29,7 @@ TUNABLE = frozenset({"score_threshold", "nms_threshold", "target_size", "max_siz
 def detector_from_values(values: dict[str, Any]):
     """A Detector built from the node's parameter values (also used by the recognizer)."""
     from face_perception.detection import Detector
-    from face_perception.onnx_session import threads_for_share
+    from face_perception.onnx_session import usable_cores
 
     scales = [float(s) for s in values.get("scales", [1.0])]
     return Detector(
@@ -40,7 +40,7 @@ def detector_from_values(values: dict[str, Any]):
         target_size=values.get("target_size", 640), max_size=values.get("max_size", 640),
         scales=None if scales == [1.0] else scales, flip=values.get("flip", False),
         max_faces=values.get("max_faces", 0),
-        num_threads=values.get("num_threads") or threads_for_share(),
+        num_threads=values.get("num_threads") or usable_cores(),
         calibration=values.get("calibration") or None)
 
 

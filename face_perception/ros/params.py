@@ -191,8 +191,8 @@ IMAGE_INPUT = (
               "recorded in the model folder (face-perception quantize), else the shipped photos.",
               reload=True),
     ParamSpec("num_threads", 0, "onnxruntime intra-op threads of this node's sessions; 0 = "
-              "half the usable cores (detector and recognizer run side by side, in two "
-              "processes or one container; docs/ros.md#threads).", low=0, high=256,
+              "every usable core (the process's CPU affinity); 1 when other heavy jobs share "
+              "the cores (docs/ros.md#threads).", low=0, high=256,
               reload=True),
     ParamSpec("device", "cpu", "Inference device (cuda falls back to cpu with a warning when "
               "unavailable).", choices=("cpu", "cuda"), reload=True),

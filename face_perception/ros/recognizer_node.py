@@ -89,7 +89,7 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None,
     (start-up: the node still runs and reports every face as unknown).
     """
     from face_perception.gallery import Gallery
-    from face_perception.onnx_session import threads_for_share
+    from face_perception.onnx_session import usable_cores
     from face_perception.recognition import Embedder, Recognizer
     from face_perception.recognition.int8 import detector_backend_for
     from face_perception.recognition.recognizer import model_id_of
@@ -97,7 +97,7 @@ def load_setup(values: dict[str, Any], embedder=None, detector=None,
     if embedder is None:
         embedder = Embedder(model=values["model"], backend=values["backend"],
                             device=values["device"],
-                            num_threads=values.get("num_threads") or threads_for_share(),
+                            num_threads=values.get("num_threads") or usable_cores(),
                             calibration=values.get("calibration") or None)
     if detector is None:
         detector = detector_from_values(
