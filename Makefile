@@ -35,6 +35,9 @@ bench: setup $(HAAR_VENV)/bin/python
 	$(PY) benchmarks/gallery_search.py --sizes 100000,1000000
 	$(PY) benchmarks/inference.py $(BENCH_ARGS)
 	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
+	$(PY) benchmarks/gallery_writes.py
+	$(PY) -m benchmarks.tracking
+	$(PY) -m benchmarks.training
 
 clean:
 	rm -rf build demo_output

@@ -3,26 +3,23 @@ embeddings/s), and named frames / wrong names on the synthetic test sequences.
 
 Frames arrive on a virtual 30 Hz clock; the pipeline (detector + tracking + recognition, real
 models, real time per frame) takes the newest frame whenever it is free, as the nodes do.
-Run: PYTHONPATH=. python benchmarks/tracking.py [--frames 90]
+Run from the repository folder (it reuses the tests' scene builder): .venv/bin/python -m
+benchmarks.tracking [--frames 90]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from face_perception.detection import Detector  # noqa: E402
-from face_perception.gallery import Gallery  # noqa: E402
-from face_perception.imageio import read_image_bgr  # noqa: E402
-from face_perception.recognition import Embedder, Recognizer  # noqa: E402
-from face_perception.tracking import FaceTracker, TrackingPipeline  # noqa: E402
-from test.conftest import photos_dir  # noqa: E402
-from test.tracking_scenes import RATE, Cutouts, name_counts, scene  # noqa: E402
+from face_perception.data.sample_photos import sample_photos_dir as photos_dir
+from face_perception.detection import Detector
+from face_perception.gallery import Gallery
+from face_perception.imageio import read_image_bgr
+from face_perception.recognition import Embedder, Recognizer
+from face_perception.tracking import FaceTracker, TrackingPipeline
+from test.tracking_scenes import RATE, Cutouts, name_counts, scene
 
 
 def live(frames, detector, recognizer, tracking):

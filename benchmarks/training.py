@@ -1,7 +1,8 @@
 """Training throughput on this machine (not a test): images/s for mobilefacenet and ir_50 at
 batch 32, ImageFolder vs RecordIO loading, one vs two DDP processes (gloo), with and without
 batch norm over the global batch (sync_bn). Prints a table with
-ratios. Usage: python benchmarks/training.py [--iters N]"""
+ratios. Run from the repository folder (it reuses the tests' dataset builder):
+.venv/bin/python -m benchmarks.training [--iters N]"""
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from face_perception.data.recordio import write_recordio_dataset
+from face_perception.recognition.training import TrainConfig, train
+from test.training_data import augment, synthetic_face
 
-from face_perception.data.recordio import write_recordio_dataset  # noqa: E402
-from face_perception.recognition.training import TrainConfig, train  # noqa: E402
-from test.training_data import augment, synthetic_face  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_data(root: Path, ids: int = 8, per: int = 16, size: int = 112):
