@@ -164,6 +164,23 @@ class Listener:
             Detection2DArray, topic, got, QoSProfile(depth=50,
                                                      reliability=ReliabilityPolicy.RELIABLE))
 
+    def embeddings(self, node: str) -> int:
+        """The recognizer's embeddings counter (its ~/get_stats service), or -1 without one."""
+        from std_srvs.srv import Trigger
+
+        client = self.node.create_client(Trigger, f"{node}/get_stats")
+        try:
+            if not client.wait_for_service(timeout_sec=10):
+                return -1
+            future = client.call_async(Trigger.Request())
+            deadline = time.monotonic() + 10
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return int(json.loads(future.result().message).get("embeddings", -1)) \
+                if future.done() else -1
+        finally:
+            self.node.destroy_client(client)
+
     def close(self):
         self.executor.shutdown()
         self.thread.join(5)
@@ -187,8 +204,14 @@ def run_case(listener, ns, output, subscribers, size, faces, pids, args, log_dir
     # CPU is counted over the measured part only: from the end of the warm-up.
     time.sleep(args.warmup + 1.0)
     cpu0 = sum(cpu_seconds(p) for p in pids)
+    recognizer = f"{ns}/face_recognizer" if subscribers > 1 else None
+    emb0 = listener.embeddings(recognizer) if recognizer else -1
+    t0 = time.monotonic()
     out, _ = proc.communicate(timeout=args.seconds + args.warmup + 120)
     cpu1 = sum(cpu_seconds(p) for p in pids)
+    emb1 = listener.embeddings(recognizer) if recognizer else -1
+    emb_per_s = (emb1 - emb0) / (time.monotonic() - t0) if min(emb0, emb1) >= 0 \
+        else float("nan")
     time.sleep(1.0)  # answers still in flight
     sent = json.loads(out.split("SENT ", 1)[1])
     with listener.lock:
@@ -198,7 +221,8 @@ def run_case(listener, ns, output, subscribers, size, faces, pids, args, log_dir
     return {"size": size, "faces": faces, "sent": len(sent), "answered": n,
             "p50": statistics.median(lat) if lat else float("nan"),
             "p95": float(np.percentile(lat, 95)) if lat else float("nan"),
-            "cpu_ms": (cpu1 - cpu0) * 1000 / n if n else float("nan"), "load": load}
+            "cpu_ms": (cpu1 - cpu0) * 1000 / n if n else float("nan"), "load": load,
+            "emb_per_s": emb_per_s}
 
 
 def main() -> int:
@@ -214,8 +238,10 @@ def main() -> int:
     p.add_argument("--max-size", type=int, default=640,
                    help="detector max_size (640: the node default; 1280: before issue 15)")
     p.add_argument("--num-threads", type=int, default=0,
-                   help="nodes' num_threads (0: their default, half the cores; -1: "
-                        "onnxruntime's default, every core, as before issue 15)")
+                   help="nodes' num_threads (0: their default, every usable core; -1: every "
+                        "core, as before issue 15; 1: one thread per session)")
+    p.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on"],
+                   help="nodes' tracking parameter (both: one run each, side by side)")
     # The publisher child's own options.
     p.add_argument("--publish", help=argparse.SUPPRESS)
     p.add_argument("--ns", help=argparse.SUPPRESS)
@@ -234,20 +260,22 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     gallery = make_gallery(work)
-    params = work / "params.yaml"
-    # num_threads -1 (the old behaviour) is a share of 0 in the nodes' terms: every core.
+    # num_threads -1 (the old behaviour): every core, explicitly.
     threads = usable_cores() if args.num_threads < 0 else args.num_threads
-    params.write_text("/**:\n  ros__parameters:\n    publish_annotated: false\n"
-                      f"    gallery_path: \"{gallery}\"\n    max_size: {args.max_size}\n"
-                      f"    num_threads: {threads}\n")
     listener = Listener()
     rows = []
+    runs = [(name, tracking) for name in args.configs for tracking in args.tracking]
     try:
-        for i, name in enumerate(args.configs):
+        for i, (name, tracking) in enumerate(runs):
             executables, output = CONFIGS[name]
             ns = f"/bench{i}"
-            log_dir = work / name.replace("+", "_")
+            log_dir = work / f"{name.replace('+', '_')}_tracking_{tracking}"
             log_dir.mkdir()
+            params = log_dir / "params.yaml"
+            params.write_text("/**:\n  ros__parameters:\n    publish_annotated: false\n"
+                              f"    gallery_path: \"{gallery}\"\n    max_size: {args.max_size}\n"
+                              f"    num_threads: {threads}\n"
+                              f"    tracking: {'true' if tracking == 'on' else 'false'}\n")
             env = dict(os.environ)
             procs = [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
                                              str(params)], log_dir / f"{exe}.log", env)
@@ -259,6 +287,7 @@ def main() -> int:
                         row = run_case(listener, ns, output, subs, size, faces,
                                        [pr.pid for pr in procs], args, log_dir)
                         row["config"] = name
+                        row["tracking"] = tracking
                         rows.append(row)
                         print(f"{name} {size} {faces} face(s): {row['answered']}/{row['sent']}"
                               f" p50 {row['p50']:.1f} ms", flush=True)
@@ -269,15 +298,16 @@ def main() -> int:
         listener.close()
     print(f"\nROS pipeline as a camera sees it: separate best-effort publisher at "
           f"{args.rate:g} Hz, {args.seconds:g} s per case, detector max_size {args.max_size}, "
-          f"num_threads {args.num_threads if args.num_threads else 'default (half the cores)'}"
+          f"num_threads {args.num_threads if args.num_threads else 'default (every core)'}"
           f", {usable_cores()} usable cores\n")
-    print("| configuration | frame | faces | answered | p50 ms | p95 ms | CPU ms/frame "
-          "| load avg |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| configuration | tracking | frame | faces | answered | p50 ms | p95 ms "
+          "| embeddings/s | CPU ms/frame | load avg |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         share = f"{r['answered']}/{r['sent']} ({100 * r['answered'] / max(r['sent'], 1):.0f}%)"
-        print(f"| {r['config']} | {r['size']} | {r['faces']} | {share} | {r['p50']:.1f} "
-              f"| {r['p95']:.1f} | {r['cpu_ms']:.1f} | {r['load']:.1f} |")
+        print(f"| {r['config']} | {r['tracking']} | {r['size']} | {r['faces']} | {share} "
+              f"| {r['p50']:.1f} | {r['p95']:.1f} | {r['emb_per_s']:.1f} | {r['cpu_ms']:.1f} "
+              f"| {r['load']:.1f} |")
     print(f"\nlogs: {work}")
     return 0
 
