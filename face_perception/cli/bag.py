@@ -6,8 +6,9 @@ import sys
 
 from face_perception.cli.inference_options import (
     add_inference_options,
+    add_open_set_options,
     detector_kwargs,
-    embedder_kwargs,
+    recognizer_from_args,
 )
 
 
@@ -18,17 +19,7 @@ def run(args) -> int:
     detector = Detector(backbone=args.backbone, **detector_kwargs(args),
                         score_threshold=args.score_threshold, target_size=args.target_size,
                         max_size=args.max_size)
-    recognizer = None
-    if args.gallery:
-        from face_perception.gallery import Gallery
-        from face_perception.recognition import Embedder, Recognizer
-        from face_perception.recognition.recognizer import model_id_of
-
-        embedder = Embedder(model=args.model, **embedder_kwargs(args))
-        gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
-                               embedding_size=int(embedder.meta.embedding_size))
-        recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
-                                detector=detector)
+    recognizer = recognizer_from_args(args, detector)
     topics = output_topics(args.image_topic)
     if args.detections_topic:
         topics["detections"] = args.detections_topic
@@ -70,12 +61,7 @@ def register(sub) -> None:
     p.add_argument("--target-size", type=int, default=640)
     p.add_argument("--max-size", type=int, default=1280)
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="open-set threshold: similarity a name needs (default: the gallery's "
-                        "calibrated one, else the model's open-set default)")
-    p.add_argument("--margin", type=float, default=None,
-                   help="lead over the second-best identity a name needs (default: the "
-                        "gallery's calibrated one, else the model's)")
+    add_open_set_options(p)
     p.add_argument("--no-tracking", action="store_true",
                    help="judge every frame alone instead of naming tracks (for comparison)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")

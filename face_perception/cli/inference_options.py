@@ -38,3 +38,29 @@ def detector_kwargs(args: argparse.Namespace, beside_embedder: bool = True) -> d
     if backend == "onnx-int8":
         kwargs["calibration"] = args.calibration
     return kwargs
+
+
+def add_open_set_options(p: argparse.ArgumentParser) -> None:
+    """--threshold / --margin: the open-set rule a name needs (docs/open_set.md)."""
+    p.add_argument("--threshold", type=float, default=None,
+                   help="open-set threshold: similarity a name needs (default: the gallery's "
+                        "calibrated one, else the model's open-set default)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="lead over the second-best identity a name needs (default: the "
+                        "gallery's calibrated one, else the model's)")
+
+
+def recognizer_from_args(args: argparse.Namespace, detector):
+    """The Recognizer of --gallery, --model and the open-set options (None without --gallery);
+    a gallery of another model is refused by Gallery.load."""
+    if not args.gallery:
+        return None
+    from face_perception.gallery import Gallery
+    from face_perception.recognition import Embedder, Recognizer
+    from face_perception.recognition.recognizer import model_id_of
+
+    embedder = Embedder(model=args.model, **embedder_kwargs(args))
+    gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
+                           embedding_size=int(embedder.meta.embedding_size))
+    return Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
+                      detector=detector)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from face_perception.cli.inference_options import (
     add_inference_options,
+    add_open_set_options,
     detector_kwargs,
-    embedder_kwargs,
+    recognizer_from_args,
 )
 
 
@@ -65,16 +66,7 @@ def run(args) -> int:
         total = min(total, args.max_frames) if total else args.max_frames
     detector = Detector(**detector_kwargs(args),
                         score_threshold=args.score_threshold)
-    recognizer = None
-    if args.gallery:
-        from face_perception.gallery import Gallery
-        from face_perception.recognition import Embedder, Recognizer
-        from face_perception.recognition.recognizer import model_id_of
-
-        embedder = Embedder(model=args.model, **embedder_kwargs(args))
-        gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
-                               embedding_size=int(embedder.meta.embedding_size))
-        recognizer = Recognizer(embedder, gallery, threshold=args.threshold, detector=detector)
+    recognizer = recognizer_from_args(args, detector)
     tracker = None if args.no_tracking else FaceTracker(TrackerConfig(max_age=args.max_age))
     pipeline = TrackingPipeline(recognizer, tracker)
     json_path = None
@@ -164,8 +156,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="cosine similarity to accept an identity (default: the model's)")
+    add_open_set_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--anonymize", choices=["none", "unknown", "all"], default="none",
                    help="pixelate faces in the output video: those nobody was named for, or "

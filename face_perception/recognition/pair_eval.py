@@ -59,17 +59,25 @@ def _embed_files(detector, embedder, files) -> dict:
     """path -> embedding for every file with a face (others are missing from the dict)."""
     from face_perception.recognition.enrollment import find_face
 
+    def chips():
+        for f in files:
+            try:
+                image = read_image_bgr(f)
+            except (ImageError, FileNotFoundError):
+                continue
+            face, _ = find_face(detector, image)
+            if face is not None:
+                yield str(f), embedder.align(image, face.landmarks)
+
+    return _embed_in_chunks(embedder, chips())
+
+
+def _embed_in_chunks(embedder, named_chips) -> dict:
+    """name -> embedding of (name, aligned chip) pairs, CHUNK chips per network call."""
     result, chips, names = {}, [], []
-    for f in files:
-        try:
-            image = read_image_bgr(f)
-        except (ImageError, FileNotFoundError):
-            continue
-        face, _ = find_face(detector, image)
-        if face is None:
-            continue
-        chips.append(embedder.align(image, face.landmarks))
-        names.append(str(f))
+    for name, chip in named_chips:
+        chips.append(chip)
+        names.append(name)
         if len(chips) == CHUNK:
             result.update(zip(names, embedder.embed_chips(np.stack(chips))))
             chips, names = [], []
@@ -103,20 +111,16 @@ def _embed_with_landmarks(embedder, files, root: Path, landmarks_file: Path) -> 
 
     table = read_landmark_list(landmarks_file)
     by_name = {k.rsplit("/", 1)[-1]: v for k, v in table.items()}
-    result, chips, names = {}, [], []
-    for f in files:
-        rel = Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else f
-        points = table.get(rel, by_name.get(Path(f).name))
-        if points is None:
-            raise DatasetError(f"{landmarks_file}: no landmarks for {rel}")
-        chips.append(embedder.align(read_image_bgr(f), points))
-        names.append(str(f))
-        if len(chips) == CHUNK:
-            result.update(zip(names, embedder.embed_chips(np.stack(chips))))
-            chips, names = [], []
-    if chips:
-        result.update(zip(names, embedder.embed_chips(np.stack(chips))))
-    return result
+
+    def chips():
+        for f in files:
+            rel = Path(f).relative_to(root).as_posix() if Path(f).is_relative_to(root) else f
+            points = table.get(rel, by_name.get(Path(f).name))
+            if points is None:
+                raise DatasetError(f"{landmarks_file}: no landmarks for {rel}")
+            yield str(f), embedder.align(read_image_bgr(f), points)
+
+    return _embed_in_chunks(embedder, chips())
 
 
 def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 1000,
