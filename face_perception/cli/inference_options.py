@@ -44,10 +44,10 @@ def add_open_set_options(p: argparse.ArgumentParser) -> None:
     """--threshold / --margin: the open-set rule a name needs (docs/open_set.md)."""
     p.add_argument("--threshold", type=float, default=None,
                    help="open-set threshold: similarity a name needs (default: the gallery's "
-                        "calibrated one, else the model's open-set default)")
+                        "calibrated one, else the model's, 0.93 for dlib_resnet)")
     p.add_argument("--margin", type=float, default=None,
                    help="lead over the second-best identity a name needs (default: the "
-                        "gallery's calibrated one, else the model's)")
+                        "gallery's calibrated one, else the model's, 0.03 for dlib_resnet)")
 
 
 def recognizer_from_args(args: argparse.Namespace, detector):

@@ -19,6 +19,7 @@ import numpy as np
 
 from face_perception.cli.inference_options import (
     add_inference_options,
+    add_open_set_options,
     detector_kwargs,
     embedder_kwargs,
 )
@@ -378,15 +379,6 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
                             "model's own, e.g. 0.906 for dlib_resnet)")
 
 
-def _open_set(p) -> None:
-    p.add_argument("--threshold", type=float, default=None,
-                   help="open-set threshold: similarity a name needs (default: the gallery's "
-                        "calibrated one, else the model's, 0.93 for dlib_resnet)")
-    p.add_argument("--margin", type=float, default=None,
-                   help="lead over the second-best identity a name needs (default: the "
-                        "gallery's calibrated one, else the model's, 0.03 for dlib_resnet)")
-
-
 def register(sub) -> None:
     p = sub.add_parser(
         "enroll", help="add people to a gallery from a folder of photos",
@@ -418,7 +410,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
     _common(p, threshold=False)
-    _open_set(p)
+    add_open_set_options(p)
     p.set_defaults(func=run_recognize)
 
     p = sub.add_parser(
@@ -473,7 +465,7 @@ def register(sub) -> None:
                    help="--open-set: share of the identities with more than K photos that "
                         "are enrolled (0.5); all others are strangers")
     _common(p, threshold=False)
-    _open_set(p)
+    add_open_set_options(p)
     p.set_defaults(func=run_eval)
 
     p = sub.add_parser(
