@@ -9,11 +9,11 @@ with their options (TensorRT engine cache, fp16); untested on this CPU-only mach
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Optional
 
 from face_perception.files import cache_dir
+from face_perception.threads import usable_cores
 
 # Provider option keys we understand (onnxruntime's names), with where they go.
 TENSORRT_KEYS = ("trt_fp16_enable", "trt_int8_enable", "trt_engine_cache_enable",
@@ -21,12 +21,6 @@ TENSORRT_KEYS = ("trt_fp16_enable", "trt_int8_enable", "trt_engine_cache_enable"
 CUDA_KEYS = ("device_id", "gpu_mem_limit", "cudnn_conv_algo_search", "arena_extend_strategy")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def threads_for_share(sessions_running_together: int = 2) -> int:

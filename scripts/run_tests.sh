@@ -20,7 +20,7 @@ status=0
 colcon --log-base "$B/log" test --base-paths "$ROOT" --packages-select face_perception \
   --build-base "$B/build" --install-base "$B/install" \
   --python-testing pytest --event-handlers console_direct+ summary+ \
-  --pytest-args -p no:cacheprovider -ra --timeout=900 \
+  --pytest-args -p no:cacheprovider -ra \
   -m "${PYTEST_MARKERS:-not realtime and not needs_ros_distro}" ${PYTEST_ARGS:-} || status=$?
 summary="$(colcon test-result --test-result-base "$B/build" --verbose 2>&1)" || status=$?
 echo "$summary"

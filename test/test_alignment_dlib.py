@@ -37,7 +37,6 @@ def pairs(photos):
     return out
 
 
-@pytest.mark.timeout(180)
 def test_retinaface_landmarks_fall_on_the_derived_template(pairs):
     # Map RetinaFace's points into dlib's chip with dlib's own chip transform; on average they
     # must land on our template (derived from dlib's mean face, not fitted to these photos).
@@ -66,7 +65,6 @@ def test_dlibs_points_and_constants_reproduce_dlibs_chips(pairs):
         assert diff < 4.0, name
 
 
-@pytest.mark.timeout(180)
 def test_our_chips_embed_like_dlibs_own_pipeline(pairs):
     embedder = Embedder("dlib_resnet", backend="onnx")
     cosines, distances = [], []

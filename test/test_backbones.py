@@ -32,7 +32,6 @@ def test_bad_input_size_is_refused():
         get_model("mobilefacenet", input_size=(100, 100))
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("name", ["ir_50", "ir_se_50", "resnet_50", "mobilefacenet"])
 def test_backbone_maps_112_chips_to_embeddings(name):
     torch.manual_seed(0)
@@ -45,7 +44,6 @@ def test_backbone_maps_112_chips_to_embeddings(name):
     assert not torch.allclose(out[0], out[1])
 
 
-@pytest.mark.timeout(120)
 def test_parameter_counts_match_published_sizes():
     # IR-50 with a 512-d embedding: 43.6M (ArcFace / face.evoLVe); IR-SE adds the SE blocks;
     # MobileFaceNet with 128-d: 0.99M (Chen et al. 2018, Table 2).
@@ -58,7 +56,6 @@ def test_parameter_counts_match_published_sizes():
     assert r50 < r101 < r152
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's note on the legacy exporter
 def test_mobilefacenet_exports_to_onnx_with_same_outputs(tmp_path):
     ort = pytest.importorskip("onnxruntime")

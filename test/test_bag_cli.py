@@ -62,7 +62,6 @@ def gallery(enroll, tmp_path_factory):
     return enroll().save(tmp_path_factory.mktemp("gallery") / "people.json")
 
 
-@pytest.mark.timeout(240)
 def test_bag_command_writes_detections_identities_and_annotations_with_same_stamps(
         photos, gallery, tmp_path, capsys):
     stamps = write_bag_with_bad_frame(tmp_path / "in", photos)
@@ -111,7 +110,6 @@ def test_bag_command_writes_detections_identities_and_annotations_with_same_stam
     assert (drawn != original).any(axis=2).mean() > 0.001  # boxes and names were drawn
 
 
-@pytest.mark.timeout(120)
 def test_bag_command_reads_db3_and_compressed_and_keeps_storage(photos, tmp_path, capsys):
     stamps = write_bag_with_bad_frame(tmp_path / "in_db3", photos, storage="sqlite3",
                                       compressed="jpeg")

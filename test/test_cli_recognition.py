@@ -37,14 +37,12 @@ def run_json(capsys, argv):
     return code, [json.loads(line) for line in out.out.splitlines() if line.strip()], out.err
 
 
-@pytest.mark.timeout(120)
 def test_enroll_writes_a_gallery_of_every_subfolder(gallery_file):
     g = Gallery.load(gallery_file, model_id="dlib_resnet")
     assert sorted(g.names) == ["biden", "obama"]
     assert g.sources("biden") == ["biden/biden.jpg"]
 
 
-@pytest.mark.timeout(120)
 def test_recognize_names_other_photos_and_writes_annotated_images(capsys, gallery_file,
                                                                   photos, tmp_path):
     files = [str(photos / n) for n in ("obama2.jpg", "obama3.jpg", "biden.jpg")]
@@ -62,7 +60,6 @@ def test_recognize_names_other_photos_and_writes_annotated_images(capsys, galler
         assert np.abs(annotated.astype(int) - original.astype(int)).sum() > 0
 
 
-@pytest.mark.timeout(120)
 def test_recognize_reports_unknown_people_and_bad_files(capsys, photos, tmp_path):
     only_biden = tmp_path / "g"
     (tmp_path / "p" / "biden").mkdir(parents=True)
@@ -79,7 +76,6 @@ def test_recognize_reports_unknown_people_and_bad_files(capsys, photos, tmp_path
     assert "broken.jpg" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.timeout(120)
 def test_verify_gives_similarity_distance_threshold_and_verdict(capsys, photos):
     code, (same,), _ = run_json(capsys, ["verify", str(photos / "obama.jpg"),
                                          str(photos / "obama3.jpg"), "--json"])
@@ -93,7 +89,6 @@ def test_verify_gives_similarity_distance_threshold_and_verdict(capsys, photos):
     assert "different people: similarity" in capsys.readouterr().out
 
 
-@pytest.mark.timeout(120)
 def test_embed_writes_pickle_free_npz_and_reports_images_without_faces(capsys, photos,
                                                                        tmp_path):
     wall = tmp_path / "wall.jpg"
@@ -112,7 +107,6 @@ def test_embed_writes_pickle_free_npz_and_reports_images_without_faces(capsys, p
     assert float(emb[0] @ emb[1]) < 0.9
 
 
-@pytest.mark.timeout(120)
 def test_enroll_with_name_extends_an_existing_gallery(capsys, people, photos, tmp_path):
     path = tmp_path / "g"
     assert main(["enroll", str(people), "--gallery", str(path)]) == 0
@@ -135,7 +129,6 @@ def test_gallery_of_another_model_or_missing_file_is_a_one_line_error(capsys, ph
     assert code == 2 and "gallery index not found" in capsys.readouterr().err
 
 
-@pytest.mark.timeout(120)
 def test_align_cli_writes_chips_outside_the_source(capsys, people, tmp_path):
     assert main(["align", str(people), str(tmp_path / "aligned"), "--crop-size", "112"]) == 0
     assert read_image_bgr(tmp_path / "aligned" / "obama" / "obama.jpg").shape == (112, 112, 3)
@@ -143,7 +136,6 @@ def test_align_cli_writes_chips_outside_the_source(capsys, people, tmp_path):
     assert "must be outside data" in capsys.readouterr().err
 
 
-@pytest.mark.timeout(120)
 def test_console_entry_point_runs_verify(photos):
     out = subprocess.run([sys.executable, "-m", "face_perception.cli", "verify",
                           str(photos / "obama.jpg"), str(photos / "obama2.jpg"), "--json"],
@@ -152,7 +144,6 @@ def test_console_entry_point_runs_verify(photos):
     assert json.loads(out.stdout)["same"] is True
 
 
-@pytest.mark.timeout(120)
 def test_eval_cli_prints_metrics_json_and_writes_the_roc_png(capsys, photos, tmp_path):
     tree = tmp_path / "tree"
     for person, files in (("obama", ["obama.jpg", "obama2.jpg", "obama3.jpg"]),
@@ -167,7 +158,6 @@ def test_eval_cli_prints_metrics_json_and_writes_the_roc_png(capsys, photos, tmp
     assert (tmp_path / "out" / "roc_tree.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.timeout(120)
 def test_commands_accept_a_saved_model_folder(capsys, photos, tmp_path):
     from face_perception.learners import FaceRecognitionLearner
 

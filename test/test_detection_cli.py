@@ -8,13 +8,11 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from face_perception.cli import main
 from test.proc import child_env
 
 
-@pytest.mark.timeout(120)
 def test_detect_prints_json_per_image_and_writes_annotated_images(photos, tmp_path, capsys):
     out_dir = tmp_path / "annotated"
     code = main(["detect", str(photos / "obama.jpg"), str(photos / "biden.jpg"), "--json",
@@ -36,7 +34,6 @@ def test_detect_prints_json_per_image_and_writes_annotated_images(photos, tmp_pa
         assert np.abs(annotated.astype(int) - original.astype(int)).mean() < 10
 
 
-@pytest.mark.timeout(120)
 def test_detect_reports_bad_files_one_line_each_and_continues(photos, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -54,7 +51,6 @@ def test_detect_reports_bad_files_one_line_each_and_continues(photos, tmp_path, 
     assert [r["image"] for r in records] == [str(good)] and len(records[0]["faces"]) == 1
 
 
-@pytest.mark.timeout(120)
 def test_detect_command_runs_as_a_program_on_a_folder(photos, tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()

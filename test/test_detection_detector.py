@@ -71,7 +71,6 @@ def _assert_matches(faces, expected, min_iou=0.5):
     assert len(set(iou.argmax(1).tolist())) == len(expected)
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_detector_finds_exactly_one_sensible_face_in_each_portrait(backend, images, request):
     det = request.getfixturevalue(f"{backend}_detector")
@@ -82,7 +81,6 @@ def test_detector_finds_exactly_one_sensible_face_in_each_portrait(backend, imag
         _assert_sensible_face(faces[0], img.shape[1], img.shape[0])
 
 
-@pytest.mark.timeout(120)
 def test_detector_finds_large_face_in_large_photo_once(onnx_detector, images):
     big = cv2.resize(images["obama.jpg"], None, fx=2.5, fy=2.5)  # 2843x2275, face ~550 px
     faces = onnx_detector.detect(big)
@@ -94,7 +92,6 @@ def test_detector_finds_large_face_in_large_photo_once(onnx_detector, images):
     assert len(Detector(target_size=10_000, max_size=10_000).detect(big)) > 1
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_detector_finds_each_face_of_a_collage_once_at_its_place(backend, collage, request):
     canvas, expected = collage
@@ -103,7 +100,6 @@ def test_detector_finds_each_face_of_a_collage_once_at_its_place(backend, collag
     assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
 
 
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("backend,kwargs", [
     ("onnx", {"flip": True}),
     ("onnx", {"scales": [0.6, 1.0, 1.5], "flip": True}),
@@ -119,7 +115,6 @@ def test_test_time_augmentation_still_finds_each_collage_face_once(backend, kwar
         assert f.landmarks[0, 0] < f.landmarks[1, 0], "flip must keep image-left eye first"
 
 
-@pytest.mark.timeout(60)
 def test_flip_pass_alone_mirrors_boxes_and_landmarks_back(images):
     img = images["obama.jpg"]
     plain = Detector().detect(img)[0]
@@ -145,7 +140,6 @@ def test_flip_pass_alone_mirrors_boxes_and_landmarks_back(images):
                                atol=0.05 * native[0].height)
 
 
-@pytest.mark.timeout(120)
 def test_onnx_and_torch_backends_agree(onnx_detector, torch_detector, images, collage):
     for img in [*images.values(), collage[0]]:
         a, b = onnx_detector.detect(img), torch_detector.detect(img)
@@ -156,7 +150,6 @@ def test_onnx_and_torch_backends_agree(onnx_detector, torch_detector, images, co
             assert abs(fa.score - fb.score) < 1e-3
 
 
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
 def test_detect_batch_equals_single_images(backend, images, collage, request):
     det = request.getfixturevalue(f"{backend}_detector")

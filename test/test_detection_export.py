@@ -18,7 +18,6 @@ def pretrained_mnet():
     return net
 
 
-@pytest.mark.timeout(120)
 def test_export_has_dynamic_axes_and_matches_torch_at_several_sizes(pretrained_mnet, tmp_path,
                                                                      photos):
     import cv2
@@ -44,7 +43,6 @@ def test_export_has_dynamic_axes_and_matches_torch_at_several_sizes(pretrained_m
     assert conf[..., 1].max() > 0.99
 
 
-@pytest.mark.timeout(180)
 def test_resnet_exports_with_parity(tmp_path):
     torch.manual_seed(0)
     net = RetinaFace("resnet").eval()
@@ -54,7 +52,6 @@ def test_resnet_exports_with_parity(tmp_path):
                                relative=True) < 1e-4
 
 
-@pytest.mark.timeout(120)
 def test_checked_export_keeps_only_a_graph_within_tolerance(pretrained_mnet, tmp_path):
     path = tmp_path / "mnet.onnx"
     diff = export.export_checked_onnx(pretrained_mnet, path)
@@ -70,7 +67,6 @@ def test_export_refuses_opsets_without_dynamic_shape_support(pretrained_mnet, tm
         export.export_onnx(pretrained_mnet, tmp_path / "old.onnx", opset=11)
 
 
-@pytest.mark.timeout(120)
 def test_cached_export_is_checksummed_and_rebuilt_when_damaged(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE_PERCEPTION_CACHE", str(tmp_path))
     path = export.cached_onnx_for("mnet")

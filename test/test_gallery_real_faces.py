@@ -45,7 +45,6 @@ def dlib_faces(photos, dlib_net):
     return out
 
 
-@pytest.mark.timeout(120)
 def test_gallery_of_real_embeddings_names_each_photo_and_survives_a_round_trip(dlib_faces,
                                                                              tmp_path):
     g = Gallery("dlib_resnet_v1", 128)
@@ -65,7 +64,6 @@ def test_gallery_of_real_embeddings_names_each_photo_and_survives_a_round_trip(d
     assert g.match(dlib_faces["biden.jpg"][1], threshold=0.9) == [None]
 
 
-@pytest.mark.timeout(120)
 def test_verification_bin_of_real_chips_gives_perfect_metrics(dlib_faces, dlib_net, tmp_path):
     obama = [n for n in PHOTOS if n.startswith("obama")]
     pairs = [(a, b) for i, a in enumerate(obama) for b in obama[i + 1:]][:5]

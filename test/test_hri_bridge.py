@@ -147,7 +147,6 @@ def frames(photos, detector):
     return out
 
 
-@pytest.mark.timeout(300)
 def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos, core_detector,
                                                                      tmp_path):
     scene = frames(photos, core_detector)

@@ -155,7 +155,6 @@ def plan_ros_args(node_plan, tmp_path: Path, namespace: str) -> list[str]:
     return args
 
 
-@pytest.mark.timeout(180)
 def test_params_file_values_win_over_launch_defaults_and_set_arguments_win_over_the_file(
         ros, tmp_path):
     """Issue 18: launch defaults used to be applied after the user's params file."""
@@ -221,7 +220,6 @@ def yaml_params(name: str) -> dict:
     return section["ros__parameters"]
 
 
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("name,specs", [("face_detector", "DETECTOR"),
                                         ("face_recognizer", "RECOGNIZER")])
 def test_config_yaml_is_exactly_the_declared_parameters_and_loads_into_the_node(

@@ -60,7 +60,6 @@ def gallery_with_rule(photos, tmp_path_factory):
     return g.save(tmp_path_factory.mktemp("rule") / "people.json"), threshold
 
 
-@pytest.mark.timeout(300)
 def test_recognizer_node_names_by_the_galleries_stored_rule(ros, photos, gallery_with_rule,
                                                            tmp_path):
     gallery, threshold = gallery_with_rule
@@ -94,7 +93,6 @@ def test_recognizer_node_names_by_the_galleries_stored_rule(ros, photos, gallery
             assert p.stop() in (0, -2), p.log_path.read_text()
 
 
-@pytest.mark.timeout(300)
 def test_recognizer_node_margin_parameter_overrides_the_galleries_rule(ros, photos,
                                                                         gallery_with_rule,
                                                                         tmp_path):

@@ -43,7 +43,6 @@ def test_detector_eval_prints_ap_of_the_pretrained_model(wider_root, capsys):
     assert result["num_images"] == 4 and result["ap"] > 0.9
 
 
-@pytest.mark.timeout(180)
 def test_detector_train_fine_tunes_and_writes_a_loadable_model(wider_root, tmp_path, capsys):
     out_dir = tmp_path / "tuned"
     code, out = _run(["detector-train", str(wider_root / "train" / "label.txt"), "--out",
@@ -63,7 +62,6 @@ def test_detector_train_fine_tunes_and_writes_a_loadable_model(wider_root, tmp_p
     assert json.loads(out.strip().splitlines()[-1])["ap"] > 0.5
 
 
-@pytest.mark.timeout(180)
 def test_detector_train_resumes_from_a_checkpoint(wider_root, tmp_path, capsys):
     common = [str(wider_root), "--init", "backbone", "--image-size", "96", "--batch-size", "2",
               "--lr", "0.01", "--quiet", "--temp-path", str(tmp_path / "ckpt")]
@@ -83,7 +81,6 @@ def test_detector_eval_names_missing_data(tmp_path, capsys):
         _run(["detector-eval", str(tmp_path / "nowhere")], capsys)
 
 
-@pytest.mark.timeout(300)
 def test_a_trained_model_folder_drives_detect_and_the_detector(wider_root, tmp_path, photos,
                                                                capsys):
     # One model-folder convention: what detector-train writes is what detect --model, the

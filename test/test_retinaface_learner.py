@@ -75,7 +75,6 @@ def test_pretrained_mnet_scores_its_recall_as_a_hand_count_gives(wider_root, pre
     assert result["recall"] == pytest.approx(found / result["num_faces"])
 
 
-@pytest.mark.timeout(120)
 def test_eval_with_pyramid_and_flip_tta_keeps_every_face(wider_root, pretrained_folder, tmp_path):
     learner = _learner(tmp_path)
     learner.load(pretrained_folder, verbose=False)
@@ -87,7 +86,6 @@ def test_eval_with_pyramid_and_flip_tta_keeps_every_face(wider_root, pretrained_
     assert tta["num_faces"] == plain["num_faces"]
 
 
-@pytest.mark.timeout(300)
 def test_fit_from_pretrained_backbone_lowers_loss_and_raises_ap(wider_root, tmp_path):
     train = WiderFaceDataset(wider_root, splits=["train"])
     learner = _learner(tmp_path, epochs=0, lr=0.01, val_after=30)
@@ -106,7 +104,6 @@ def test_fit_from_pretrained_backbone_lowers_loss_and_raises_ap(wider_root, tmp_
     assert before["ap"] < val["ap"] <= 1.0
 
 
-@pytest.mark.timeout(120)
 def test_fine_tuning_the_shipped_detector_keeps_it_accurate(wider_root, pretrained_folder,
                                                             tmp_path):
     learner = _learner(tmp_path, epochs=3, lr=0.001)
@@ -124,7 +121,6 @@ def _state(learner):
     return {k: v.clone() for k, v in learner.model.state_dict().items()}
 
 
-@pytest.mark.timeout(300)
 def test_resume_from_checkpoint_reproduces_uninterrupted_training(wider_root, tmp_path):
     samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:6]
     kw = dict(epochs=3, image_size=128, batch_size=3, checkpoint_after_iter=1, lr=0.01,
@@ -144,7 +140,6 @@ def test_resume_from_checkpoint_reproduces_uninterrupted_training(wider_root, tm
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.timeout(120)
 def test_data_loader_workers_do_not_change_the_training(wider_root, tmp_path):
     samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:4]
     runs = []
@@ -206,7 +201,6 @@ def test_save_load_round_trip_gives_identical_detections(pretrained_folder, phot
         RetinaFaceLearner(backbone="mnet", device="cpu").load(folder, verbose=False)
 
 
-@pytest.mark.timeout(180)
 def test_optimize_runs_onnxruntime_with_the_same_faces(pretrained_folder, photos, tmp_path):
     learner = _learner(tmp_path)
     learner.load(pretrained_folder, verbose=False)
@@ -317,7 +311,6 @@ def _bn_stats(module):
     return {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
 
 
-@pytest.mark.timeout(300)
 def test_resnet_trains_from_downloaded_imagenet_backbone_or_from_scratch(
         wider_root, tmp_path, server, monkeypatch):
     from torchvision.models import resnet50

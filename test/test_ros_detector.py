@@ -72,7 +72,6 @@ def assert_same_as_core(arr, face):
                                atol=1e-3)
 
 
-@pytest.mark.timeout(240)
 def test_replayed_bag_frames_reach_the_detector_and_get_the_core_detectors_faces(
         ros, detector, photos, core_detector, tmp_path):
     frames = frames_from(photos, PHOTOS)
@@ -97,7 +96,6 @@ def test_replayed_bag_frames_reach_the_detector_and_get_the_core_detectors_faces
         assert_same_as_core(arr, face)
 
 
-@pytest.mark.timeout(180)
 def test_detector_parameters_change_at_run_time_and_bad_values_are_rejected(
         ros, detector, photos):
     frame = frames_from(photos, ["obama.jpg"])[0]
@@ -122,7 +120,6 @@ def test_detector_parameters_change_at_run_time_and_bad_values_are_rejected(
     assert len(ask(detector, image_msg(frame, T0 + 51 * 10**9)).detections) == 1
 
 
-@pytest.mark.timeout(180)
 def test_detector_survives_bad_frames_and_answers_the_next_good_one(ros, detector, photos):
     bad = []
     msg = Image(height=48, width=64, encoding="32FC1", step=256)  # a depth image
@@ -156,7 +153,6 @@ def test_detector_survives_bad_frames_and_answers_the_next_good_one(ros, detecto
     assert "truncated" in out
 
 
-@pytest.mark.timeout(180)
 def test_detector_finds_the_face_in_camera_encodings(ros, detector, photos):
     """A photo as a YUYV, UYVY, NV21 and Bayer camera sends it: one face, at the bgr8 box."""
     frame = frames_from(photos, ["biden.jpg"])[0]
@@ -184,7 +180,6 @@ def test_detector_finds_the_face_in_camera_encodings(ros, detector, photos):
         assert abs(box.size_x - reference[0].bbox.size_x) < 6, encoding
 
 
-@pytest.mark.timeout(240)
 def test_detector_flood_keeps_queue_and_memory_bounded(ros, detector, photos):
     """300 frames as fast as the test can publish: the node never queues them up. How many it
     processes depends on the machine (exact stale counting: test_frame_worker.py); what holds
@@ -216,7 +211,6 @@ def test_detector_flood_keeps_queue_and_memory_bounded(ros, detector, photos):
     assert growth_mib < 60, f"RSS grew {growth_mib:.1f} MiB under a {count}-frame flood"
 
 
-@pytest.mark.timeout(180)
 def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
     ns = unique_ns("/lifecycle_test")
     node = f"{ns}/face_detector"
@@ -255,7 +249,6 @@ def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
         assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
-@pytest.mark.timeout(120)
 def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos, tmp_path):
     ns = unique_ns("/compressed_test")
     params = write_params(tmp_path / "params.yaml", "face_detector", {
@@ -275,7 +268,6 @@ def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos
         assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
-@pytest.mark.timeout(60)
 def test_invalid_params_file_stops_the_node_with_a_clear_message(tmp_path):
     params = write_params(tmp_path / "params.yaml", "face_detector", {"backend": "tensorrt"})
     proc = start("face_detector", tmp_path, node_args("/bad_params", params))
@@ -286,7 +278,6 @@ def test_invalid_params_file_stops_the_node_with_a_clear_message(tmp_path):
     assert "backend must be one of ['onnx', 'onnx-int8', 'torch'], got 'tensorrt'" in out
 
 
-@pytest.mark.timeout(120)
 def test_annotated_image_is_published_only_to_subscribers_with_the_frame_header(
         ros, detector, photos):
     frame = frames_from(photos, ["obama.jpg"])[0]
@@ -313,7 +304,6 @@ def test_annotated_image_is_published_only_to_subscribers_with_the_frame_header(
     assert not answered(annotated, 6_000 * 10**9)
 
 
-@pytest.mark.timeout(120)
 def test_frame_skipping_parameter_processes_one_frame_in_n(ros, detector, photos):
     frame = frames_from(photos, ["obama3.jpg"])[0]
     assert set_params(ros, NODE, process_every_n=3)[0].successful
@@ -336,7 +326,6 @@ def test_frame_skipping_parameter_processes_one_frame_in_n(ros, detector, photos
     ask(detector, image_msg(frame, 10_100 * 10**9))
 
 
-@pytest.mark.timeout(120)
 def test_replay_tool_publishes_image_files_with_fresh_stamps(ros, photos, tmp_path):
     files = [photos / "obama.jpg", photos / "biden.jpg"]
     topic = unique_ns("/replay_files") + "/image"

@@ -6,7 +6,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 from face_perception_interfaces.srv import EnrollIdentity, ForgetIdentity, ListIdentities
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
@@ -71,7 +70,6 @@ def name_of(arr):
     return arr.detections[0].results[0].hypothesis.class_id
 
 
-@pytest.mark.timeout(300)
 def test_enrol_list_and_forget_through_the_services(ros, photos, core_detector, tmp_path):
     gallery = tmp_path / "live" / "people.json"  # does not exist yet: enrolment creates it
     rig = Rig(ros, tmp_path, unique_ns("/enrol"), {"gallery_path": str(gallery)},
@@ -127,7 +125,6 @@ def test_enrol_list_and_forget_through_the_services(ros, photos, core_detector, 
         assert rig.proc.stop() in (0, -2), rig.proc.log_path.read_text()
 
 
-@pytest.mark.timeout(300)
 def test_unknown_track_is_learnt_as_anonymous_identity(ros, photos, core_detector, enroll,
                                                        tmp_path):
     gallery = enroll([("obama", "obama.jpg")]).save(tmp_path / "people.json")
@@ -154,7 +151,6 @@ def unchanged_share(published: Image, frame: np.ndarray, face) -> float:
     return float((shown == frame[y1:y2, x1:x2]).all(axis=2).mean())
 
 
-@pytest.mark.timeout(300)
 def test_anonymize_parameter_hides_unknown_faces_in_the_annotated_image(
         ros, photos, core_detector, enroll, tmp_path):
     gallery = enroll([("obama", "obama.jpg")]).save(tmp_path / "people.json")

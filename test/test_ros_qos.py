@@ -2,7 +2,6 @@
 parameters from a params file win over the qos_reliability/qos_depth shorthands, which still
 apply to what no override sets. Checked on a real face_detector process through the graph API
 (what its subscription offers) and its ~/get_stats."""
-import pytest
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
 from test.ros_harness import (
@@ -25,7 +24,6 @@ def offered(ros, topic: str):
     return [info.qos_profile for info in ros.node.get_subscriptions_info_by_topic(topic)]
 
 
-@pytest.mark.timeout(180)
 def test_params_file_override_wins_and_shorthands_still_apply(ros, tmp_path):
     params = tmp_path / "params.yaml"
     # The documented nested form of the standard override parameters.
@@ -65,7 +63,6 @@ def test_params_file_override_wins_and_shorthands_still_apply(ros, tmp_path):
         assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
-@pytest.mark.timeout(180)
 def test_without_overrides_the_shorthands_set_the_qos(ros, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("/**/face_detector:\n  ros__parameters:\n    qos_depth: 2\n")

@@ -72,7 +72,6 @@ def assert_identity(arr, want):
     assert [r.hypothesis.class_id for r in det.results[1:]] == list(LANDMARK_CLASS_IDS)
 
 
-@pytest.mark.timeout(300)
 def test_detector_and_recognizer_name_people_and_follow_gallery_changes(
         ros, photos, galleries, tmp_path):
     ns = unique_ns("/rec_test")
@@ -158,7 +157,6 @@ def start_recognizer_alone(ros, tmp_path, ns, gallery, tracking=False):
     return rec, ids, img_pub, det_pub
 
 
-@pytest.mark.timeout(180)
 def test_recognizer_finds_landmarks_for_boxes_from_another_detector(
         ros, photos, galleries, core_detector, tmp_path):
     ns = unique_ns("/foreign_boxes")
@@ -177,7 +175,6 @@ def test_recognizer_finds_landmarks_for_boxes_from_another_detector(
         assert rec.stop() in (0, -2), rec.log_path.read_text()
 
 
-@pytest.mark.timeout(240)
 def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos, tmp_path):
     ns = unique_ns("/container_test")
     params = write_params(tmp_path / "params.yaml", "*", {
@@ -197,7 +194,6 @@ def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos
         assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
-@pytest.mark.timeout(180)
 def test_recognizer_with_another_models_gallery_runs_and_says_why(ros, photos, galleries,
                                                                   tmp_path):
     ns = unique_ns("/wrong_gallery")

@@ -1,6 +1,5 @@
 """``face-perception bag`` tracks by default: a real bag of a scene made from the photos, names
 per track (unknown until the evidence is clear), none wrong; --no-tracking judges each frame."""
-import pytest
 
 from face_perception.bag import rosbag_io
 from face_perception.cli import main
@@ -10,8 +9,6 @@ from face_perception.imageio import read_image_bgr
 from face_perception.messages.face_fields import LANDMARK_CLASS_IDS
 from face_perception.recognition import Embedder
 from test.tracking_scenes import Cutouts, scene
-
-pytestmark = pytest.mark.timeout(600)
 
 
 def test_bag_names_tracks_from_accumulated_evidence(photos, tmp_path, capsys):

@@ -11,7 +11,6 @@ from face_perception.recognition import Embedder, Recognizer
 from face_perception.tracking import FaceTracker, IdentityConfig, TrackingPipeline
 from test.tracking_scenes import Cutouts, name_counts, scene, truth_ids
 
-pytestmark = pytest.mark.timeout(600)
 EVERY_FRAME = IdentityConfig(embed_period=0.0, unsure_period=0.0)  # worst case: no skipping
 
 

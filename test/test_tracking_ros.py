@@ -59,7 +59,6 @@ def assert_named_once_and_kept(arrays, name):
     return first
 
 
-@pytest.mark.timeout(400)
 def test_detector_ids_stay_stable_and_the_recognizer_keeps_the_tracks_name(
         ros, cutouts, gallery, tmp_path):
     ns = unique_ns("/track_pair")
@@ -142,7 +141,6 @@ def feed(rec, core_detector, frames, det_ids):
     return out
 
 
-@pytest.mark.timeout(300)
 def test_recognizer_keys_identities_by_an_upstream_trackers_ids(
         ros, recognizer_alone, cutouts, core_detector):
     rec = recognizer_alone
@@ -155,7 +153,6 @@ def test_recognizer_keys_identities_by_an_upstream_trackers_ids(
     assert (stats["track_ids"], stats["active_tracks"]) == ("upstream", 1)
 
 
-@pytest.mark.timeout(300)
 def test_boxes_without_ids_or_landmarks_still_get_identities(
         ros, recognizer_alone, cutouts, core_detector):
     rec = recognizer_alone

@@ -9,8 +9,6 @@ from face_perception.tracking import FaceTracker, TrackerConfig, TrackingPipelin
 from face_perception.tracking.association import assign, iou_matrix
 from test.tracking_scenes import Cutouts, scene, truth_ids
 
-pytestmark = pytest.mark.timeout(300)
-
 
 @pytest.fixture(scope="module")
 def detector():

@@ -12,8 +12,6 @@ from face_perception.imageio import read_image_bgr
 from face_perception.recognition import Embedder
 from test.tracking_scenes import Cutouts, scene
 
-pytestmark = pytest.mark.timeout(600)
-
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, photos):

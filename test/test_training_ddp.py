@@ -69,7 +69,6 @@ def single(data):
     return train(_config(root, train_dir, "single", 16))
 
 
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize("partial_fc", [False, True])
 def test_two_processes_train_a_head_exactly_as_one_process(data, single, partial_fc):
     """Mode head_only: the frozen backbone runs with its running statistics, so splitting the
@@ -92,7 +91,6 @@ def single64(data):
                          checkpoint_after_iter=2))
 
 
-@pytest.mark.timeout(300)
 @pytest.mark.parametrize("partial_fc", [False, True])
 def test_two_processes_train_the_whole_model_as_one_process(data, single64, partial_fc):
     """Mode full: batch norm runs over the global batch (GlobalBatchNorm, sync_bn on by

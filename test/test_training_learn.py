@@ -63,7 +63,6 @@ def _assert_learned(cfg, stats, val_dir):
     assert after >= 0.85 and after >= before + 0.04, (before, after)
 
 
-@pytest.mark.timeout(600)
 def test_mobilefacenet_adaface_learns(adaface_run, data):
     cfg, stats = adaface_run
     _assert_learned(cfg, stats, data[2])
@@ -73,7 +72,6 @@ def test_mobilefacenet_adaface_learns(adaface_run, data):
         max(stats["val"]["threshold"], -1.0), abs=1.0) and -1 <= best.meta.threshold <= 1
 
 
-@pytest.mark.timeout(600)
 def test_ir50_cosface_learns(data):
     """The other backbone family: IR-50 (InsightFace's ResNet with PReLU) at 32x32. Its
     untrained features already separate these few identities fairly well (~0.9); at scale 64
@@ -84,7 +82,6 @@ def test_ir50_cosface_learns(data):
     _assert_learned(cfg, train(cfg), val_dir)
 
 
-@pytest.mark.timeout(600)
 def test_trained_bgr_model_folder_embeds_as_the_trainer_did(data):
     """The folder's metadata (colour order, mean/std, geometry) reproduces the training
     input exactly: Embedder(DIR) gives the trained network's embedding of a chip."""
@@ -111,7 +108,6 @@ def test_trained_bgr_model_folder_embeds_as_the_trainer_did(data):
                                atol=1e-4)
 
 
-@pytest.mark.timeout(600)
 def test_head_only_and_finetune_start_from_the_trained_backbone(adaface_run, data):
     root, train_dir, val_dir = data
     cfg, stats = adaface_run
@@ -130,7 +126,6 @@ def test_head_only_and_finetune_start_from_the_trained_backbone(adaface_run, dat
                    init_model=stats["model_folder"], val_after=0))
 
 
-@pytest.mark.timeout(900)
 def test_seed_learner_sequence(tmp_path, photos):
     """The seed's test: fit in mode full (mobilefacenet, 2 iterations, batch 2) on an
     ImageFolder, then align, fit_reference, infer, eval, save, load, optimize."""

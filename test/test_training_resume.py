@@ -35,7 +35,6 @@ def _weights(folder):
     return torch.load(folder / "backbone.pth", weights_only=True)
 
 
-@pytest.mark.timeout(180)
 def test_resuming_at_iteration_k_repeats_the_uninterrupted_run(train_dir, tmp_path):
     whole = train(_cfg(train_dir, tmp_path / "a", checkpoint_after_iter=3))
     assert (tmp_path / "a" / "checkpoints" / "checkpoint_3.pth").is_file()
@@ -54,7 +53,6 @@ def test_resuming_at_iteration_k_repeats_the_uninterrupted_run(train_dir, tmp_pa
     assert resumed["lr_history"] == pytest.approx([0.05, 0.005, 0.005])
 
 
-@pytest.mark.timeout(120)
 def test_a_checkpoint_of_another_backbone_is_refused_naming_the_file(train_dir, tmp_path):
     train(_cfg(train_dir, tmp_path, iters=2, checkpoint_after_iter=2))
     ckpt = tmp_path / "checkpoints" / "checkpoint_2.pth"
@@ -72,7 +70,6 @@ def test_a_pickled_object_in_a_checkpoint_is_not_loaded(train_dir, tmp_path):
         train(_cfg(train_dir, tmp_path, iters=2, checkpoint_load_iter=1))
 
 
-@pytest.mark.timeout(120)
 def test_bad_training_input_is_named_and_earlier_files_survive(train_dir, tmp_path):
     out = tmp_path / "run"
     train(_cfg(train_dir, out, iters=2, checkpoint_after_iter=2))
@@ -130,7 +127,6 @@ def test_config_round_trip_and_overrides(tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
 
 
-@pytest.mark.timeout(120)
 def test_train_command_writes_resolved_config_model_and_tensorboard(train_dir, tmp_path, capsys):
     cfg = _cfg(train_dir, tmp_path / "out", iters=2, logging_path=str(tmp_path / "tb"))
     cfg.save(tmp_path / "run.yaml")

@@ -35,7 +35,6 @@ def train_dir(tmp_path_factory, photos):
                                chips={})[0]
 
 
-@pytest.mark.timeout(120)
 def test_one_step_decays_only_multi_dimensional_weights(train_dir, tmp_path):
     """One step from the same start on the same batch: with weight decay the 1-D parameters
     end exactly where they end without it; the weights do not (unless decay_bn_and_bias)."""

@@ -55,7 +55,6 @@ def receive_from_publisher(tmp_path, repo_root, photos, width, height, skip_ever
 
 
 @pytest.mark.realtime
-@pytest.mark.timeout(120)
 @pytest.mark.parametrize("width,height", [(640, 480), (1280, 720)])
 def test_profile_in_publisher_delivers_every_frame_to_best_effort_subscriber(
         tmp_path, repo_root, photos, width, height):

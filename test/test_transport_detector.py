@@ -95,7 +95,6 @@ DEPTH = {"qos_depth": "5", "qos_reliability": "best_effort"}
 # Real time: whether a node finishes each frame within 33 ms depends on the machine, so this is
 # opt-in (`make test-realtime`); `make test` checks the same path in lock step below.
 @pytest.mark.realtime
-@pytest.mark.timeout(180)
 @pytest.mark.parametrize("width,height,params", [
     (640, 480, {"target_size": "320", "max_size": "640", **DEPTH}),
     (1280, 720, {"target_size": "240", "max_size": "640", **DEPTH}),
@@ -138,7 +137,6 @@ def loss_grid(slots: int, skip_every: int) -> tuple[list[int], int]:
     return [10**12 + i * period for i in kept], missing
 
 
-@pytest.mark.timeout(180)
 def test_node_reports_exact_upstream_loss_of_a_stamp_grid_missing_every_third_frame(
         ros, tmp_path, photos):
     run = DetectorRun(ros, tmp_path, unique_ns("/transport_loss"),

@@ -112,12 +112,13 @@ class Embedder:
     def _init_torch(self, device: str) -> str:
         import torch
 
+        from face_perception.threads import set_torch_threads
+
         if device.startswith("cuda") and not torch.cuda.is_available():
             warnings.warn("CUDA requested but not available to torch; using the CPU",
                           RuntimeWarning, stacklevel=3)
             device = "cpu"
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
+        set_torch_threads(self.threads)
         self._torch = torch
         self._model = self._load_torch_model().to(device)
         return device
