@@ -46,7 +46,9 @@ def build_backbone(meta: ModelMeta):
 def load_backbone(folder: Union[str, os.PathLike], meta: ModelMeta):
     """The model folder's torch network (eval mode, CPU), after its weights' checksum check;
     loaded with ``weights_only=True``."""
-
+    if not meta.weights_file:
+        raise ValueError(f"model {meta.name!r} in {folder} is an ONNX graph without torch "
+                         "weights (an imported ONNX recognizer): use backend 'onnx'")
     weights = verified_file(folder, meta, "weights")
     model = build_backbone(meta)
     state = load_torch_file(weights, ValueError, "a backbone state dict")

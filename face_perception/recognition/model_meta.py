@@ -31,6 +31,11 @@ A model folder holds one embedding network::
   model file is used only if its sha256 is recorded here and matches (:func:`verified_file`)
 * ``source``, ``license``: provenance, free text; ``source_sha256``: sha256 of the file the
   weights were converted from (null if trained here)
+* ``needs_open_set_calibration`` (optional, default false): true for models imported with
+  ``face-perception model import`` (docs/models.md). Their ``threshold`` is a published 1:1
+  figure, not an identification rule, so recognition names nobody with them until a gallery's
+  open-set rule is calibrated (``face-perception gallery calibrate``) or a threshold is given
+  explicitly (``recognition/open_set.py``). An ONNX-only import has ``weights_file`` null.
 """
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ class ModelMeta:
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
     threshold: float = 0.3
     distance_threshold: Optional[float] = None
-    weights_file: str = WEIGHTS_FILE
+    weights_file: Optional[str] = WEIGHTS_FILE
     weights_sha256: Optional[str] = None
     onnx_file: Optional[str] = None
     onnx_sha256: Optional[str] = None
@@ -88,6 +93,7 @@ class ModelMeta:
     source: str = ""
     license: str = ""
     architecture_kwargs: dict = field(default_factory=dict)
+    needs_open_set_calibration: bool = False
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -130,6 +136,9 @@ class ModelMeta:
             bad(f"std values must be positive, got {self.std}")
         if not -1.0 <= self.threshold <= 1.0:
             bad(f"threshold is a cosine similarity in [-1, 1], got {self.threshold}")
+        if not isinstance(self.needs_open_set_calibration, bool):
+            bad("needs_open_set_calibration must be true or false, got "
+                f"{self.needs_open_set_calibration!r}")
         if self.format_version > FORMAT_VERSION:
             bad(f"format_version {self.format_version} is newer than this package "
                 f"understands ({FORMAT_VERSION})")

@@ -4,15 +4,21 @@ Identification (1:N) asks more than verification (1:1): a stranger is compared w
 identity, so a name is given only when the best identity is similar enough AND clearly ahead of
 the second-best identity. Every path that names faces (library, CLI, nodes, bag, tracks) decides
 through ``OpenSetRule.decide``; ``resolve_rule`` picks the rule in force: explicit values, else the
-gallery's calibrated one, else the model's default (why these defaults: docs/open_set.md).
+gallery's calibrated one, else the model's default (why these defaults: docs/open_set.md). An
+imported model has no default: its rule (``UncalibratedRule``) names nobody until calibrated.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
 from face_perception.types import Category
+
+log = logging.getLogger(__name__)
+CALIBRATE_COMMAND = ("face-perception gallery calibrate GALLERY --model MODEL_DIR "
+                     "--genuine DIR --strangers DIR")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,24 @@ class OpenSetRule:
             raise ValueError(f"{what}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class UncalibratedRule(OpenSetRule):
+    """The rule in force for a model that has no open-set rule yet (an imported model,
+    ``ModelMeta.needs_open_set_calibration``): it names nobody. ``threshold`` (the model's 1:1
+    figure) and ``margin`` stay for reports such as look-alikes; calibrating the gallery, or an
+    explicit threshold, replaces this rule."""
+
+    def accepts(self, best: float, second: Optional[float] = None) -> bool:
+        return False
+
+
+def uncalibrated_message(meta) -> str:
+    """The one message that says why an imported model names nobody, and what to run."""
+    return (f"model {getattr(meta, 'name', meta)!r} was imported and has no calibrated open-set "
+            "rule: every face stays unknown until the gallery is calibrated with "
+            f"`{CALIBRATE_COMMAND}` (or a threshold is given explicitly); see docs/models.md")
+
+
 # Defaults per model name, for galleries without a calibrated rule. dlib_resnet's 1:1 threshold
 # (0.906 = dlib distance 0.6) names strangers: 0.908-0.925 were seen in issue 17, and 10% of the
 # pairs of different LFW faces score above it. 0.93 (distance ~0.51) keeps every real same-person
@@ -88,6 +112,8 @@ def default_rule(meta) -> OpenSetRule:
     threshold = getattr(meta, "threshold", None)
     if threshold is None:
         raise ValueError(f"model {meta!r} has no threshold in its metadata; pass threshold=")
+    if getattr(meta, "needs_open_set_calibration", False) is True:
+        return UncalibratedRule(float(threshold), FALLBACK_MARGIN)
     return OpenSetRule(float(threshold), FALLBACK_MARGIN)
 
 
@@ -103,6 +129,11 @@ def resolve_rule(meta, gallery=None, threshold: Optional[float] = None,
     given, else the gallery's calibrated one, else the model's default."""
     stored = gallery_rule(gallery) if gallery is not None else None
     base, source = (stored, "gallery") if stored is not None else (default_rule(meta), "model")
+    if isinstance(base, UncalibratedRule) and threshold is None:
+        # An imported model without calibration names nobody; only a threshold lifts that.
+        log.warning(uncalibrated_message(meta))
+        return UncalibratedRule(base.threshold, base.margin if margin is None
+                                else float(margin)), "uncalibrated model"
     if threshold is not None or margin is not None:
         source = "explicit" if threshold is not None and margin is not None \
             else f"explicit+{source}"

@@ -16,9 +16,12 @@ if TYPE_CHECKING:  # torch is imported only when a model is built
 
 # name -> (module, factory)
 _REGISTRY = {
+    "ir_18": ("iresnet", "ir_18"),
+    "ir_34": ("iresnet", "ir_34"),
     "ir_50": ("iresnet", "ir_50"),
     "ir_101": ("iresnet", "ir_101"),
     "ir_152": ("iresnet", "ir_152"),
+    "ir_200": ("iresnet", "ir_200"),
     "ir_se_50": ("iresnet", "ir_se_50"),
     "ir_se_101": ("iresnet", "ir_se_101"),
     "ir_se_152": ("iresnet", "ir_se_152"),

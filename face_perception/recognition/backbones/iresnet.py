@@ -11,11 +11,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-# Units per stage; stage widths are 64, 128, 256, 512 for every depth.
+# Units per stage; stage widths are 64, 128, 256, 512 for every depth. 18, 34 and 200 are the
+# depths of InsightFace's arcface_torch (r18/r34/r200) and AdaFace (IR-18/34) that importers need.
 STAGE_UNITS = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
     50: (3, 4, 14, 3),
     101: (3, 13, 30, 3),
     152: (3, 8, 36, 3),
+    200: (6, 26, 60, 6),
 }
 STAGE_WIDTHS = (64, 128, 256, 512)
 
@@ -37,19 +41,27 @@ class SqueezeExcite(nn.Module):
 
 
 class IRUnit(nn.Module):
-    """Improved residual unit; the stride sits on the second conv, as in ArcFace's IR."""
+    """Improved residual unit; the stride sits on the second conv, as in ArcFace's IR.
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool) -> None:
+    Two published variants differ from face.evoLVe's unit (the default): ``mid_bn`` adds a BN
+    between the first conv and the PReLU (arcface_torch's IBasicBlock, AdaFace's BasicBlockIR),
+    and ``projection_shortcut`` gives every strided unit a 1x1 conv + BN shortcut even when the
+    width stays (arcface_torch); both are needed to load those weights unchanged.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, use_se: bool,
+                 mid_bn: bool = False, projection_shortcut: bool = False) -> None:
         super().__init__()
-        if in_ch == out_ch:
+        if in_ch == out_ch and not (projection_shortcut and stride != 1):
             # Identity or spatial subsampling only: a 1x1 max pool with stride keeps it free.
             self.shortcut = nn.MaxPool2d(1, stride)
         else:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
-        layers = [
-            nn.BatchNorm2d(in_ch),
-            nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False),
+        layers = [nn.BatchNorm2d(in_ch), nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False)]
+        if mid_bn:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers += [
             nn.PReLU(out_ch),
             nn.Conv2d(out_ch, out_ch, 3, stride, 1, bias=False),
             nn.BatchNorm2d(out_ch),
@@ -63,10 +75,15 @@ class IRUnit(nn.Module):
 
 
 class IResNet(nn.Module):
-    """IR / IR-SE backbone: (N, 3, H, W) normalised chips -> (N, embedding_size) embeddings."""
+    """IR / IR-SE backbone: (N, 3, H, W) normalised chips -> (N, embedding_size) embeddings.
+
+    ``mid_bn`` and ``projection_shortcut``: the unit variants of other code bases (IRUnit);
+    the defaults are face.evoLVe's layout, which this package trains.
+    """
 
     def __init__(self, depth: int = 50, use_se: bool = False, embedding_size: int = 512,
-                 input_size: Sequence[int] = (112, 112), dropout: float = 0.0) -> None:
+                 input_size: Sequence[int] = (112, 112), dropout: float = 0.0,
+                 mid_bn: bool = False, projection_shortcut: bool = False) -> None:
         super().__init__()
         if depth not in STAGE_UNITS:
             raise ValueError(f"IR depth must be one of {sorted(STAGE_UNITS)}, got {depth!r}")
@@ -78,7 +95,8 @@ class IResNet(nn.Module):
         in_ch = 64
         for width, count in zip(STAGE_WIDTHS, STAGE_UNITS[depth]):
             for i in range(count):
-                units.append(IRUnit(in_ch, width, 2 if i == 0 else 1, use_se))
+                units.append(IRUnit(in_ch, width, 2 if i == 0 else 1, use_se, bool(mid_bn),
+                                    bool(projection_shortcut)))
                 in_ch = width
         self.body = nn.Sequential(*units)
         # Four stride-2 stages: 112 -> 7.
@@ -120,6 +138,14 @@ def _init_weights(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def ir_18(**kw) -> IResNet:
+    return IResNet(18, False, **kw)
+
+
+def ir_34(**kw) -> IResNet:
+    return IResNet(34, False, **kw)
+
+
 def ir_50(**kw) -> IResNet:
     return IResNet(50, False, **kw)
 
@@ -130,6 +156,10 @@ def ir_101(**kw) -> IResNet:
 
 def ir_152(**kw) -> IResNet:
     return IResNet(152, False, **kw)
+
+
+def ir_200(**kw) -> IResNet:
+    return IResNet(200, False, **kw)
 
 
 def ir_se_50(**kw) -> IResNet:

@@ -1,6 +1,11 @@
 """The trained model on disk: a model folder (backbone.json + backbone.pth, see
 ``recognition.model_meta``) that every model consumer accepts, plus the classifier head
-(head.json + head.pth) that ``infer`` in mode ``full`` uses."""
+(head.json + head.pth) that ``infer`` in mode ``full`` uses.
+
+Also the writer of imported models (``recognition/model_import``): torch imports go through
+:func:`write_model_folder`, ONNX graphs kept as they are through
+:func:`write_onnx_model_folder`. (Issue 23: the dlib conversion in ``pretrained.py`` still
+writes its own folder; it should move here too.)"""
 from __future__ import annotations
 
 import json
@@ -12,7 +17,7 @@ import numpy as np
 import torch
 
 from face_perception.files import atomic_path, atomic_write_text, load_torch_file, sha256_file
-from face_perception.recognition.model_meta import WEIGHTS_FILE, ModelMeta
+from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE, ModelMeta
 
 HEAD_META, HEAD_WEIGHTS = "head.json", "head.pth"
 
@@ -52,6 +57,25 @@ def write_model_folder(folder: Union[str, os.PathLike], backbone: torch.nn.Modul
     meta.save(folder)
     if head is not None:
         save_head(folder, head, head_name, classes)
+    return folder
+
+
+def write_onnx_model_folder(folder: Union[str, os.PathLike], onnx_bytes: bytes,
+                            meta: ModelMeta) -> Path:
+    """A model folder holding only an ONNX graph (an imported recognizer kept as it is): the
+    graph is written atomically as backbone.onnx, then backbone.json naming its sha256 (no
+    torch weights: ``weights_file`` null); the name gets the checksum's first 8 hex digits, as
+    in :func:`write_model_folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    graph = folder / ONNX_FILE
+    with atomic_path(graph) as tmp:
+        Path(tmp).write_bytes(onnx_bytes)
+    meta.weights_file, meta.weights_sha256 = None, None
+    meta.onnx_file, meta.onnx_sha256 = ONNX_FILE, sha256_file(graph)
+    base = meta.name.rsplit("_", 1)[0] if _has_digest(meta.name) else meta.name
+    meta.name = f"{base}_{meta.onnx_sha256[:8]}"
+    meta.save(folder)
     return folder
 
 
