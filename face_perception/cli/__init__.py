@@ -12,7 +12,7 @@ from typing import Optional
 
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "train", "bag",
-                   "video", "convert", "quantize", "info")
+                   "video", "convert", "quantize", "model", "info")
 
 
 def build_parser() -> argparse.ArgumentParser:
