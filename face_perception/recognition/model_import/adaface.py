@@ -27,9 +27,9 @@ from face_perception.recognition.model_import.iresnet_layouts import (
 
 FORMAT = "adaface"
 WHAT = "an AdaFace checkpoint"
-LICENSE = ("AdaFace: code MIT (mk-minchul/AdaFace); the released weights are trained on face "
-           "datasets (MS1MV2, WebFace4M/12M, CASIA-WebFace, VGGFace2) licensed for "
-           "non-commercial research only")
+LICENSE = ("AdaFace: code MIT (mk-minchul/AdaFace); no separate licence for the checkpoints, "
+           "which are trained on face datasets (MS1MV2, WebFace4M/12M, CASIA-WebFace, "
+           "VGGFace2) whose terms largely restrict use to non-commercial research")
 
 
 def inspect(state: dict, source) -> tuple[str, int, bool, int]:

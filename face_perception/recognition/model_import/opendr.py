@@ -28,8 +28,8 @@ from face_perception.recognition.model_import.iresnet_layouts import (
 
 FORMAT = "opendr"
 WHAT = "an OpenDR face recognition backbone"
-LICENSE = ("OpenDR toolkit: Apache-2.0; its pretrained face recognition backbones are trained "
-           "on MS-Celeb-1M-derived data, licensed for non-commercial research only")
+LICENSE = ("OpenDR toolkit: Apache-2.0; weights trained by you are yours, OpenDR's pretrained "
+           "backbones are trained on public face datasets: check their terms")
 SUPPORTED = ("ir_50", "ir_101", "ir_152", "ir_se_50", "ir_se_101", "ir_se_152")
 # OpenDR backbones this package cannot hold: a different network, not a naming difference.
 UNSUPPORTED = {
