@@ -121,6 +121,21 @@ def body_state_dict(model: IResNet, se_name) -> dict:
     return sd
 
 
+@pytest.mark.parametrize("layout, depth, use_se", [
+    ("arcface_torch", 34, False), ("arcface_torch", 50, False), ("arcface_torch", 200, False),
+    ("adaface", 50, True), ("adaface", 101, False), ("evolve", 152, True)])
+def test_key_layouts_name_every_entry_as_the_foreign_code_does(layout, depth, use_se):
+    # Shapes only (meta device): the importer's names for every depth equal the names the
+    # foreign layouts give, as restated above.
+    from face_perception.recognition.model_import.iresnet_layouts import LAYOUT_KWARGS, key_map
+
+    with torch.device("meta"):
+        model = IResNet(depth, use_se, **LAYOUT_KWARGS[layout])
+    foreign = (arcface_torch_state_dict(model) if layout == "arcface_torch" else
+               body_state_dict(model, "se_block" if layout == "adaface" else None))
+    assert set(key_map(model, layout)) == set(foreign)
+
+
 # ----------------------------------------------------------------------------- round trips
 def test_arcface_torch_iresnet_pth_round_trips(tmp_path, chips):
     torch.manual_seed(1)

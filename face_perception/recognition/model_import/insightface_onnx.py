@@ -59,8 +59,8 @@ def check_signature(model, source) -> tuple[str, bool]:
     if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise ModelImportError(f"{source}: input {inp.name!r} is not float32")
     dims = _dims(inp)
-    if len(dims) != 4 or dims[1:] != [3, CHIP, CHIP] or dims[0] not in (None, 1) and \
-            not isinstance(dims[0], str):
+    batch_ok = dims[:1] in ([None], [1]) or (len(dims) > 0 and isinstance(dims[0], str))
+    if len(dims) != 4 or dims[1:] != [3, CHIP, CHIP] or not batch_ok:
         raise ModelImportError(f"{source}: input {inp.name!r} has shape {dims}; an InsightFace "
                                f"recognizer takes N x 3 x {CHIP} x {CHIP}")
     out_dims = _dims(outputs[0])
@@ -71,12 +71,15 @@ def check_signature(model, source) -> tuple[str, bool]:
 
 
 def _make_batch_dynamic(model) -> None:
-    for vi in (*[i for i in model.graph.input
-                 if i.name not in {x.name for x in model.graph.initializer}],
+    initializers = {x.name for x in model.graph.initializer}
+    for vi in (*[i for i in model.graph.input if i.name not in initializers],
                *model.graph.output):
-        dim = vi.type.tensor_type.shape.dim[0]
-        dim.ClearField("dim_value")
-        dim.dim_param = "N"
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "N"
+    # Inferred intermediate shapes still say batch 1; they are hints only, so drop them.
+    del model.graph.value_info[:]
 
 
 def _run(blob: bytes, input_name: str, x: np.ndarray) -> np.ndarray:
