@@ -149,8 +149,12 @@ def test_arcface_torch_iresnet_pth_round_trips(tmp_path, chips):
     meta = ModelMeta.load(folder)
     assert (meta.architecture, meta.embedding_size, meta.color_order) == ("ir_18", 512, "rgb")
     assert meta.needs_open_set_calibration and meta.threshold == pytest.approx(0.28)
-    assert_same_embeddings(Embedder(folder, backend="torch"), model, chips, "rgb",
-                           insightface_input)
+    torch_embedder = Embedder(folder, backend="torch")
+    assert_same_embeddings(torch_embedder, model, chips, "rgb", insightface_input)
+    # The default backend exports the imported network to ONNX on first use.
+    onnx_embedder = Embedder(folder)
+    assert np.abs(onnx_embedder.embed_chips(chips) -
+                  torch_embedder.embed_chips(chips)).max() < 1e-4
 
 
 def test_adaface_lightning_checkpoint_round_trips(tmp_path, chips):
