@@ -201,13 +201,13 @@ def test_opendr_ir_se_folder_round_trips_with_its_threshold(tmp_path, chips):
                            half_unit_input)
 
 
-def export(module, path, input_name, batch):
+def export(module, path, input_name, batch, size=112):
     """An ONNX graph with InsightFace's signature: ``input_name`` N x 3 x 112 x 112 (``batch``
     None: dynamic, as in w600k_r50.onnx) and one output named "683" (as there)."""
     import onnx
 
     with torch.no_grad():
-        torch.onnx.export(module, (torch.zeros(batch or 2, 3, 112, 112),), str(path),
+        torch.onnx.export(module, (torch.zeros(batch or 2, 3, size, size),), str(path),
                           input_names=[input_name], output_names=["embedding"],
                           opset_version=17, dynamo=False,
                           dynamic_axes=None if batch else {input_name: {0: "None"},
@@ -302,6 +302,15 @@ def test_import_refuses_a_truncated_onnx_graph(tmp_path):
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelImportError, match="cut.onnx is not a valid ONNX model"):
         import_model(tmp_path / "cut.onnx", "insightface-onnx", tmp_path / "out")
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_import_refuses_an_onnx_graph_of_another_input_size(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 96 * 96, 8)).eval()
+    export(net, tmp_path / "small.onnx", "input.1", None, size=96)
+    with pytest.raises(ModelImportError, match=r"input 'input.1' has shape \['None', 3, 96, 96\]"
+                                               r"; an InsightFace recognizer takes N x 3 x 112"):
+        import_model(tmp_path / "small.onnx", "insightface-onnx", tmp_path / "out")
 
 
 def test_import_refuses_the_wrong_format_flag(tmp_path, arcface_file):
