@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=_import)
 
     p = sub.add_parser("info", help="print a model folder's metadata")
-    p.add_argument("folder", metavar="DIR")
+    p.add_argument("folder", metavar="DIR", help="a model folder or a pretrained name "
+                                                 "(dlib_resnet)")
     p.add_argument("--json", action="store_true", help="print backbone.json as JSON")
     p.set_defaults(func=_info)
 
@@ -72,18 +73,23 @@ def _import(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from face_perception.recognition.model_meta import ModelMeta
+    from face_perception.recognition.pretrained import resolve_model
 
-    meta = ModelMeta.load(args.folder)
+    meta = ModelMeta.load(resolve_model(args.folder))
     if args.json:
         print(json.dumps(meta.to_dict(), indent=2))
         return 0
     files = ", ".join(f for f in (meta.weights_file, meta.onnx_file) if f)
     print(f"{args.folder}: model {meta.name} ({meta.architecture}), {meta.embedding_size}-d, "
           f"{meta.input_size[0]}x{meta.input_size[1]} chips ({meta.template_name}), "
-          f"{meta.color_order.upper()} (x - {list(meta.mean)}) / {list(meta.std)}")
+          f"{meta.color_order.upper()} (x - {_triple(meta.mean)}) / {_triple(meta.std)}")
     print(f"  1:1 threshold {meta.threshold:g}; files: {files}")
     if meta.needs_open_set_calibration:
         print("  open-set rule: none until a gallery is calibrated (imported model)")
     print(f"  source: {meta.source or '-'}")
     print(f"  licence: {meta.license or '-'}")
     return 0
+
+
+def _triple(values) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
