@@ -46,7 +46,8 @@ def _dims(value_info) -> list:
 
 
 def check_signature(model, source) -> tuple[str, bool]:
-    """(input name, batch fixed to 1) of a recognizer graph, else ModelImportError."""
+    """(input name, batch of the input or output fixed to 1) of a recognizer graph, else
+    ModelImportError."""
     import onnx
 
     initializers = {i.name for i in model.graph.initializer}
@@ -67,7 +68,9 @@ def check_signature(model, source) -> tuple[str, bool]:
     if out_dims and len(out_dims) != 2:
         raise ModelImportError(f"{source}: output {outputs[0].name!r} has shape {out_dims}; a "
                                "recognizer gives N x D embeddings")
-    return inp.name, dims[0] == 1
+    # Exports often fix the output's batch to 1 even with a dynamic input (onnxruntime then
+    # warns on every batch); either one fixed means the batch is opened and checked.
+    return inp.name, dims[0] == 1 or out_dims[:1] == [1]
 
 
 def _make_batch_dynamic(model) -> None:
