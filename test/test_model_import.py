@@ -271,6 +271,31 @@ def test_insightface_onnx_with_normalisation_inside_and_batch_of_one(tmp_path, c
                            chips, "rgb", raw_pixels)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_opendr_folder_saved_after_optimize_round_trips(tmp_path, chips):
+    # optimize() exports the backbone as onnx_<name>_backbone_model.onnx (input 'data', batch
+    # 1, normalised outside); the graph is kept, so even OpenDR's own MobileFaceNet imports. The
+    # stand-in graph here is this package's 128-d MobileFaceNet: any graph with the signature.
+    from face_perception.recognition.backbones import get_model
+
+    torch.manual_seed(8)
+    model = randomise(get_model("mobilefacenet", embedding_size=128), 8)
+    saved = tmp_path / "opendr_optimized"
+    saved.mkdir()
+    export(model, saved / "onnx_mobilefacenet_backbone_model.onnx", "data", 1)
+    (saved / "backbone_mobilefacenet.json").write_text(json.dumps({
+        "model_paths": "/home/someone/onnx_mobilefacenet_backbone_model.onnx",
+        "framework": "pytorch", "format": "onnx", "has_data": False,
+        "inference_params": {"threshold": 0.9}, "optimized": True, "optimizer_info": {}}))
+
+    folder = import_model(saved, "opendr", tmp_path / "imported")
+    meta = ModelMeta.load(folder)
+    assert (meta.architecture, meta.embedding_size) == ("onnx_graph", 128)
+    assert meta.threshold == pytest.approx(0.55)
+    assert_same_embeddings(Embedder(folder, backend="onnx"), model, chips, "rgb",
+                           half_unit_input)
+
+
 # -------------------------------------------------------------------------------- refusals
 @pytest.fixture(scope="module")
 def arcface_file(tmp_path_factory):

@@ -94,17 +94,12 @@ def _run(blob: bytes, input_name: str, x: np.ndarray) -> np.ndarray:
     return np.asarray(session.run(None, {input_name: x})[0], np.float32)
 
 
-def import_insightface_onnx(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
-                            name: Optional[str] = None, arch: Optional[str] = None,
-                            threshold: Optional[float] = None) -> Path:
+def checked_graph(src: Path, raw_pixels: Optional[bool] = None) -> tuple[bytes, int, bool]:
+    """(serialised graph, embedding size, normalises inside) of an ONNX recognizer that passed
+    the checks (signature, runs on 112x112 chips, batches agree). ``raw_pixels`` None decides
+    the normalisation by InsightFace's rule; True/False states it (other sources' rules)."""
     import onnx
 
-    from face_perception.recognition.training.model_folder import write_onnx_model_folder
-
-    src = Path(src)
-    if arch is not None:
-        raise ModelImportError("--arch is not used with --format insightface-onnx (the graph "
-                               "is kept as it is)")
     if not src.is_file():
         raise FileNotFoundError(f"ONNX recognizer not found: {src}")
     try:
@@ -113,7 +108,7 @@ def import_insightface_onnx(src: Union[str, os.PathLike], out: Union[str, os.Pat
     except Exception as exc:  # noqa: BLE001 - protobuf and the checker raise many types
         raise ModelImportError(f"{src} is not a valid ONNX model: {exc}") from None
     input_name, fixed_batch = check_signature(model, src)
-    inside = normalisation_inside(model)
+    inside = normalisation_inside(model) if raw_pixels is None else bool(raw_pixels)
     if fixed_batch:
         # The Embedder runs chips in batches: open the batch dimension, then prove below that
         # a batch of 2 gives what two batches of 1 give.
@@ -136,9 +131,22 @@ def import_insightface_onnx(src: Union[str, os.PathLike], out: Union[str, os.Pat
     if float(np.abs(both - single).max()) / scale > BATCH_TOLERANCE:
         raise ModelImportError(f"{src}: its batch dimension is fixed to 1 and the graph gives "
                                "other results in batches; re-export it with a dynamic batch")
+    return blob, int(both.shape[1]), inside
+
+
+def import_insightface_onnx(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
+                            name: Optional[str] = None, arch: Optional[str] = None,
+                            threshold: Optional[float] = None) -> Path:
+    from face_perception.recognition.training.model_folder import write_onnx_model_folder
+
+    src = Path(src)
+    if arch is not None:
+        raise ModelImportError("--arch is not used with --format insightface-onnx (the graph "
+                               "is kept as it is)")
+    blob, dim, inside = checked_graph(src)
     mean = (0.0,) * 3 if inside else (127.5,) * 3
     std = (1.0,) * 3 if inside else (127.5,) * 3
-    meta = imported_meta(name or src.stem, "onnx_graph", both.shape[1], "rgb", mean, std,
+    meta = imported_meta(name or src.stem, "onnx_graph", dim, "rgb", mean, std,
                          INSIGHTFACE_SAME_PERSON_COSINE if threshold is None else threshold,
                          src, FORMAT, LICENSE)
     return write_onnx_model_folder(out, blob, meta)

@@ -1,6 +1,7 @@
 """OpenDR ``FaceRecognitionLearner.save`` folders: ``backbone_<name>.json`` (its metadata, with
 ``inference_params.threshold``) beside ``backbone_<name>.pth`` (a face.evoLVe IR / IR-SE state
-dict). OpenDR feeds RGB chips normalised with mean 0.5 and std 0.5 of 0..1 pixels."""
+dict), or, after ``optimize()``, beside ``onnx_<name>_backbone_model.onnx`` (kept as it is).
+OpenDR feeds RGB chips normalised with mean 0.5 and std 0.5 of 0..1 pixels."""
 from __future__ import annotations
 
 import json
@@ -62,33 +63,53 @@ def cosine_of_squared_distance(threshold: float) -> float:
     return 1.0 - threshold / 2.0
 
 
+def _read_metadata(meta_file: Path) -> tuple[bool, float]:
+    """(optimized, saved squared-distance threshold) from OpenDR's backbone JSON."""
+    try:
+        info = json.loads(meta_file.read_text())
+        optimized = bool(info.get("optimized", False)) or info.get("format") == "onnx"
+        saved = float(info.get("inference_params", {}).get("threshold", 0.0))
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
+        raise ModelImportError(f"{meta_file}: not OpenDR metadata JSON ({exc})") from None
+    if not math.isfinite(saved) or not 0.0 <= saved <= 4.0:
+        raise ModelImportError(f"{meta_file}: threshold {saved} is not a squared distance of "
+                               "unit vectors (0..4)")
+    return optimized, saved
+
+
 def import_opendr(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
                   name: Optional[str] = None, arch: Optional[str] = None,
                   threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import write_model_folder
+    from face_perception.recognition.training.model_folder import (
+        write_model_folder,
+        write_onnx_model_folder,
+    )
 
     meta_file = _metadata_file(Path(src))
     match = re.fullmatch(r"backbone_(.+)\.json", meta_file.name)
     backbone = match.group(1) if match else ""
-    if backbone in UNSUPPORTED:
-        raise ModelImportError(f"{meta_file}: {UNSUPPORTED[backbone]}")
-    if backbone not in SUPPORTED:
+    if backbone not in SUPPORTED and backbone not in UNSUPPORTED:
         raise ModelImportError(f"{meta_file}: unknown OpenDR backbone {backbone!r} "
                                f"(supported: {', '.join(SUPPORTED)})")
     if arch is not None and arch != backbone:
         raise ModelImportError(f"{meta_file} is an OpenDR {backbone}, not --arch {arch}")
-    try:
-        info = json.loads(meta_file.read_text())
-        optimized = bool(info.get("optimized", False))
-        saved = float(info.get("inference_params", {}).get("threshold", 0.0))
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError, TypeError) as exc:
-        raise ModelImportError(f"{meta_file}: not OpenDR metadata JSON ({exc})") from None
-    if optimized or info.get("format") == "onnx":
-        raise ModelImportError(f"{meta_file} describes an optimized (ONNX) OpenDR model; "
-                               "import the folder OpenDR saved before optimize() (its .pth)")
-    if not math.isfinite(saved) or not 0.0 <= saved <= 4.0:
-        raise ModelImportError(f"{meta_file}: threshold {saved} is not a squared distance of "
-                               "unit vectors (0..4)")
+    optimized, saved = _read_metadata(meta_file)
+    if threshold is None:
+        threshold = (cosine_of_squared_distance(saved) if saved > 0
+                     else INSIGHTFACE_SAME_PERSON_COSINE)
+    if optimized:
+        # optimize() wrote the backbone as ONNX (input 'data', normalised outside like the
+        # .pth): kept as it is, so every OpenDR backbone works this way.
+        from face_perception.recognition.model_import.insightface_onnx import checked_graph
+
+        graph = meta_file.parent / f"onnx_{backbone}_backbone_model.onnx"
+        blob, dim, _ = checked_graph(graph, raw_pixels=False)
+        meta = imported_meta(name or f"opendr_{backbone}", "onnx_graph", dim, "rgb",
+                             (127.5,) * 3, (127.5,) * 3, threshold, graph, FORMAT, LICENSE)
+        return write_onnx_model_folder(out, blob, meta)
+    if backbone in UNSUPPORTED:
+        raise ModelImportError(f"{meta_file}: {UNSUPPORTED[backbone]}; an OpenDR folder saved "
+                               "after optimize() (ONNX) can be imported")
     weights = meta_file.with_suffix(".pth")
     state = tensor_state(read_checkpoint(weights, WHAT), weights, WHAT,
                          containers=("backbone_state_dict",))
@@ -105,9 +126,6 @@ def import_opendr(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
     dim = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 512
     model = load_layout(build_ir("evolve", depth, use_se, dim), state, "evolve", str(weights),
                         f"{WHAT} ({backbone})")
-    if threshold is None:
-        threshold = (cosine_of_squared_distance(saved) if saved > 0
-                     else INSIGHTFACE_SAME_PERSON_COSINE)
     meta = imported_meta(name or f"opendr_{backbone}", backbone, dim, "rgb", (127.5,) * 3,
                          (127.5,) * 3, threshold, weights, FORMAT, LICENSE)
     return write_model_folder(out, model, meta)
