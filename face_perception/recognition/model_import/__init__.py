@@ -7,7 +7,8 @@ source's template, colour order, normalisation, embedding size and a documented 
 * ``insightface-onnx``: an InsightFace ONNX recognizer, kept as the folder's ONNX graph
 * ``arcface-torch``: an arcface_torch iresnet ``.pth`` (r18, r34, r50, r100, r200)
 * ``adaface``: an AdaFace ``.ckpt`` (IR-18/34/50/100, IR-SE-50)
-* ``opendr``: a folder from OpenDR's ``FaceRecognitionLearner.save`` (IR / IR-SE 50/101/152)
+* ``opendr``: a folder from OpenDR's ``FaceRecognitionLearner.save`` (IR / IR-SE 50/101/152;
+  after ``optimize()`` its ONNX graph, any backbone)
 
 Torch checkpoints are read with ``weights_only=True`` and loaded only when every key and shape
 matches; anything else is refused with :class:`ModelImportError`. An imported model names
