@@ -55,7 +55,7 @@ class Intrinsics:
 
     @classmethod
     def from_camera_info(cls, k: Sequence[float], d: Sequence[float],
-                         distortion_model: str = "plumb_bob") -> "Intrinsics":
+                         distortion_model: str = "plumb_bob") -> Intrinsics:
         """From sensor_msgs/CameraInfo fields ``k`` (row-major 3x3), ``d`` and
         ``distortion_model``; raises HeadPoseError for what the pinhole model cannot use."""
         matrix = np.asarray(k, dtype=np.float64)
