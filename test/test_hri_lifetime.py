@@ -24,6 +24,7 @@ from test.ros_harness import (
     unique_ns,
     until,
     wait_for_subscribers,
+    wait_stat,
 )
 from test.test_hri_bridge import FACE_TOPICS, unadvertised
 
@@ -127,12 +128,7 @@ def test_two_bridges_and_a_restart_never_share_a_face_id(ros, photos, core_detec
             # The same camera frame and the same track id for every bridge.
             send_frame(image_pub, faces_pub, image, box, landmarks, 5, "camera",
                        [("1", "unknown", 0.0)])
-            stats = {}
-
-            def published():
-                stats.update(ros.stats(f"{ns}/face_hri_bridge"))
-                return stats["frames"] == 1
-            assert until(published, 60, bridge), bridge.output()
+            stats = wait_stat(ros, f"{ns}/face_hri_bridge", "frames", 1, bridge)
             (fid,) = stats["tracked"]
             assert stats["tracked"][fid] == ["camera", "1"]
             ids.append(fid)
