@@ -43,9 +43,16 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
     ns = unique_ns("/hri_params")
     node, topic = f"{ns}/face_hri_bridge", f"{ns}/image"
     tracked = ros.listen(IdsList, "/humans/faces/tracked")
-    bridge = start("face_hri_bridge", tmp_path, node_args(ns, extra=[
-        "-p", "qos_reliability:=reliable",
-        "-p", f"qos_overrides.{topic}.subscription.depth:=7"]))
+    params = tmp_path / "params.yaml"
+    params.write_text(f"""/**/face_hri_bridge:
+  ros__parameters:
+    qos_reliability: reliable
+    qos_overrides:
+      {topic}:
+        subscription:
+          depth: 7
+""")
+    bridge = start("face_hri_bridge", tmp_path, node_args(ns, params))
     try:
         assert until(lambda: len(offered(ros, topic)) == 1, 90, bridge), bridge.output()
         assert offered(ros, topic)[0].reliability == ReliabilityPolicy.RELIABLE
