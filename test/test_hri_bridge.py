@@ -144,7 +144,10 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
     image_pub = ros.publisher(Image, f"{ns}/image")
     faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
     bridge = start("face_hri_bridge", tmp_path,
-                   node_args(ns, extra=["-p", "qos_reliability:=reliable"]))
+                   node_args(ns, extra=["-p", "qos_reliability:=reliable",
+                                        # lock step takes as long as it takes: no expiry here
+                                        # (test_hri_lifetime.py tests it with sim time)
+                                        "-p", "face_timeout:=3600.0"]))
     try:
         assert wait_for_subscribers(image_pub) and wait_for_subscribers(faces_pub), \
             bridge.output()

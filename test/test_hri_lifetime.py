@@ -120,8 +120,8 @@ def test_two_bridges_and_a_restart_never_share_a_face_id(ros, photos, core_detec
         ns = unique_ns(name)
         image_pub = ros.publisher(Image, f"{ns}/image")
         faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
-        bridge = start("face_hri_bridge", tmp_path, node_args(ns, extra=RELIABLE_IMAGES),
-                       tag=f"_{run}")
+        bridge = start("face_hri_bridge", tmp_path, node_args(ns, extra=RELIABLE_IMAGES + [
+            "-p", "face_timeout:=3600.0"]), tag=f"_{run}")
         try:
             assert wait_for_subscribers(image_pub) and wait_for_subscribers(faces_pub), \
                 bridge.output()

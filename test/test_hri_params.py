@@ -47,6 +47,7 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
     params.write_text(f"""/**/face_hri_bridge:
   ros__parameters:
     qos_reliability: reliable
+    face_timeout: 3600.0
     qos_overrides:
       {topic}:
         subscription:
@@ -66,13 +67,13 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
         (result,) = set_params(ros, node, publish_tf="yes")  # a string for a bool
         assert not result.successful
         assert get_params(ros, node, [*refused, "publish_tf"]) == {
-            "face_timeout": 1.0, "face_width": 128, "qos_depth": 5,
+            "face_timeout": 3600.0, "face_width": 128, "qos_depth": 5,
             "qos_reliability": "reliable", "pair_buffer_size": 10, "publish_tf": False}
 
         # Best effort (a camera driver's QoS): the subscription is re-created; the depth
         # override from the command line keeps winning over the qos_depth shorthand.
         results = set_params(ros, node, qos_reliability="best_effort", qos_depth=2,
-                             face_width=64, face_height=48, face_timeout=30.0,
+                             face_width=64, face_height=48, face_timeout=600.0,
                              pair_buffer_size=3)
         assert all(r.successful for r in results), [r.reason for r in results]
         wait_stat(ros, node, "image_qos", "best_effort/7/keep_last/volatile", bridge)
@@ -81,7 +82,7 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
         assert ros.stats(node)["values"] == {
             "face_width": 64, "face_height": 48, "unknown_label": "unknown",
             "qos_reliability": "best_effort", "qos_depth": 2, "pair_buffer_size": 3,
-            "face_timeout": 30.0, "publish_tf": False}
+            "face_timeout": 600.0, "publish_tf": False}
 
         # A best-effort camera now feeds it, and the crops have the new size.
         image_pub = ros.publisher(Image, topic, BEST_EFFORT)

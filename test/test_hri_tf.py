@@ -58,7 +58,8 @@ def test_face_and_gaze_frames_reach_a_tf_consumer_from_camera_info_and_landmarks
     image_pub = ros.publisher(Image, f"{ns}/image")
     faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
     bridge = start("face_hri_bridge", tmp_path, node_args(ns, extra=[
-        "-p", "qos_reliability:=reliable", "-p", "publish_tf:=true"]))
+        "-p", "qos_reliability:=reliable", "-p", "publish_tf:=true",
+        "-p", "face_timeout:=3600.0"]))  # no expiry while the test takes its time
 
     def frame(stamp, frame_id="camera"):
         send_frame(image_pub, faces_pub, image, box, landmarks, stamp, frame_id,
