@@ -95,6 +95,23 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
         crops = ros.listen(Image, f"/humans/faces/{fid}/cropped", LATCHED)
         assert until(lambda: crops, 60, bridge)
         assert (crops[0].width, crops[0].height) == (64, 48)
+
+        # Back to reliable (bag replay); the rest of the test goes in reliable lock step.
+        assert set_params(ros, node, qos_reliability="reliable")[0].successful
+        wait_stat(ros, node, "image_qos", "reliable/7/keep_last/volatile", bridge)
+        image_pub = ros.publisher(Image, topic)
+        assert wait_for_subscribers(image_pub)
+
+        # Bad input costs its frame only: one track id twice in a frame is refused, counted.
+        send_frame(image_pub, faces_pub, image, box, landmarks, 12, "camera",
+                   [("9", "unknown", 0.0), ("9", "unknown", 0.0)])
+        wait_stat(ros, node, "bad_frames", 1, bridge)
+        stamp = send_frame(image_pub, faces_pub, image, box, landmarks, 13, "camera",
+                           [("2", "unknown", 0.0)])
+        assert until(lambda: answered(tracked, stamp), 60, bridge), bridge.output()
+        assert list(answered(tracked, stamp)[0].ids) == [fid]
+        stats = ros.stats(node)
+        assert (stats["frames"], stats["failed_frames"]) == (2, 0)
         assert bridge.alive(), bridge.output()
     finally:
         assert bridge.stop() in (0, -2), bridge.output()

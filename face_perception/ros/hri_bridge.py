@@ -93,8 +93,8 @@ class HriBridgeNode(Node):
         self.tracked = hri.TrackedFaces()
         self.face_pubs: dict[str, dict[str, Any]] = {}
         self.camera_info: dict[str, CameraInfo] = {}  # frame_id -> newest CameraInfo
-        self.counts = dict(frames=0, untracked_faces=0, bad_frames=0, expired_faces=0,
-                           camera_infos=0, tf_frames=0, tf_no_camera_info=0,
+        self.counts = dict(frames=0, untracked_faces=0, bad_frames=0, failed_frames=0,
+                           expired_faces=0, camera_infos=0, tf_frames=0, tf_no_camera_info=0,
                            tf_no_landmarks=0, tf_pose_failed=0)
         self._qos_declared: dict[str, dict[str, Any]] = {}
         self.image_qos_text = ""
@@ -152,14 +152,22 @@ class HriBridgeNode(Node):
         return stamp_to_ns(header.stamp), header.frame_id
 
     def _on_image(self, msg: Image) -> None:
-        pair = self.pairer.add_image(self._key(msg.header), msg)
-        if pair is not None:
-            self._publish(*pair)
+        self._guarded(self.pairer.add_image(self._key(msg.header), msg))
 
     def _on_faces(self, msg: Detection2DArray) -> None:
-        pair = self.pairer.add_detections(self._key(msg.header), msg)
-        if pair is not None:
+        self._guarded(self.pairer.add_detections(self._key(msg.header), msg))
+
+    def _guarded(self, pair) -> None:
+        """Publish a paired frame; an unexpected failure costs that frame (counted, logged),
+        never the node (an exception in a callback would end its spin)."""
+        if pair is None:
+            return
+        try:
             self._publish(*pair)
+        except Exception as exc:  # noqa: BLE001 - one frame must not stop the bridge
+            self.counts["failed_frames"] += 1
+            self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=5.0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.counts["camera_infos"] += 1
