@@ -84,10 +84,21 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
             "qos_reliability": "best_effort", "qos_depth": 2, "pair_buffer_size": 3,
             "face_timeout": 600.0, "publish_tf": False}
 
-        # A best-effort camera now feeds it, and the crops have the new size.
-        image_pub = ros.publisher(Image, topic, BEST_EFFORT)
+        # A best-effort camera's publisher now matches (it never matches a reliable reader).
+        # No frames over it: a best-effort writer may send before the reader has matched it,
+        # so lock step needs reliable QoS.
+        camera_pub = ros.publisher(Image, topic, BEST_EFFORT)
+        assert wait_for_subscribers(camera_pub)
+
+        # Back to reliable (bag replay); the frames go in reliable lock step.
+        assert set_params(ros, node, qos_reliability="reliable")[0].successful
+        wait_stat(ros, node, "image_qos", "reliable/7/keep_last/volatile", bridge)
+        assert until(lambda: [q.reliability for q in offered(ros, topic)]
+                     == [ReliabilityPolicy.RELIABLE], 30, bridge)
+        image_pub = ros.publisher(Image, topic)
         faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
         assert wait_for_subscribers(image_pub) and wait_for_subscribers(faces_pub)
+        # The crops have the new size.
         stamp = send_frame(image_pub, faces_pub, image, box, landmarks, 11, "camera",
                            [("2", "unknown", 0.0)])
         assert until(lambda: answered(tracked, stamp), 60, bridge), bridge.output()
@@ -95,12 +106,6 @@ def test_bridge_parameters_are_refused_with_a_reason_or_applied_at_run_time(
         crops = ros.listen(Image, f"/humans/faces/{fid}/cropped", LATCHED)
         assert until(lambda: crops, 60, bridge)
         assert (crops[0].width, crops[0].height) == (64, 48)
-
-        # Back to reliable (bag replay); the rest of the test goes in reliable lock step.
-        assert set_params(ros, node, qos_reliability="reliable")[0].successful
-        wait_stat(ros, node, "image_qos", "reliable/7/keep_last/volatile", bridge)
-        image_pub = ros.publisher(Image, topic)
-        assert wait_for_subscribers(image_pub)
 
         # Bad input costs its frame only: one track id twice in a frame is refused, counted.
         send_frame(image_pub, faces_pub, image, box, landmarks, 12, "camera",
