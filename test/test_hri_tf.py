@@ -97,25 +97,39 @@ def test_face_and_gaze_frames_reach_a_tf_consumer_from_camera_info_and_landmarks
         np.testing.assert_allclose(rg[:, 2], r[:, 0], atol=1e-9)
         np.testing.assert_allclose(rg[:, 1], -r[:, 2], atol=1e-9)
 
+        # The mirrored photo with its mirrored landmarks (left and right swap places in our
+        # order): the head turns the other way, exactly (x mirrored in the camera, y in the face).
+        mirrored = landmarks[[1, 0, 2, 4, 3]] * [-1, 1] + [w - 1, 0]
+        send_frame(image_pub, faces_pub, image[:, ::-1].copy(), box, mirrored, 8, "camera",
+                   [("5", "obama", 0.9)])
+        assert until(lambda: len(tf_at(tf, 8)) == 2, 60, bridge), bridge.output()[-3000:]
+        (fid5,) = answered(tracked, 8)[0].ids
+        (turned,) = [x for x in tf_at(tf, 8) if x.child_frame_id == f"face_{fid5}"]
+        t5, r5 = pose_of(turned)
+        flip_cam, flip_face = np.diag([-1.0, 1, 1]), np.diag([1.0, -1, 1])
+        np.testing.assert_allclose(r5, flip_cam @ r @ flip_face, atol=2e-3)
+        np.testing.assert_allclose(t5, flip_cam @ t, atol=2e-4)
+        assert r5[0, 0] * r[0, 0] <= 0  # the forward axis crosses the image the other way
+
         # A camera without camera_info, then intrinsics for another image size: no frames, the
         # faces still published on /humans, each refusal counted.
-        assert len(frame(8, "other_camera")) == 2
+        assert len(frame(18, "other_camera")) == 2
         wait_stat(ros, node, "tf_no_camera_info", 1, bridge)
         intrinsics(camera_info("camera", 2 * w, 2 * h, f), 2)
-        assert fid in frame(9)
+        assert fid in frame(19)
         wait_stat(ros, node, "tf_no_camera_info", 2, bridge)
         intrinsics(camera_info("camera", w, h, f), 3)
-        frame(10)
-        assert until(lambda: len(tf_at(tf, 10)) == 2, 60, bridge)
-        # /tf is one reliable writer: what came before stamp 10 has arrived.
-        assert sorted({stamp_ns(t.header) for m in tf for t in m.transforms}) == [7, 10]
+        frame(20)
+        assert until(lambda: len(tf_at(tf, 20)) == 2, 60, bridge)
+        # /tf is one reliable writer: what came before stamp 20 has arrived.
+        assert sorted({stamp_ns(t.header) for m in tf for t in m.transforms}) == [7, 8, 20]
 
         # publish_tf off at run time: /tf unadvertised, camera_info unsubscribed.
         assert set_params(ros, node, publish_tf=False)[0].successful
         assert until(lambda: ros.node.count_publishers("/tf") == 0
                      and info_pub.get_subscription_count() == 0, 60, bridge)
         stats = ros.stats(node)
-        assert (stats["tf_frames"], stats["tf_pose_failed"], stats["bad_frames"]) == (4, 0, 0)
+        assert (stats["tf_frames"], stats["tf_pose_failed"], stats["bad_frames"]) == (6, 0, 0)
         assert bridge.alive(), bridge.output()
     finally:
         assert bridge.stop() in (0, -2), bridge.output()
