@@ -88,6 +88,8 @@ build_interface() {
 # hri_msgs after vision_msgs: both need only the wheels' std_msgs/geometry_msgs.
 build_interface vision_msgs
 build_interface hri_msgs
+# tf2_msgs (the face_hri_bridge's /tf frames): no wheel exists; only TFMessage, from interfaces/.
+build_interface tf2_msgs
 # Ours (the recognizer's gallery services): no distro has it; a ROS workspace builds it with
 # colcon like any ament_cmake package (README), and a sourced workspace that has it wins.
 build_interface face_perception_interfaces

@@ -9,6 +9,7 @@ dropping them when an id leaves the list, and reads /humans/candidate_matches.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections import defaultdict
 from functools import partial
@@ -18,8 +19,9 @@ import pytest
 from hri_msgs.msg import FacialLandmarks, IdsList, IdsMatch, NormalizedRegionOfInterest2D
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+from vision_msgs.msg import Detection2DArray
 
+from test.hri_frames import detection
 from test.proc import wait_for
 from test.ros_harness import (
     RELIABLE,
@@ -36,7 +38,6 @@ FACE_TOPICS = {"roi": NormalizedRegionOfInterest2D, "cropped": Image, "aligned":
                "landmarks": FacialLandmarks}
 FACE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
-POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 # (person, centre x, centre y, face height, track id, class id, score) per frame. Obama leaves
 # after frame 4 and comes back in frame 7 under a new track id; Biden's track id is not a ROS
@@ -54,7 +55,9 @@ SCENE = [
     [("biden", 430, 230, 140, "", "biden", 0.92)],
     [("obama", 200, 240, 150, "11", "obama", 0.95)],
 ]
-O1, B, O2 = "f3", "f3f2a_2d9c", "f11"  # face ids by docs/hri.md's scheme
+# The three faces, by name: their REP-155 ids are the bridge's (random per start), learnt from
+# /humans/faces/tracked, which lists a frame's faces in the order of its detections.
+O1, B, O2 = "obama, track 3", "biden, track 3f2a-9c", "obama again, track 11"
 FACE_OF_TRACK = {"3": O1, "3f2a-9c": B, "11": O2}
 TRACKED = [[O1], [O1], [O1, B], [O1, B], [O1, B], [B], [], [O2]]
 MATCHES = [  # (face, person, confidence) in publishing order, per frame
@@ -100,32 +103,18 @@ class Rep155Consumer:
         with self.lock:
             self.matches.append((msg.id1, msg.id1_type, msg.id2, msg.id2_type, msg.confidence))
 
-    def has_frame(self, stamp: int, faces: list[str], n_matches: int) -> bool:
+    def has_frame(self, stamp: int, n_faces: int, n_matches: int) -> bool:
         with self.lock:
             if not self.tracked or self.tracked[-1][0] != stamp or len(self.matches) < n_matches:
                 return False
-            return all(any(stamp_ns(m.header) == stamp for m in self.received[f][t])
-                       for f in faces for t in FACE_TOPICS)
+            faces = self.tracked[-1][1]
+            return len(faces) == n_faces and all(
+                any(stamp_ns(m.header) == stamp for m in self.received[f][t])
+                for f in faces for t in FACE_TOPICS)
 
 
 def unadvertised(node, face: str) -> bool:
     return all(node.count_publishers(f"/humans/faces/{face}/{t}") == 0 for t in FACE_TOPICS)
-
-
-def detection(box, landmarks, track_id: str, class_id: str, score: float, header):
-    """An identities Detection2D as the recognizer sends it: the track id in ``id``, the name in
-    results[0], the landmarks as ``landmark/<point>`` results (docs/topics.md)."""
-    d = Detection2D(header=header, id=track_id)
-    x1, y1, x2, y2 = (float(v) for v in box)
-    d.bbox.center.position.x, d.bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
-    d.bbox.size_x, d.bbox.size_y = x2 - x1, y2 - y1
-    for cid, s, (x, y) in [(class_id, score, (0.0, 0.0))] + [
-            (f"landmark/{p}", -1.0, pt) for p, pt in zip(POINTS, landmarks)]:
-        hyp = ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id, hyp.hypothesis.score = cid, float(s)
-        hyp.pose.pose.position.x, hyp.pose.pose.position.y = float(x), float(y)
-        d.results.append(hyp)
-    return d
 
 
 def frames(photos, detector):
@@ -155,38 +144,58 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
     image_pub = ros.publisher(Image, f"{ns}/image")
     faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
     bridge = start("face_hri_bridge", tmp_path,
-                   node_args(ns, extra=["-p", "qos_reliability:=reliable"]))
+                   node_args(ns, extra=["-p", "qos_reliability:=reliable",
+                                        # lock step takes as long as it takes: no expiry here
+                                        # (test_hri_lifetime.py tests it with sim time)
+                                        "-p", "face_timeout:=3600.0"]))
     try:
         assert wait_for_subscribers(image_pub) and wait_for_subscribers(faces_pub), \
             bridge.output()
         assert wait_for(lambda: ros.node.count_publishers("/humans/faces/tracked") == 1, 60)
-        sent_matches = 0
+        sent_matches, seen = 0, set()
         for i, (image, faces) in enumerate(scene):
             msg = image_msg(image, 1_000_000_000 + i * 33_000_000)
             faces_pub.publish(Detection2DArray(header=msg.header, detections=[
                 detection(*face, msg.header) for face in faces]))
             image_pub.publish(msg)
             sent_matches += len(MATCHES[i])
-            done = partial(consumer.has_frame, stamp_ns(msg.header), TRACKED[i], sent_matches)
+            done = partial(consumer.has_frame, stamp_ns(msg.header), len(TRACKED[i]),
+                           sent_matches)
             assert wait_for(done, 60), (i, bridge.output())
-            for face in {f for ids in TRACKED[:i] for f in ids} - set(TRACKED[i]):
+            now = consumer.tracked[-1][1]
+            for face in seen - set(now):
                 # A face that left: its topics are no longer advertised.
                 assert wait_for(partial(unadvertised, ros.node, face), 60), (i, face)
-            for face in TRACKED[i]:
+            for face in now:
                 assert all(ros.node.count_publishers(f"/humans/faces/{face}/{t}") == 1
                            for t in FACE_TOPICS), (i, face)
+            seen |= set(now)
+        stats = ros.stats(f"{ns}/face_hri_bridge")
         assert bridge.alive(), bridge.output()
     finally:
         assert bridge.stop() in (0, -2), bridge.output()
 
+    # The ids: one per face (a face that comes back under a new track is a new face), all of
+    # this start's session, each a ROS name token.
+    face_id = {}
+    for (_, ids), names in zip(consumer.tracked, TRACKED):
+        assert len(ids) == len(names)
+        for fid, name in zip(ids, names):
+            assert face_id.setdefault(name, fid) == fid, (name, fid, face_id)
+    assert sorted(face_id) == sorted([O1, B, O2]) and len(set(face_id.values())) == 3
+    assert all(re.fullmatch(f"f{stats['session']}[0-9a-z]+", f) for f in face_id.values())
+    assert stats["untracked_faces"] == 1 and stats["bad_frames"] == 0
+    assert stats["tracked"] == {face_id[O2]: ["camera", "11"]}
+
     stamps = [1_000_000_000 + i * 33_000_000 for i in range(len(SCENE))]
     # Every frame listed exactly once, in order; each face kept its id while it was in view.
-    assert consumer.tracked == list(zip(stamps, TRACKED))
+    assert consumer.tracked == [(t, [face_id[n] for n in names])
+                                for t, names in zip(stamps, TRACKED)]
     present = {face: [i for i, ids in enumerate(TRACKED) if face in ids] for face in (O1, B, O2)}
     assert present == {O1: [0, 1, 2, 3, 4], B: [2, 3, 4, 5], O2: [7]}
     for face, frames_in_view in present.items():
         for topic in FACE_TOPICS:
-            got = [stamp_ns(m.header) for m in consumer.received[face][topic]]
+            got = [stamp_ns(m.header) for m in consumer.received[face_id[face]][topic]]
             assert got == [stamps[i] for i in frames_in_view], (face, topic)
     # Contents: normalised boxes and the five landmarks of the faces that were sent.
     for face, frames_in_view in present.items():
@@ -194,20 +203,20 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
             image, faces = scene[i]
             h, w = image.shape[:2]
             (box, landmarks, *_), = [f for f in faces if FACE_OF_TRACK.get(f[2]) == face]
-            roi = consumer.received[face]["roi"][k]
+            roi = consumer.received[face_id[face]]["roi"][k]
             np.testing.assert_allclose([roi.xmin, roi.ymin, roi.xmax, roi.ymax],
                                        np.clip(np.asarray(box) / [w, h, w, h], 0, 1),
                                        atol=1e-6)
-            lm = consumer.received[face]["landmarks"][k]
+            lm = consumer.received[face_id[face]]["landmarks"][k]
             assert (lm.width, lm.height, len(lm.landmarks)) == (w, h, 70)
             pts = np.array([[p.x, p.y, p.c] for p in lm.landmarks])
             np.testing.assert_allclose(pts[[68, 69, 30, 48, 54], :2], landmarks / [w, h],
                                        atol=1e-6)
             assert (pts[[68, 69, 30, 48, 54], 2] == 1).all() and pts[:, 2].sum() == 5
             for topic in ("cropped", "aligned"):
-                img = consumer.received[face][topic][k]
+                img = consumer.received[face_id[face]][topic][k]
                 assert (img.width, img.height, img.encoding) == (128, 128, "bgr8")
     # Candidate matches: named faces to their persons; 0.0 when a face left or changed person.
-    want = [(f, IdsMatch.FACE, p, IdsMatch.PERSON, pytest.approx(c, abs=1e-6))
+    want = [(face_id[f], IdsMatch.FACE, p, IdsMatch.PERSON, pytest.approx(c, abs=1e-6))
             for frame in MATCHES for f, p, c in frame]
     assert consumer.matches == want

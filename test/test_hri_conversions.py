@@ -13,19 +13,53 @@ from face_perception.messages.face_fields import (
 from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, estimate_similarity
 
 
-def test_ids_are_valid_ros_name_tokens_distinct_and_stable():
+def test_face_ids_are_ros_name_tokens_stable_per_track_and_distinct_per_camera():
     from rclpy.validate_full_topic_name import validate_full_topic_name
 
-    tracks = ["7", "12", "a-b", "a_b", "a b", "3f2a9c1e-77d0-4b8e-9a51-0c5e2f1d4b6a", "é"]
-    ids = [hri.face_id(t) for t in tracks]
-    assert ids[:2] == ["f7", "f12"] and len(set(ids)) == len(ids)
-    for fid in ids:  # raises on an invalid name
+    ids = hri.FaceIds("k3q9xz")
+    tracks = [("cam", "7"), ("cam", "12"), ("cam", "a-b"), ("cam", "é"), ("left", "7"),
+              ("right", "7")]
+    got = [ids.face_id(src, t) for src, t in tracks]
+    assert got == ["fk3q9xz1", "fk3q9xz2", "fk3q9xz3", "fk3q9xz4", "fk3q9xz5", "fk3q9xz6"]
+    assert [ids.face_id(src, t) for src, t in tracks] == got  # a track keeps its id
+    assert [ids.track_of(f) for f in got] == tracks and ids.track_of("f7") is None
+    for fid in got:  # raises on an invalid name
         validate_full_topic_name(f"/humans/faces/{fid}/roi")
+    with pytest.raises(ValueError, match="empty track id"):
+        ids.face_id("cam", "")
+
+
+def test_face_ids_never_repeat_across_starts_or_after_a_track_expired():
+    # Two starts (or two bridges) see the same camera and track ids: other sessions, other ids.
+    a, b = hri.FaceIds("aaaaaa"), hri.FaceIds("aaaaab")
+    assert a.face_id("cam", "1") == "faaaaaa1" and b.face_id("cam", "1") == "faaaaab1"
+    # The counter is base 36 after a fixed-length token: no id is a prefix-split of another.
+    for _ in range(40):
+        last = a.face_id("cam", str(len(a) + 1))
+    assert last == "faaaaaa" + "15"  # 41 in base 36
+    sessions = {hri.FaceIds().session for _ in range(100)}
+    assert len(sessions) == 100 and all(
+        len(s) == hri.SESSION_LENGTH and set(s) <= set(hri.ID_ALPHABET) for s in sessions)
+    # A track not seen for longer than the timeout is forgotten: a tracker reusing its id
+    # later gets a new face id.
+    ids = hri.FaceIds("zzzzzz")
+    first = ids.face_id("cam", "3", now=10.0)
+    assert ids.face_id("cam", "3", now=10.9) == first and ids.expire(11.5, 1.0) == []
+    assert ids.expire(12.0, 1.0) == [first] and len(ids) == 0
+    assert ids.face_id("cam", "3", now=12.0) not in (first,)
+    with pytest.raises(ValueError, match="session token"):
+        hri.FaceIds("UPPER1")
+
+
+def test_person_ids_are_name_tokens_stable_across_runs():
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
     assert hri.person_id("obama") == "pobama" and hri.person_id("ada lovelace") == \
         "pada_20lovelace"
+    assert hri.person_id("a-b") != hri.person_id("a_b")
     validate_full_topic_name(f"/humans/persons/{hri.person_id('Zoë O_Neil')}/name")
     with pytest.raises(ValueError, match="empty"):
-        hri.face_id("")
+        hri.person_id("")
 
 
 def test_roi_is_normalised_and_clipped_to_the_image():
@@ -117,3 +151,26 @@ def test_tracked_faces_report_appearances_departures_and_person_changes():
     assert hri.match_confidence(0.93) == pytest.approx(0.93)
     assert hri.match_confidence(-0.2) == hri.MIN_MATCH_CONFIDENCE
     assert hri.match_confidence(1.2) == 1.0
+
+
+def test_a_frame_removes_only_its_own_cameras_faces():
+    faces = hri.TrackedFaces()
+    faces.update([("fa", None, 0.0)], source="left", now=1.0)
+    c = faces.update([("fb", "pobama", 0.9)], source="right", now=1.0)
+    assert (c.appeared, c.gone, faces.faces) == (["fb"], [], ["fa", "fb"])
+    c = faces.update([], source="left", now=1.1)
+    assert (c.gone, faces.faces) == (["fa"], ["fb"])
+    with pytest.raises(ValueError, match="another source"):
+        faces.update([("fb", None, 0.0)], source="left")
+
+
+def test_faces_without_upstream_expire_after_the_timeout_and_lose_their_match():
+    faces = hri.TrackedFaces()
+    faces.update([("fa", "pobama", 0.9), ("fb", None, 0.0)], source="cam", now=10.0)
+    faces.update([("fc", None, 0.0)], source="other", now=10.4)
+    c = faces.expire(10.5, 0.5)  # exactly the timeout: still there
+    assert (c.gone, faces.faces) == ([], ["fa", "fb", "fc"])
+    c = faces.expire(10.6, 0.5)
+    assert (c.gone, c.unmatched, faces.faces) == (["fa", "fb"], [("fa", "pobama")], ["fc"])
+    c = faces.expire(11.0, 0.5)
+    assert (c.gone, c.unmatched, faces.faces) == (["fc"], [], [])

@@ -23,7 +23,8 @@ def test_hri_true_starts_the_installed_bridge_on_the_recognizers_identities():
     assert (det.executable, rec.executable) == ("face_detector", "face_recognizer")
     assert (bridge.executable, bridge.name, bridge.namespace) == (
         "face_hri_bridge", "face_hri_bridge", "robot1")
-    assert bridge.remappings == [("image", "/cam/image_raw")]  # reads faces/identities
+    # Reads faces/identities; camera_info (publish_tf) beside the camera's image topic.
+    assert bridge.remappings == [("image", "/cam/image_raw"), ("camera_info", "/cam/camera_info")]
     assert bridge.parameters == ["/etc/robot/faces.yaml"]
     assert bridge.env == det.env  # same DDS profile as the nodes
     assert console_scripts()["face_hri_bridge"] == "face_perception.ros.hri_bridge:main"
@@ -36,7 +37,7 @@ def test_hri_bridge_reads_the_detectors_faces_without_recognizer_and_sits_beside
     assert ("faces/identities", "faces/detections") in bridge.remappings
     container, bridge = plan({"hri": "true", "use_container": "true"})
     assert container.executable == "face_perception_container"
-    assert bridge.executable == "face_hri_bridge" and len(bridge.remappings) == 1
+    assert bridge.executable == "face_hri_bridge" and len(bridge.remappings) == 2
     (only,) = plan({"hri": "false"})[-1:]
     assert only.executable == "face_recognizer"
     with pytest.raises(ValueError, match="hri must be true or false"):

@@ -4,6 +4,8 @@ and which faces appeared, left or changed person between two frames (see docs/hr
 from __future__ import annotations
 
 import re
+import secrets
+import string
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -36,9 +38,73 @@ def id_token(text: str) -> str:
                    for c in text)
 
 
-def face_id(track_id: str) -> str:
-    """REP-155 face id of a track: ``f`` + the track id as a token (``"7"`` -> ``"f7"``)."""
-    return "f" + id_token(str(track_id))
+# Face ids: "f" + a random token drawn once per FaceIds (i.e. per bridge start) + a counter in
+# base 36. The token makes ids of two starts, or of two bridges, differ (36**6 ~ 2.2e9 tokens);
+# the counter makes the ids of one start differ; a fixed token length keeps the two parts
+# unambiguous.
+ID_ALPHABET = string.ascii_lowercase + string.digits
+SESSION_LENGTH = 6
+
+
+def new_session() -> str:
+    """A fresh random session token (from the OS's secure generator, not a seeded one)."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(SESSION_LENGTH))
+
+
+def _base36(n: int) -> str:
+    digits = ""
+    while True:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+        if n == 0:
+            return digits
+
+
+class FaceIds:
+    """REP-155 face ids of tracks: each (source, track id), where source is the image's
+    frame_id, gets an id that no other track, camera, bridge or restart gets.
+
+    A track keeps its id while it is seen; ``expire`` forgets tracks not seen for a while, so a
+    track id that the upstream tracker reuses later gets a new face id."""
+
+    def __init__(self, session: Optional[str] = None):
+        session = new_session() if session is None else session
+        if len(session) != SESSION_LENGTH or any(c not in ID_ALPHABET for c in session):
+            raise ValueError(f"session token must be {SESSION_LENGTH} characters of "
+                             f"{ID_ALPHABET!r}, got {session!r}")
+        self.session = session
+        self._issued = 0
+        self._ids: dict[tuple[str, str], str] = {}
+        self._seen: dict[tuple[str, str], float] = {}
+
+    def face_id(self, source: str, track_id: str, now: float = 0.0) -> str:
+        """The face id of ``track_id`` from ``source`` (seen at time ``now``, seconds)."""
+        if not track_id:
+            raise ValueError("an empty track id has no REP-155 face id")
+        key = (str(source), str(track_id))
+        fid = self._ids.get(key)
+        if fid is None:
+            self._issued += 1
+            fid = self._ids[key] = "f" + self.session + _base36(self._issued)
+        self._seen[key] = float(now)
+        return fid
+
+    def track_of(self, face_id: str) -> Optional[tuple[str, str]]:
+        """(source, track id) of a face id in use, None for any other."""
+        for key, fid in self._ids.items():
+            if fid == face_id:
+                return key
+        return None
+
+    def expire(self, now: float, timeout: float) -> list[str]:
+        """Forget the tracks not seen for more than ``timeout`` seconds; their face ids."""
+        old = [k for k, t in self._seen.items() if now - t > timeout]
+        for key in old:
+            del self._seen[key]
+        return [self._ids.pop(key) for key in old]
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 def person_id(name: str) -> str:
@@ -127,22 +193,35 @@ class FrameChanges:
 
 
 class TrackedFaces:
-    """The faces currently tracked and the person each one was last matched to."""
+    """The faces currently tracked, the source (camera frame_id) and time each was last seen
+    in, and the person each one was last matched to."""
 
     def __init__(self):
-        self.faces: list[str] = []
+        self._source: dict[str, str] = {}  # face id -> source, in the order /tracked lists them
+        self._seen: dict[str, float] = {}
         self._person: dict[str, str] = {}
 
-    def update(self, faces: Sequence[tuple[str, Optional[str], float]]) -> FrameChanges:
-        """This frame's (face id, person id or None, confidence) -> the changes to publish.
+    @property
+    def faces(self) -> list[str]:
+        return list(self._source)
+
+    def update(self, faces: Sequence[tuple[str, Optional[str], float]], source: str = "",
+               now: float = 0.0) -> FrameChanges:
+        """One frame of ``source``: its (face id, person id or None, confidence) -> the changes
+        to publish. The frame lists every face of its source, so the source's other faces are
+        gone; faces of other sources stay.
 
         A face whose person changed, or that is no longer recognised or tracked, is reported
         as unmatched from its previous person (an IdsMatch with confidence 0)."""
         ids = [f for f, _, _ in faces]
         if len(set(ids)) != len(ids):
             raise ValueError(f"face ids repeat within one frame: {ids}")
-        changes = FrameChanges(appeared=[f for f in ids if f not in self.faces],
-                               gone=[f for f in self.faces if f not in ids])
+        elsewhere = [f for f in ids if self._source.get(f, source) != source]
+        if elsewhere:
+            raise ValueError(f"face ids {elsewhere} belong to another source than {source!r}")
+        changes = FrameChanges(
+            appeared=[f for f in ids if f not in self._source],
+            gone=[f for f, src in self._source.items() if src == source and f not in ids])
         for face, person, confidence in faces:
             old = self._person.get(face)
             if old is not None and old != person:
@@ -151,9 +230,25 @@ class TrackedFaces:
             if person is not None:
                 changes.matches.append((face, person, float(confidence)))
                 self._person[face] = person
-        for face in changes.gone:
+        self._drop(changes.gone, changes)
+        for face in [f for f, src in self._source.items() if src == source]:
+            del self._source[face]  # re-added below in this frame's order
+        for face in ids:
+            self._source[face] = source
+            self._seen[face] = float(now)
+        return changes
+
+    def expire(self, now: float, timeout: float) -> FrameChanges:
+        """The faces no frame has shown for more than ``timeout`` seconds: gone (and unmatched
+        from their persons), as when their upstream stopped."""
+        changes = FrameChanges(gone=[f for f, t in self._seen.items() if now - t > timeout])
+        self._drop(changes.gone, changes)
+        return changes
+
+    def _drop(self, faces: Sequence[str], changes: FrameChanges) -> None:
+        for face in faces:
+            self._source.pop(face, None)
+            self._seen.pop(face, None)
             old = self._person.pop(face, None)
             if old is not None:
                 changes.unmatched.append((face, old))
-        self.faces = ids
-        return changes

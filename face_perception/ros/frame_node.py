@@ -220,23 +220,8 @@ class FaceNodeBase(LifecycleNode):
     def _image_subscription(self, msg_type, topic: str):
         """The image subscription, its QoS from the shorthands (qos_reliability, qos_depth) with
         the standard ``qos_overrides./<topic>.subscription.*`` parameters winning where set."""
-        qos = self.image_qos()
-        prefix = f"qos_overrides.{self.resolve_topic_name(topic)}.subscription."
-        declared = self._qos_declared.get(prefix)
-        if declared is None:  # first activation: rclpy declares the (read-only) parameters
-            self._qos_declared[prefix] = {k.name.lower(): _policy_value(qos, k)
-                                          for k in QOS_POLICIES}
-            options = QoSOverridingOptions(list(QOS_POLICIES))
-        else:  # declared earlier: a value other than the declared shorthand is an override
-            options = None
-            for kind, convert in QOS_POLICIES.items():
-                name = kind.name.lower()
-                value = self.get_parameter(prefix + name).value
-                if value != declared[name]:
-                    setattr(qos, name, value if convert is int else convert[value.upper()])
-        sub = self.create_subscription(msg_type, topic, self._image_callback, qos,
-                                       qos_overriding_options=options)
-        self.image_qos_text = "/".join(str(_policy_value(qos, k)) for k in QOS_POLICIES)
+        sub, self.image_qos_text = overridable_subscription(
+            self, self._qos_declared, msg_type, topic, self._image_callback, self.image_qos())
         return sub
 
     def _destroy_inputs(self) -> None:
@@ -346,6 +331,33 @@ class FaceNodeBase(LifecycleNode):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+
+def overridable_subscription(node, declared_by_prefix: dict[str, dict[str, Any]], msg_type,
+                             topic: str, callback, qos: QoSProfile) -> tuple[Any, str]:
+    """A subscription whose QoS ``qos`` (from the node's shorthand parameters) is overridden by
+    the standard ``qos_overrides./<topic>.subscription.*`` parameters where those are set.
+
+    rclpy declares those parameters (read-only) on the first call for a topic; later calls
+    (re-created subscriptions) compare them with what was declared, kept in
+    ``declared_by_prefix``. Returns the subscription and its reliability/depth/history/durability
+    as text (for statistics)."""
+    prefix = f"qos_overrides.{node.resolve_topic_name(topic)}.subscription."
+    declared = declared_by_prefix.get(prefix)
+    if declared is None:  # first subscription: rclpy declares the (read-only) parameters
+        declared_by_prefix[prefix] = {k.name.lower(): _policy_value(qos, k)
+                                      for k in QOS_POLICIES}
+        options = QoSOverridingOptions(list(QOS_POLICIES))
+    else:  # declared earlier: a value other than the declared shorthand is an override
+        options = None
+        for kind, convert in QOS_POLICIES.items():
+            name = kind.name.lower()
+            value = node.get_parameter(prefix + name).value
+            if value != declared[name]:
+                setattr(qos, name, value if convert is int else convert[value.upper()])
+    sub = node.create_subscription(msg_type, topic, callback, qos,
+                                   qos_overriding_options=options)
+    return sub, "/".join(str(_policy_value(qos, k)) for k in QOS_POLICIES)
 
 
 def _policy_value(qos: QoSProfile, kind: QoSPolicyKind):

@@ -117,7 +117,9 @@ def plan(args: dict, nodes: tuple = ("face_detector", "face_recognizer")) -> lis
     if _flag(values["hri"], "hri"):
         # The REP-155 bridge reads raw images and the faces of the last node started: the
         # recognizer's identities, or the detector's faces when no recognizer runs.
-        bridge_remaps = [("image", topic)]
+        # camera_info (for publish_tf) is the image topic's sibling, as camera drivers name it.
+        folder, slash, _ = topic.rpartition("/")
+        bridge_remaps = [("image", topic), ("camera_info", folder + slash + "camera_info")]
         if "face_recognizer" not in nodes:
             bridge_remaps.append(("faces/identities", "faces/detections"))
         out.append(NodePlan("face_hri_bridge", "face_hri_bridge", ns, list(user_file),
