@@ -143,3 +143,40 @@ def enroll_tree(gallery, detector, embedder, root, check_quality: bool = True) -
             report["identities"].append(identity)
             report["embedded"] += len(result.files)
     return report
+
+
+def enrol_photos(gallery, detector, embedder, paths: Sequence, name: Optional[str] = None,
+                 replace: bool = False, check_quality: bool = True) -> dict:
+    """``face-perception enroll`` from photos: with ``name``, every image of ``paths`` (files or
+    folders) is that one person; without, ``paths`` is one folder with a sub-folder per person.
+    ``replace`` removes the identities first. Returns the report of ``enroll_tree``."""
+    from face_perception.imageio import expand_image_paths
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no photos given")
+    if name is not None:
+        files = expand_image_paths(paths)
+        if not files:
+            raise FileNotFoundError(f"no image files in {paths[0]}")
+        if replace and name in gallery:
+            gallery.remove(name)
+        result = embed_largest_faces(detector, embedder, files, check_quality=check_quality)
+        if len(result.files):
+            gallery.add(name, result.embeddings, sources=[Path(f).name for f in result.files])
+        return {"identities": [name] if len(result.files) else [],
+                "images": len(files), "embedded": len(result.files),
+                "no_face": result.no_face, "several_faces": result.several_faces,
+                "unreadable": [f for f, _ in result.unreadable],
+                "refused": [[f, why] for f, why in result.refused]}
+    if len(paths) > 1:
+        raise ValueError("several paths need a name (they are photos of one person); "
+                         "without one give one folder with a sub-folder per person")
+    if not paths[0].is_dir():
+        raise FileNotFoundError(f"enrolment needs a folder with one sub-folder per person, "
+                                f"got {paths[0]}")
+    if replace:
+        for person in image_folder(paths[0]):
+            if person in gallery:
+                gallery.remove(person)
+    return enroll_tree(gallery, detector, embedder, paths[0], check_quality=check_quality)
