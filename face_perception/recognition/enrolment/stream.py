@@ -118,7 +118,8 @@ class EnrolmentSession:
         self.started = now
         self.frames_seen = 0
         self.pool = ViewPool()
-        self.ended = ""  # '' while collecting; else "ready", "cancelled" or "expired"
+        self.ended = ""  # '' while collecting; else "ready", "cancelled", "expired", "aborted"
+        self.why = ""  # the reason of an abort
         self._lock = threading.Lock()
 
     @property
@@ -160,6 +161,12 @@ class EnrolmentSession:
         with self._lock:
             self.ended = self.ended or "cancelled"
 
+    def abort(self, reason: str) -> None:
+        """End the session without enrolling (the node is deactivated, say), with ``reason``."""
+        with self._lock:
+            if not self.ended:
+                self.ended, self.why = "aborted", reason
+
     def expire(self, now: float) -> bool:
         """End the session when its timeout has passed; True when it did so now."""
         with self._lock:
@@ -174,6 +181,8 @@ class EnrolmentSession:
         goal = self.goal
         if self.ended == "cancelled":
             return Outcome(Selection(), "cancelled")
+        if self.ended == "aborted":
+            return Outcome(Selection(), self.why)
         if self.ended == "expired" or not self.ended:
             return Outcome(Selection(), f"only {self.frames_seen} of {goal.max_frames} frames "
                                         f"arrived in {goal.timeout_s:g} s")
