@@ -299,7 +299,8 @@ def test_unknown_track_is_learnt_as_anonymous_identity(ros, photos, core_detecto
     try:
         names = [name_of(rig.send("biden", "5")) for _ in range(3)]
         assert names == ["unknown"] * 3
-        assert rig.listing() == [("obama", 1), ("anon_0", 3)]
+        # Three views of one photo are near copies: one distinct view is learnt.
+        assert rig.listing() == [("obama", 1), ("anon_0", 1)]
         assert ros.stats(rig.node)["learnt_identities"] == 1
         # From now on the stranger has a persistent name (saved: another reader sees it).
         assert [name_of(rig.send("biden", "5")) for _ in range(3)][-1] == "anon_0"

@@ -41,6 +41,7 @@ class EnrolmentServer:
         self.timer = None
         self._lock = threading.Lock()
         self._sessions: dict[bytes, tuple] = {}  # goal id -> (goal handle, session, feedback)
+        self._finishing: dict[bytes, EnrolmentSession] = {}  # handed over to execution
         self._refused: dict[bytes, str] = {}  # goal id -> why, for goals refused on arrival
         self._last: Optional[Frame] = None  # the last processed frame
         self.finished = {"succeeded": 0, "refused": 0, "cancelled": 0}
@@ -68,6 +69,7 @@ class EnrolmentServer:
         self.action = self.service = self.timer = None
         with self._lock:
             self._sessions.clear()
+            self._finishing.clear()
             self._refused.clear()
         self._last = None
 
@@ -80,8 +82,9 @@ class EnrolmentServer:
 
     @property
     def pending(self) -> int:
+        """Goals collecting frames or being finished."""
         with self._lock:
-            return len(self._sessions)
+            return len(self._sessions) + len(self._finishing)
 
     # ---- frames (the frame thread) --------------------------------------------------------
     def observe(self, setup, image, faces, tracked) -> None:
@@ -145,7 +148,15 @@ class EnrolmentServer:
 
     def _tick(self) -> None:
         """Feedback, timeouts, and execution of the goals whose collection ended."""
-        now = time.monotonic()
+        try:
+            for handle in self._hand_over(time.monotonic()):
+                handle.execute()
+        except Exception as exc:  # noqa: BLE001 - an escaping exception would end the node
+            self.node.get_logger().error(f"enrolment timer failed: {type(exc).__name__}: "
+                                         f"{exc}", throttle_duration_sec=5.0)
+
+    def _hand_over(self, now: float) -> list:
+        """Publish feedback; move the sessions that ended to execution (each once)."""
         ready = []
         with self._lock:
             for key, (handle, session, last) in list(self._sessions.items()):
@@ -153,6 +164,8 @@ class EnrolmentServer:
                 if session.done:
                     # A cancelled goal is handed over once the server marked it CANCELING.
                     if session.ended != "cancelled" or handle.is_cancel_requested:
+                        del self._sessions[key]
+                        self._finishing[key] = session
                         ready.append(handle)
                     continue
                 feedback = (session.frames_seen, session.samples)
@@ -160,27 +173,25 @@ class EnrolmentServer:
                     self._sessions[key] = (handle, session, feedback)
                     handle.publish_feedback(Enroll.Feedback(frames_seen=feedback[0],
                                                             samples=feedback[1]))
-        for handle in ready:
-            handle.execute()
+        return ready
 
     def _execute(self, goal_handle):
         key = bytes(goal_handle.goal_id.uuid)
         result = Enroll.Result()
         with self._lock:
             why = self._refused.pop(key, None)
-            entry = self._sessions.get(key)
-        if why is not None or entry is None:
+            session = self._finishing.get(key)
+        if why is not None or session is None:
             result.message = f"nothing enrolled for {goal_handle.request.name!r}: " \
                              f"{why or 'the enrolment ended'}"
             self.finished["refused"] += 1
             goal_handle.abort()
             return result
-        session = entry[1]
         try:
             result = self._finish(session, result)
         finally:
             with self._lock:
-                self._sessions.pop(key, None)
+                self._finishing.pop(key, None)
         if session.ended == "cancelled" and goal_handle.is_cancel_requested:
             self.finished["cancelled"] += 1
             goal_handle.canceled()
