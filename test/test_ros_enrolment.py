@@ -4,6 +4,7 @@ bounds, fresh frames only, duplicates), the non-waiting ~/enroll service, list a
 goal runs, shutdown with a goal pending; learning strangers as anon_<n>; anonymised annotated
 images. Frames go in lock step, waits are for events (a feedback, a counter); results are exact."""
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -285,8 +286,12 @@ def test_sigint_with_a_goal_pending_ends_the_node_cleanly(ros, photos, core_dete
     goal = rig.goal(name="obama", track_id="7", max_frames=300, timeout_s=600.0)
     goal.wait_feedback(0)
     rig.action.destroy()
-    # SIGINT; the hang guard (SIGKILL after 10 s) would make the exit code -9.
+    # SIGINT; the hang guard (SIGKILL after 10 s) would make the exit code -9. The time is
+    # printed for the record (docs/ros.md), not asserted: it depends on the machine.
+    start = time.monotonic()
     assert rig.proc.stop(timeout=10.0) in (0, -2), rig.proc.log_path.read_text()
+    print(f"face_recognizer exited {time.monotonic() - start:.2f} s after SIGINT with a goal "
+          "pending")
     assert "Traceback" not in rig.proc.log_path.read_text()
 
 
