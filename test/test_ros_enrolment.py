@@ -9,6 +9,8 @@ import time
 import cv2
 import numpy as np
 from action_msgs.msg import GoalStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from rclpy.action import ActionClient
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
@@ -188,6 +190,14 @@ def test_cancel_and_timeout_end_a_goal_with_nothing_enrolled(ros, photos, core_d
         assert "only 0 of 5 frames arrived in 0.5 s" in res.message
         assert not gallery.exists() and rig.listing() == []
         assert wait_stat(ros, rig.node, "enroll_sessions", 0, rig.proc)["enroll_cancelled"] == 1
+        # Deactivating the node ends a collecting goal with the reason.
+        goal = rig.goal(name="obama", track_id="7", max_frames=300, timeout_s=600.0)
+        goal.wait_feedback(0)
+        assert ros.call(ChangeState, f"{rig.node}/change_state", ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+        status, res = goal.result()
+        assert status == GoalStatus.STATUS_ABORTED
+        assert res.message == "nothing enrolled for 'obama': the node was deactivated"
     finally:
         rig.close()
 
