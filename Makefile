@@ -38,6 +38,7 @@ bench: setup $(HAAR_VENV)/bin/python
 	$(PY) benchmarks/gallery_writes.py
 	$(PY) -m benchmarks.tracking
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.enrolment_views
 
 clean:
 	rm -rf build demo_output

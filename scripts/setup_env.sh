@@ -13,7 +13,8 @@ STAMP="$VENV/.face_perception_setup"
 
 inputs_sum() {
   cat "$ROOT/scripts/requirements.txt" "$ROOT/scripts/setup_env.sh" "$ROOT/setup.py" "$ROOT/setup.cfg" \
-      "$ROOT"/interfaces/*/msg/*.msg "$ROOT"/interfaces/*/srv/*.srv "$ROOT"/interfaces/*/CMakeLists.txt \
+      "$ROOT"/interfaces/*/msg/*.msg "$ROOT"/interfaces/*/srv/*.srv "$ROOT"/interfaces/*/action/*.action \
+      "$ROOT"/interfaces/*/CMakeLists.txt \
     | sha256sum | cut -d' ' -f1
 }
 WANT="$(inputs_sum)"
@@ -41,7 +42,8 @@ have_interface() {
 }
 interface_sum() {
   local files
-  files="$(shopt -s nullglob; echo "$ROOT/interfaces/$1"/msg/*.msg "$ROOT/interfaces/$1"/srv/*.srv)"
+  files="$(shopt -s nullglob; echo "$ROOT/interfaces/$1"/msg/*.msg "$ROOT/interfaces/$1"/srv/*.srv \
+    "$ROOT/interfaces/$1"/action/*.action)"
   # shellcheck disable=SC2086  # the interface file names have no spaces
   cat $files "$ROOT/interfaces/$1/CMakeLists.txt" | sha256sum | cut -d' ' -f1
 }

@@ -65,7 +65,7 @@ def augmented(image: np.ndarray) -> dict:
 
 def face_on_canvas(detector, image: np.ndarray) -> np.ndarray:
     """The largest face of ``image`` aligned into a CANVAS-pixel image (dlib geometry)."""
-    from face_perception.recognition.enrollment import find_face
+    from face_perception.recognition.enrolment.photos import find_face
 
     face, _ = find_face(detector, image)
     if face is None:

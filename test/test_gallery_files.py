@@ -270,3 +270,36 @@ def test_gallery_files_are_readable_by_their_owner_only(saved):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
         g.add("another", np.eye(8, dtype=np.float32)[2])
         g.save(index)
+
+
+def test_per_sample_quality_survives_segments_removal_and_compaction(saved):
+    g, index = saved
+    rng = np.random.default_rng(9)
+    g.add("crowd", unit(rng, 300))  # a base large enough that small changes go to segments
+    g.save(index)
+    h = Gallery.load(index)
+    # Samples enrolled before qualities existed read as NaN ("not measured").
+    assert np.isnan(h.qualities("obama")).all() and len(h.qualities("obama")) == 3
+    assert "qualities" not in np.load(arrays_file(index), allow_pickle=False).files
+    h.add("obama", unit(rng, 2), qualities=[0.9, 0.4])
+    h.add("carol", unit(rng, 1), qualities=[0.75])
+    h.save(index)  # a segment
+    assert json.loads(index.read_text())["segments"]
+    k = Gallery.load(index)
+    np.testing.assert_allclose(k.qualities("obama"), [np.nan, np.nan, np.nan, 0.9, 0.4])
+    np.testing.assert_allclose(k.qualities("carol"), [0.75])
+    k.remove("biden")
+    k.save(index, compact=True)
+    m = Gallery.load(index)
+    assert m.names == ["obama", "Zoë Ünïcode", "crowd", "carol"]
+    np.testing.assert_allclose(m.qualities("obama"), [np.nan, np.nan, np.nan, 0.9, 0.4])
+    np.testing.assert_allclose(m.qualities("carol"), [0.75])
+    assert np.isnan(m.qualities("Zoë Ünïcode")).all()
+
+
+@pytest.mark.parametrize("bad", [[0.5], [1.5, 0.2], [float("inf"), 0.1], ["x", "y"]])
+def test_gallery_refuses_qualities_of_wrong_count_or_range(bad):
+    g = Gallery("m", 8)
+    with pytest.raises(GalleryError, match="qualities"):
+        g.add("a", unit(np.random.default_rng(1), 2), qualities=bad)
+    assert len(g) == 0

@@ -1,11 +1,11 @@
-"""face_perception_interfaces: the built service types are the .srv files of interfaces/, and
-their RIHS01 type hashes are pinned (a change of a .srv file is a wire change: bump them on
-purpose).
+"""face_perception_interfaces: the built service and action types are the .srv and .action
+files of interfaces/, and their RIHS01 type hashes are pinned (a change of such a file is a wire
+change: bump them on purpose).
 
-Each hash is computed here from the repository's .srv files with rosidl's own hashing
-(rosidl_adapter srv -> idl, rosidl_generator_type_description), compared with the pinned value,
-and the request/response types built into the venv are checked against it through the ROS graph
-(a publisher's topic_type_hash comes from the C type support that was compiled).
+Each hash is computed here from the repository's files with rosidl's own hashing (rosidl_adapter
+srv/action -> idl, rosidl_generator_type_description), compared with the pinned value, and the
+types built into the venv are checked against it through the ROS graph (a publisher's
+topic_type_hash comes from the C type support that was compiled).
 """
 import contextlib
 import io
@@ -39,12 +39,26 @@ PINNED = {
     "ListIdentities_Response":
         "RIHS01_ef1f1548b92a8601b1a3c6bca77bfa956d2c5a98bc096d31c6c4b6c26815821b",
 }
+PINNED_ACTIONS = {
+    "Enroll":
+        "RIHS01_4998de4e2e33549b06432664aa5c4bba05f401c862e4122878f76502b58bb0d6",
+    "Enroll_Goal":
+        "RIHS01_49ecf0e1e8793955e91508e11703e3f1b342da198485d69165f50aa31f0f26bd",
+    "Enroll_Result":
+        "RIHS01_14e7255948172ec4571c830e947f7364bf0f5dd34f0c115114fe9f75c7efde94",
+    "Enroll_Feedback":
+        "RIHS01_2bfe6ddb43b1d74b4193f31025ee0067d3969945e66cc0b97df70bb256c84321",
+    "Enroll_FeedbackMessage":
+        "RIHS01_ba9ed39e81aa77148222429494759f94ec0da14aad8e30f67c76d40e3f1eb482",
+}
 SERVICES = sorted(k for k in PINNED if "_" not in k)
+ACTIONS = sorted(k for k in PINNED_ACTIONS if "_" not in k)
 
 
 @pytest.fixture(scope="module")
 def rosidl_hashes(tmp_path_factory):
     """type name -> RIHS01 hash, computed by rosidl from the repository's .srv files."""
+    from rosidl_adapter.action import convert_action_to_idl
     from rosidl_adapter.srv import convert_srv_to_idl
     from rosidl_generator_type_description import generate_type_hash
 
@@ -55,14 +69,19 @@ def rosidl_hashes(tmp_path_factory):
         # rosidl_adapter prints progress and its template engine needs the real stdout.
         convert_srv_to_idl(PACKAGE, PACKAGE.name, srv.relative_to(PACKAGE), out / "srv")
         tuples.append(f"{out}:srv/{srv.stem}.idl")
+    for action in sorted((PACKAGE / "action").glob("*.action")):
+        convert_action_to_idl(PACKAGE, PACKAGE.name, action.relative_to(PACKAGE),
+                              out / "action")
+        tuples.append(f"{out}:action/{action.stem}.idl")
     args = out / "args.json"
     args.write_text(json.dumps({
         "package_name": PACKAGE.name, "output_dir": str(out / "gen"), "idl_tuples": tuples,
-        "include_paths": [f"{p}:{share / p}" for p in ("builtin_interfaces", "service_msgs")]}))
+        "include_paths": [f"{p}:{share / p}" for p in (
+            "builtin_interfaces", "service_msgs", "action_msgs", "unique_identifier_msgs")]}))
     with contextlib.redirect_stderr(io.StringIO()):
         generate_type_hash(str(args))
     hashes = {}
-    for f in (out / "gen/srv").glob("*.json"):
+    for f in [*(out / "gen/srv").glob("*.json"), *(out / "gen/action").glob("*.json")]:
         for entry in json.loads(f.read_text())["type_hashes"]:
             pkg, _, name = entry["type_name"].split("/")
             if pkg == PACKAGE.name:
@@ -70,11 +89,13 @@ def rosidl_hashes(tmp_path_factory):
     return hashes
 
 
-def test_package_builds_exactly_the_srv_files():
+def test_package_builds_exactly_the_srv_and_action_files():
     srv_dir = PACKAGE / "srv"
     assert sorted(p.stem for p in srv_dir.glob("*.srv")) == SERVICES
+    assert sorted(p.stem for p in (PACKAGE / "action").glob("*.action")) == ACTIONS
     cmake = (PACKAGE / "CMakeLists.txt").read_text()
     assert sorted(re.findall(r'"srv/(\w+)\.srv"', cmake)) == SERVICES
+    assert sorted(re.findall(r'"action/(\w+)\.action"', cmake)) == ACTIONS
     # A ROS workspace builds this package; vision_msgs and hri_msgs come from the distro there.
     assert not (PACKAGE / "COLCON_IGNORE").exists()
     assert not (REPO / "interfaces/COLCON_IGNORE").exists()
@@ -84,8 +105,14 @@ def test_package_builds_exactly_the_srv_files():
     assert "<exec_depend>face_perception_interfaces</exec_depend>" in package_xml
 
 
-def test_rosidl_hashes_of_the_srv_files_are_the_pinned_ones(rosidl_hashes):
-    assert {k: v for k, v in rosidl_hashes.items() if not k.endswith("_Event")} == PINNED
+def test_rosidl_hashes_of_the_srv_and_action_files_are_the_pinned_ones(rosidl_hashes):
+    assert {k: v for k, v in rosidl_hashes.items() if k in PINNED} == PINNED
+    assert {k: v for k, v in rosidl_hashes.items() if k in PINNED_ACTIONS} == PINNED_ACTIONS
+    # Nothing unpinned besides the types rosidl derives (service events, the action's
+    # SendGoal/GetResult services).
+    assert all(k in PINNED or k in PINNED_ACTIONS or k.endswith("_Event")
+               or re.fullmatch(r"\w+_(SendGoal|GetResult)(_Request|_Response)?", k)
+               for k in rosidl_hashes), sorted(rosidl_hashes)
 
 
 @pytest.mark.parametrize("name", sorted(k for k in PINNED if "_" in k))
@@ -100,6 +127,23 @@ def test_built_type_hash_equals_rosidl_hash(name, rosidl_hashes):
         node.create_publisher(msg_type, "fpi_type_hash_probe", 1)
         (info,) = node.get_publishers_info_by_topic("fpi_type_hash_probe")
         assert str(info.topic_type_hash) == rosidl_hashes[name] == PINNED[name]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown()
+
+
+@pytest.mark.parametrize("name", sorted(k for k in PINNED_ACTIONS if "_" in k))
+def test_built_action_type_hash_equals_rosidl_hash(name, rosidl_hashes):
+    from face_perception.ros.interface_types import Enroll
+
+    part = name.split("_", 1)[1]
+    msg_type = getattr(Enroll.Impl, part) if part == "FeedbackMessage" else getattr(Enroll, part)
+    rclpy.init()
+    try:
+        node = rclpy.create_node("fpi_action_hash_probe")
+        node.create_publisher(msg_type, "fpi_action_hash_probe", 1)
+        (info,) = node.get_publishers_info_by_topic("fpi_action_hash_probe")
+        assert str(info.topic_type_hash) == rosidl_hashes[name] == PINNED_ACTIONS[name]
         node.destroy_node()
     finally:
         rclpy.shutdown()

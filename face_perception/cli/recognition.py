@@ -32,7 +32,7 @@ def _err(command: str, message: str) -> None:
 def _report_files_here() -> None:
     """The commands print one line per skipped file themselves: keep the library's log lines
     about the same files (unreadable, no face) from doubling them."""
-    for name in ("face_perception.recognition.enrollment", "face_perception.learner"):
+    for name in ("face_perception.recognition.enrolment.photos", "face_perception.learner"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -62,43 +62,20 @@ def _load_gallery(path, embedder, must_exist: bool = True):
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
-    from face_perception.imageio import expand_image_paths
-    from face_perception.recognition.enrollment import embed_largest_faces, enroll_tree
+    from face_perception.recognition.enrolment import check_new_name, enrol_photos
 
+    if sum(x is not None for x in (args.folder, args.video, args.bag)) != 1:
+        raise ValueError("give exactly one of FOLDER (photos), --video FILE or --bag PATH")
+    if args.name is not None:
+        args.name = check_new_name(args.name)
+    if args.video is not None or args.bag is not None:
+        return run_enroll_clip(args)
     detector, embedder = _pipeline(args)
     gallery = _load_gallery(args.gallery, embedder, must_exist=False)
     source = Path(args.folder)
-    if args.name:
-        # One identity: the folder (or the files given) are all photos of it.
-        files = expand_image_paths([args.folder] + list(args.more or []))
-        if not files:
-            raise FileNotFoundError(f"no image files in {args.folder}")
-        if args.replace and args.name in gallery:
-            gallery.remove(args.name)
-        result = embed_largest_faces(detector, embedder, files,
-                                     check_quality=not args.no_quality_check)
-        if len(result.files):
-            gallery.add(args.name, result.embeddings,
-                        sources=[Path(f).name for f in result.files])
-        report = {"identities": [args.name] if len(result.files) else [],
-                  "images": len(files), "embedded": len(result.files),
-                  "no_face": result.no_face, "several_faces": result.several_faces,
-                  "unreadable": [f for f, _ in result.unreadable],
-                  "refused": [[f, why] for f, why in result.refused]}
-    else:
-        if args.more:
-            raise ValueError("several paths need --name (they are photos of one person); "
-                             "without --name give one folder with a sub-folder per person")
-        if not source.is_dir():
-            raise FileNotFoundError(f"enroll needs a folder with one sub-folder per person, "
-                                    f"got {source}")
-        if args.replace:
-            from face_perception.recognition.enrollment import image_folder
-            for name in image_folder(source):
-                if name in gallery:
-                    gallery.remove(name)
-        report = enroll_tree(gallery, detector, embedder, source,
-                             check_quality=not args.no_quality_check)
+    report = enrol_photos(gallery, detector, embedder, [args.folder] + list(args.more or []),
+                          name=args.name, replace=args.replace,
+                          check_quality=not args.no_quality_check)
     for f in report["no_face"]:
         _err("enroll", f"no face found in {f}")
     for f, why in report["refused"]:
@@ -113,11 +90,7 @@ def run_enroll(args) -> int:
         _err("enroll", f"no usable face in any image of {source}; gallery not written")
         return 1
     index = gallery.save(args.gallery)
-    similar = _look_alikes(gallery, embedder)
-    for a, b, sim in similar:
-        print(f"face-perception enroll: warning: {a!r} and {b!r} look alike (similarity "
-              f"{sim:.3f} >= naming threshold): faces of one may be named as the other",
-              file=sys.stderr)
+    similar = _warn_look_alikes(gallery, embedder)
     summary = {"gallery": str(index), "model": embedder.meta.name,
                "enrolled": report["identities"], "images": report["images"],
                "embedded": report["embedded"], "no_face": report["no_face"],
@@ -131,6 +104,66 @@ def run_enroll(args) -> int:
               f"{report['images']} images into {index} ({len(gallery)} identities, "
               f"{gallery.num_samples} samples)")
     return 1 if (report["no_face"] or report["unreadable"] or report["refused"]) else 0
+
+
+def run_enroll_clip(args) -> int:
+    """--video / --bag: the main track's best distinct views, each stored with its quality."""
+    from face_perception.recognition.enrolment.clip import (
+        bag_frames,
+        enrol_from_frames,
+        video_frames,
+    )
+
+    if not args.name:
+        raise ValueError("--video and --bag need --name (the person in the clip)")
+    if args.bag is not None and not args.topic:
+        raise ValueError("--bag needs --topic (the image topic, e.g. /camera/image_raw)")
+    detector, embedder = _pipeline(args)
+    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
+    if args.replace and args.name in gallery:
+        gallery.remove(args.name)
+    clip = args.video if args.video is not None else args.bag
+    frames = video_frames(clip) if args.video is not None else bag_frames(clip, args.topic)
+    result = enrol_from_frames(frames, detector, embedder, args.name,
+                               max_views=args.max_views, gallery=gallery,
+                               allow_duplicate=args.allow_duplicate)
+    summary = {"clip": str(clip), "model": embedder.meta.name, "name": args.name,
+               "frames": result.frames, "tracks": result.tracks,
+               "main_track": result.main_track, "track_frames": result.track_frames,
+               "candidates": result.selection.candidates, "enrolled": 0,
+               "qualities": [], "sources": [], "refused": result.reason or None,
+               "matched": list(result.matched) if result.matched else None}
+    if not result.ok:
+        if args.json:
+            print(json.dumps(summary))
+        _err("enroll", f"nothing enrolled from {clip}: {result.reason}; gallery not written")
+        return 1
+    sel = result.selection
+    gallery.add(args.name, sel.embeddings, sources=[f"{Path(clip).name} {s}" for s in sel.sources],
+                qualities=sel.qualities)
+    index = gallery.save(args.gallery)
+    similar = _warn_look_alikes(gallery, embedder)
+    summary.update(gallery=str(index), enrolled=len(sel.views),
+                   qualities=[round(float(q), 4) for q in sel.qualities], sources=sel.sources,
+                   look_alikes=[list(t) for t in similar], gallery_identities=len(gallery),
+                   gallery_samples=gallery.num_samples)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"enrolled {len(sel.views)} views of {args.name!r} (track {result.main_track}, "
+              f"seen in {result.track_frames} of {result.frames} frames; qualities "
+              f"{', '.join(f'{q:.2f}' for q in sel.qualities)}) into {index} "
+              f"({len(gallery)} identities, {gallery.num_samples} samples)")
+    return 0
+
+
+def _warn_look_alikes(gallery, embedder) -> list:
+    similar = _look_alikes(gallery, embedder)
+    for a, b, sim in similar:
+        print(f"face-perception enroll: warning: {a!r} and {b!r} look alike (similarity "
+              f"{sim:.3f} >= naming threshold): faces of one may be named as the other",
+              file=sys.stderr)
+    return similar
 
 
 def _look_alikes(gallery, embedder) -> list:
@@ -203,7 +236,7 @@ def run_recognize(args) -> int:
 
 # ------------------------------------------------------------------------------------ verify
 def run_verify(args) -> int:
-    from face_perception.recognition.enrollment import embed_largest_faces
+    from face_perception.recognition.enrolment.photos import embed_largest_faces
 
     detector, embedder = _pipeline(args)
     result = embed_largest_faces(detector, embedder, [Path(args.a), Path(args.b)])
@@ -239,7 +272,7 @@ def run_verify(args) -> int:
 def run_embed(args) -> int:
     from face_perception.files import atomic_path
     from face_perception.imageio import expand_image_paths
-    from face_perception.recognition.enrollment import embed_largest_faces
+    from face_perception.recognition.enrolment.photos import embed_largest_faces
 
     detector, embedder = _pipeline(args)
     files = expand_image_paths(args.images)
@@ -381,12 +414,16 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "enroll", help="add people to a gallery from a folder of photos",
+        "enroll", help="add people to a gallery from photos, a video or a bag",
         description="Enroll identities into a gallery. FOLDER has one sub-folder per person "
                     "(its name is the identity); with --name, FOLDER (a folder or image "
                     "files) holds photos of that one person. The largest face of each photo "
-                    "is enrolled; an existing gallery is extended.")
-    p.add_argument("folder", metavar="FOLDER")
+                    "is enrolled; an existing gallery is extended. With --video FILE or --bag "
+                    "PATH --topic TOPIC and --name: the clip's main track (seen in most "
+                    "frames) is enrolled with its best distinct views (--max-views), each "
+                    "stored with its quality; refused when the track holds two people or the "
+                    "face already matches another identity (docs/gallery.md).")
+    p.add_argument("folder", metavar="FOLDER", nargs="?")
     p.add_argument("more", nargs="*", metavar="IMAGE", help=argparse.SUPPRESS)
     p.add_argument("--gallery", required=True, metavar="FILE",
                    help="gallery file (FILE.json + arrays); created if missing")
@@ -395,7 +432,15 @@ def register(sub) -> None:
                    help="replace identities that already exist instead of adding samples")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-quality-check", action="store_true",
-                   help="enrol small, blurred or turned faces too (refused by default)")
+                   help="photos: enrol small, blurred or turned faces too (refused by default)")
+    p.add_argument("--video", metavar="FILE", help="enrol --name from this video clip")
+    p.add_argument("--bag", metavar="PATH", help="enrol --name from this rosbag2 folder")
+    p.add_argument("--topic", metavar="TOPIC", help="--bag: the image topic")
+    p.add_argument("--max-views", type=int, default=5, metavar="N",
+                   help="--video/--bag: at most N distinct views enrolled (5)")
+    p.add_argument("--allow-duplicate", action="store_true",
+                   help="--video/--bag: enrol even when the face already matches another "
+                        "identity of the gallery")
     _common(p, threshold=False)
     p.set_defaults(func=run_enroll)
 

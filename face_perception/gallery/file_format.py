@@ -20,6 +20,9 @@ FORMAT_NAME = "face_perception.gallery"
 FORMAT_VERSION = 2
 READ_VERSIONS = (1, 2)
 ARRAY_KEYS = {"names", "counts", "samples", "sources"}
+# Optional per-sample enrolment quality (float32, NaN where unknown): written only when some
+# sample has one, so a gallery without qualities is byte-for-byte the older format.
+OPTIONAL_KEYS = {"add": {"qualities"}, "remove": set()}
 SEGMENT_KEYS = {"add": ARRAY_KEYS, "remove": {"names"}}
 # Segments are merged into a new base (a full write) once they would exceed this fraction of the
 # base arrays file's size, or there would be more than MAX_SEGMENTS of them: loading stays about
@@ -33,8 +36,8 @@ _NORM_TOLERANCE = 1e-3
 
 PathLike = Union[str, os.PathLike]
 # What a gallery file holds: names, per-identity sample counts, samples grouped per identity in
-# names order, and one source label per sample.
-Contents = Tuple[List[str], np.ndarray, np.ndarray, List[str]]
+# names order, one source label and one quality (NaN: not measured) per sample.
+Contents = Tuple[List[str], np.ndarray, np.ndarray, List[str], np.ndarray]
 # One change written as its own file: ("add", ARRAY_KEYS arrays) or ("remove", {"names": ...}).
 Segment = Tuple[str, dict]
 
@@ -257,31 +260,32 @@ def _read_all(index: Path, header: dict) -> Contents:
     merged = _Merge(*contents)
     for spec in segments:
         kind = spec["kind"]
-        z, npz = _load_npz(index, spec, SEGMENT_KEYS[kind])
+        z, npz = _load_npz(index, spec, SEGMENT_KEYS[kind], OPTIONAL_KEYS[kind])
         if kind == "add":
             merged.add(*_check_samples(npz, z, dim, spec["num_identities"], spec["num_samples"]))
         else:
             names = z["names"]
             _expect(npz, "names", names, "U", (spec["num_identities"],))
             merged.remove(npz, names.tolist())
-    names, counts, samples, sources = merged.result()
+    names, counts, samples, sources, qualities = merged.result()
     if len(names) != header["num_identities"] or len(samples) != header["num_samples"]:
         raise GalleryError(f"{index}: after its segments the gallery has {len(names)} identities "
                            f"and {len(samples)} samples, the index says "
                            f"{header['num_identities']} and {header['num_samples']}")
-    return names, counts, samples, sources
+    return names, counts, samples, sources, qualities
 
 
 def _read_arrays(index: Path, header: dict) -> Contents:
     """The base arrays file, checked against its sha256 and the counts the index gives it."""
     spec = header["arrays"]
     counted = spec if "num_identities" in spec else header  # version 1: the header's counts
-    z, npz = _load_npz(index, spec, ARRAY_KEYS)
+    z, npz = _load_npz(index, spec, ARRAY_KEYS, OPTIONAL_KEYS["add"])
     return _check_samples(npz, z, header["embedding_size"], counted["num_identities"],
                           counted["num_samples"])
 
 
-def _load_npz(index: Path, spec: dict, keys: set) -> Tuple[dict, Path]:
+def _load_npz(index: Path, spec: dict, keys: set,
+              optional: frozenset = frozenset()) -> Tuple[dict, Path]:
     """Arrays of the file ``spec`` names (size and sha256 checked, no pickle), as a dict."""
     npz = index.parent / spec["file"]
     if not npz.is_file():
@@ -298,10 +302,11 @@ def _load_npz(index: Path, spec: dict, keys: set) -> Tuple[dict, Path]:
     try:
         with np.load(npz, allow_pickle=False) as z:
             found = set(z.files)
-            if found != keys:
+            if not keys <= found <= keys | optional:
                 raise GalleryError(f"{npz} holds arrays {sorted(found)}, expected "
-                                   f"{sorted(keys)}")
-            return {k: z[k] for k in keys}, npz
+                                   f"{sorted(keys)}" + (f" (optionally {sorted(optional)})"
+                                                        if optional else ""))
+            return {k: z[k] for k in found}, npz
     except GalleryError:
         raise
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
@@ -316,6 +321,10 @@ def _check_samples(npz: Path, z: dict, dim: int, n: int, s: int) -> Contents:
     _expect(npz, "counts", counts, "i", (n,))
     _expect(npz, "samples", samples, "f", (s, dim))
     _expect(npz, "sources", sources, "U", (s,))
+    qualities = z.get("qualities")
+    if qualities is None:
+        qualities = np.full(s, np.nan, np.float32)
+    _expect(npz, "qualities", qualities, "f", (s,))
     if samples.dtype != np.float32:
         raise GalleryError(f"{npz}: samples must be float32, got {samples.dtype}")
     if n and (counts.min() < 1 or int(counts.sum()) != s):
@@ -329,7 +338,8 @@ def _check_samples(npz: Path, z: dict, dim: int, n: int, s: int) -> Contents:
             raise GalleryError(f"{npz}: samples are not unit vectors (norms from "
                                f"{norms.min():.4g} to {norms.max():.4g}); the file was edited")
     name_list = _checked_names(npz, names)
-    return name_list, counts.astype(np.int64), samples, sources.tolist()
+    return (name_list, counts.astype(np.int64), samples, sources.tolist(),
+            qualities.astype(np.float32))
 
 
 def _checked_names(npz: Path, names: np.ndarray) -> List[str]:
@@ -348,16 +358,17 @@ class _Merge:
     """Base contents plus add/remove segments -> contents grouped per identity, in enrolment
     order (a name removed and added again goes to the end, as with Gallery.remove + add)."""
 
-    def __init__(self, names, counts, samples, sources):
+    def __init__(self, names, counts, samples, sources, qualities):
         self.names = list(names)
         self.lookup = {nm: i for i, nm in enumerate(self.names)}
         self.alive = [True] * len(self.names)
         self.samples = [samples]
         self.owner = [np.repeat(np.arange(len(names), dtype=np.int64), counts)]
         self.sources = list(sources)
+        self.qualities = [qualities]
         self.regroup = False
 
-    def add(self, names, counts, samples, sources) -> None:
+    def add(self, names, counts, samples, sources, qualities) -> None:
         rows = []
         for name in names:
             row = self.lookup.get(name)
@@ -371,6 +382,7 @@ class _Merge:
         self.samples.append(samples)
         self.owner.append(np.repeat(np.asarray(rows, np.int64), counts))
         self.sources.extend(sources)
+        self.qualities.append(qualities)
 
     def remove(self, npz: Path, names: List[str]) -> None:
         for name in names:
@@ -387,27 +399,39 @@ class _Merge:
         new_row = np.cumsum(alive) - 1  # old row -> row among the living
         owner = new_row[owner[keep]]
         samples = samples[keep]
+        qualities = np.concatenate(self.qualities)[keep]
         sources = [src for src, k in zip(self.sources, keep.tolist()) if k]
         if self.regroup:
             order = np.argsort(owner, kind="stable")
-            owner, samples = owner[order], samples[order]
+            owner, samples, qualities = owner[order], samples[order], qualities[order]
             sources = [sources[i] for i in order.tolist()]
         names = [nm for nm, a in zip(self.names, self.alive) if a]
         counts = np.bincount(owner, minlength=len(names)).astype(np.int64)
-        return names, counts, np.ascontiguousarray(samples, np.float32), sources
+        return (names, counts, np.ascontiguousarray(samples, np.float32), sources,
+                qualities.astype(np.float32))
 
 
-def segment_arrays(names: List[str], embeddings: np.ndarray, sources: List[str]) -> dict:
+def segment_arrays(names: List[str], embeddings: np.ndarray, sources: List[str],
+                   qualities: Optional[np.ndarray] = None) -> dict:
     """An "add" segment's arrays for samples ``embeddings`` of ``names`` (one name per row):
-    grouped per identity in first-appearance order, like the base arrays."""
+    grouped per identity in first-appearance order, like the base arrays; "qualities" only
+    when some sample has one."""
     unique = list(dict.fromkeys(names))
     row = {nm: i for i, nm in enumerate(unique)}
     owner = np.fromiter((row[nm] for nm in names), np.int64, len(names))
     order = np.argsort(owner, kind="stable")
-    return {"names": np.array(unique, dtype=str),
-            "counts": np.bincount(owner, minlength=len(unique)).astype(np.int64),
-            "samples": np.ascontiguousarray(np.asarray(embeddings, np.float32)[order]),
-            "sources": np.array([sources[i] for i in order.tolist()], dtype=str)}
+    arrays = {"names": np.array(unique, dtype=str),
+              "counts": np.bincount(owner, minlength=len(unique)).astype(np.int64),
+              "samples": np.ascontiguousarray(np.asarray(embeddings, np.float32)[order]),
+              "sources": np.array([sources[i] for i in order.tolist()], dtype=str)}
+    return with_qualities(arrays, qualities, order)
+
+
+def with_qualities(arrays: dict, qualities: Optional[np.ndarray], order: np.ndarray) -> dict:
+    """``arrays`` plus "qualities" (in ``order``) when some sample's quality is known."""
+    if qualities is not None and len(qualities) and not np.isnan(qualities).all():
+        arrays["qualities"] = np.ascontiguousarray(np.asarray(qualities, np.float32)[order])
+    return arrays
 
 
 def tombstone_arrays(names: List[str]) -> dict:
@@ -416,8 +440,8 @@ def tombstone_arrays(names: List[str]) -> dict:
 
 
 def journal_segments(changes: list) -> List[Segment]:
-    """Segments for a Gallery's changes in order: ("add", names, embeddings, sources) and
-    ("remove", name); runs of one kind share a segment."""
+    """Segments for a Gallery's changes in order: ("add", names, embeddings, sources,
+    qualities) and ("remove", name); runs of one kind share a segment."""
     out: List[Segment] = []
     run: list = []
 
@@ -430,7 +454,8 @@ def journal_segments(changes: list) -> List[Segment]:
             names = [nm for c in run for nm in c[1]]
             sources = [src for c in run for src in c[3]]
             emb = np.concatenate([c[2] for c in run]) if len(run) > 1 else run[0][2]
-            out.append(("add", segment_arrays(names, emb, sources)))
+            qualities = np.concatenate([c[4] for c in run])
+            out.append(("add", segment_arrays(names, emb, sources, qualities)))
         run.clear()
 
     for change in changes:

@@ -36,6 +36,7 @@ from face_perception.gallery.validation import (
     check_mode,
     check_name,
     check_open_set,
+    check_qualities,
     check_sources,
 )
 from face_perception.types import Category
@@ -92,6 +93,7 @@ class Gallery:
         self._samples = np.zeros((0, dim), np.float32)
         self._owner = np.zeros(0, np.int64)
         self._sources: List[str] = []
+        self._qualities = np.zeros(0, np.float32)  # enrolment quality per sample, NaN: unknown
         self._num_samples = 0
         self._version = 0  # bumped on every change; search caches are keyed by it
         self._faiss_cache: dict = {}
@@ -142,6 +144,13 @@ class Gallery:
             rows = np.flatnonzero(self._owner[:self._num_samples] == self._row(name))
             return [self._sources[i] for i in rows]
 
+    def qualities(self, name: str) -> np.ndarray:
+        """The enrolment quality of each sample of ``name`` (face_quality.quality_score, 0..1;
+        NaN where none was recorded), in enrolment order."""
+        with self._lock:
+            rows = np.flatnonzero(self._owner[:self._num_samples] == self._row(name))
+            return self._qualities[rows].copy()
+
     def mean(self, name: str) -> np.ndarray:
         """The normalised mean embedding of ``name`` (D,) float32."""
         with self._lock:
@@ -169,20 +178,22 @@ class Gallery:
             self._open_set = None if rule is None else check_open_set(rule, "open_set")
 
     # ------------------------------------------------------------------ changes
-    def add(self, name: str, embeddings, sources: Union[None, str, Sequence[str]] = None) -> int:
+    def add(self, name: str, embeddings, sources: Union[None, str, Sequence[str]] = None,
+            qualities: Optional[Sequence[float]] = None) -> int:
         """Enrol sample embeddings (D,) or (n, D) for ``name``; appends if it already exists.
 
-        sources: optional label per sample (e.g. the image path). Returns the number of samples
-        the identity now has.
+        sources: optional label per sample (e.g. the image path). qualities: optional quality
+        per sample (0..1, stored with it). Returns the number of samples the identity now has.
         """
         check_name(name)
         emb = self._check_embeddings(embeddings, "embeddings")
         if len(emb) == 0:
             raise GalleryError(f"no embeddings given for {name!r}")
         srcs = check_sources(sources, len(emb))
+        quals = check_qualities(qualities, len(emb))
         with self._lock:
-            self._append([name] * len(emb), emb, srcs)
-            self._log(("add", [name] * len(emb), emb, srcs))
+            self._append([name] * len(emb), emb, srcs, qualities=quals)
+            self._log(("add", [name] * len(emb), emb, srcs, quals))
             return int(self._counts[self._lookup[name]])
 
     def add_many(self, names: Sequence[str], embeddings,
@@ -199,9 +210,10 @@ class Gallery:
         if len(emb) != len(names):
             raise GalleryError(f"add_many got {len(names)} names but {len(emb)} embeddings")
         srcs = check_sources(sources, len(emb))
+        quals = check_qualities(None, len(emb))
         with self._lock:
-            self._append(names, emb, srcs, unique)
-            self._log(("add", names, emb, srcs))
+            self._append(names, emb, srcs, unique, quals)
+            self._log(("add", names, emb, srcs, quals))
 
     def remove(self, name: str) -> None:
         """Forget ``name`` and all its samples."""
@@ -220,6 +232,7 @@ class Gallery:
             new_owner[new_owner > row] -= 1
             self._owner = new_owner
             self._sources = [src for src, k in zip(self._sources, keep_s) if k]
+            self._qualities = self._qualities[:s][keep_s]
             self._num_samples = int(keep_s.sum())
             del self._names[row]
             self._lookup = {nm: i for i, nm in enumerate(self._names)}
@@ -357,11 +370,11 @@ class Gallery:
         model_id / embedding_size: what the caller's model is; a gallery made with another
         model raises GalleryError naming both. options: Gallery search options (backend, ...).
         """
-        header, (names, counts, samples, sources) = file_format.read_gallery(
+        header, (names, counts, samples, sources, qualities) = file_format.read_gallery(
             cls.index_path(path), model_id, embedding_size)
         gallery = cls(header["model_id"], header["embedding_size"], **options)
         owner = np.repeat(np.arange(len(names), dtype=np.int64), counts)
-        gallery._set_contents(names, samples, owner, sources)
+        gallery._set_contents(names, samples, owner, sources, qualities)
         gallery._file = (cls.index_path(path), gallery._version)
         if header.get("open_set") is not None:
             gallery._open_set = check_open_set(header["open_set"],
@@ -418,7 +431,7 @@ class Gallery:
         return (arr / norms[:, None]).astype(np.float32, copy=False)
 
     def _append(self, names: List[str], emb: np.ndarray, srcs: List[str],
-                unique: Optional[dict] = None) -> None:
+                unique: Optional[dict] = None, qualities: Optional[np.ndarray] = None) -> None:
         if not names:
             return
         lookup = self._lookup
@@ -447,6 +460,8 @@ class Gallery:
         s0, s1 = self._num_samples, self._num_samples + len(emb)
         self._samples = _grow(self._samples, s1)
         self._owner = _grow(self._owner, s1)
+        self._qualities = _grow(self._qualities, s1)
+        self._qualities[s0:s1] = np.nan if qualities is None else qualities
         self._samples[s0:s1] = emb
         self._owner[s0:s1] = rows
         self._sources.extend(srcs)
@@ -476,10 +491,11 @@ class Gallery:
             self._means[t] = sums / np.maximum(norms, 1e-12)[:, None]
 
     def _set_contents(self, names: List[str], samples: np.ndarray, owner: np.ndarray,
-                      sources: List[str]) -> None:
+                      sources: List[str], qualities: Optional[np.ndarray] = None) -> None:
         # Samples come grouped by identity in names order, so first appearance keeps that order.
         unit = samples / np.linalg.norm(samples, axis=1, keepdims=True)
-        self._append([names[i] for i in owner], unit.astype(np.float32), sources)
+        self._append([names[i] for i in owner], unit.astype(np.float32), sources,
+                     qualities=qualities)
 
     def _top_k(self, q: np.ndarray, k: int, mode: str) -> Tuple[np.ndarray, np.ndarray]:
         n, s = len(self), self._num_samples
@@ -521,12 +537,12 @@ class Gallery:
         names = np.array(self._names, dtype=str) if n else np.zeros(0, "<U1")
         sources = (np.array([self._sources[i] for i in order], dtype=str) if s
                    else np.zeros(0, "<U1"))
-        return {
+        return file_format.with_qualities({
             "names": names,
             "counts": self._counts[:n].astype(np.int64),
             "samples": np.ascontiguousarray(self._samples[:s][order]),
             "sources": sources,
-        }
+        }, self._qualities[:s], order)
 
 
 def _grow(arr: np.ndarray, needed: int) -> np.ndarray:

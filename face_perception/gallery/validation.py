@@ -38,6 +38,24 @@ def check_sources(sources, n: int) -> List[str]:
     return list(sources)
 
 
+def check_qualities(qualities, n: int):
+    """One float32 quality per embedding (NaN where none was given); finite and in [0, 1]."""
+    import numpy as np
+
+    if qualities is None:
+        return np.full(n, np.nan, np.float32)
+    try:
+        arr = np.asarray(qualities, np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"qualities must be numbers, got {qualities!r}: {exc}") from None
+    if len(arr) != n:
+        raise GalleryError(f"qualities must be {n} numbers (one per embedding), got {len(arr)}")
+    known = arr[~np.isnan(arr)]
+    if len(known) and (not np.isfinite(known).all() or known.min() < 0 or known.max() > 1):
+        raise GalleryError(f"qualities must lie in [0, 1] (NaN: unknown), got {arr.tolist()}")
+    return arr.astype(np.float32)
+
+
 def check_mode(mode: str) -> str:
     if mode not in SEARCH_MODES:
         raise GalleryError(f"unknown search mode {mode!r}; expected 'mean' or 'sample'")

@@ -21,7 +21,7 @@ from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.enrollment import enroll_tree, largest_face
+from face_perception.recognition.enrolment.photos import enroll_tree, largest_face
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
 from face_perception.types import Category, Face

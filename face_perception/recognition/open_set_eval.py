@@ -265,7 +265,7 @@ def evaluate_open_set(detector, embedder, folder, enroll: int = 1, known_fractio
     Reports FNIR at FPIR 0.1/0.01/0.001, rank-1 rate, and wrong/stranger names under ``rule``
     (default: the model's open-set default) and under the model's 1:1 threshold alone."""
     from face_perception.gallery import Gallery
-    from face_perception.recognition.enrollment import image_folder
+    from face_perception.recognition.enrolment.photos import image_folder
     from face_perception.recognition.open_set import default_rule
     from face_perception.recognition.pair_eval import _embed_files
     from face_perception.recognition.recognizer import model_id_of
@@ -328,7 +328,7 @@ def calibrate_gallery_from_photos(gallery, detector, embedder, genuine_folder, s
     """``calibrate_gallery`` from photos: ``genuine_folder`` an ImageFolder whose sub-folders
     are enrolled identities (photos not enrolled), ``stranger_paths`` image files or folders
     (searched recursively) of people not enrolled. Adds "no_face" to the result."""
-    from face_perception.recognition.enrollment import IMAGE_SUFFIXES, image_folder
+    from face_perception.recognition.enrolment.photos import IMAGE_SUFFIXES, image_folder
     from face_perception.recognition.pair_eval import _embed_files
 
     tree = image_folder(genuine_folder)

@@ -57,7 +57,7 @@ def embed_bin(embedder, vbin) -> np.ndarray:
 
 def _embed_files(detector, embedder, files) -> dict:
     """path -> embedding for every file with a face (others are missing from the dict)."""
-    from face_perception.recognition.enrollment import find_face
+    from face_perception.recognition.enrolment.photos import find_face
 
     def chips():
         for f in files:

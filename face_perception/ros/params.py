@@ -266,10 +266,17 @@ RECOGNIZER = IMAGE_INPUT + (
               "(matched by stamp and frame_id); the oldest is dropped beyond this.",
               low=1, high=100),
     ParamSpec("unknown_label", "unknown", "class_id published for faces matching no identity."),
-    ParamSpec("enroll_frames", 10, "~/enroll from a track: frames of the track watched when "
-              "the request gives 0.", low=1, high=1000),
-    ParamSpec("enroll_max_samples", 5, "~/enroll: at most this many of the best faces (by "
-              "quality) enrolled when the request gives 0.", low=1, high=100),
+    ParamSpec("enroll_frames", 10, "~/enroll action from a track: processed frames watched "
+              "when the goal gives 0 (goals: 1..300).", low=1, high=300),
+    ParamSpec("enroll_max_samples", 5, "~/enroll: at most this many of the best distinct views "
+              "enrolled when the goal gives 0 (goals: 1..50).", low=1, high=50),
+    ParamSpec("enroll_timeout", 30.0, "~/enroll action: seconds a goal waits for its frames "
+              "when it gives 0 (goals: up to 600); then nothing is enrolled.",
+              low=0.1, high=600.0),
+    ParamSpec("enroll_max_frame_age", 1.0, "~/enroll of the largest face: the last processed "
+              "frame is used only when at most this many seconds old, else the next frame "
+              "(0: always the next frame). An older frame may show someone who has left.",
+              low=0.0, high=60.0),
     ParamSpec("forget_compacts", True, "~/forget rewrites the gallery so that the person's "
               "embeddings are physically deleted at once; false writes a small tombstone "
               "segment instead (data gone at the next compaction).", runtime=True),

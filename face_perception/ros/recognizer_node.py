@@ -7,9 +7,11 @@ face_perception.tracking.TrackingPipeline (one identity per track: the detector'
 ``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
 reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
 new gallery first and only then swaps it in, so the node is never without one.
-Gallery services (face_perception_interfaces): ``~/enroll`` (a track's best faces over its next
-frames, or the largest face of the last frame), ``~/forget``, ``~/list_identities``; they save the
-gallery file (a segment) and reload it. Optionally strangers are learnt as ``anon_<n>``.
+Enrolment (ros/enrolment_action.py): the ``~/enroll`` action (a track's best distinct views over
+its next frames, or the largest face of a fresh frame; feedback, cancel, bounds) and a
+non-waiting ``~/enroll`` service for the largest face. Gallery services (ros/gallery_services.py):
+``~/forget``, ``~/list_identities``; changes are saved to the gallery file (a segment) and
+reloaded. Optionally strangers are learnt as ``anon_<n>``.
 """
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from face_perception_interfaces.srv import EnrollIdentity, ForgetIdentity, ListIdentities
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -38,7 +38,9 @@ from face_perception.ros.conversions import (
     stamp_to_ns,
 )
 from face_perception.ros.detector_node import detector_from_values, tracker_from_values
+from face_perception.ros.enrolment_action import EnrolmentServer
 from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
+from face_perception.ros.gallery_services import GalleryServices
 from face_perception.ros.pairing import StampPairer
 from face_perception.ros.params import IDENTITY_KEYS, RECOGNIZER, TRACKING_KEYS
 from face_perception.ros.runner import run_nodes
@@ -146,16 +148,8 @@ class RecognizerNode(FaceNodeBase):
         self.unknown = 0
         self.id_pub = self.image_pub = self.label_pub = None
         self.reload_srv = self.poll_timer = None
-        self.gallery_srvs: list = []
-        # The gallery services wait for frames (~/enroll of a track): their own callback group
-        # (the executor is multi-threaded) keeps images and detections flowing meanwhile.
-        self.gallery_group = MutuallyExclusiveCallbackGroup()
-        self._sessions: list = []  # TrackEnrolment waiting for frames
-        self._sessions_lock = threading.Lock()
-        self._write_lock = threading.Lock()  # one gallery file change at a time
-        self._last_frame = None  # (image, faces) of the last processed frame
-        self.learner = None
-        self.learnt = 0
+        self.gallery_services = GalleryServices(self)
+        self.enrolment = EnrolmentServer(self, self.gallery_services)
         self._swap_lock = threading.Lock()
         self.labels = LabelNumbering()  # class numbers stay put while the node runs
         self.pipeline = None
@@ -223,13 +217,8 @@ class RecognizerNode(FaceNodeBase):
         self.label_pub = self.create_lifecycle_publisher(LabelInfo, "faces/label_info",
                                                          LATCHED_QOS)
         self.reload_srv = self.create_service(Trigger, "~/reload_gallery", self._on_reload)
-        self.gallery_srvs = [
-            self.create_service(EnrollIdentity, "~/enroll", self._on_enroll,
-                                callback_group=self.gallery_group),
-            self.create_service(ForgetIdentity, "~/forget", self._on_forget,
-                                callback_group=self.gallery_group),
-            self.create_service(ListIdentities, "~/list_identities", self._on_list,
-                                callback_group=self.gallery_group)]
+        self.gallery_services.create()
+        self.enrolment.create()
         self._make_poll_timer()
 
     def _make_poll_timer(self) -> None:
@@ -246,9 +235,8 @@ class RecognizerNode(FaceNodeBase):
                 self.destroy_lifecycle_publisher(pub)
         if self.reload_srv is not None:
             self.destroy_service(self.reload_srv)
-        for srv in self.gallery_srvs:
-            self.destroy_service(srv)
-        self.gallery_srvs = []
+        self.enrolment.destroy()
+        self.gallery_services.destroy()
         if self.poll_timer is not None:
             self.destroy_timer(self.poll_timer)
         self.id_pub = self.image_pub = self.label_pub = None
@@ -261,6 +249,7 @@ class RecognizerNode(FaceNodeBase):
 
     def on_deactivate(self, state):
         result = super().on_deactivate(state)  # the worker has stopped
+        self.enrolment.abort_all("the node was deactivated")
         self.pairer.clear()
         self.pipeline.reset()  # tracks and their identities do not span an inactive period
         return result
@@ -278,126 +267,10 @@ class RecognizerNode(FaceNodeBase):
         response.success, response.message = self.reload_gallery()
         return response
 
-    # ---- gallery services -----------------------------------------------------------------
-    def _gallery_target(self) -> tuple[Optional[RecognitionSetup], str]:
-        setup: RecognitionSetup = self.model
-        if setup is None:
-            return None, f"node is {self.state}: configure it first"
-        if not setup.gallery_path:
-            return None, "no gallery_path set: nowhere to save identities"
-        return setup, ""
-
-    def _save_enrolment(self, setup: RecognitionSetup, name: Optional[str], best,
-                        source: str) -> tuple[str, int, int]:
-        """Embed ``best``'s views, add them to the gallery file, reload; (name, added, total)."""
-        from face_perception.recognition.enrolment_session import enrol_into_file
-        from face_perception.recognition.recognizer import model_id_of
-
-        emb = best.embeddings(setup.recognizer)
-        meta = setup.embedder.meta
-        with self._write_lock:
-            name, total = enrol_into_file(setup.gallery_path, model_id_of(meta),
-                                          int(meta.embedding_size), name, emb, source)
-        self.reload_gallery()
-        return name, len(emb), total
-
-    def _on_enroll(self, request, response):
-        from face_perception.recognition.enrolment_session import (
-            TrackEnrolment,
-            largest_face_view,
-        )
-
-        response.success = False
-        setup, why = self._gallery_target()
-        if setup is None or self.state != "active":
-            response.message = why or f"node is {self.state}: activate it first"
-            return response
-        try:
-            if request.track_id:
-                session = TrackEnrolment(
-                    request.name, request.track_id,
-                    request.frames or self.values["enroll_frames"],
-                    request.max_samples or self.values["enroll_max_samples"])
-                with self._sessions_lock:
-                    self._sessions.append(session)
-                # Frames come from the camera: no frame for a long time means no camera.
-                finished = session.done.wait(timeout=30.0 + 5.0 * session.frames)
-                with self._sessions_lock:
-                    if session in self._sessions:
-                        self._sessions.remove(session)
-                if not finished:
-                    response.message = (f"only {session.frames - session.frames_left} of "
-                                        f"{session.frames} frames arrived: nothing enrolled")
-                    return response
-                why = session.outcome()
-                best, source = session.best, f"track {request.track_id}"
-            else:
-                from face_perception.gallery.validation import check_name
-
-                check_name(request.name)
-                image, faces = self._last_frame or (None, [])
-                best, why = largest_face_view(setup.recognizer, image, faces)
-                source = "largest face"
-            if why:
-                response.message = f"nothing enrolled for {request.name!r}: {why}"
-                return response
-            name, added, total = self._save_enrolment(setup, request.name, best, source)
-        except (ValueError, OSError) as exc:  # GalleryError is a ValueError
-            response.message = f"nothing enrolled for {request.name!r}: {exc}"
-            return response
-        response.success, response.samples_added, response.samples = True, added, total
-        response.message = f"enrolled {added} samples for {name!r} ({total} in all)"
-        self.get_logger().info(response.message)
-        return response
-
-    def _on_forget(self, request, response):
-        from face_perception.recognition.enrolment_session import forget_in_file
-
-        response.success = False
-        setup, why = self._gallery_target()
-        if setup is None:
-            response.message = why
-            return response
-        try:
-            with self._write_lock:
-                removed = forget_in_file(setup.gallery_path, request.name,
-                                         self.values["forget_compacts"])
-        except (ValueError, OSError) as exc:
-            response.message = f"nothing forgotten: {exc}"
-            return response
-        self.reload_gallery()
-        response.success, response.samples_removed = True, removed
-        response.message = f"forgot {request.name!r} ({removed} samples)"
-        self.get_logger().info(response.message)
-        return response
-
-    def _on_list(self, request, response):
-        setup: Optional[RecognitionSetup] = self.model
-        gallery = setup.gallery if setup is not None else None
-        names = gallery.names if gallery is not None else []
-        response.names = names
-        response.sample_counts = [gallery.count(n) for n in names]
-        return response
-
     def _after_frame(self, setup: RecognitionSetup, image, faces, tracked) -> None:
-        """Feed waiting ~/enroll sessions and the stranger learner with a processed frame."""
-        from face_perception.recognition.enrolment_session import UnknownLearner
-
-        self._last_frame = (image, faces)
-        with self._sessions_lock:
-            sessions = list(self._sessions)
-        for session in sessions:
-            session.observe(setup.recognizer, image, tracked)
-        if not self.values["learn_unknown"] or not setup.gallery_path:
-            self.learner = None
-            return
-        if self.learner is None or self.learner.after != self.values["learn_after"]:
-            self.learner = UnknownLearner(self.values["learn_after"],
-                                          self.values["enroll_max_samples"])
-        for best in self.learner.observe(setup.recognizer, image, tracked):
-            name, added, _ = self._save_enrolment(setup, None, best, "learnt")
-            self.learnt += 1
-            self.get_logger().info(f"learnt an unknown face as {name!r} ({added} samples)")
+        """Feed the enrolment sessions and the stranger learner with a processed frame."""
+        self.enrolment.observe(setup, image, faces, tracked)
+        self.gallery_services.learn(setup, image, tracked)
 
     def _poll_gallery(self) -> None:
         setup: RecognitionSetup = self.model
@@ -480,15 +353,17 @@ class RecognizerNode(FaceNodeBase):
                 "track_ids": "upstream" if self.pipeline and self.pipeline.upstream else (
                     "own" if self.values["tracking"] else "none"),
                 "embeddings": self.pipeline.embeddings if self.pipeline else 0,
-                "learnt_identities": self.learnt,
-                "enroll_sessions": len(self._sessions),
+                "learnt_identities": self.gallery_services.learnt,
+                "enroll_sessions": self.enrolment.pending,
+                **{f"enroll_{k}": v for k, v in self.enrolment.finished.items()},
                 "unmatched_images": self.pairer.unmatched_images,
                 "unmatched_detections": self.pairer.unmatched_detections,
                 "pending_images": pending_images, "pending_detections": pending_dets}
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    # Multi-threaded: ~/enroll waits for frames while the subscriptions deliver them.
+    # Multi-threaded: gallery services and the enrolment action answer beside the frame
+    # callbacks (no callback of theirs waits for frames).
     return run_nodes([RecognizerNode], args, multithreaded=True, prog="face_recognizer")
 
 

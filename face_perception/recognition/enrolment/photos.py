@@ -35,6 +35,7 @@ class EmbeddedImages:
     several_faces: list = field(default_factory=list)   # embedded with their largest face
     unreadable: list = field(default_factory=list)      # (file, reason)
     refused: list = field(default_factory=list)         # (file, quality reasons): not embedded
+    qualities: list = field(default_factory=list)       # quality_score of each embedded face
 
 
 def largest_face(faces: Sequence[Face]) -> Face:
@@ -86,7 +87,7 @@ def embed_largest_faces(detector, embedder, files: Sequence,
                         check_quality: bool = False) -> EmbeddedImages:
     """Detect, align and embed the largest face of every image file. With ``check_quality``
     (enrolment), faces that fail ``face_quality.assess_face`` are refused with the reason."""
-    from face_perception.recognition.face_quality import assess_face
+    from face_perception.recognition.face_quality import assess_face, quality_score
 
     out = EmbeddedImages(np.zeros((0, embedder.meta.embedding_size), np.float32))
     chunks, chips = [], []
@@ -113,6 +114,7 @@ def embed_largest_faces(detector, embedder, files: Sequence,
             out.several_faces.append(str(file))
         chips.append(chip)
         out.files.append(str(file))
+        out.qualities.append(quality_score(image, face))
         if len(chips) == CHUNK:
             chunks.append(embedder.embed_chips(np.stack(chips)))
             chips = []
@@ -139,7 +141,46 @@ def enroll_tree(gallery, detector, embedder, root, check_quality: bool = True) -
         report["refused"] += [[f, why] for f, why in result.refused]
         if len(result.files):
             sources = [Path(f).relative_to(root).as_posix() for f in result.files]
-            gallery.add(identity, result.embeddings, sources=sources)
+            gallery.add(identity, result.embeddings, sources=sources,
+                        qualities=result.qualities)
             report["identities"].append(identity)
             report["embedded"] += len(result.files)
     return report
+
+
+def enrol_photos(gallery, detector, embedder, paths: Sequence, name: Optional[str] = None,
+                 replace: bool = False, check_quality: bool = True) -> dict:
+    """``face-perception enroll`` from photos: with ``name``, every image of ``paths`` (files or
+    folders) is that one person; without, ``paths`` is one folder with a sub-folder per person.
+    ``replace`` removes the identities first. Returns the report of ``enroll_tree``."""
+    from face_perception.imageio import expand_image_paths
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no photos given")
+    if name is not None:
+        files = expand_image_paths(paths)
+        if not files:
+            raise FileNotFoundError(f"no image files in {paths[0]}")
+        if replace and name in gallery:
+            gallery.remove(name)
+        result = embed_largest_faces(detector, embedder, files, check_quality=check_quality)
+        if len(result.files):
+            gallery.add(name, result.embeddings, sources=[Path(f).name for f in result.files],
+                        qualities=result.qualities)
+        return {"identities": [name] if len(result.files) else [],
+                "images": len(files), "embedded": len(result.files),
+                "no_face": result.no_face, "several_faces": result.several_faces,
+                "unreadable": [f for f, _ in result.unreadable],
+                "refused": [[f, why] for f, why in result.refused]}
+    if len(paths) > 1:
+        raise ValueError("several paths need a name (they are photos of one person); "
+                         "without one give one folder with a sub-folder per person")
+    if not paths[0].is_dir():
+        raise FileNotFoundError(f"enrolment needs a folder with one sub-folder per person, "
+                                f"got {paths[0]}")
+    if replace:
+        for person in image_folder(paths[0]):
+            if person in gallery:
+                gallery.remove(person)
+    return enroll_tree(gallery, detector, embedder, paths[0], check_quality=check_quality)
