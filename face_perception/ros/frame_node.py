@@ -171,9 +171,10 @@ class FaceNodeBase(LifecycleNode):
             ok = any((t[1] == wanted.label) if wanted.label else (t[0] == wanted.id)
                      for t in available)
             current = self._state_machine.current_state[1]
+            asked = repr(wanted.label) if wanted.label else f"id {wanted.id}"
             if not ok:
                 self.get_logger().warning(
-                    f"lifecycle transition {wanted.label or wanted.id!r} refused: not available "
+                    f"lifecycle transition {asked} refused: not available "
                     f"while {current} (available: "
                     f"{', '.join(f'{t[1]} ({t[0]})' for t in available) or 'none'})")
                 response.success = False
@@ -181,8 +182,8 @@ class FaceNodeBase(LifecycleNode):
             try:
                 return handle(request, response)
             except Exception as exc:  # noqa: BLE001 - a request must never end the node
-                self.get_logger().error(f"lifecycle transition {wanted.label or wanted.id!r} "
-                                        f"failed: {type(exc).__name__}: {exc}")
+                self.get_logger().error(f"lifecycle transition {asked} failed: "
+                                        f"{type(exc).__name__}: {exc}")
                 response.success = False
                 return response
 

@@ -89,8 +89,8 @@ class ParamSpec:
         elif self.kind is float and self.low is not None:
             # rclpy enforces the descriptor's range itself: it must include the sentinels.
             desc.floating_point_range = [FloatingPointRange(
-                from_value=float(min(self.low, *self.sentinels)),
-                to_value=float(max(self.high, *self.sentinels)), step=0.0)]
+                from_value=float(min((self.low, *self.sentinels))),
+                to_value=float(max((self.high, *self.sentinels))), step=0.0)]
         return desc
 
     def constraint_text(self) -> str:
@@ -182,7 +182,9 @@ def declare_checked(node, specs: Sequence[ParamSpec]) -> tuple[dict[str, Any], d
         given = overrides.get(spec.name)
         if given is not None:
             given = coerce(spec, given)
-            reason = spec.check([] if given.value is None else given.value)
+            # An empty YAML list comes without a type or value (NOT_SET): it is an empty list.
+            empty = [] if spec.kind is list else None
+            reason = spec.check(empty if given.value is None else given.value)
             if reason:
                 problems[spec.name] = reason
             elif given.value is not None:
