@@ -72,7 +72,8 @@ def name_of(arr):
 
 def test_enrol_list_and_forget_through_the_services(ros, photos, core_detector, tmp_path):
     gallery = tmp_path / "live" / "people.json"  # does not exist yet: enrolment creates it
-    rig = Rig(ros, tmp_path, unique_ns("/enrol"), {"gallery_path": str(gallery)},
+    rig = Rig(ros, tmp_path, unique_ns("/enrol"),
+              {"gallery_path": str(gallery), "create_gallery": True},
               core_detector, photos)
     try:
         assert name_of(rig.send("obama", "7")) == "unknown"
