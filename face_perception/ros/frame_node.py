@@ -241,10 +241,10 @@ class FaceNodeBase(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         def body():
-            self._create_inputs()
             # Frames that came while inactive were never ours to receive: the gap before the
             # next one is a pause of this node, not upstream loss.
             self.acc.on_resumed()
+            self._create_inputs()
             self.worker.start()
             self.state = "active"
             self.get_logger().info("active: listening on "
@@ -311,8 +311,7 @@ class FaceNodeBase(LifecycleNode):
         """Stop input and worker, drop outputs and model (idempotent; also used at exit)."""
         self._destroy_inputs()
         self.worker.stop()
-        if self.state not in ("unconfigured", "finalized"):
-            self.destroy_outputs()
+        self.destroy_outputs()  # idempotent; also drops what a failed configure left behind
         self.model = None
         self.devices_in_use = ""
         self.state = "finalized"
