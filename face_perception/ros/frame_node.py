@@ -297,8 +297,9 @@ class FaceNodeBase(LifecycleNode):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model = build()
-        for w in caught:
-            self.get_logger().warning(f"{w.category.__name__}: {w.message}")
+        # once per text: the recognizer's embedder and detector give the same CUDA fallback
+        for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            self.get_logger().warning(text)
         if model is not None:
             self.devices_in_use = devices_of(model)
             requested = values.get("device", "cpu")
