@@ -130,6 +130,7 @@ def test_every_lifecycle_request_is_answered_and_the_node_keeps_working(
             msg = image_msg(frames_from(photos, ["obama.jpg"])[0], 5_000 * SECOND)
             assert len(lock_step(pub, dets, msg, proc).detections) == 1
         node.expect(TO_FINALIZED, "finalized")
+        assert node.available() == set()
         out = proc.output()
         assert "lifecycle transition 'configure' refused: not available while active" in out
         assert "Traceback" not in out, out
