@@ -121,3 +121,19 @@ def test_launch_plan_accepts_exactly_the_backends_and_devices_the_nodes_accept()
         assert plan({"device": device})[0].parameters[-1] == {"device": device}
     with pytest.raises(ValueError, match="backend must be one of"):
         plan({"backend": "tensorrt"})
+
+
+def test_devices_of_reports_the_cpu_when_cuda_fell_back(core_detector):
+    import onnxruntime
+
+    from face_perception.detection import Detector
+    from face_perception.ros.model_devices import devices_of
+
+    assert devices_of(core_detector) == "cpu"
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():  # a GPU machine
+        assert devices_of(Detector(device="cuda")) == "cuda"
+        return
+    with pytest.warns(RuntimeWarning, match="CUDA"):
+        asked_for_cuda = Detector(device="cuda")
+    assert asked_for_cuda.device == "cuda"  # the request; the session runs on the CPU
+    assert devices_of(asked_for_cuda) == "cpu"

@@ -36,6 +36,8 @@ from face_perception.messages.images import UnsupportedEncodingError
 from face_perception.ros.conversions import compressed_to_bgr_msg, image_to_bgr, stamp_to_ns
 from face_perception.ros.frame_accounting import FrameAccounting
 from face_perception.ros.frame_worker import FrameWorker
+from face_perception.ros.lifecycle_requests import answer_every_change_state
+from face_perception.ros.model_devices import devices_of
 from face_perception.ros.params import ParamSpec, declare_checked
 
 INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
@@ -101,7 +103,7 @@ class FaceNodeBase(LifecycleNode):
         # Any state: tests and tools read the counters after the event they check.
         self._stats_srv = self.create_service(Trigger, "~/get_stats", self._on_get_stats)
         self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
-        self._guard_change_state()
+        answer_every_change_state(self)
         self._autostart_timer = None
         if self.values["autostart"]:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
@@ -152,43 +154,6 @@ class FaceNodeBase(LifecycleNode):
         return int(self.values.get("process_every_n", 1))
 
     # ---- lifecycle ------------------------------------------------------------------------
-    def _guard_change_state(self) -> None:
-        """Answer every ``~/change_state`` request instead of dying on some.
-
-        rclpy's handler triggers a transition given by id without checking that the current
-        state offers it: configure by id while active (what nav2's lifecycle manager sends to
-        an autostarted node) raises RCLError out of the service callback and ends the process.
-        The service's callback is wrapped: an unavailable transition is refused (success=false,
-        state unchanged, a warning saying which transitions are available).
-        """
-        service = self._service_change_state  # created by LifecycleNodeMixin
-        handle = service.callback
-
-        def change_state(request, response):
-            wanted = request.transition
-            available = self._state_machine.available_transitions
-            # As rclpy does: a label, when given, names the transition; else the id does.
-            ok = any((t[1] == wanted.label) if wanted.label else (t[0] == wanted.id)
-                     for t in available)
-            current = self._state_machine.current_state[1]
-            asked = repr(wanted.label) if wanted.label else f"id {wanted.id}"
-            if not ok:
-                self.get_logger().warning(
-                    f"lifecycle transition {asked} refused: not available "
-                    f"while {current} (available: "
-                    f"{', '.join(f'{t[1]} ({t[0]})' for t in available) or 'none'})")
-                response.success = False
-                return response
-            try:
-                return handle(request, response)
-            except Exception as exc:  # noqa: BLE001 - a request must never end the node
-                self.get_logger().error(f"lifecycle transition {asked} failed: "
-                                        f"{type(exc).__name__}: {exc}")
-                response.success = False
-                return response
-
-        service.callback = change_state
-
     def _autostart(self) -> None:
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
@@ -493,25 +458,3 @@ def _policy_value(qos: QoSProfile, kind: QoSPolicyKind):
 def _text(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-
-def devices_of(model: Any) -> str:
-    """Where ``model`` runs, after any CUDA fallback: 'cpu', 'cuda' or 'cpu,cuda'.
-
-    A Detector tells by its session's providers (its ``device`` is the one requested); an
-    Embedder's ``device`` is the one in use; a setup with both (the recognizer's) lists both.
-    """
-    parts = [getattr(model, n) for n in ("embedder", "detector")
-             if getattr(model, n, None) is not None] or [model]
-    found = set()
-    for part in parts:
-        providers = getattr(part, "providers", None)
-        if providers:
-            gpu = any(str(p).startswith("cuda") or p in ("CUDAExecutionProvider",
-                                                         "TensorrtExecutionProvider")
-                      for p in providers)
-        elif getattr(part, "device", None) is not None:
-            gpu = str(part.device).startswith("cuda")
-        else:
-            continue
-        found.add("cuda" if gpu else "cpu")
-    return ",".join(sorted(found))
