@@ -84,12 +84,61 @@ def test_stamp_reset_to_zero_before_the_interval_is_known():
     assert snap["stamp_resets"] == 1
 
 
+SECOND = 1_000_000_000
+
+
 def test_long_pause_is_a_new_segment_not_loss():
     stamps = [T0 + i * PERIOD for i in range(60)] + \
-             [T0 + 10 * 1_000_000_000 + i * PERIOD for i in range(60)]
+             [T0 + 10 * SECOND + i * PERIOD for i in range(60)]
     snap = feed(FrameAccounting(window=120), stamps)
     assert snap["missing_upstream"] == 0
-    assert snap["stamp_resets"] == 1
+    assert (snap["pauses"], snap["stamp_resets"]) == (1, 0)
+
+
+def test_ten_second_pause_of_a_slow_stream_is_no_loss_and_no_warning():
+    # Issue 22 item 6: 5 Hz, 7 frames, 10 s without frames, 7 frames. A 50-interval rule
+    # counted 49 frames missing and warned that 78% of the frames never arrived.
+    period = SECOND // 5
+    stamps = [T0 + i * period for i in range(7)] + \
+             [T0 + 10 * SECOND + 6 * period + i * period for i in range(7)]
+    acc = FrameAccounting(window=120, warn_min_frames=10)
+    snap = feed(acc, stamps)
+    assert (snap["missing_upstream"], snap["pauses"]) == (0, 1)
+    assert acc.loss_warning() is None
+
+
+@pytest.mark.parametrize("hz,gap_s,missing,pauses", [
+    (30, 0.9, 26, 0),   # 27 intervals without a frame, under a second: lost in transport
+    (30, 1.2, 0, 1),    # over a second: the stream stopped
+    (5, 0.4, 1, 0),     # one lost frame of a slow stream
+    (5, 1.0, 4, 0),     # five intervals, one second: still loss
+    (5, 1.4, 0, 1),
+    (1, 3.0, 2, 0),     # at 1 Hz five intervals are the least pause
+    (1, 10.0, 0, 1),
+])
+def test_pause_or_loss_is_decided_by_time_and_frame_interval(hz, gap_s, missing, pauses):
+    period = SECOND // hz
+    before = [T0 + i * period for i in range(20)]
+    after = [before[-1] + round(gap_s * SECOND) + i * period for i in range(20)]
+    snap = feed(FrameAccounting(window=120), before + after)
+    assert (snap["missing_upstream"], snap["pauses"]) == (missing, pauses)
+
+
+def test_pause_before_the_interval_is_known_is_no_loss():
+    stamps = [T0 + i * PERIOD for i in range(3)] + \
+             [T0 + 10 * SECOND + i * PERIOD for i in range(30)]
+    snap = feed(FrameAccounting(window=120), stamps)
+    assert (snap["missing_upstream"], snap["pauses"], snap["stamp_resets"]) == (0, 1, 0)
+
+
+def test_resumed_after_an_inactive_spell_any_gap_is_a_pause():
+    acc = FrameAccounting(window=120)
+    feed(acc, [T0 + i * PERIOD for i in range(30)])
+    acc.on_resumed()  # the node was deactivated for 10 frames
+    snap = feed(acc, [T0 + i * PERIOD for i in range(40, 70)])
+    assert (snap["missing_upstream"], snap["pauses"]) == (0, 1)
+    snap = feed(acc, [T0 + i * PERIOD for i in range(72, 80)])  # later gaps count again
+    assert snap["missing_upstream"] == 2  # frames 70 and 71
 
 
 def test_duplicate_stamps_are_counted_as_duplicates_not_gaps():
@@ -216,7 +265,8 @@ def test_counters_are_consistent_under_concurrent_callers():
     assert snap["mean_latency_ms"] == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("kwargs", [{"window": 2}, {"warn_ratio": 1.5}, {"min_intervals": 1}])
+@pytest.mark.parametrize("kwargs", [{"window": 2}, {"warn_ratio": 1.5}, {"min_intervals": 1},
+                                    {"pause_s": 0.0}, {"pause_min_intervals": 1}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         FrameAccounting(**kwargs)

@@ -268,14 +268,17 @@ def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos
         assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
-def test_invalid_params_file_stops_the_node_with_a_clear_message(tmp_path):
+def test_invalid_params_file_keeps_the_node_unconfigured_with_a_clear_message(tmp_path):
+    # Up and unconfigured, so a lifecycle manager gets answers (test/test_ros_lifecycle.py).
     params = write_params(tmp_path / "params.yaml", "face_detector", {"backend": "tensorrt"})
-    proc = start("face_detector", tmp_path, node_args("/bad_params", params))
-    code = proc.wait(40)
-    out = proc.output()
-    proc.stop()
-    assert code == 2, out
-    assert "backend must be one of ['onnx', 'onnx-int8', 'torch'], got 'tensorrt'" in out
+    proc = start("face_detector", tmp_path, node_args(unique_ns("/bad_params"), params))
+    try:
+        assert until(lambda: "configure refused" in proc.output(), 120, proc), proc.output()
+        assert "backend must be one of ['onnx', 'onnx-int8', 'torch'], got 'tensorrt'" in \
+            proc.output()
+        assert proc.alive()
+    finally:
+        assert proc.stop() in (0, -2), proc.log_path.read_text()
 
 
 def test_annotated_image_is_published_only_to_subscribers_with_the_frame_header(

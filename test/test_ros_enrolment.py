@@ -47,7 +47,9 @@ class Rig:
     def __init__(self, ros, tmp_path, ns, params, core_detector, photos):
         self.ros, self.ns, self.node = ros, ns, f"{ns}/face_recognizer"
         path = write_params(tmp_path / "rec.yaml", "face_recognizer", {
-            "qos_reliability": "reliable", "tracking": True, **params})
+            "qos_reliability": "reliable", "tracking": True,
+            "create_gallery": True,  # the galleries here are made by the enrolment under test
+            **params})
         self.proc = start("face_recognizer", tmp_path, node_args(ns, path))
         self.ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")
         self.img_pub = ros.publisher(Image, f"{ns}/image")
@@ -124,7 +126,8 @@ def name_of(arr):
 def test_track_enrolled_through_the_action_while_other_services_answer(ros, photos,
                                                                        core_detector, tmp_path):
     gallery = tmp_path / "live" / "people.json"  # does not exist yet: enrolment creates it
-    rig = Rig(ros, tmp_path, unique_ns("/enrol"), {"gallery_path": str(gallery)},
+    rig = Rig(ros, tmp_path, unique_ns("/enrol"),
+              {"gallery_path": str(gallery), "create_gallery": True},
               core_detector, photos)
     try:
         assert name_of(rig.send("obama", "7")) == "unknown"

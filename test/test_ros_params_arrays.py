@@ -136,3 +136,29 @@ def test_running_detector_accepts_scales_set_over_the_parameter_service(ros_cont
         detector.destroy_node()
         client_node.destroy_node()
 
+
+
+def test_invalid_overrides_become_problems_and_integers_become_doubles(ros_context):
+    from face_perception.ros.params import declare_checked
+
+    specs = [ParamSpec("threshold", 0.5, "A double.", low=0.0, high=1.0),
+             ParamSpec("doubles", [1.0], "Doubles.", low=0.1, high=4.0, min_items=1),
+             ParamSpec("mode", "a", "A choice.", choices=("a", "b")),
+             ParamSpec("label", "x", "A name.", nonempty=True)]
+    overrides = [Parameter("threshold", value=1), Parameter("doubles", value=[2, 3]),
+                 Parameter("mode", value=7), Parameter("label", value="")]
+    node = Node("checked_params", context=ros_context, parameter_overrides=overrides)
+    try:
+        values, problems = declare_checked(node, specs)  # never raises
+        assert values == {"threshold": 1.0, "doubles": [2.0, 3.0], "mode": "a", "label": "x"}
+        assert type(values["threshold"]) is float
+        assert node.get_parameter("threshold").value == 1.0
+        assert problems == {"mode": "mode must be str, got int 7",
+                            "label": "label must not be empty or blank, got ''"}
+        # run time: the same coercion before rclpy's type check
+        (result,) = node.set_parameters([Parameter("threshold", value=0)])
+        assert result.successful and node.get_parameter("threshold").value == 0.0
+        (result,) = node.set_parameters([Parameter("doubles", value=[1, 2])])
+        assert result.successful and list(node.get_parameter("doubles").value) == [1.0, 2.0]
+    finally:
+        node.destroy_node()

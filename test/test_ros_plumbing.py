@@ -71,3 +71,69 @@ def test_param_specs_explain_every_rejection():
         assert spec.description.endswith("."), spec.name
         desc = spec.descriptor()
         assert desc.description and desc.name == spec.name
+
+
+def test_param_specs_refuse_the_silently_accepted_values_of_issue_22():
+    from face_perception.ros.params import DETECTOR, RECOGNIZER
+
+    det = {s.name: s for s in DETECTOR}
+    rec = {s.name: s for s in RECOGNIZER}
+    assert det["scales"].check([]) == "scales needs at least 1 item(s), got []"
+    assert rec["unknown_label"].check("") == "unknown_label must not be empty or blank, got ''"
+    assert "must not be empty" in rec["unknown_label"].check("  ")
+    assert rec["margin"].check(-0.5) == "margin must be -1.0 or in [0.0, 1.0], got -0.5"
+    assert rec["margin"].check(-1.0) is None and rec["margin"].check(0.2) is None
+    # rclpy enforces the descriptor range itself: it must let the sentinel through
+    (span,) = rec["margin"].descriptor().floating_point_range
+    assert (span.from_value, span.to_value) == (-1.0, 1.0)
+    assert rec["margin"].descriptor().additional_constraints == "-1.0 or in [0.0, 1.0]"
+    assert det["backend"].check("onnx-int8") is None
+
+
+def test_gallery_path_must_name_an_existing_gallery_unless_one_is_to_be_created(tmp_path):
+    from face_perception.gallery import Gallery
+    from face_perception.ros.params import gallery_file_problem
+
+    assert gallery_file_problem("", False) is None  # no gallery: a choice, not a typo
+    reason = gallery_file_problem("/nonexistent", False)
+    assert "gallery_path '/nonexistent': no gallery file /nonexistent.json" in reason
+    assert "create_gallery: true" in reason
+    assert gallery_file_problem("/nonexistent", True) is None
+    Gallery("some_model", 4).save(tmp_path / "people.json")
+    assert gallery_file_problem(str(tmp_path / "people.json"), False) is None
+    assert gallery_file_problem(str(tmp_path / "people.npz"), False) is None
+
+
+def test_launch_plan_accepts_exactly_the_backends_and_devices_the_nodes_accept():
+    from face_perception.detection.detector import BACKENDS
+    from face_perception.recognition.embedder import BACKENDS as EMBEDDER_BACKENDS
+    from face_perception.ros.launch_plan import plan
+    from face_perception.ros.params import DETECTOR, DEVICES, RECOGNIZER
+
+    for table in (DETECTOR, RECOGNIZER):
+        specs = {s.name: s for s in table}
+        assert tuple(specs["backend"].choices) == BACKENDS == EMBEDDER_BACKENDS
+        assert tuple(specs["device"].choices) == DEVICES
+    for backend in BACKENDS:
+        det, rec = plan({"backend": backend})
+        assert det.parameters[-1] == rec.parameters[-1] == {"backend": backend}
+    for device in DEVICES:
+        assert plan({"device": device})[0].parameters[-1] == {"device": device}
+    with pytest.raises(ValueError, match="backend must be one of"):
+        plan({"backend": "tensorrt"})
+
+
+def test_devices_of_reports_the_cpu_when_cuda_fell_back(core_detector):
+    import onnxruntime
+
+    from face_perception.detection import Detector
+    from face_perception.ros.model_devices import devices_of
+
+    assert devices_of(core_detector) == "cpu"
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():  # a GPU machine
+        assert devices_of(Detector(device="cuda")) == "cuda"
+        return
+    with pytest.warns(RuntimeWarning, match="CUDA"):
+        asked_for_cuda = Detector(device="cuda")
+    assert asked_for_cuda.device == "cuda"  # the request; the session runs on the CPU
+    assert devices_of(asked_for_cuda) == "cpu"

@@ -178,7 +178,8 @@ def test_recognizer_finds_landmarks_for_boxes_from_another_detector(
 def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos, tmp_path):
     ns = unique_ns("/container_test")
     params = write_params(tmp_path / "params.yaml", "*", {
-        "qos_reliability": "reliable", "gallery_path": str(tmp_path / "nobody.json")})
+        "qos_reliability": "reliable", "gallery_path": str(tmp_path / "nobody.json"),
+        "create_gallery": True})  # without it a missing gallery is refused at configure
     proc = start("face_perception_container", tmp_path, node_args(ns, params))
     try:
         ids = ros.listen(Detection2DArray, f"{ns}/faces/identities")

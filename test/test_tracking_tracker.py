@@ -146,6 +146,26 @@ def test_no_detections_end_tracks_after_max_age(detector, cutouts):
     assert tracker.active == []
 
 
+@pytest.mark.parametrize("pause_s,same_id", [(0.5, True), (10.0, False)])
+def test_a_pause_longer_than_max_age_ends_tracks_before_matching(detector, cutouts, pause_s,
+                                                                 same_id):
+    # Issue 22 item 6: no frames at all for 10 s, then another person in a similar box. Expiry
+    # used to run after matching, so Biden inherited Obama's confirmed id.
+    before = scene(cutouts, 5, lambda i: [("obama", 320, 240, 110)])
+    (after,) = scene(cutouts, 1, lambda i: [("biden", 324, 242, 110)], start=5)
+    tracker = FaceTracker(TrackerConfig(max_age=1.0, scene_cut=None))
+    for f in before:
+        tracker.update(detector.detect(f.image), f.stamp_ns)
+    (obama,) = tracker.active
+    upd = tracker.update(detector.detect(after.image),
+                         before[-1].stamp_ns + int(pause_s * 1e9))
+    (track,) = upd.tracks
+    assert (track is obama) == same_id
+    assert upd.ended == ([] if same_id else [obama.id])
+    if not same_id:
+        assert track.id != obama.id and not track.confirmed  # a new, tentative track
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="max_age"):
         TrackerConfig(max_age=0)

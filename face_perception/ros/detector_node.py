@@ -110,7 +110,7 @@ class DetectorNode(FaceNodeBase):
 
     def describe_model(self) -> str:
         v = self.values
-        return (f"RetinaFace {v['backbone']} ({v['backend']}/{v['device']}), "
+        return (f"RetinaFace {v['backbone']} ({v['backend']}/{self.devices_in_use}), "
                 f"score>={v['score_threshold']}")
 
     def create_outputs(self) -> None:

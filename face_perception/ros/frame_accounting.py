@@ -37,12 +37,20 @@ class FrameAccounting:
         interval is known, so short streams are counted from their first frame.
       * A frame older than the newest one seen (reordering) that falls into an earlier gap is taken
         back out of the missing count; a repeated stamp counts as a duplicate, not as a frame gap.
-      * A jump backwards or forwards by more than ``discontinuity_intervals`` intervals (rosbag
-        loop, camera restart, paused playback) starts a new segment: it is never counted as loss.
+      * A jump backwards by more than ``discontinuity_intervals`` intervals (rosbag loop, camera
+        restart) starts a new segment (``stamp_resets``): it is never counted as loss.
+      * A pause is no loss: a forward gap longer than ``pause_s`` seconds, and longer than
+        ``pause_min_intervals`` frame intervals (so a slow stream's single lost frame stays a
+        loss), or longer than ``discontinuity_intervals`` intervals, is a stream that stopped
+        and went on (paused playback, a camera or publisher halted). It counts in ``pauses`` and
+        starts a new segment. Transport loss drops single frames or short runs: at 30 Hz a
+        second without any frame is 30 consecutive losses, which even 50% random loss gives
+        about once in 10^9 frames. ``on_resumed`` marks a gap the node made itself (inactive).
     """
 
     def __init__(self, window: int = 120, *, min_intervals: int = 8,
-                 discontinuity_intervals: float = 50.0, warn_ratio: float = 0.1,
+                 discontinuity_intervals: float = 50.0, pause_s: float = 1.0,
+                 pause_min_intervals: float = 5.0, warn_ratio: float = 0.1,
                  warn_min_frames: int = 30, warn_interval_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic):
         if window < 4:
@@ -51,9 +59,14 @@ class FrameAccounting:
             raise ValueError(f"warn_ratio must be between 0 and 1, got {warn_ratio!r}")
         if min_intervals < 2 or min_intervals > window:
             raise ValueError(f"min_intervals must be in [2, window], got {min_intervals!r}")
+        if not pause_s > 0 or not pause_min_intervals >= 2:
+            raise ValueError(f"pause_s must be > 0 and pause_min_intervals >= 2, got "
+                             f"{pause_s!r}, {pause_min_intervals!r}")
         self.window = int(window)
         self.min_intervals = int(min_intervals)
         self.discontinuity_intervals = float(discontinuity_intervals)
+        self.pause_ns = float(pause_s) * 1e9
+        self.pause_min_intervals = float(pause_min_intervals)
         self.warn_ratio = float(warn_ratio)
         self.warn_min_frames = int(warn_min_frames)
         self.warn_interval_s = float(warn_interval_s)
@@ -67,6 +80,8 @@ class FrameAccounting:
         self._duplicates = 0
         self._reordered = 0
         self._stamp_resets = 0
+        self._pauses = 0
+        self._resumed = False  # the node was inactive: the next gap is its own pause
         self._missing = 0
 
         self._newest: Optional[int] = None          # highest stamp of the current segment
@@ -93,7 +108,14 @@ class FrameAccounting:
                 self._recent.append((1, 0))
                 return
             dt = stamp - self._newest
+            if self._resumed or self._is_pause(dt):
+                self._pauses += 1
+                self._resumed = False
+                self._start_segment(stamp)
+                self._recent.append((1, 0))
+                return
             if self._is_discontinuity(dt):
+                self._stamp_resets += 1
                 self._start_segment(stamp)
                 self._recent.append((1, 0))
                 return
@@ -111,6 +133,12 @@ class FrameAccounting:
             missing = self._judge_gap(self._newest, stamp)
             self._newest = stamp
             self._recent.append((1, missing))
+
+    def on_resumed(self) -> None:
+        """The node starts receiving again after it stopped listening (deactivated): the gap
+        before the next frame is a pause, whatever its length, never upstream loss."""
+        with self._lock:
+            self._resumed = self._newest is not None
 
     def on_processed(self, latency_s: float) -> None:
         """A frame went through the model; ``latency_s`` from its arrival (or stamp) to output."""
@@ -160,6 +188,7 @@ class FrameAccounting:
                 "duplicates": self._duplicates,
                 "reordered": self._reordered,
                 "stamp_resets": self._stamp_resets,
+                "pauses": self._pauses,
             }
 
     def loss_warning(self) -> Optional[str]:
@@ -196,14 +225,23 @@ class FrameAccounting:
         self._recent_set.add(stamp)
 
     def _is_discontinuity(self, dt: int) -> bool:
+        """A jump backwards (forward gaps are judged by _is_pause)."""
         if self._interval_ns is None:
             # No interval yet: a jump back by more than a second is a reset; forward gaps wait in
             # _pending and are judged (as pause or loss) once the interval is known.
             return dt < -UNKNOWN_INTERVAL_RESET_NS
-        return abs(dt) > self.discontinuity_intervals * self._interval_ns
+        return -dt > self.discontinuity_intervals * self._interval_ns
+
+    def _pause_limit_ns(self) -> float:
+        """Forward gaps longer than this are pauses (see the class docstring)."""
+        interval = self._interval_ns
+        return min(self.discontinuity_intervals * interval,
+                   max(self.pause_ns, self.pause_min_intervals * interval))
+
+    def _is_pause(self, dt: int) -> bool:
+        return self._interval_ns is not None and dt > self._pause_limit_ns()
 
     def _start_segment(self, stamp: int) -> None:
-        self._stamp_resets += 1
         self._newest = stamp
         self._gaps.clear()
         self._pending.clear()
@@ -256,9 +294,9 @@ class FrameAccounting:
         return self._count_gap(lo, hi)
 
     def _count_gap(self, lo: int, hi: int) -> int:
-        if hi - lo > self.discontinuity_intervals * self._interval_ns:
+        if hi - lo > self._pause_limit_ns():
             # Judged late (before the interval was known): a pause, not loss.
-            self._stamp_resets += 1
+            self._pauses += 1
             return 0
         steps = round((hi - lo) / self._interval_ns)
         missing = max(0, int(steps) - 1)

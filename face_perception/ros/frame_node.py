@@ -6,6 +6,10 @@ and ``process``. This class does the rest the same way for both nodes:
   half-applied; a model-affecting change builds the new model first, then swaps it in);
 - configure loads the model, activate creates the subscriptions and starts the worker,
   deactivate removes them, cleanup releases the model; ``autostart`` runs configure+activate;
+  invalid parameters (from a params file or the command line) keep the node up and unconfigured:
+  configure fails and says why until they are set right;
+- every ``~/change_state`` request is answered: a transition not available in the current state
+  (by id or label, as lifecycle managers send them) gets success=false and changes nothing;
 - newest frame wins (frame_worker.FrameWorker): callbacks only store the latest frame, the worker
   thread processes it, replaced frames are counted as stale; per-frame failures are counted,
   logged with a rate limit, and never stop the node;
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
+import warnings
 from typing import Any, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -30,7 +36,9 @@ from face_perception.messages.images import UnsupportedEncodingError
 from face_perception.ros.conversions import compressed_to_bgr_msg, image_to_bgr, stamp_to_ns
 from face_perception.ros.frame_accounting import FrameAccounting
 from face_perception.ros.frame_worker import FrameWorker
-from face_perception.ros.params import ParamSpec, declare
+from face_perception.ros.lifecycle_requests import answer_every_change_state
+from face_perception.ros.model_devices import devices_of
+from face_perception.ros.params import ParamSpec, declare_checked
 
 INPUT_KEYS = frozenset({"image_transport", "qos_reliability", "qos_depth"})
 # qos_overrides./<topic>.subscription.<policy> parameters declared on the image subscription.
@@ -72,11 +80,14 @@ class FaceNodeBase(LifecycleNode):
     def __init__(self, node_name: str, **kwargs):
         super().__init__(node_name, **kwargs)
         self.specs = {s.name: s for s in self.SPECS}
-        self.values: dict[str, Any] = declare(self, self.SPECS)
-        problem = self.check_values(self.values)
-        if problem:
-            raise ValueError(f"invalid parameters: {problem}")
+        # Invalid overrides are kept as problems (the parameter holds its default): configure
+        # refuses while any is left, so a lifecycle manager sees a FAILURE, not a dead process.
+        self.values, self.param_problems = declare_checked(self, self.SPECS)
+        for reason in self.param_problems.values():
+            self.get_logger().error(f"invalid parameter: {reason}; configure will fail until "
+                                    "it is set to a valid value")
         self.state = "unconfigured"
+        self.devices_in_use = ""  # what the model runs on, after any CUDA fallback
         self.model: Any = None
         self.model_error = ""
         self.acc = GuardedAccounting(FrameAccounting(), self.get_logger())
@@ -92,6 +103,7 @@ class FaceNodeBase(LifecycleNode):
         # Any state: tests and tools read the counters after the event they check.
         self._stats_srv = self.create_service(Trigger, "~/get_stats", self._on_get_stats)
         self._diag_timer = self.create_timer(1.0, self.publish_diagnostics)
+        answer_every_change_state(self)
         self._autostart_timer = None
         if self.values["autostart"]:
             self._autostart_timer = self.create_timer(0.01, self._autostart)
@@ -145,59 +157,129 @@ class FaceNodeBase(LifecycleNode):
     def _autostart(self) -> None:
         self._autostart_timer.cancel()
         self.destroy_timer(self._autostart_timer)
-        if self.state == "unconfigured":
-            self.trigger_configure()
-        if self.state == "inactive":
-            self.trigger_activate()
+        try:
+            if self.state == "unconfigured":
+                self.trigger_configure()
+            if self.state == "inactive":
+                self.trigger_activate()
+        except Exception as exc:  # noqa: BLE001 - e.g. a client moved the state meanwhile
+            self.get_logger().error(f"autostart stopped: {type(exc).__name__}: {exc}")
+
+    def _transition(self, name: str, body) -> TransitionCallbackReturn:
+        """Run a transition body; an exception is logged with its traceback (rclpy would turn
+        it into ERROR silently) and gives ERROR, whose on_error releases everything."""
+        try:
+            return body()
+        except Exception as exc:  # noqa: BLE001 - reported, then lifecycle error processing
+            self.get_logger().error(f"{name} failed: {type(exc).__name__}: {exc}\n"
+                                    f"{traceback.format_exc()}")
+            return TransitionCallbackReturn.ERROR
+
+    def configure_problem(self) -> str:
+        """Why the current parameter values cannot be configured ('' when they can)."""
+        reasons = list(self.param_problems.values())
+        cross = self.check_values(self.values)
+        if cross:
+            reasons.append(cross)
+        return "; ".join(reasons)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        problem = self.configure_problem()
+        if problem:
+            self.model_error = f"invalid parameters: {problem}"
+            self.get_logger().error(f"configure refused: {self.model_error}")
+            return TransitionCallbackReturn.FAILURE
         try:
-            self.model = self.build_model(self.values)
+            self.model = self.build_model_logged(self.values)
         except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
             self.model_error = f"{type(exc).__name__}: {exc}"
             self.get_logger().error(f"configure failed, model not loaded: {self.model_error}")
             return TransitionCallbackReturn.FAILURE
         self.model_error = ""
-        self.create_outputs()
-        self.state = "inactive"
-        self.get_logger().info(f"configured: {self.describe_model()}")
-        return super().on_configure(state)
+
+        def body():
+            self.create_outputs()
+            self.state = "inactive"
+            self.get_logger().info(f"configured: {self.describe_model()}")
+            return super(FaceNodeBase, self).on_configure(state)
+        return self._transition("configure", body)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._create_inputs()
-        self.worker.start()
-        self.state = "active"
-        self.get_logger().info("active: listening on "
-                               f"{', '.join(s.topic_name for s in self._inputs)}")
-        return super().on_activate(state)
+        def body():
+            # Frames that came while inactive were never ours to receive: the gap before the
+            # next one is a pause of this node, not upstream loss.
+            self.acc.on_resumed()
+            self._create_inputs()
+            self.worker.start()
+            self.state = "active"
+            self.get_logger().info("active: listening on "
+                                   f"{', '.join(s.topic_name for s in self._inputs)}")
+            return super(FaceNodeBase, self).on_activate(state)
+        return self._transition("activate", body)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._destroy_inputs()
-        self.worker.stop()
-        self.state = "inactive"
-        return super().on_deactivate(state)
+        def body():
+            self._destroy_inputs()
+            self.worker.stop()
+            self.state = "inactive"
+            return super(FaceNodeBase, self).on_deactivate(state)
+        return self._transition("deactivate", body)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.destroy_outputs()
-        self.model = None
-        self.state = "unconfigured"
-        return super().on_cleanup(state)
+        def body():
+            self.destroy_outputs()
+            self.model = None
+            self.devices_in_use = ""
+            self.state = "unconfigured"
+            return super(FaceNodeBase, self).on_cleanup(state)
+        return self._transition("cleanup", body)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
-        return super().on_shutdown(state)
+        def body():
+            self.release()
+            return super(FaceNodeBase, self).on_shutdown(state)
+        return self._transition("shutdown", body)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
+        # Error processing succeeds into `unconfigured` (rcl's state machine): release all, so
+        # a later configure starts clean.
+        try:
+            self.release()
+        except Exception as exc:  # noqa: BLE001 - nothing left to fall back on
+            self.get_logger().error(f"error processing failed: {type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.FAILURE  # -> finalized
+        self.state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
+
+    def build_model_logged(self, values: dict[str, Any]) -> Any:
+        """build_model with the core's warnings (e.g. CUDA unavailable, running on the CPU)
+        sent to the node's log instead of stderr, and the devices in use recorded."""
+        return self._logged(lambda: self.build_model(values), values)
+
+    def _logged(self, build, values: dict[str, Any]) -> Any:
+        # catch_warnings is process-wide: a warning of another thread meanwhile is logged here
+        # too, which is still the node's log.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = build()
+        # once per text: the recognizer's embedder and detector give the same CUDA fallback
+        for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            self.get_logger().warning(text)
+        if model is not None:
+            self.devices_in_use = devices_of(model)
+            requested = values.get("device", "cpu")
+            if self.devices_in_use and requested not in self.devices_in_use.split(","):
+                self.get_logger().warning(f"device {requested!r} requested, running on "
+                                          f"{self.devices_in_use}")
+        return model
 
     def release(self) -> None:
         """Stop input and worker, drop outputs and model (idempotent; also used at exit)."""
         self._destroy_inputs()
         self.worker.stop()
-        if self.state != "unconfigured":
-            self.destroy_outputs()
+        self.destroy_outputs()  # idempotent; also drops what a failed configure left behind
         self.model = None
+        self.devices_in_use = ""
         self.state = "finalized"
 
     def describe_model(self) -> str:
@@ -212,10 +294,18 @@ class FaceNodeBase(LifecycleNode):
 
     def _create_inputs(self) -> None:
         if self.values["image_transport"] == "compressed":
-            sub = self._image_subscription(CompressedImage, "image/compressed")
+            sub = self._image_subscription(CompressedImage, self.compressed_topic())
         else:
             sub = self._image_subscription(Image, "image")
         self._inputs = [sub, *self.create_extra_inputs()]
+
+    def compressed_topic(self) -> str:
+        """``<resolved image topic>/compressed``, as image_transport names it: a remap of
+        ``image`` carries over. An explicit remap of ``image/compressed`` still wins."""
+        own = self.resolve_topic_name("image/compressed")
+        if own != self.resolve_topic_name("image/compressed", only_expand=True):
+            return own
+        return self.resolve_topic_name("image").rstrip("/") + "/compressed"
 
     def _image_subscription(self, msg_type, topic: str):
         """The image subscription, its QoS from the shorthands (qos_reliability, qos_depth) with
@@ -274,12 +364,15 @@ class FaceNodeBase(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
             new[p.name] = spec.normalize(p.value)  # array.array from rclpy -> list
         reason = self.check_values(new)
-        if reason:
+        # Refused when this change causes the problem; one that was there before (e.g. a
+        # missing gallery at start-up) must not block fixing other parameters first.
+        if reason and reason != self.check_values(self.values):
             return SetParametersResult(successful=False, reason=reason)
         changed = {k for k in new if new[k] != self.values[k]}
         if changed and self.state in ("inactive", "active"):
             try:
-                model = self.prepare_model(new, changed)  # the old model keeps serving
+                # the old model keeps serving meanwhile
+                model = self._logged(lambda: self.prepare_model(new, changed), new)
             except Exception as exc:  # noqa: BLE001 - reported as the rejection reason
                 return SetParametersResult(
                     successful=False, reason=f"model not reloaded ({type(exc).__name__}: {exc}); "
@@ -287,6 +380,8 @@ class FaceNodeBase(LifecycleNode):
             if model is not None:
                 self.model = model
                 self.reloads += 1
+        for p in params:  # a valid value replaces an invalid one given at start-up
+            self.param_problems.pop(p.name, None)
         self.values = new
         if changed & INPUT_KEYS and self.state == "active":
             self._destroy_inputs()
@@ -301,6 +396,8 @@ class FaceNodeBase(LifecycleNode):
     def stats(self) -> dict[str, Any]:
         """The node's counters: frame accounting, state, inputs and the subclass's values."""
         return {"state": self.state, "model": self.describe_model() if self.model else "",
+                "device": self.devices_in_use, "device_requested": self.values["device"],
+                "parameter_problems": self.configure_problem(),
                 "inputs": [s.topic_name for s in self._inputs], **self.acc.snapshot(),
                 "image_qos": self.image_qos_text,
                 "skipped_by_rate": self.worker.skipped_by_rate,
@@ -320,6 +417,11 @@ class FaceNodeBase(LifecycleNode):
         level, message = DiagnosticStatus.OK, self.state
         if self.model_error:
             level, message = DiagnosticStatus.ERROR, f"model not loaded: {self.model_error}"
+        elif self.devices_in_use and \
+                self.values["device"] not in self.devices_in_use.split(","):
+            level = DiagnosticStatus.WARN
+            message = f"device {self.values['device']} requested, running on " \
+                f"{self.devices_in_use}"
         elif warning or self.worker.model_errors:
             level = DiagnosticStatus.WARN
             message = warning or f"{self.worker.model_errors} frames failed in the model"
@@ -367,3 +469,4 @@ def _policy_value(qos: QoSProfile, kind: QoSPolicyKind):
 
 def _text(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+

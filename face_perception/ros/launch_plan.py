@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from face_perception.ros.params import BACKENDS, DEVICES
 from face_perception.ros.transport import profile_env
 
 PACKAGE = "face_perception"
@@ -28,10 +29,10 @@ ARGUMENTS = {
                     "use /**/face_detector: and /**/face_recognizer: sections)"),
     "use_recognizer": ("true", "Also start face_recognizer (face_perception.launch.py)"),
     "use_container": ("false", "Run both nodes in one face_perception_container process"),
-    "device": ("", "Inference device for both nodes: cpu or cuda (empty: the params file's, "
-               "else the shipped config's cpu)"),
-    "backend": ("", "Inference backend for both nodes: onnx or torch (empty: the params "
-                "file's, else the shipped config's onnx)"),
+    "device": ("", f"Inference device for both nodes: {' or '.join(DEVICES)} (empty: the "
+               "params file's, else the shipped config's cpu)"),
+    "backend": ("", f"Inference backend for both nodes: {', '.join(BACKENDS)} (empty: the "
+                "params file's, else the shipped config's onnx)"),
     "compressed": ("", "true: subscribe sensor_msgs/CompressedImage on <image_topic>/compressed, "
                    "false: raw images (empty: the params file's image_transport, else raw)"),
     "gallery_path": ("", "Gallery file for face_recognizer (empty: the params file's value)"),
@@ -82,15 +83,17 @@ def plan(args: dict, nodes: tuple = ("face_detector", "face_recognizer")) -> lis
     unknown = set(args) - set(ARGUMENTS)
     if unknown:
         raise ValueError(f"unknown launch arguments: {sorted(unknown)}")
-    if values["device"] not in ("", "cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {values['device']!r}")
-    if values["backend"] not in ("", "onnx", "torch"):
-        raise ValueError(f"backend must be onnx or torch, got {values['backend']!r}")
+    # The nodes' own lists: an argument takes exactly what the node's parameter takes.
+    for key, choices in (("device", DEVICES), ("backend", BACKENDS)):
+        if values[key] not in ("", *choices):
+            raise ValueError(f"{key} must be one of {list(choices)}, got {values[key]!r}")
     if "face_recognizer" in nodes and not _flag(values["use_recognizer"], "use_recognizer"):
         nodes = tuple(n for n in nodes if n != "face_recognizer")
     env = profile_env(values["dds_profile"])
     topic = values["image_topic"]
-    remaps = [("image", topic), ("image/compressed", topic.rstrip("/") + "/compressed")]
+    # Compressed input is read from <remapped image>/compressed (the nodes derive it, as
+    # image_transport does), so remapping `image` covers both transports.
+    remaps = [("image", topic)]
     # Only what the user set: an empty argument must not overwrite their params file.
     overrides = {key: values[key] for key in ("device", "backend") if values[key]}
     if values["compressed"]:

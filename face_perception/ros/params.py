@@ -17,7 +17,10 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     ParameterType,
 )
+from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
+
+from face_perception.detection.detector import BACKENDS
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -30,6 +33,9 @@ _RCLPY_ARRAYS = {bool: Parameter.Type.BOOL_ARRAY, int: Parameter.Type.INTEGER_AR
 # rclpy hands integer and double arrays over as array.array ('q', 'd'), YAML lists and
 # in-process values as lists or tuples: all are sequences of the item type.
 _SEQUENCES = (list, tuple, array.array)
+# Devices a node accepts (the core also takes 'cuda:N'; a node uses the first GPU). The launch
+# files import these and BACKENDS, so an argument accepts exactly what the node does.
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -38,7 +44,9 @@ class ParamSpec:
     lists valid strings (and items of a string list); ``reload`` marks model-affecting
     parameters; ``runtime`` False means a change is only taken at the next configure (the value
     is still validated). A list parameter's item type is that of its default's items (bool,
-    int, float or str); ``item_type`` says it where the default is empty."""
+    int, float or str); ``item_type`` says it where the default is empty. ``sentinels`` are
+    special numbers valid outside ``low/high`` (``-1`` = "the default rule"); ``nonempty``
+    refuses an empty or blank string; ``min_items`` is the least length of a list."""
 
     name: str
     default: Any
@@ -49,6 +57,9 @@ class ParamSpec:
     reload: bool = False
     runtime: bool = True
     item_type: Optional[type] = None
+    sentinels: Sequence[float] = ()
+    nonempty: bool = False
+    min_items: int = 0
 
     def __post_init__(self) -> None:
         if self.kind is list and self.items not in _ARRAY_TYPES:
@@ -76,15 +87,22 @@ class ParamSpec:
             desc.integer_range = [IntegerRange(from_value=int(self.low), to_value=int(self.high),
                                                step=1)]
         elif self.kind is float and self.low is not None:
+            # rclpy enforces the descriptor's range itself: it must include the sentinels.
             desc.floating_point_range = [FloatingPointRange(
-                from_value=float(self.low), to_value=float(self.high), step=0.0)]
+                from_value=float(min((self.low, *self.sentinels))),
+                to_value=float(max((self.high, *self.sentinels))), step=0.0)]
         return desc
 
     def constraint_text(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.low is not None:
-            return f"in [{self.low}, {self.high}]"
+            special = "".join(f"{v} or " for v in self.sentinels)
+            return f"{special}in [{self.low}, {self.high}]"
+        if self.nonempty:
+            return "not empty"
+        if self.min_items:
+            return f"at least {self.min_items} item(s)"
         return ""
 
     def check(self, value: Any) -> Optional[str]:
@@ -97,10 +115,15 @@ class ParamSpec:
                 return (f"{self.name} must be a list of {_TYPE_WORDS[items]}, got "
                         f"{_shown(value)}")
             values = list(value)
+            if len(values) < self.min_items:
+                return (f"{self.name} needs at least {self.min_items} item(s), got "
+                        f"{_shown(value)}")
         elif not _is_a(value, kind):
             return f"{self.name} must be {kind.__name__}, got {type(value).__name__} {value!r}"
         else:
             values = [value]
+            if self.nonempty and not value.strip():
+                return f"{self.name} must not be empty or blank, got {value!r}"
         if self.choices:
             for v in values:
                 if v not in self.choices:
@@ -109,8 +132,8 @@ class ParamSpec:
             for v in values:
                 if isinstance(v, float) and not math.isfinite(v):
                     return f"{self.name} must be finite, got {v!r}"
-                if not self.low <= v <= self.high:
-                    return f"{self.name} must be in [{self.low}, {self.high}], got {v!r}"
+                if v not in self.sentinels and not self.low <= v <= self.high:
+                    return f"{self.name} must be {self.constraint_text()}, got {v!r}"
         return None
 
     def normalize(self, value: Any) -> Any:
@@ -144,27 +167,85 @@ def _shown(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def declare(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
-    """Declare every spec on ``node`` (YAML overrides apply) and return the validated values.
+def declare_checked(node, specs: Sequence[ParamSpec]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Declare every spec on ``node`` (YAML/command-line overrides apply); (values, problems).
 
-    Raises ValueError naming every invalid override, so a bad params file fails at start-up
-    with a clear message rather than at the first frame.
+    An override that is invalid (wrong type, out of range, not a choice) never raises: the
+    parameter is declared with its default and ``problems`` maps its name to the reason, so a
+    lifecycle node can start, refuse to configure and say why. An integer given for a double
+    (``score_threshold: 1`` in a params file) is taken as that double, as ROS users expect.
     """
-    values, errors = {}, []
+    values, problems = {}, {}
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps them per node
     for spec in specs:
-        # rclpy would type an empty list as a byte array: declare its type instead of a value.
-        declared = _RCLPY_ARRAYS[spec.items] if spec.default == [] else spec.default
-        value = node.declare_parameter(spec.name, declared, spec.descriptor()).value
-        if value is None:
-            value = []  # an empty-list default that no override replaced
-        reason = spec.check(value)
-        if reason:
-            errors.append(reason)
-            continue
-        values[spec.name] = spec.normalize(value)
-    if errors:
-        raise ValueError("invalid parameters: " + "; ".join(errors))
+        declared = spec.default
+        given = overrides.get(spec.name)
+        if given is not None:
+            given = coerce(spec, given)
+            # An empty YAML list comes without a type or value (NOT_SET): it is an empty list.
+            empty = [] if spec.kind is list else None
+            reason = spec.check(empty if given.value is None else given.value)
+            if reason:
+                problems[spec.name] = reason
+            elif given.value is not None:
+                declared = spec.normalize(given.value)  # plain list, not rclpy's array.array
+        if declared is None or declared == []:
+            # rclpy would type an empty list as a byte array: declare its type instead.
+            declared = _RCLPY_ARRAYS[spec.items]
+        try:
+            value = node.declare_parameter(spec.name, declared, spec.descriptor(),
+                                           ignore_override=True).value
+        except ParameterException as exc:  # checked above; start-up must never end on it
+            problems[spec.name] = f"{spec.name}: {exc}"
+            value = node.declare_parameter(spec.name, spec.default, spec.descriptor(),
+                                           ignore_override=True).value
+        values[spec.name] = spec.normalize([] if value is None else value)
+    node.add_pre_set_parameters_callback(lambda params: coerce_all(specs, params))
+    return values, problems
+
+
+def gallery_file_problem(path: str, create: bool) -> Optional[str]:
+    """Why ``path`` cannot be the recognizer's gallery, or None. Empty means "no gallery" (a
+    choice); a missing file is refused unless ``create`` (a new gallery that enrolment makes)."""
+    path = str(path).strip()
+    if not path or create:
+        return None
+    from pathlib import Path
+
+    from face_perception.gallery import Gallery
+
+    if Gallery.exists(Path(path).expanduser()):
+        return None
+    return (f"gallery_path {path!r}: no gallery file "
+            f"{Gallery.index_path(Path(path).expanduser())} (make one with `face-perception "
+            f"enroll`, or set create_gallery: true to start an empty gallery there)")
+
+
+def declare(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """declare_checked for nodes without a lifecycle: raises ValueError naming every invalid
+    override, so a bad params file fails at start-up with a clear message."""
+    values, problems = declare_checked(node, specs)
+    if problems:
+        raise ValueError("invalid parameters: " + "; ".join(problems.values()))
     return values
+
+
+def coerce(spec: ParamSpec, param: Parameter) -> Parameter:
+    """``param`` with an integer (or integer list) turned into the double(s) ``spec`` declares;
+    any other parameter unchanged (the same object)."""
+    if spec.kind is float and param.type_ == Parameter.Type.INTEGER:
+        return Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+    if spec.kind is list and spec.items is float and \
+            param.type_ == Parameter.Type.INTEGER_ARRAY:
+        return Parameter(param.name, Parameter.Type.DOUBLE_ARRAY,
+                         [float(v) for v in param.value])
+    return param
+
+
+def coerce_all(specs: Sequence[ParamSpec], params: list) -> list:
+    """Pre-set callback: run-time sets (``ros2 param set ... 1``) get the same coercion."""
+    by_name = {s.name: s for s in specs}
+    return [coerce(by_name[p.name], p) if p.name in by_name else p for p in params]
 
 
 # Shared by both nodes: how images come in.
@@ -186,7 +267,7 @@ IMAGE_INPUT = (
     ParamSpec("backend", "onnx", "Inference backend: onnx, onnx-int8 (guarded int8 graphs; the "
               "detector's is refused on the shipped photos, so in the recognizer it applies to "
               "the embedder only; docs/detection.md#int8) or torch.",
-              choices=("onnx", "onnx-int8", "torch"), reload=True),
+              choices=BACKENDS, reload=True),
     ParamSpec("calibration", "", "Folder of photos calibrating onnx-int8; empty = the int8 graph "
               "recorded in the model folder (face-perception quantize), else the shipped photos.",
               reload=True),
@@ -195,7 +276,8 @@ IMAGE_INPUT = (
               "the cores (docs/ros.md#threads).", low=0, high=256,
               reload=True),
     ParamSpec("device", "cpu", "Inference device (cuda falls back to cpu with a warning when "
-              "unavailable).", choices=("cpu", "cuda"), reload=True),
+              "unavailable: the fallback is logged and diagnostics report the device in use).",
+              choices=DEVICES, reload=True),
     ParamSpec("publish_annotated", True, "Publish an annotated image topic; it is only drawn "
               "while someone subscribes."),
     ParamSpec("anonymize", "none", "Faces pixelated in the annotated image (docs/privacy.md): "
@@ -242,7 +324,7 @@ DETECTOR = IMAGE_INPUT + (
               "face of 48 px at 720p and 64 px at 1080p (docs/detection.md#cameras).",
               low=32, high=8192),
     ParamSpec("scales", [1.0], "Test-time scale pyramid (multipliers of the sized image); "
-              "[1.0] = single scale.", low=0.1, high=4.0),
+              "[1.0] = single scale.", low=0.1, high=4.0, min_items=1),
     ParamSpec("flip", False, "Horizontal-flip test-time augmentation."),
     ParamSpec("max_faces", 0, "Keep at most this many faces per frame (best first); "
               "0 = no limit.", low=0, high=1000),
@@ -253,19 +335,24 @@ DETECTOR = IMAGE_INPUT + (
 RECOGNIZER = IMAGE_INPUT + (
     ParamSpec("model", "dlib_resnet", "Embedding model: a registered name or a model folder.",
               reload=True),
-    ParamSpec("gallery_path", "", "Gallery file of known identities; empty or missing = every "
-              "face is 'unknown' (with a warning)."),
+    ParamSpec("gallery_path", "", "Gallery file of known identities; empty = every face is "
+              "'unknown' (with a warning). A file that does not exist is refused at configure "
+              "unless create_gallery is true."),
+    ParamSpec("create_gallery", False, "true: a gallery_path with no file yet is a new, empty "
+              "gallery that ~/enroll (or learn_unknown) creates; false: a missing file is "
+              "refused, so a mistyped path cannot make everyone 'unknown' unnoticed."),
     ParamSpec("threshold", -1.0, "Open-set threshold: cosine similarity a name needs; -1 = the "
               "gallery's calibrated rule, else the model's open-set default.", low=-1.0, high=1.0),
     ParamSpec("margin", -1.0, "Open-set margin: lead over the second-best identity a name "
               "needs; -1 = the gallery's calibrated rule, else the model's open-set default.",
-              low=-1.0, high=1.0),
+              low=0.0, high=1.0, sentinels=(-1.0,)),
     ParamSpec("gallery_poll_period", 2.0, "Seconds between checks of the gallery file's "
               "modification time (reload on change); 0 disables.", low=0.0, high=3600.0),
     ParamSpec("pair_buffer_size", 10, "Images and detections waiting for their partner "
               "(matched by stamp and frame_id); the oldest is dropped beyond this.",
               low=1, high=100),
-    ParamSpec("unknown_label", "unknown", "class_id published for faces matching no identity."),
+    ParamSpec("unknown_label", "unknown", "class_id published for faces matching no identity.",
+              nonempty=True),
     ParamSpec("enroll_frames", 10, "~/enroll action from a track: processed frames watched "
               "when the goal gives 0 (goals: 1..300).", low=1, high=300),
     ParamSpec("enroll_max_samples", 5, "~/enroll: at most this many of the best distinct views "

@@ -42,7 +42,12 @@ from face_perception.ros.enrolment_action import EnrolmentServer
 from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
 from face_perception.ros.gallery_services import GalleryServices
 from face_perception.ros.pairing import StampPairer
-from face_perception.ros.params import IDENTITY_KEYS, RECOGNIZER, TRACKING_KEYS
+from face_perception.ros.params import (
+    IDENTITY_KEYS,
+    RECOGNIZER,
+    TRACKING_KEYS,
+    gallery_file_problem,
+)
 from face_perception.ros.runner import run_nodes
 
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -169,11 +174,14 @@ class RecognizerNode(FaceNodeBase):
             log(f"{setup.gallery_note}: every face will be '{values['unknown_label']}'")
         return setup
 
+    def check_values(self, values: dict[str, Any]) -> Optional[str]:
+        return gallery_file_problem(values["gallery_path"], values["create_gallery"])
+
     def describe_model(self) -> str:
         setup: RecognitionSetup = self.model
         if setup is None:
             return ""
-        return (f"{self.values['model']} ({self.values['backend']}/{self.values['device']}), "
+        return (f"{self.values['model']} ({self.values['backend']}/{self.devices_in_use}), "
                 f"open-set rule {setup.recognizer.rule} from the {setup.recognizer.rule_source}, "
                 f"{len(setup.names)} identities")
 

@@ -2,6 +2,8 @@
 re-identification by embedding after an occlusion, stable integer ids, time from frame stamps.
 
 Per frame (``FaceTracker.update``):
+0. a track unseen for more than ``max_age`` seconds of stamps ends BEFORE any matching, so after
+   a pause (no frames at all) a new face in a similar box never inherits an old id;
 1. confirmed tracks (seen or recently lost) <- high-score faces, by IoU with the predicted box;
 2. tracks seen in the previous frame and still unmatched <- low-score faces (a face blurred or
    half hidden keeps its track instead of being dropped, ByteTrack's idea);
@@ -9,7 +11,7 @@ Per frame (``FaceTracker.update``):
 4. with an ``embed`` function: lost confirmed tracks <- remaining high-score faces whose
    embedding is close to the track's last one (a face that reappears elsewhere after occlusion);
 5. a remaining face scored at least ``new_track_score`` starts a tentative track, confirmed after
-   ``confirm_hits`` consecutive frames; a track unseen for ``max_age`` seconds ends.
+   ``confirm_hits`` consecutive frames.
 A scene cut (face_perception.tracking.scene_cut) or a stamp going backwards ends every track.
 """
 from __future__ import annotations
@@ -131,6 +133,12 @@ class FaceTracker:
                 self._cuts.is_cut(image)  # the new scene's first frame is the reference
         self.cuts += int(cut)
         self._last_time = now
+        # Expiry first: a track's age is judged at this frame's stamp, whatever came between
+        # (frames without it, or no frames at all during a pause).
+        expired = [t for t in self.tracks if now - t.last_seen > cfg.max_age]
+        ended += [t.id for t in expired]
+        self.tracks = [t for t in self.tracks if t not in expired]
+        self._seen_now -= {t.id for t in expired}
         for t in self.tracks:
             t.kalman.predict(now - t.predicted_at)
             t.predicted_at = now
@@ -181,9 +189,6 @@ class FaceTracker:
                     track.state = CONFIRMED
                 self.tracks.append(track)
                 out[i] = track
-        expired = [t for t in self.tracks if now - t.last_seen > cfg.max_age]
-        ended += [t.id for t in expired]
-        self.tracks = [t for t in self.tracks if t not in expired]
         self._seen_now = {t.id for t in out if t is not None}
         return TrackUpdate(out, ended, cut, embeddings)
 
