@@ -6,12 +6,12 @@ import json
 
 import cv2
 import numpy as np
-from face_perception_interfaces.srv import EnrollIdentity, ForgetIdentity, ListIdentities
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
 from face_perception.gallery import Gallery
 from face_perception.ros.conversions import faces_to_detection_array, image_to_bgr
+from face_perception.ros.interfaces import EnrollIdentity, ForgetIdentity, ListIdentities
 from test.proc import wait_for
 from test.ros_harness import (
     fit_640x480,

@@ -7,7 +7,7 @@ face_perception.tracking.TrackingPipeline (one identity per track: the detector'
 ``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
 reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
 new gallery first and only then swaps it in, so the node is never without one.
-Gallery services (face_perception_interfaces): ``~/enroll`` (a track's best faces over its next
+Gallery services (face_perception.ros.interfaces): ``~/enroll`` (a track's best faces over its next
 frames, or the largest face of the last frame), ``~/forget``, ``~/list_identities``; they save the
 gallery file (a segment) and reload it. Optionally strangers are learnt as ``anon_<n>``.
 """
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from face_perception_interfaces.srv import EnrollIdentity, ForgetIdentity, ListIdentities
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -39,6 +38,7 @@ from face_perception.ros.conversions import (
 )
 from face_perception.ros.detector_node import detector_from_values, tracker_from_values
 from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
+from face_perception.ros.interfaces import EnrollIdentity, ForgetIdentity, ListIdentities
 from face_perception.ros.pairing import StampPairer
 from face_perception.ros.params import IDENTITY_KEYS, RECOGNIZER, TRACKING_KEYS
 from face_perception.ros.runner import run_nodes
