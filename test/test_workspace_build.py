@@ -132,7 +132,9 @@ def test_workspace_build_installs_services_and_face_perception_command(workspace
                  "face_perception_replay", "face_hri_bridge", "face-perception"):
         assert os.access(prefix / "lib/face_perception" / node, os.X_OK), node
     share = prefix / "share/face_perception"
-    assert (share / "launch/face_perception.launch.py").is_file()
+    for folder, patterns in (("launch", ["*.launch.py"]), ("config", ["*.yaml", "*.xml"])):
+        shipped = {p.name for pattern in patterns for p in (REPO / folder).glob(pattern)}
+        assert shipped and {p.name for p in (share / folder).iterdir()} == shipped, folder
     assert sorted(p.stem for p in (share / "srv").glob("*.srv")) == sorted(SERVICES)
 
     # The sourced workspace alone: no development overlay, the install's own libraries first.
