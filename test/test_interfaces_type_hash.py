@@ -86,7 +86,7 @@ def test_package_builds_exactly_the_srv_files():
 
     from face_perception.ros import interfaces
 
-    generated = sorted(n for n in dir(srv) if not n.startswith("_"))
+    generated = sorted(n for n in dir(srv) if not n.startswith("_") and "_" not in n)
     assert generated == SERVICES
     assert [getattr(interfaces, n) for n in SERVICES] == [getattr(srv, n) for n in SERVICES]
     # No package of its own below the root: a workspace would never see it.
