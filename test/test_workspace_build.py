@@ -64,11 +64,13 @@ PROBE = textwrap.dedent("""
     from face_perception.ros.interfaces import EnrollIdentity, ForgetIdentity, ListIdentities
     import face_perception.ros.recognizer_node
 
+    def list_identities(request, response):
+        response.names, response.sample_counts = ["ada"], [3]
+        return response
+
     rclpy.init()
     node = rclpy.create_node("workspace_probe")
-    server = node.create_service(ListIdentities, "list_identities",
-        lambda req, res: (setattr(res, "names", ["ada"]), setattr(res, "sample_counts", [3]),
-                          res)[-1])
+    server = node.create_service(ListIdentities, "list_identities", list_identities)
     client = node.create_client(ListIdentities, "list_identities")
     assert client.wait_for_service(timeout_sec=60.0)
     future = client.call_async(ListIdentities.Request())
@@ -138,8 +140,8 @@ def test_workspace_build_installs_services_and_face_perception_command(workspace
     assert sorted(p.stem for p in (share / "srv").glob("*.srv")) == sorted(SERVICES)
 
     # The sourced workspace alone: no development overlay, the install's own libraries first.
-    sourced = dict(base_env(), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   ROS_DOMAIN_ID=str(os.getpid() % 100 + 1))
+    # (this machine's DDS settings, ROS_DOMAIN_ID and the loopback range, come from conftest.py)
+    sourced = base_env()
     sourced["AMENT_PREFIX_PATH"] = str(VENV)
     where = run(f"{SOURCE} && command -v face-perception && face-perception --help",
                 workspace, sourced)
