@@ -5,6 +5,7 @@
 # Fails when any test fails or errors, or when no test ran at all.
 # PYTEST_MARKERS chooses the tests (pytest -m): by default everything but the opt-in `realtime`
 # tests (`make test-realtime`) and the `needs_ros_distro` ones (docs/ros.md, "Tests").
+# PYTEST_ARGS adds pytest options, shell-quoted (e.g. PYTEST_ARGS="-k 'gallery or package_xml'").
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${FACE_PERCEPTION_VENV:-$ROOT/.venv}"

@@ -68,7 +68,7 @@ build_interface() {
     echo "setup_env: $name already built"
     return
   fi
-  echo "setup_env: building $name (${src#"$ROOT"/}/CMakeLists.txt, ${defs#"$ROOT"/})"
+  echo "setup_env: building $name (${src#"$ROOT"}/CMakeLists.txt from ${defs#"$ROOT"/})"
   if [[ -z "$cmake_exports_fixed" ]]; then
     local pyinc npinc
     pyinc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
