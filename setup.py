@@ -1,4 +1,7 @@
-"""ament_python build of face_perception: core library, ROS 2 nodes, launch files and config."""
+"""pip build of face_perception (the development venv: `pip install -e .`; plain pip users).
+
+A ROS 2 workspace builds the package with CMakeLists.txt (ament_cmake), which also generates the
+service types; both install the console scripts listed in setup.cfg."""
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -39,14 +42,5 @@ setup(
     description="Face detection and recognition for ROS 2 robots",
     license="Apache-2.0",
     extras_require={"test": ["pytest", "pytest-timeout"], "faiss": ["faiss-cpu"]},
-    entry_points={
-        "console_scripts": [
-            "face-perception = face_perception.cli:main",
-            "face_detector = face_perception.ros.detector_node:main",
-            "face_recognizer = face_perception.ros.recognizer_node:main",
-            "face_perception_container = face_perception.ros.container:main",
-            "face_perception_replay = face_perception.ros.replay:main",
-            "face_hri_bridge = face_perception.ros.hri_bridge:main",
-        ],
-    },
+    # Console scripts: setup.cfg [options.entry_points] (CMakeLists.txt reads the same list).
 )

@@ -7,6 +7,7 @@ launch and config file. Building the LaunchDescription with the real `launch` pa
 ``needs_ros_distro`` (deselected by `make test`; docs/ros.md says how to run it).
 """
 import ast
+import configparser
 import importlib.util
 from glob import glob
 from pathlib import Path
@@ -37,8 +38,10 @@ def setup_keyword(name: str):
 
 
 def console_scripts() -> dict[str, str]:
-    """name -> 'module:function' from setup.py's entry_points."""
-    scripts = ast.literal_eval(setup_keyword("entry_points"))["console_scripts"]
+    """name -> 'module:function' from setup.cfg's entry_points (pip and CMakeLists.txt read it)."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    scripts = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
     return dict((part.strip() for part in s.split("=", 1)) for s in scripts)
 
 

@@ -17,7 +17,7 @@ from vision_msgs.msg import Detection2DArray
 
 from face_perception.gallery import Gallery
 from face_perception.ros.conversions import faces_to_detection_array, image_to_bgr
-from face_perception.ros.interface_types import (
+from face_perception.ros.interfaces import (
     Enroll,
     EnrollIdentity,
     ForgetIdentity,

@@ -1,4 +1,4 @@
-"""The face_recognizer's enrolment: the ``~/enroll`` action (face_perception_interfaces/Enroll)
+"""The face_recognizer's enrolment: the ``~/enroll`` action (face_perception/action/Enroll)
 and the non-waiting ``~/enroll`` service kept for the largest face.
 
 Nothing waits in a callback. An accepted goal becomes an EnrolmentSession that the frame thread
@@ -23,7 +23,7 @@ from face_perception.recognition.enrolment.stream import (
     Frame,
     check_goal,
 )
-from face_perception.ros.interface_types import Enroll, EnrollIdentity
+from face_perception.ros.interfaces import Enroll, EnrollIdentity
 
 TICK_S = 0.1  # feedback, timeouts and hand-over to execution: at most this late
 MAX_GOALS = 8  # enrolments collecting at once; more are refused with the reason
@@ -236,7 +236,7 @@ class EnrolmentServer:
             why = self._unusable()
             if not why and request.track_id:
                 why = ("a track is enrolled over frames: use the ~/enroll action "
-                       "(face_perception_interfaces/action/Enroll)")
+                       "(face_perception/action/Enroll)")
             if not why:
                 goal = self._goal(request, "", 1, 1, 0.0, False)
                 now = time.monotonic()

@@ -8,7 +8,7 @@ from typing import Optional
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 
-from face_perception.ros.interface_types import ForgetIdentity, ListIdentities
+from face_perception.ros.interfaces import ForgetIdentity, ListIdentities
 
 
 class GalleryServices:
