@@ -47,15 +47,15 @@ PINNED = {
 }
 PINNED_ACTIONS = {
     "Enroll":
-        "RIHS01_4998de4e2e33549b06432664aa5c4bba05f401c862e4122878f76502b58bb0d6",
+        "RIHS01_7ad647f75fbacf847ecbaf3a860b4f5f464281d8599c16105c8a2a2849f959e9",
     "Enroll_Goal":
-        "RIHS01_49ecf0e1e8793955e91508e11703e3f1b342da198485d69165f50aa31f0f26bd",
+        "RIHS01_f627493a8095383fee7488b9df0b0d01e6555419748dbe1cdc2aaf6ff4d6dd10",
     "Enroll_Result":
-        "RIHS01_14e7255948172ec4571c830e947f7364bf0f5dd34f0c115114fe9f75c7efde94",
+        "RIHS01_7a580988e694b1e78e4a1b0e5772dda8f649c205a93e72513ea5ec9f382d4991",
     "Enroll_Feedback":
-        "RIHS01_2bfe6ddb43b1d74b4193f31025ee0067d3969945e66cc0b97df70bb256c84321",
+        "RIHS01_fae5a8c227eeff3283b5e833e26dfa457ecde6f26f62427897d28e15b59375fc",
     "Enroll_FeedbackMessage":
-        "RIHS01_ba9ed39e81aa77148222429494759f94ec0da14aad8e30f67c76d40e3f1eb482",
+        "RIHS01_092a4cf60e797da44a81be51f7586d028702e92642f6af1da744902b2571a702",
 }
 SERVICES = sorted(k for k in PINNED if "_" not in k)
 ACTIONS = sorted(k for k in PINNED_ACTIONS if "_" not in k)

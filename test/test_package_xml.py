@@ -67,6 +67,8 @@ IMPORT_KEYS = {
     "diagnostic_msgs": "diagnostic_msgs",
     "vision_msgs": "vision_msgs",
     "hri_msgs": "hri_msgs",
+    "tf2_msgs": "tf2_msgs",
+    "geometry_msgs": "geometry_msgs",
     "cv_bridge": "cv_bridge",
     "launch": "launch",
     "launch_ros": "launch_ros",
