@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from face_perception.anonymize import anonymize as hide_faces
 from face_perception.bag import rosbag_io
-from face_perception.draw import draw_faces
 from face_perception.messages.images import ImageMessageError
 from face_perception.messages.stamps import stamp_to_ns
 
@@ -72,9 +70,8 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
 
     With ``tracking`` (default) faces are tracked across frames by their header stamps (the
     confirmed track's id goes into ``Detection2D.id`` of both topics) and each track is named
-    from its accumulated evidence (face_perception.tracking.TrackingPipeline,
-    the object the nodes and ``face-perception video`` use); without it every frame is judged
-    alone.
+    from its accumulated evidence (face_perception.pipeline.FacePipeline, the object the nodes
+    and ``face-perception video`` use); without it every frame is judged alone.
 
     Writes ``output_bag`` (a new bag folder; storage 'mcap' or 'sqlite3', default: the input's).
     Unreadable frames are counted and skipped (their image is still copied). Raises BagError for
@@ -85,9 +82,11 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     names = {**output_topics(image_topic), **(topics or {})}
     store = rosbag_io.typestore()
     summary = BagSummary(Path(output_bag))
-    from face_perception.tracking import FaceTracker, TrackingPipeline
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import FaceTracker
 
-    pipeline = TrackingPipeline(recognizer, FaceTracker() if tracking else None)
+    pipeline = FacePipeline(detector, recognizer, FaceTracker() if tracking else None,
+                            anonymize=anonymize)
     writer = rosbag_io.open_writer(output_bag, storage)
     try:
         conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
@@ -113,11 +112,9 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                 if bar is not None:
                     bar.update(1)
                 continue
-            faces = detector.detect(image)
             hdr = rec.msg.header
-            tracked = pipeline.update(image, faces, stamp_to_ns(hdr.stamp))
-            cats = [t.category for t in tracked] if recognizer is not None else None
-            ids = [t.track_id for t in tracked]
+            result = pipeline.process(image, stamp_to_ns(hdr.stamp))
+            faces, cats, ids = result.faces, result.categories, result.track_ids
             summary.seconds += time.perf_counter() - start
             _write(writer, store, conns["detections"], rec.timestamp,
                    rosbag_io.detection_array(hdr, faces, track_ids=ids))
@@ -133,9 +130,7 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                         summary.identities[cat.name] += 1
             if annotated:
                 _write(writer, store, conns["annotated"], rec.timestamp,
-                       rosbag_io.image_message(draw_faces(
-                           hide_faces(image, faces, cats, anonymize), faces, cats, unknown,
-                           labels=[t.label(unknown, cats is not None) for t in tracked]), hdr))
+                       rosbag_io.image_message(result.annotated(unknown), hdr))
             if bar is not None:
                 bar.update(1)
         if bar is not None:

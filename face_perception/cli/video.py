@@ -49,10 +49,9 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
 def run(args) -> int:
     import cv2
 
-    from face_perception.anonymize import anonymize
     from face_perception.detection import Detector
-    from face_perception.draw import draw_faces
-    from face_perception.tracking import FaceTracker, TrackerConfig, TrackingPipeline
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import FaceTracker, TrackerConfig
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in (".mp4", ".avi", ".mkv"):
@@ -68,7 +67,7 @@ def run(args) -> int:
                         score_threshold=args.score_threshold)
     recognizer = recognizer_from_args(args, detector)
     tracker = None if args.no_tracking else FaceTracker(TrackerConfig(max_age=args.max_age))
-    pipeline = TrackingPipeline(recognizer, tracker)
+    pipeline = FacePipeline(detector, recognizer, tracker, anonymize=args.anonymize)
     json_path = None
     if args.json is not None:
         json_path = Path(args.json) if args.json != "" else out_path.with_suffix(".jsonl")
@@ -91,21 +90,17 @@ def run(args) -> int:
             if not ok:
                 break
             stamp = frame_stamp_ns(cap, frames, fps, live)
-            tracked = pipeline.update(image, detector.detect(image), stamp)
+            result = pipeline.process(image, stamp)
             if writer is None:
                 writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                          (image.shape[1], image.shape[0]))
                 if not writer.isOpened():
                     raise RuntimeError(f"cannot write video {out_path} with OpenCV")
-            shown = anonymize(image, [t.face for t in tracked], [t.category for t in tracked],
-                              args.anonymize)
-            writer.write(draw_faces(
-                shown, [t.face for t in tracked], [t.category for t in tracked],
-                labels=[t.label(identities=recognizer is not None) for t in tracked]))
+            writer.write(result.annotated())
             if jsonl is not None:
                 jsonl.write(json.dumps({"frame": frames, "stamp_ns": stamp,
-                                        "faces": [t.to_dict() for t in tracked]}) + "\n")
-            named += sum(t.category is not None for t in tracked)
+                                        "faces": [t.to_dict() for t in result.tracked]}) + "\n")
+            named += result.named
             frames += 1
             if bar is not None:
                 bar.update(1)
