@@ -6,7 +6,7 @@ images and faces and the ``FrameResult`` back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,6 +29,7 @@ class FrameResult:
     tracked: list
     identities: bool
     anonymize: str = "none"
+    identity_mode: str = "live"  # "offline" once relabelled from whole tracks
 
     @property
     def faces(self) -> list[Face]:
@@ -54,6 +55,10 @@ class FrameResult:
     def labels(self, unknown: str = "unknown") -> list[str]:
         return [t.label(unknown, self.identities) for t in self.tracked]
 
+    def without_image(self) -> FrameResult:
+        """The same result without its pixels (for keeping many frames until offline names)."""
+        return replace(self, image=None)
+
     def annotated(self, unknown: str = "unknown") -> np.ndarray:
         """A copy of the frame, faces hidden as ``anonymize`` says, with boxes, landmarks and
         ``#track name confidence`` labels (the detection score without identities)."""
@@ -67,6 +72,9 @@ class FrameResult:
         return draw_faces(shown, faces, cats, unknown, labels=self.labels(unknown))
 
 
+IDENTITY_MODES = ("live", "offline")
+
+
 class FacePipeline:
     """detector + tracking + recognizer + privacy mode for one stream of frames.
 
@@ -74,13 +82,22 @@ class FacePipeline:
     recognizer node). recognizer: a Recognizer (None: detection and track ids only). tracker: a
     FaceTracker (None: tracking off, every frame judged alone). identity: the tracks' naming
     rule (tracking.IdentityConfig). anonymize: "none", "unknown" or "all".
+    identity_mode: "live" (causal: a frame's name uses only what came before it; the nodes) or
+    "offline" (files: each track's name is decided from all of its evidence, looking ahead, and
+    ``offline_names`` writes it on every frame of the track). Both accumulate the same evidence.
     """
 
     def __init__(self, detector=None, recognizer=None, tracker=None, identity=None,
-                 anonymize: str = "none", upstream_max_age: float = 2.0):
+                 anonymize: str = "none", upstream_max_age: float = 2.0,
+                 identity_mode: str = "live", evidence=None):
+        if identity_mode not in IDENTITY_MODES:
+            raise ValueError(f"identity_mode must be one of {', '.join(IDENTITY_MODES)}, got "
+                             f"{identity_mode!r}")
         self.detector = detector
         self.anonymize = anonymize
-        self.tracking = TrackingPipeline(recognizer, tracker, identity, upstream_max_age)
+        self.identity_mode = identity_mode
+        self.tracking = TrackingPipeline(recognizer, tracker, identity, upstream_max_age,
+                                         offline=identity_mode == "offline", evidence=evidence)
 
     # -- what the drivers read ------------------------------------------------------------
     @property
@@ -137,5 +154,28 @@ class FacePipeline:
         tracked = self.tracking.update_received(image, faces, stamp_ns, track_ids)
         return FrameResult(image, tracked, self.identities, self.anonymize)
 
+    def offline_names(self, results: Sequence[FrameResult]) -> list[FrameResult]:
+        """Offline mode, after the last frame: ``results`` (in frame order) with every face of
+        a track named by the decision on all of the track's evidence, including the frames
+        before that evidence was enough; a confirmed track's id is also written on its frames
+        from before the confirmation. Faces of a track that is never named are unknown."""
+        if self.identity_mode != "offline":
+            raise ValueError("offline_names needs identity_mode='offline'")
+        confirmed = {t.key for r in results for t in r.tracked if t.track_id is not None}
+        final: dict = {}
+        out = []
+        for r in results:
+            tracked = []
+            for t in r.tracked:
+                key = t.key if t.key in confirmed else None
+                if key is not None and key not in final:
+                    final[key] = self.tracking.final_category(key) if self.identities else None
+                cat = final.get(key) if key is not None else (
+                    t.category if t.key is None else None)
+                tracked.append(TrackedFace(t.face, key if key is not None else t.track_id,
+                                           cat, t.key))
+            out.append(replace(r, tracked=tracked, identity_mode="offline"))
+        return out
 
-__all__ = ["FacePipeline", "FrameResult", "TrackedFace"]
+
+__all__ = ["FacePipeline", "FrameResult", "TrackedFace", "IDENTITY_MODES"]
