@@ -14,10 +14,11 @@ One view alone meets the single-view threshold; many independent views lower it 
 ``mu + z * between``, never below.
 
 Views that disagree more than the model's within-person spread (a track mixing two faces) are
-judged with the spread they show. Correlated views: consecutive frames of a still face are
-nearly the same picture, so each view counts as ``d`` in [0, 1] of an independent view: 1 after
-``decorrelation_seconds`` or an embedding change of ``decorrelation_distance`` (cosine distance)
-since the track's previous view, proportionally less before.
+judged with the spread they show (a tenth of the views, the farthest from the median, left
+out). Correlated views: consecutive frames of a still face are nearly the same picture, so each
+view counts as ``d`` in [0, 1] of an independent view: 1 after ``decorrelation_seconds`` or an
+embedding change of ``decorrelation_distance`` (cosine distance) since the track's previous
+view, proportionally less before.
 """
 from __future__ import annotations
 
@@ -107,9 +108,12 @@ class EvidenceModel:
         d = np.clip(np.asarray(weights, np.float64), 1e-3, 1.0)
         if len(sims) > 1:
             # Views that disagree more than one person's views do (a track that mixes two
-            # faces) get the spread they show, not the model's.
-            spread = float(np.sqrt(np.average((sims - np.average(sims, weights=d)) ** 2,
-                                              weights=d) * len(sims) / (len(sims) - 1)))
+            # faces) get the spread they show, not the model's; a tenth of the views farthest
+            # from the median are left out of it (one odd frame does not make a track mixed).
+            keep = np.argsort(np.abs(sims - np.median(sims)))[:len(sims) - len(sims) // 10]
+            s, dk = sims[keep], d[keep]
+            spread = float(np.sqrt(np.average((s - np.average(s, weights=dk)) ** 2,
+                                              weights=dk) * len(s) / max(len(s) - 1, 1)))
             within = np.maximum(within, spread)
         w = d / within ** 2  # precision weights: sharp, large views count more
         excess = float((w * (sims - mu)).sum() / w.sum())
