@@ -78,7 +78,7 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     identity_mode "offline" (default) reads the bag twice: a track's name is decided from all
     of its frames and written on every one of them; "live" names each frame from the frames
     before it only, as the nodes do. The bag's metadata records it (custom_data
-    ``face_perception.identity_mode``).
+    ``face_perception.identity_mode``: offline, live, or single-frame without tracking).
 
     Writes ``output_bag`` (a new bag folder; storage 'mcap' or 'sqlite3', default: the input's).
     Unreadable frames are counted and skipped (their image is still copied). Raises BagError for
@@ -91,7 +91,12 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     storage = storage or rosbag_io.storage_of(input_bag)
     names = {**output_topics(image_topic), **(topics or {})}
     store = rosbag_io.typestore()
-    summary = BagSummary(Path(output_bag), identity_mode=identity_mode)
+    if identity_mode not in ("live", "offline"):
+        raise ValueError(f"identity_mode must be 'live' or 'offline', got {identity_mode!r}")
+    # Without tracking every frame is judged alone: no track evidence, nothing to look ahead to.
+    identity_mode = identity_mode if tracking else "live"
+    recorded = identity_mode if tracking else "single-frame"
+    summary = BagSummary(Path(output_bag), identity_mode=recorded)
     pipeline = FacePipeline(detector, recognizer, FaceTracker() if tracking else None,
                             anonymize=anonymize, identity_mode=identity_mode)
     offline = identity_mode == "offline"
@@ -113,7 +118,7 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
         results = [next(named) if r is not None else None for r in results]
     writer = rosbag_io.open_writer(output_bag, storage)
     try:
-        writer.set_custom_data("face_perception.identity_mode", identity_mode)
+        writer.set_custom_data("face_perception.identity_mode", recorded)
         conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
         wanted = ["detections"] + (["identities"] if recognizer is not None else [])
         for key in wanted:
