@@ -59,6 +59,9 @@ def run(args) -> int:
     cap = open_capture(args.input)
     live = args.input.isdigit()
     mode = args.identity_mode or ("live" if live else "offline")
+    if args.no_tracking:
+        mode = "live"  # every frame judged alone: nothing to look ahead to
+    recorded = "single-frame" if args.no_tracking else mode
     if live and mode == "offline":
         cap.release()
         raise ValueError("--identity-mode offline needs a video file (a camera cannot be read "
@@ -132,7 +135,7 @@ def run(args) -> int:
             writer.write(result.annotated())
             if jsonl is not None:
                 jsonl.write(json.dumps({"frame": n, "stamp_ns": stamp,
-                                        "identity_mode": result.identity_mode,
+                                        "identity_mode": recorded,
                                         "faces": [t.to_dict() for t in result.tracked]}) + "\n")
             named += result.named
             frames += 1
@@ -158,7 +161,7 @@ def run(args) -> int:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-    print(f"frames: {frames}; faces named in {named} face-frames ({mode} identities); "
+    print(f"frames: {frames}; faces named in {named} face-frames ({recorded} identities); "
           f"embeddings computed: {pipeline.embeddings}; wrote {out_path}"
           + (f" and {json_path}" if json_path else ""))
     return 0

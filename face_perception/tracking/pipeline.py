@@ -1,5 +1,5 @@
-"""Tracking plus per-track identity for one stream of frames: the object the detector and
-recognizer nodes, ``face-perception bag`` and ``face-perception video`` all use.
+"""Tracking plus per-track identity for one stream of frames: the middle step of
+face_perception.pipeline.FacePipeline, which the nodes, ``bag`` and ``video`` all use.
 
 Three ways to key identities, chosen per frame:
 - upstream ids (``track_ids`` given, e.g. Detection2D.id from another tracker): kept as they are;
@@ -7,6 +7,8 @@ Three ways to key identities, chosen per frame:
 - no tracker (tracking off): every frame judged alone, as ``Recognizer.identify`` does.
 ``update_received`` picks between the first two for faces received from another node (the
 recognizer node): upstream ids while the sender tracks, our tracker while it gives none.
+``offline=True`` keeps every view of every track so that ``final_category`` can name a track
+from all of its evidence (FacePipeline's offline identity mode, for files).
 """
 from __future__ import annotations
 
