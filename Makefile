@@ -37,6 +37,7 @@ bench: setup $(HAAR_VENV)/bin/python
 	$(PY) benchmarks/pipeline.py $(BENCH_ARGS)
 	$(PY) benchmarks/gallery_writes.py
 	$(PY) -m benchmarks.tracking
+	$(PY) -m benchmarks.naming
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.enrolment_views
 

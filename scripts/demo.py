@@ -152,8 +152,8 @@ def main() -> int:
     from face_perception.bag.rosbag_io import write_image_bag
     from face_perception.imageio import read_image_bgr
     # A camera sees each person for a while: every scene lasts five frames, so tracks form and
-    # each track is named once its evidence is clear (the first frames of a track stay unknown;
-    # a scene cut starts new tracks). docs/tracking.md.
+    # each track is named from all of its frames, on every frame of it (the bag's default
+    # offline identity mode; a scene cut starts new tracks). docs/tracking.md.
     scenes = [photo_dir / "obama2.jpg", pair, photo_dir / "biden.jpg", photo_dir / "obama3.jpg"]
     frames = [scene for scene in scenes for _ in range(FRAMES_PER_SCENE)]
     # A rosbag2 bag is a folder (metadata.yaml + <folder name>.mcap): name the folder, not a file.

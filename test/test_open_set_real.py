@@ -191,3 +191,33 @@ def test_learner_open_set_eval_gives_the_same_figures(people, tmp_path):
     assert [r["fnir"] for r in m["fnir_at_fpir"]] == [r["fnir"] for r in ref["fnir_at_fpir"]]
     assert m["rule"]["stranger_names"] < m["verification_threshold_only"]["stranger_names"]
     assert (tmp_path / "det_people.png").is_file()
+
+
+def test_cli_calibration_learns_how_tracks_are_named(people, tmp_path, capsys):
+    """--tracks: strangers' photos seen through real camera effects give the track evidence
+    model per quality band; it is stored beside the rule and used by recognizers."""
+    from face_perception.recognition import Embedder, Recognizer
+    from face_perception.recognition.open_set_evidence import BAND_NAMES, evidence_model_for
+
+    enrol = enrol_folder(people, tmp_path / "enrol")
+    genuine, strangers = tmp_path / "genuine", tmp_path / "strangers"
+    (genuine / "obama").mkdir(parents=True)
+    shutil.copy(people / "obama" / "obama2.jpg", genuine / "obama")
+    strangers.mkdir()
+    for d in sorted(people.glob("lfw_*"))[:8] + sorted(people.glob("morph_*"))[:2]:
+        shutil.copytree(d, strangers / d.name)
+    gallery = tmp_path / "people.json"
+    assert cli(["enroll", str(enrol), "--gallery", str(gallery)]) == 0
+    capsys.readouterr()
+    assert cli(["gallery", "calibrate", str(gallery), "--genuine", str(genuine),
+                "--strangers", str(strangers), "--target-fpir", "0.1", "--tracks"]) == 0
+    assert "tracks: strangers' best similarity per quality band" in capsys.readouterr().out
+    stored = json.loads(gallery.read_text())["open_set"]["tracks"]
+    assert sorted(stored["bands"]) == sorted(BAND_NAMES) and stored["target_fpir"] == 0.1
+    assert "gallery calibrate" in stored["source"]
+    fitted = [b for b in stored["bands"].values() if b["people"] >= 3]
+    assert fitted and all(0.5 < b["mean"] < 0.95 and b["within"] > 0 for b in fitted)
+    g = Gallery.load(gallery)
+    model = evidence_model_for(Embedder("dlib_resnet").meta, g)
+    assert model.to_dict() == stored
+    assert Recognizer(Embedder("dlib_resnet"), g).gallery.open_set["tracks"] == stored

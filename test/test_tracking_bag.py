@@ -30,17 +30,25 @@ def test_bag_names_tracks_from_accumulated_evidence(photos, tmp_path, capsys):
     gallery.save(tmp_path / "people.json")
     args = ["bag", str(tmp_path / "in"), "--image-topic", "/cam/image", "--gallery",
             str(tmp_path / "people.json")]
-    assert main(args + ["--output", str(tmp_path / "tracked")]) == 0
+    assert main(args + ["--output", str(tmp_path / "tracked"), "--identity-mode", "live"]) == 0
     tracked = capsys.readouterr().out
     assert main(args + ["--output", str(tmp_path / "alone"), "--no-tracking"]) == 0
     alone = capsys.readouterr().out
-    # Alone, every face of every frame is named; tracked, the first frames of each track are
-    # unknown while evidence accumulates, then the right name; no other name appears.
+    assert main(args + ["--output", str(tmp_path / "offline")]) == 0
+    offline = capsys.readouterr().out
+    # Alone, every face of every frame is named; tracked live, the first frames of each track
+    # are unknown while evidence accumulates, then the right name; offline (the default), each
+    # track's name is on all of its frames; no other name appears.
     faces_alone, names_alone, unknown_alone = summary(alone)
     faces, names, unknown = summary(tracked)
     assert faces == faces_alone >= 38
     assert set(names_alone) == set(names) == {"obama", "biden"} and unknown_alone <= 2
     assert sum(names.values()) + unknown == faces and 4 <= unknown <= 20, tracked
+    assert "identity mode: live" in tracked and "identity mode: offline" in offline
+    faces_off, names_off, unknown_off = summary(offline)
+    assert faces_off == faces and set(names_off) == {"obama", "biden"} and unknown_off == 0
+    assert "face_perception.identity_mode: offline" in \
+        (tmp_path / "offline" / "metadata.yaml").read_text()
     # The output bag carries the track ids in Detection2D.id (both topics): one id per person
     # over the whole crossing once confirmed, the landmarks in results[1..5].
     ids_by_person = {"obama": set(), "biden": set()}

@@ -112,7 +112,8 @@ def test_mixed_evidence_stays_unknown(detector, both, cutouts):
     pipe, outs = run(frames, detector, both, identity=EVERY_FRAME)
     assert all(out[0].category is None for out in outs)
     ident = next(iter(pipe.identities.tracks.values()))
-    assert len(ident.observations) == 10 and ident.extra["agreement"] < 0.7
+    # Every view counted, and the views' disagreement keeps the evidence under the bar.
+    assert len(ident.observations) >= 20 and ident.extra["excess"] < ident.extra["needed"]
 
 
 def test_upstream_ids_are_kept_and_key_the_identities(detector, both, cutouts):

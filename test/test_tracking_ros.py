@@ -100,8 +100,9 @@ def test_detector_ids_stay_stable_and_the_recognizer_keeps_the_tracks_name(
         assert (stats["processed"], stats["faces_identified"], stats["faces_unknown"]) == \
             (N, N - first, first)
         assert (stats["track_ids"], stats["active_tracks"]) == ("upstream", 1)
-        # Evidence over the track, not an embedding per frame.
-        assert 3 <= stats["embeddings"] < N - CONFIRM, stats
+        # Evidence over the track, not an embedding per frame (a clear frontal face is named
+        # from its first 2 views, identity_min_observations, then confirmed once a second).
+        assert 2 <= stats["embeddings"] < N - CONFIRM, stats
 
         # Tracking off at run time: the detector's ids are empty from the next frame on.
         (result,) = set_params(ros, f"{ns}/face_detector", tracking=False)

@@ -52,9 +52,26 @@ def test_video_is_annotated_and_every_frame_has_a_json_line(clip, tmp_path, caps
     ids = {f["track_id"] for x in lines[3:] for f in x["faces"] if f["track_id"] is not None}
     assert len(ids) == 2
     wrong = [f for x in lines for f in x["faces"] if f["name"] not in (None, "obama", "biden")]
-    assert wrong == [] and lines[0]["faces"][0]["name"] is None
+    # Offline (the default for files): each track's name is written on all of its frames,
+    # from the first, with the track's id.
+    assert wrong == [] and all(x["identity_mode"] == "offline" for x in lines)
+    assert all(f["name"] is not None and f["track_id"] is not None for f in lines[0]["faces"])
     assert "frames: 30" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.mp4"]
+    # Live: a frame is named from the frames before it only, so the first frames are unknown
+    # and fewer faces are named than offline.
+    assert main(["video", str(video), "--gallery", str(gallery), "--out",
+                 str(tmp_path / "live.mp4"), "--json", "--no-progress",
+                 "--identity-mode", "live"]) == 0
+    live = [json.loads(x) for x in (tmp_path / "live.jsonl").read_text().splitlines()]
+    assert all(x["identity_mode"] == "live" for x in live)
+    assert live[0]["faces"][0]["name"] is None and live[0]["faces"][0]["track_id"] is None
+    assert {f["name"] for f in live[-1]["faces"]} == {"obama", "biden"}
+    assert "(live identities)" in capsys.readouterr().out
+
+    def named(rows):
+        return sum(f["name"] is not None for x in rows for f in x["faces"])
+    assert named(lines) >= named(live) + 4, (named(lines), named(live))
 
 
 def test_missing_input_and_bad_output_name_are_refused(tmp_path, capsys):

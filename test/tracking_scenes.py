@@ -129,3 +129,129 @@ def name_counts(frames, outputs, truth_name=lambda person: person) -> dict:
                 named += 1
                 wrong += tf.category.name != truth_name(person)
     return {"named": named, "wrong": wrong}
+
+
+# -- naming sequences: real photos with real camera effects (docs/tracking.md#naming) ----------
+# Who appears: each person is one real photo; obama2/obama3 are other photos of the person the
+# gallery enrols from obama.jpg. A gallery enrols one photo per person (NAMING_GALLERIES).
+NAMING_PHOTOS = {"obama": "obama.jpg", "obama2": "obama2.jpg", "obama3": "obama3.jpg",
+                 "biden": "biden.jpg", "astronaut": "astronaut", "hopper": "hopper"}
+IDENTITY_OF = {"obama": "obama", "obama2": "obama", "obama3": "obama", "biden": "biden",
+               "astronaut": "astronaut", "hopper": "hopper"}
+# Two galleries with the roles swapped: the people of one are the strangers of the other.
+NAMING_GALLERIES = {"obama+hopper": ("obama", "hopper"), "biden+astronaut": ("biden",
+                                                                             "astronaut")}
+
+
+class NamingPhotos:
+    """The photos of NAMING_PHOTOS (BGR) with their face boxes, found by ``detector``."""
+
+    def __init__(self, photos: Path, detector):
+        from test.open_set_photos import extra_photos
+
+        extra = extra_photos()
+        self.images, self.boxes = {}, {}
+        for person, name in NAMING_PHOTOS.items():
+            path = extra.get(name) or photos / name
+            img = read_image_bgr(path)
+            faces = detector.detect(img)
+            face = max(faces, key=lambda f: f.width * f.height)
+            self.images[person], self.boxes[person] = img, face.box
+
+
+def naming_segments(short: bool = False) -> list:
+    """The naming sequence as segments [(name, frames, background, actors)], each actor
+    (person, x0, y0, dx, dy, face_h, effect(i) -> CameraEffect fields). ``short``: 1/3 of the
+    frames of every segment (tests)."""
+    def fx(**kw):
+        return lambda i: kw
+
+    def wobble(base: dict, every: int, **alt):
+        return lambda i: {**base, **(alt if i % every == every - 1 else {})}
+
+    k = 3 if short else 1
+    return [
+        # A wide shot: two small faces (~26 px) walking across, JPEG-compressed stream.
+        ("wide", 60 // k, "a", [
+            ("obama2", 120, 200, 3.0, 0.3, 26, fx(jpeg=45)),
+            ("biden", 520, 230, -3.0, 0.0, 27, fx(jpeg=45)),
+        ]),
+        # A close-up of one person moving, with motion blur every 4th frame and a slow turn.
+        ("close-up", 45 // k, "b", [
+            ("obama3", 300, 230, 1.0, 0.2, 120,
+             lambda i: {"motion": 9 if i % 4 == 3 else 0, "rotate": -6 + 0.3 * i, "jpeg": 70}),
+        ]),
+        # An audience: four medium faces, two enrolled, two strangers, blurred and compressed.
+        ("audience", 60 // k, "a", [
+            ("hopper", 100, 170, 0.3, 0.0, 40, wobble({"blur": 0.8, "jpeg": 40}, 5, blur=2.0)),
+            ("astronaut", 260, 300, -0.2, 0.1, 38, wobble({"blur": 0.8, "jpeg": 40}, 7,
+                                                           blur=2.0)),
+            ("obama", 420, 170, 0.2, 0.0, 36, wobble({"blur": 0.8, "jpeg": 40}, 6,
+                                                      motion=7)),
+            ("biden", 560, 320, -0.3, 0.0, 42, wobble({"blur": 0.8, "jpeg": 40}, 4,
+                                                       rotate=8)),
+        ]),
+        # Turned faces: mirrored and rotated views of two people at 70 px.
+        ("turned", 45 // k, "b", [
+            ("obama2", 200, 240, 0.5, 0.0, 70, lambda i: {"mirror": True,
+                                                          "rotate": 12 * np.sin(i / 6)}),
+            ("astronaut", 460, 240, -0.5, 0.0, 70, lambda i: {"rotate": -10 * np.sin(i / 5),
+                                                              "jpeg": 50}),
+        ]),
+    ]
+
+
+def naming_sequence(photos: NamingPhotos, short: bool = False) -> list:
+    """Frames of the naming sequence (``naming_segments``): each frame's ``truth`` maps the
+    person (a NAMING_PHOTOS key) to the face box placed. Segments are separated by a scene cut
+    (another background); stamps run on at 30 Hz."""
+    from face_perception.recognition.open_set_views import CameraEffect, place_face
+
+    frames, n = [], 0
+    for _name, length, bg, actors in naming_segments(short):
+        for i in range(length):
+            canvas = background(bg)
+            truth = {}
+            for person, x0, y0, dx, dy, face_h, effect in actors:
+                eff = CameraEffect(face_h=face_h, **effect(i))
+                # Each face on the canvas in turn; the frame-wide effects (blur, JPEG) of the
+                # last face apply to the whole frame only once: per face, on its own layer.
+                layer, box = place_face(photos.images[person], photos.boxes[person], eff,
+                                        x0 + dx * i, y0 + dy * i, canvas=canvas)
+                mask = np.zeros(canvas.shape[:2], np.uint8)
+                pad = 0.9 * face_h
+                cv2.rectangle(mask, (int(box[0] - pad), int(box[1] - pad)),
+                              (int(box[2] + pad), int(box[3] + pad)), 255, -1)
+                canvas = np.where(mask[..., None] > 0, layer, canvas)
+                truth[person] = box
+            frames.append(Frame(np.ascontiguousarray(canvas), stamp(n), truth))
+            n += 1
+    return frames
+
+
+def naming_outcome(frames, outputs, enrolled) -> dict:
+    """Face-frames named right / wrong / left unknown, for enrolled people and strangers apart,
+    and the stranger tracks given any name. enrolled: the identities of the gallery."""
+    right = wrong = unknown = stranger_frames = stranger_named = 0
+    stranger_tracks: set = set()
+    for person, hits in truth_ids(frames, outputs).items():
+        identity = IDENTITY_OF[person]
+        known = identity in enrolled
+        for _, tf in hits:
+            name = tf.category.name if tf is not None and tf.category is not None else None
+            if known:
+                if name is None:
+                    unknown += 1
+                elif name == identity:
+                    right += 1
+                else:
+                    wrong += 1
+            else:
+                stranger_frames += 1
+                if name is not None:
+                    wrong += 1
+                    stranger_named += 1
+                    stranger_tracks.add((person, tf.key or tf.track_id))
+    return {"right": right, "wrong": wrong, "unknown": unknown,
+            "stranger_frames": stranger_frames, "stranger_named": stranger_named,
+            "stranger_tracks_named": len(stranger_tracks)}

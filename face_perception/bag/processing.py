@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from face_perception.anonymize import anonymize as hide_faces
 from face_perception.bag import rosbag_io
-from face_perception.draw import draw_faces
 from face_perception.messages.images import ImageMessageError
 from face_perception.messages.stamps import stamp_to_ns
 
@@ -33,6 +31,8 @@ class BagSummary:
     unknown: int = 0
     seconds: float = 0.0
     topics: dict = field(default_factory=dict)
+    identity_mode: str = "live"
+    embeddings: int = 0
 
     @property
     def ms_per_frame(self) -> float:
@@ -47,6 +47,7 @@ class BagSummary:
         if self.identities or self.unknown:
             known = ", ".join(f"{n} x{c}" for n, c in self.identities.most_common())
             lines.append(f"identities: {known or 'none'}; unknown: {self.unknown}")
+            lines.append(f"identity mode: {self.identity_mode}; embeddings: {self.embeddings}")
         lines += [f"wrote {self.output}:"] + [f"  {t} [{m}]" for t, m in self.topics.items()]
         return "\n".join(lines)
 
@@ -67,29 +68,57 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
                 annotated: bool = False, storage: Optional[str] = None,
                 topics: Optional[dict[str, str]] = None, progress: bool = True,
                 unknown: str = "unknown", tracking: bool = True,
-                anonymize: str = "none") -> BagSummary:
+                anonymize: str = "none", identity_mode: str = "offline") -> BagSummary:
     """Run ``detector`` (and ``recognizer``, a face_perception Recognizer) over every image.
 
     With ``tracking`` (default) faces are tracked across frames by their header stamps (the
     confirmed track's id goes into ``Detection2D.id`` of both topics) and each track is named
-    from its accumulated evidence (face_perception.tracking.TrackingPipeline,
-    the object the nodes and ``face-perception video`` use); without it every frame is judged
-    alone.
+    from its accumulated evidence (face_perception.pipeline.FacePipeline, the object the nodes
+    and ``face-perception video`` use); without it every frame is judged alone.
+    identity_mode "offline" (default) reads the bag twice: a track's name is decided from all
+    of its frames and written on every one of them; "live" names each frame from the frames
+    before it only, as the nodes do. The bag's metadata records it (custom_data
+    ``face_perception.identity_mode``: offline, live, or single-frame without tracking).
 
     Writes ``output_bag`` (a new bag folder; storage 'mcap' or 'sqlite3', default: the input's).
     Unreadable frames are counted and skipped (their image is still copied). Raises BagError for
     a missing topic or an existing output, FileNotFoundError for a missing input.
     """
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import FaceTracker
+
     msgtype, count = rosbag_io.image_topic_info(input_bag, image_topic)
     storage = storage or rosbag_io.storage_of(input_bag)
     names = {**output_topics(image_topic), **(topics or {})}
     store = rosbag_io.typestore()
-    summary = BagSummary(Path(output_bag))
-    from face_perception.tracking import FaceTracker, TrackingPipeline
-
-    pipeline = TrackingPipeline(recognizer, FaceTracker() if tracking else None)
+    if identity_mode not in ("live", "offline"):
+        raise ValueError(f"identity_mode must be 'live' or 'offline', got {identity_mode!r}")
+    # Without tracking every frame is judged alone: no track evidence, nothing to look ahead to.
+    identity_mode = identity_mode if tracking else "live"
+    recorded = identity_mode if tracking else "single-frame"
+    summary = BagSummary(Path(output_bag), identity_mode=recorded)
+    pipeline = FacePipeline(detector, recognizer, FaceTracker() if tracking else None,
+                            anonymize=anonymize, identity_mode=identity_mode)
+    offline = identity_mode == "offline"
+    bar = _progress(count * (2 if offline else 1), progress)
+    results: list = []
+    if offline:  # first pass: every frame through the pipeline, names decided per track
+        for rec in rosbag_io.read_images(input_bag, image_topic):
+            start = time.perf_counter()
+            image = _decode(rec, summary)
+            if image is not None:
+                result = pipeline.process(image, stamp_to_ns(rec.msg.header.stamp))
+                summary.seconds += time.perf_counter() - start
+                results.append(result.without_image())
+            else:
+                results.append(None)
+            if bar is not None:
+                bar.update(1)
+        named = iter(pipeline.offline_names([r for r in results if r is not None]))
+        results = [next(named) if r is not None else None for r in results]
     writer = rosbag_io.open_writer(output_bag, storage)
     try:
+        writer.set_custom_data("face_perception.identity_mode", recorded)
         conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
         wanted = ["detections"] + (["identities"] if recognizer is not None else [])
         for key in wanted:
@@ -100,42 +129,23 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
             conns["annotated"] = writer.add_connection(names[key], rosbag_io.IMAGE,
                                                        typestore=store)
         summary.topics = {c.topic: c.msgtype for c in conns.values()}
-        bar = _progress(count, progress)
-        for rec in rosbag_io.read_images(input_bag, image_topic):
+        for n, rec in enumerate(rosbag_io.read_images(input_bag, image_topic)):
             summary.frames += 1
             writer.write(conns["image"], rec.timestamp, rec.rawdata)
-            start = time.perf_counter()
-            try:
-                image = rosbag_io.decode_image(rec)
-            except ImageMessageError as exc:
-                summary.bad_frames += 1
-                print(f"skipping frame at {rec.timestamp} ns: {exc}", file=sys.stderr)
-                if bar is not None:
-                    bar.update(1)
-                continue
-            faces = detector.detect(image)
             hdr = rec.msg.header
-            tracked = pipeline.update(image, faces, stamp_to_ns(hdr.stamp))
-            cats = [t.category for t in tracked] if recognizer is not None else None
-            ids = [t.track_id for t in tracked]
-            summary.seconds += time.perf_counter() - start
-            _write(writer, store, conns["detections"], rec.timestamp,
-                   rosbag_io.detection_array(hdr, faces, track_ids=ids))
-            summary.faces += len(faces)
-            if cats is not None:
-                _write(writer, store, conns["identities"], rec.timestamp,
-                       rosbag_io.detection_array(hdr, faces, cats, unknown=unknown,
-                                                 track_ids=ids))
-                for cat in cats:
-                    if cat is None:
-                        summary.unknown += 1
-                    else:
-                        summary.identities[cat.name] += 1
-            if annotated:
-                _write(writer, store, conns["annotated"], rec.timestamp,
-                       rosbag_io.image_message(draw_faces(
-                           hide_faces(image, faces, cats, anonymize), faces, cats, unknown,
-                           labels=[t.label(unknown, cats is not None) for t in tracked]), hdr))
+            if offline:
+                result = results[n]
+                if result is not None and annotated:
+                    result.image = rosbag_io.decode_image(rec)  # read fine in the first pass
+            else:
+                start = time.perf_counter()
+                image = _decode(rec, summary)
+                result = None if image is None else \
+                    pipeline.process(image, stamp_to_ns(hdr.stamp))
+                summary.seconds += time.perf_counter() - start
+            if result is not None:
+                _write_result(writer, store, conns, rec.timestamp, hdr, result, unknown,
+                              summary)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -146,7 +156,37 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
         shutil.rmtree(output_bag, ignore_errors=True)
         raise
     writer.close()
+    summary.embeddings = pipeline.embeddings
     return summary
+
+
+def _decode(rec, summary: BagSummary):
+    """The record's image, or None (counted, reported) when it cannot be decoded."""
+    try:
+        return rosbag_io.decode_image(rec)
+    except ImageMessageError as exc:
+        summary.bad_frames += 1
+        print(f"skipping frame at {rec.timestamp} ns: {exc}", file=sys.stderr)
+        return None
+
+
+def _write_result(writer, store, conns, timestamp: int, hdr, result, unknown: str,
+                  summary: BagSummary) -> None:
+    faces, cats, ids = result.faces, result.categories, result.track_ids
+    _write(writer, store, conns["detections"], timestamp,
+           rosbag_io.detection_array(hdr, faces, track_ids=ids))
+    summary.faces += len(faces)
+    if cats is not None:
+        _write(writer, store, conns["identities"], timestamp,
+               rosbag_io.detection_array(hdr, faces, cats, unknown=unknown, track_ids=ids))
+        for cat in cats:
+            if cat is None:
+                summary.unknown += 1
+            else:
+                summary.identities[cat.name] += 1
+    if "annotated" in conns:
+        _write(writer, store, conns["annotated"], timestamp,
+               rosbag_io.image_message(result.annotated(unknown), hdr))
 
 
 def _write(writer, store, conn, timestamp: int, msg) -> None:

@@ -20,6 +20,8 @@ def run(args) -> int:
                         score_threshold=args.score_threshold, target_size=args.target_size,
                         max_size=args.max_size)
     recognizer = recognizer_from_args(args, detector)
+    if recognizer is not None and args.flip:
+        recognizer.embedder.flip = True
     topics = output_topics(args.image_topic)
     if args.detections_topic:
         topics["detections"] = args.detections_topic
@@ -29,7 +31,7 @@ def run(args) -> int:
                           annotated=args.annotated, storage=args.storage, topics=topics,
                           progress=not args.no_progress and sys.stderr.isatty()
                           or args.progress, tracking=not args.no_tracking,
-                          anonymize=args.anonymize)
+                          anonymize=args.anonymize, identity_mode=args.identity_mode)
     print(summary.text())
     return 0
 
@@ -64,6 +66,13 @@ def register(sub) -> None:
     add_open_set_options(p)
     p.add_argument("--no-tracking", action="store_true",
                    help="judge every frame alone instead of naming tracks (for comparison)")
+    p.add_argument("--identity-mode", choices=["offline", "live"], default="offline",
+                   help="offline: name each track from all of its frames, on every frame of it "
+                   "(reads the bag twice); live: from earlier frames only, as the nodes do "
+                   "(docs/tracking.md); recorded in the bag's metadata")
+    p.add_argument("--flip", action="store_true",
+                   help="embed each face and its mirror image, average the two "
+                   "(docs/open_set.md#flip)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
                    help="photos (files or folders, searched recursively) of people not enrolled")
     p.add_argument("--target-fpir", type=float, default=0.01,
                    help="share of strangers that may be named (0.01; needs >= 1/F strangers)")
+    p.add_argument("--tracks", action="store_true",
+                   help="also learn how tracks are named (docs/open_set.md#tracks): each "
+                   "stranger photo is seen through 12 camera effects (size, blur, motion, JPEG, "
+                   "turn); slower")
     p.add_argument("--model", default="dlib_resnet", help="the gallery's embedding model")
     add_inference_options(p)
     p.add_argument("--device", default="cpu")
@@ -156,7 +160,7 @@ def _calibrate(args: argparse.Namespace) -> int:
                      embedding_size=int(embedder.meta.embedding_size))
     result = calibrate_gallery_from_photos(g, Detector(**detector_kwargs(args)),
                                            embedder, args.genuine, args.strangers,
-                                           args.target_fpir)
+                                           args.target_fpir, tracks=args.tracks)
     index = g.save(args.gallery)
     ev = result["evidence"]
     if args.json:
@@ -168,6 +172,11 @@ def _calibrate(args: argparse.Namespace) -> int:
               f"{ev['fpir']:.4f}); enrolled people's photos: {ev['named_right']} of {ev['mated']} "
               f"named right, {ev['wrong_names']} wrong names, {ev['missed']} missed (FNIR "
               f"{ev['fnir']:.4f})")
+        if "tracks" in result:
+            print("  tracks: strangers' best similarity per quality band (mean, between-person "
+                  "sd, within-person sd): " + "; ".join(
+                      f"{name} {b['mean']:.3f}/{b['between']:.3f}/{b['within']:.3f} "
+                      f"({b['views']} views)" for name, b in result["tracks"]["bands"].items()))
     for f in result["no_face"]:
         print(f"face-perception gallery calibrate: note: no face found in {f}", file=sys.stderr)
     return 0

@@ -50,17 +50,22 @@ def add_open_set_options(p: argparse.ArgumentParser) -> None:
                         "gallery's calibrated one, else the model's, 0.03 for dlib_resnet)")
 
 
+def recognizer_settings(args: argparse.Namespace) -> dict:
+    """The options as face_perception.pipeline.build settings (the nodes' parameter names)."""
+    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
+    if args.margin is not None and args.margin < 0:
+        raise ValueError(f"--margin must be >= 0, got {args.margin}")
+    return {"model": args.model, **embedder_kwargs(args), "gallery_path": args.gallery or "",
+            "threshold": args.threshold, "margin": args.margin}
+
+
 def recognizer_from_args(args: argparse.Namespace, detector):
     """The Recognizer of --gallery, --model and the open-set options (None without --gallery);
-    a gallery of another model is refused by Gallery.load."""
+    a missing gallery, or one of another model, is refused by Gallery.load."""
     if not args.gallery:
         return None
-    from face_perception.gallery import Gallery
-    from face_perception.recognition import Embedder, Recognizer
-    from face_perception.recognition.recognizer import model_id_of
+    from face_perception.pipeline import build_recognizer
 
-    embedder = Embedder(model=args.model, **embedder_kwargs(args))
-    gallery = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
-                           embedding_size=int(embedder.meta.embedding_size))
-    return Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
-                      detector=detector)
+    return build_recognizer(recognizer_settings(args), detector=detector,
+                            require_gallery=True).recognizer

@@ -49,16 +49,23 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
 def run(args) -> int:
     import cv2
 
-    from face_perception.anonymize import anonymize
     from face_perception.detection import Detector
-    from face_perception.draw import draw_faces
-    from face_perception.tracking import FaceTracker, TrackerConfig, TrackingPipeline
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import FaceTracker, TrackerConfig
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in (".mp4", ".avi", ".mkv"):
         raise ValueError(f"--out must end in .mp4, .avi or .mkv, got {args.out}")
     cap = open_capture(args.input)
     live = args.input.isdigit()
+    mode = args.identity_mode or ("live" if live else "offline")
+    if args.no_tracking:
+        mode = "live"  # every frame judged alone: nothing to look ahead to
+    recorded = "single-frame" if args.no_tracking else mode
+    if live and mode == "offline":
+        cap.release()
+        raise ValueError("--identity-mode offline needs a video file (a camera cannot be read "
+                         "twice); use live")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 1.0 <= fps <= 1000.0 else 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
@@ -67,8 +74,11 @@ def run(args) -> int:
     detector = Detector(**detector_kwargs(args),
                         score_threshold=args.score_threshold)
     recognizer = recognizer_from_args(args, detector)
+    if recognizer is not None and args.flip:
+        recognizer.embedder.flip = True
     tracker = None if args.no_tracking else FaceTracker(TrackerConfig(max_age=args.max_age))
-    pipeline = TrackingPipeline(recognizer, tracker)
+    pipeline = FacePipeline(detector, recognizer, tracker, anonymize=args.anonymize,
+                            identity_mode=mode)
     json_path = None
     if args.json is not None:
         json_path = Path(args.json) if args.json != "" else out_path.with_suffix(".jsonl")
@@ -76,8 +86,19 @@ def run(args) -> int:
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total or None, unit="frame", file=sys.stderr, desc="video",
-                   dynamic_ncols=True)  # tqdm shows frames/s and, with a total, the ETA
+        bar = tqdm(total=(total * (2 if mode == "offline" else 1)) or None, unit="frame",
+                   file=sys.stderr, desc="video", dynamic_ncols=True)
+
+    def read_frames(capture):
+        """(index, stamp, image) of the frames to use."""
+        n = 0
+        while not args.max_frames or n < args.max_frames:
+            ok, image = capture.read()
+            if not ok:
+                break
+            yield n, frame_stamp_ns(capture, n, fps, live), image
+            n += 1
+
     frames = named = 0
     # Written beside the targets under temporary names and renamed at the end (the same
     # all-or-nothing rule as face_perception.files.atomic_path; OpenCV needs the real suffix).
@@ -85,27 +106,38 @@ def run(args) -> int:
     tmp_json = json_path.with_name(f".{json_path.name}.part") if json_path else None
     writer = jsonl = None
     try:
+        decided = None
+        if mode == "offline":  # first pass: every frame, then one name per whole track
+            kept = []
+            for _, stamp, image in read_frames(cap):
+                kept.append((stamp, pipeline.process(image, stamp).without_image()))
+                if bar is not None:
+                    bar.update(1)
+            decided = iter(zip([s for s, _ in kept],
+                               pipeline.offline_names([r for _, r in kept])))
+            cap.release()
+            cap = open_capture(args.input)
         jsonl = open(tmp_json, "w") if tmp_json else None
-        while not args.max_frames or frames < args.max_frames:
-            ok, image = cap.read()
-            if not ok:
-                break
-            stamp = frame_stamp_ns(cap, frames, fps, live)
-            tracked = pipeline.update(image, detector.detect(image), stamp)
+        for n, stamp, image in read_frames(cap):
+            if decided is not None:
+                got = next(decided, None)
+                if got is None:
+                    break  # the file gave fewer frames the second time
+                stamp, result = got
+                result.image = image
+            else:
+                result = pipeline.process(image, stamp)
             if writer is None:
                 writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
                                          (image.shape[1], image.shape[0]))
                 if not writer.isOpened():
                     raise RuntimeError(f"cannot write video {out_path} with OpenCV")
-            shown = anonymize(image, [t.face for t in tracked], [t.category for t in tracked],
-                              args.anonymize)
-            writer.write(draw_faces(
-                shown, [t.face for t in tracked], [t.category for t in tracked],
-                labels=[t.label(identities=recognizer is not None) for t in tracked]))
+            writer.write(result.annotated())
             if jsonl is not None:
-                jsonl.write(json.dumps({"frame": frames, "stamp_ns": stamp,
-                                        "faces": [t.to_dict() for t in tracked]}) + "\n")
-            named += sum(t.category is not None for t in tracked)
+                jsonl.write(json.dumps({"frame": n, "stamp_ns": stamp,
+                                        "identity_mode": recorded,
+                                        "faces": [t.to_dict() for t in result.tracked]}) + "\n")
+            named += result.named
             frames += 1
             if bar is not None:
                 bar.update(1)
@@ -129,8 +161,9 @@ def run(args) -> int:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-    print(f"frames: {frames}; faces named in {named} face-frames; embeddings computed: "
-          f"{pipeline.embeddings}; wrote {out_path}" + (f" and {json_path}" if json_path else ""))
+    print(f"frames: {frames}; faces named in {named} face-frames ({recorded} identities); "
+          f"embeddings computed: {pipeline.embeddings}; wrote {out_path}"
+          + (f" and {json_path}" if json_path else ""))
     return 0
 
 
@@ -152,6 +185,13 @@ def register(sub) -> None:
     p.add_argument("--max-age", type=float, default=1.0,
                    help="seconds a track survives without detections")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many (0: all)")
+    p.add_argument("--identity-mode", choices=["offline", "live"], default=None,
+                   help="offline (default for files): name each track from all of its frames, "
+                   "on every frame of it; live (default for cameras): from earlier frames only, "
+                   "as the nodes do (docs/tracking.md)")
+    p.add_argument("--flip", action="store_true",
+                   help="embed each face and its mirror image, average the two "
+                   "(docs/open_set.md#flip)")
     add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--score-threshold", type=float, default=0.5)

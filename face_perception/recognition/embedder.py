@@ -78,13 +78,16 @@ class Embedder:
     pass a share, see face_perception/onnx_session.py). ``threads`` is its older name.
     ``provider_options``: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
     engine cache; face_perception/onnx_session.py). ``calibration``: see 'onnx-int8'.
+    ``flip``: test-time augmentation: each chip and its mirror image are embedded and the two
+    embeddings averaged (twice the compute; measured in docs/open_set.md#flip). Settable later
+    through the ``flip`` attribute.
     """
 
     def __init__(self, model: Union[str, os.PathLike] = "dlib_resnet", backend: str = "onnx",
                  device: str = "cpu", batch_size: int = 32, threads: Optional[int] = None,
                  num_threads: Optional[int] = None,
                  calibration: Optional[Union[str, os.PathLike]] = None,
-                 provider_options: Optional[dict] = None):
+                 provider_options: Optional[dict] = None, flip: bool = False):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
@@ -95,6 +98,7 @@ class Embedder:
         self.meta = ModelMeta.load(self.folder)
         self.backend = backend
         self.batch_size = int(batch_size)
+        self.flip = bool(flip)
         self.threads = num_threads if num_threads is not None else threads
         self.calibration = calibration
         self.provider_options = dict(provider_options or {})
@@ -240,9 +244,11 @@ class Embedder:
     def embed_chips(self, chips_bgr) -> np.ndarray:
         """L2-normalised embeddings (N, D) float32 of aligned chips (N x H x W x 3 BGR uint8
         array or list of H x W x 3 chips)."""
-        out = self.embed_raw(chips_bgr)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        if self.flip:
+            chips = np.asarray(chips_bgr)
+            both = _unit(self.embed_raw(np.concatenate([chips, chips[:, :, ::-1]])))
+            return _unit(both[:len(chips)] + both[len(chips):])
+        return _unit(self.embed_raw(chips_bgr))
 
     def embed_faces(self, image_bgr: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """Align every face (its landmarks are needed) and embed them in batched passes."""
@@ -264,3 +270,8 @@ class Embedder:
     def __repr__(self) -> str:
         return (f"Embedder(model={self.meta.name!r}, backend={self.backend!r}, "
                 f"device={self.device!r}, embedding_size={self.meta.embedding_size})")
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)

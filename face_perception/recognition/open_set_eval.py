@@ -324,10 +324,13 @@ def calibrate_gallery(gallery, meta, mated: Sequence[tuple], strangers, target_f
 
 
 def calibrate_gallery_from_photos(gallery, detector, embedder, genuine_folder, stranger_paths,
-                                  target_fpir: float, mode: str = "sample") -> dict:
+                                  target_fpir: float, mode: str = "sample",
+                                  tracks: bool = False) -> dict:
     """``calibrate_gallery`` from photos: ``genuine_folder`` an ImageFolder whose sub-folders
     are enrolled identities (photos not enrolled), ``stranger_paths`` image files or folders
-    (searched recursively) of people not enrolled. Adds "no_face" to the result."""
+    (searched recursively) of people not enrolled. Adds "no_face" to the result. With
+    ``tracks`` also the track evidence model (``calibrate_tracks``) from the stranger photos
+    seen through camera effects, each photo counted as one person ("tracks" in the result)."""
     from face_perception.recognition.enrolment.photos import IMAGE_SUFFIXES, image_folder
     from face_perception.recognition.pair_eval import _embed_files
 
@@ -348,4 +351,66 @@ def calibrate_gallery_from_photos(gallery, detector, embedder, genuine_folder, s
     result = calibrate_gallery(gallery, embedder.meta, mated,
                                stranger_e.reshape(-1, gallery.embedding_size), target_fpir, mode)
     no_face = sorted(({f for _, f in mated_files} | set(strangers)) - set(emb))
+    if tracks:
+        from face_perception.imageio import read_image_bgr
+
+        views = stranger_views(gallery, detector, embedder,
+                               [(f, read_image_bgr(f)) for f in strangers if f in emb], mode=mode)
+        result = {**gallery.open_set, "tracks": calibrate_tracks(gallery, embedder.meta, views,
+                                                                 target_fpir)}
     return {**result, "no_face": no_face}
+
+
+def stranger_views(gallery, detector, embedder, strangers, effects=None,
+                   mode: str = "sample"):
+    """StrangerViews: each stranger photo (``strangers``: [(person, BGR image)]) seen through
+    real camera effects (open_set_views.CALIBRATION_EFFECTS: size, blur, motion, JPEG, turn)
+    on a 640x480 frame, detected again, embedded, its best gallery similarity and quality."""
+    from face_perception.recognition.face_quality import quality_score
+    from face_perception.recognition.open_set_evidence import StrangerViews
+    from face_perception.recognition.open_set_views import CALIBRATION_EFFECTS, place_face
+    from face_perception.tracking.association import iou_matrix
+
+    effects = CALIBRATION_EFFECTS if effects is None else effects
+    views = StrangerViews()
+    for person, image in strangers:
+        found = detector.detect(image)
+        if not found:
+            continue
+        box = max(found, key=lambda f: f.width * f.height).box
+        for effect in effects:
+            frame, placed = place_face(image, box, effect)
+            faces = detector.detect(frame)
+            if not faces:
+                continue
+            iou = iou_matrix([placed], [f.box for f in faces])[0]
+            j = int(np.argmax(iou))
+            if iou[j] < 0.3:
+                continue
+            emb = embedder.embed_faces(frame, [faces[j]])
+            best = gallery.search(emb, k=1, mode=mode)[0][0][1]
+            views.add(person, best, quality_score(frame, faces[j]))
+    return views
+
+
+def calibrate_tracks(gallery, meta, views, target_fpir: float) -> dict:
+    """The track evidence model (open_set_evidence.EvidenceModel) for ``gallery`` from
+    strangers' views (``stranger_views``), stored in the gallery's open-set entry under
+    "tracks" (the gallery needs a calibrated rule first). Bands with views of fewer than 3
+    strangers keep the model's shipped statistics."""
+    from face_perception.recognition.open_set_evidence import (
+        EvidenceModel,
+        evidence_model_for,
+        fit_bands,
+    )
+
+    if gallery.open_set is None:
+        raise ValueError("calibrate the gallery's open-set rule first (calibrate_gallery)")
+    fallback = evidence_model_for(meta, None)
+    bands = fit_bands(views, fallback)
+    model = EvidenceModel(bands, target_fpir=target_fpir,
+                          min_similarity=float(getattr(meta, "threshold", None) or -1.0),
+                          source=f"gallery calibrate: {len(set(views.person))} strangers, "
+                                 f"{len(views.similarity)} views")
+    gallery.set_open_set({**gallery.open_set, "tracks": model.to_dict()})
+    return model.to_dict()

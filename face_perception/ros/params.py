@@ -377,10 +377,12 @@ RECOGNIZER = IMAGE_INPUT + (
               "detector) is remembered after it was last seen; while the sender gave ids this "
               "recently, its ids key the identities instead of our tracker.",
               low=0.01, high=3600.0),
-    ParamSpec("identity_min_observations", 3, "Embedded views of a track before it can be "
-              "named (at most 10, the views a track's evidence keeps).", low=1, high=10),
-    ParamSpec("identity_min_agreement", 0.7, "Share of a track's views that, judged alone, "
-              "must give the same name.", low=0.0, high=1.0),
+    ParamSpec("identity_min_observations", 2, "Embedded views of a track before it can be "
+              "named; the name itself comes from the track's accumulated evidence "
+              "(docs/open_set.md#tracks).", low=1, high=10),
+    ParamSpec("identity_min_agreement", 0.0, "Optional extra guard: share of a track's views "
+              "that, judged alone, must give the same name (0: off, the evidence decides).",
+              low=0.0, high=1.0),
     ParamSpec("identity_switch_after", 2, "Consecutive disagreeing views before a named "
               "track changes its name (never on one frame).", low=1, high=100),
     ParamSpec("identity_embed_period", 1.0, "Seconds between embeddings of a named track's "

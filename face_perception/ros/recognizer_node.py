@@ -16,8 +16,6 @@ reloaded. Optionally strangers are learnt as ``anon_<n>``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -26,8 +24,12 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from face_perception.anonymize import anonymize
-from face_perception.draw import draw_faces
+from face_perception.pipeline.build import (
+    RecognitionSetup,
+    build_recognizer,
+    build_tracker,
+    gallery_stamp,
+)
 from face_perception.ros.conversions import (
     LabelNumbering,
     bgr_to_image,
@@ -37,7 +39,6 @@ from face_perception.ros.conversions import (
     label_info,
     stamp_to_ns,
 )
-from face_perception.ros.detector_node import detector_from_values, tracker_from_values
 from face_perception.ros.enrolment_action import EnrolmentServer
 from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
 from face_perception.ros.gallery_services import GalleryServices
@@ -57,92 +58,24 @@ MODEL_KEYS = frozenset({"model", "backend", "device", "num_threads", "calibratio
 RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold", "margin"})
 
 
-@dataclass(frozen=True)
-class RecognitionSetup:
-    """Everything one frame needs, swapped as a whole: embedder, gallery, Recognizer."""
-
-    embedder: Any
-    detector: Any
-    recognizer: Any
-    gallery: Any
-    gallery_path: str
-    gallery_stamp: Optional[int]  # mtime_ns of the gallery index file when it was read
-    gallery_note: str  # why there is no gallery ('' when there is one)
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.gallery.names) if self.gallery is not None else []
-
-
-def gallery_stamp(path: str) -> Optional[int]:
-    """mtime_ns of the gallery's index file (renamed last by Gallery.save), None if missing."""
-    if not path:
-        return None
-    from face_perception.gallery import Gallery
-
-    try:
-        return Gallery.index_path(Path(path).expanduser()).stat().st_mtime_ns
-    except OSError:
-        return None
-
-
 def load_setup(values: dict[str, Any], embedder=None, detector=None,
                strict: bool = True) -> RecognitionSetup:
-    """Build (or reuse) the embedder and detector, read the gallery, make the Recognizer.
-
-    A missing or empty gallery gives a setup that knows nobody (with a note). A gallery that
-    exists but cannot be used (damaged, other model) raises when ``strict`` (run-time changes
-    and reloads: the old gallery stays), else gives a setup without gallery whose note says why
-    (start-up: the node still runs and reports every face as unknown).
-    """
-    from face_perception.gallery import Gallery
-    from face_perception.onnx_session import usable_cores
-    from face_perception.recognition import Embedder, Recognizer
-    from face_perception.recognition.int8 import detector_backend_for
-    from face_perception.recognition.recognizer import model_id_of
-
-    if embedder is None:
-        embedder = Embedder(model=values["model"], backend=values["backend"],
-                            device=values["device"],
-                            num_threads=values.get("num_threads") or usable_cores(),
-                            calibration=values.get("calibration") or None)
-    if detector is None:
-        detector = detector_from_values(
-            {**values, "backend": detector_backend_for(values["backend"])})
-    path = str(values["gallery_path"]).strip()
-    stamp = gallery_stamp(path)
-    gallery, note = None, ""
-    if not path:
-        note = "no gallery_path set"
-    elif stamp is None:
-        note = f"gallery {path} not found"
-    else:
-        try:
-            gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
-                                   embedding_size=int(embedder.meta.embedding_size))
-        except (ValueError, OSError) as exc:  # GalleryError is a ValueError
-            if strict:
-                raise
-            gallery, note = None, f"gallery {path} not usable ({exc})"
-        if gallery is not None and len(gallery) == 0:
-            note = f"gallery {path} is empty"
-    threshold = None if values["threshold"] <= -1.0 else float(values["threshold"])
-    margin = None if values.get("margin", -1.0) < 0.0 else float(values["margin"])
-    recognizer = Recognizer(embedder, gallery, threshold=threshold, margin=margin,
-                            detector=detector)
-    return RecognitionSetup(embedder, detector, recognizer, gallery, path, stamp, note)
+    """The node's RecognitionSetup from its parameters (face_perception.pipeline.build)."""
+    return build_recognizer(values, embedder, detector, strict=strict)
 
 
 def pipeline_from_values(values: dict[str, Any]):
-    """The recognizer's TrackingPipeline (its recognizer is set per frame from the setup)."""
-    from face_perception.tracking import IdentityConfig, TrackingPipeline
+    """The recognizer's FacePipeline (its recognizer is set per frame from the setup; faces
+    come with the frames)."""
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import IdentityConfig
 
     identity = IdentityConfig(min_observations=values["identity_min_observations"],
                               min_agreement=values["identity_min_agreement"],
                               switch_after=values["identity_switch_after"],
                               embed_period=values["identity_embed_period"])
-    return TrackingPipeline(None, tracker_from_values(values), identity,
-                            upstream_max_age=values["upstream_max_age"])
+    return FacePipeline(None, None, build_tracker(values), identity,
+                        upstream_max_age=values["upstream_max_age"])
 
 
 class RecognizerNode(FaceNodeBase):
@@ -333,22 +266,20 @@ class RecognizerNode(FaceNodeBase):
                                       throttle_duration_sec=LOG_EVERY_S * 6)
         pipeline = self.pipeline
         pipeline.set_recognizer(setup.recognizer)  # a new gallery starts identities again
-        tracked = pipeline.update_received(image, faces, stamp_to_ns(img_msg.header.stamp),
+        pipeline.anonymize = self.values["anonymize"]
+        result = pipeline.process_received(image, faces, stamp_to_ns(img_msg.header.stamp),
                                            detection_track_ids(det_msg))
-        self._after_frame(setup, image, faces, tracked)
-        cats = [t.category for t in tracked]
+        self._after_frame(setup, image, faces, result.tracked)
+        cats = [t.category for t in result.tracked]
         answer = identities_to_detection_array(faces, cats, img_msg.header, unknown,
-                                               track_ids=[t.track_id for t in tracked])
-        known = sum(c is not None for c in cats)
+                                               track_ids=result.track_ids)
+        known = result.named
         self.identified += known
         self.unknown += len(cats) - known
         self.processed(received_at)  # counted before the answer is out (get_stats readers)
         self.id_pub.publish(answer)
         if draw:
-            shown = anonymize(image, faces, cats, self.values["anonymize"])
-            self.image_pub.publish(bgr_to_image(
-                draw_faces(shown, faces, cats, unknown,
-                           labels=[t.label(unknown) for t in tracked]), img_msg.header))
+            self.image_pub.publish(bgr_to_image(result.annotated(unknown), img_msg.header))
 
     def diagnostic_values(self) -> dict[str, Any]:
         setup: Optional[RecognitionSetup] = self.model

@@ -1,7 +1,8 @@
 """Faces followed across frames: a ByteTrack-style tracker and one identity per track (no ROS).
 
 ``FaceTracker`` gives each face a stable integer track id; ``TrackIdentities`` accumulates a
-track's recognition evidence; ``TrackingPipeline`` joins them for the nodes, ``bag`` and ``video``.
+track's recognition evidence (live, or whole tracks offline); ``TrackingPipeline`` joins them
+(face_perception.pipeline.FacePipeline's middle step for the nodes, ``bag`` and ``video``).
 See docs/tracking.md.
 """
 from face_perception.tracking.identity import IdentityConfig, TrackIdentities

@@ -1,5 +1,5 @@
-"""Tracking plus per-track identity for one stream of frames: the object the detector and
-recognizer nodes, ``face-perception bag`` and ``face-perception video`` all use.
+"""Tracking plus per-track identity for one stream of frames: the middle step of
+face_perception.pipeline.FacePipeline, which the nodes, ``bag`` and ``video`` all use.
 
 Three ways to key identities, chosen per frame:
 - upstream ids (``track_ids`` given, e.g. Detection2D.id from another tracker): kept as they are;
@@ -7,6 +7,8 @@ Three ways to key identities, chosen per frame:
 - no tracker (tracking off): every frame judged alone, as ``Recognizer.identify`` does.
 ``update_received`` picks between the first two for faces received from another node (the
 recognizer node): upstream ids while the sender tracks, our tracker while it gives none.
+``offline=True`` keeps every view of every track so that ``final_category`` can name a track
+from all of its evidence (FacePipeline's offline identity mode, for files).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 
 from face_perception.recognition.face_quality import quality_score
 from face_perception.recognition.open_set import OpenSetRule
+from face_perception.recognition.open_set_evidence import EvidenceModel, evidence_model_for
 from face_perception.tracking.identity import IdentityConfig, TrackIdentities
 from face_perception.tracking.tracker import FaceTracker
 from face_perception.types import Category, Face
@@ -29,6 +32,7 @@ class TrackedFace:
     face: Face
     track_id: Optional[str] = None
     category: Optional[Category] = None
+    key: Optional[str] = None  # the track's id even before it is confirmed (offline naming)
 
     def label(self, unknown: str = "unknown", identities: bool = True) -> str:
         """Drawn text: ``#id name confidence`` (or the detector score without identities)."""
@@ -66,9 +70,12 @@ class TrackingPipeline:
     """
 
     def __init__(self, recognizer=None, tracker: Optional[FaceTracker] = None,
-                 identity: Optional[IdentityConfig] = None, upstream_max_age: float = 2.0):
+                 identity: Optional[IdentityConfig] = None, upstream_max_age: float = 2.0,
+                 offline: bool = False, evidence: Optional[EvidenceModel] = None):
         self.tracker = tracker
         self.identity_config = identity or IdentityConfig()
+        self.offline = bool(offline)  # keep every observation for final() decisions
+        self.evidence = evidence  # None: the gallery's calibrated model, else the model's
         self.upstream_max_age = float(upstream_max_age)
         self.recognizer = None
         self.identities: Optional[TrackIdentities] = None
@@ -83,8 +90,13 @@ class TrackingPipeline:
         if recognizer is self.recognizer and self.identities is not None:
             return
         self.recognizer = recognizer
-        self.identities = TrackIdentities(rule_of(recognizer), self.identity_config) \
-            if recognizer is not None else None
+        self.identities = None
+        if recognizer is not None:
+            rule = rule_of(recognizer)
+            evidence = self.evidence or evidence_model_for(
+                getattr(recognizer, "meta", None), getattr(recognizer, "gallery", None), rule)
+            self.identities = TrackIdentities(rule, self.identity_config, evidence,
+                                              keep_history=self.offline)
         if self.tracker is not None and recognizer is not None \
                 and self.tracker.config.reid_similarity is None:
             self.tracker.config.reid_similarity = float(recognizer.threshold)
@@ -172,15 +184,22 @@ class TrackingPipeline:
             if self.knows_people:
                 self._identify_tracks(image, faces, keys, now, update)
             return [TrackedFace(f, k, self.identities.category(k)
-                                if k is not None and self.identities is not None else None)
-                    for f, k in zip(faces, keys)]
+                                if k is not None and self.identities is not None else None,
+                                str(t.id) if t is not None else None)
+                    for f, k, t in zip(faces, keys, update.tracks)]
         else:
             return self._untracked(image, faces)
         if self.knows_people:
             self._identify_tracks(image, faces, keys, now, None)
         return [TrackedFace(f, k, self.identities.category(k)
-                            if k is not None and self.identities is not None else None)
+                            if k is not None and self.identities is not None else None, k)
                 for f, k in zip(faces, keys)]
+
+    def final_category(self, key) -> Optional[Category]:
+        """Offline: the identity all of track ``key``'s evidence supports (None: unknown)."""
+        if key is None or self.identities is None:
+            return None
+        return self.identities.final(key)
 
     def _untracked(self, image, faces) -> list[TrackedFace]:
         if not self.knows_people or not faces:

@@ -1,0 +1,18 @@
+"""The per-frame pipeline, written once: detect -> track -> identify -> anonymize -> draw (no ROS).
+
+``FacePipeline`` runs one frame and returns a ``FrameResult`` (faces, track ids, names,
+``annotated()``); ``build_recognizer`` / ``build_detector`` / ``build_tracker`` make its parts
+from settings. The ROS nodes, ``face-perception bag`` and ``face-perception video`` only convert
+their inputs and outputs (docs/architecture.md).
+"""
+from face_perception.pipeline.build import (
+    RecognitionSetup,
+    build_detector,
+    build_recognizer,
+    build_tracker,
+    gallery_stamp,
+)
+from face_perception.pipeline.frame import FacePipeline, FrameResult
+
+__all__ = ["FacePipeline", "FrameResult", "RecognitionSetup", "build_detector",
+           "build_recognizer", "build_tracker", "gallery_stamp"]
