@@ -4,8 +4,9 @@ Usage (from the repository root, with the package importable):
 
     python scripts/convert_yunet.py path/to/yunet_n_dynamic.onnx
 
-The ONNX comes from https://github.com/ShiqiYu/libfacedetection.train (``onnx/yunet_n_dynamic.onnx``,
-Apache-2.0); it is also kept as test data in ``test/data/yunet/``. The script writes
+The ONNX comes from https://github.com/ShiqiYu/libfacedetection.train
+(``onnx/yunet_n_dynamic.onnx``, Apache-2.0); it is also kept as test data in
+``test/data/yunet/``. The script writes
 ``face_perception/detection/pretrained/yunet_n.npz`` (our module's state dict, see
 face_perception/detection/yunet_weights.py), checks that our torch module reproduces the
 published graph on real photos, and prints the two sha256 values to pin in yunet_weights.py.

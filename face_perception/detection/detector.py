@@ -289,7 +289,8 @@ class Detector:
                              "RetinaFace outputs); run yunet with 'onnx' or 'torch'")
         path = self.model_path
         if self.backend == "onnx":
-            self._run = _OnnxRunner(self._onnx_model(), self.device, self.num_threads, provider_options,
+            self._run = _OnnxRunner(self._onnx_model(), self.device, self.num_threads,
+                                    provider_options,
                                     wanted=yunet_net.OUTPUT_NAMES)
             self.providers = self._run.providers
         else:

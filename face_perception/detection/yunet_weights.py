@@ -1,7 +1,8 @@
 """YuNet-n weights: shipped in the package (converted from the published ONNX), checked, loaded.
 
 ``pretrained/yunet_n.npz`` holds the state dict of :class:`~face_perception.detection.yunet.YuNet`
-converted by ``scripts/convert_yunet.py`` from libfacedetection.train's ``onnx/yunet_n_dynamic.onnx``
+converted by ``scripts/convert_yunet.py`` from libfacedetection.train's
+``onnx/yunet_n_dynamic.onnx``
 (Apache-2.0; ``pretrained/LICENSE.yunet`` and ``pretrained/NOTICE.yunet``). A plain .npz of float32
 arrays read with ``allow_pickle=False``; its sha256 is pinned here and checked on every load.
 The ONNX export the 'onnx' backend runs is made from these weights and cached with a parity check.
