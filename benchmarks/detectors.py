@@ -4,10 +4,11 @@
    IoU 0.5) on two sets, with each detector run once at a low threshold and its detections cut
    at every threshold of a grid:
    - photos: the shipped photos plus scikit-image's astronaut and matplotlib's Grace Hopper,
-     each at native size and letterboxed into 320x240, 640x480 and 1280x720 frames. Truth: one
+     each at native size and letterboxed into 160x120 .. 1280x720 frames. Truth: one
      face per photo, the box RetinaFace mnet finds on the full photo (moved into each frame);
    - sequences: the tracking tests' synthetic 640x480 scenes (test/tracking_scenes.py: real
-     faces moved, scaled 20..220 px, side by side, blurred), truth = where each face was put.
+     faces moved, scaled 10..220 px, side by side, blurred, half hidden, in low light), truth =
+     where each face was put.
    The YuNet threshold printed is the highest of the grid at which its recall on both sets is
    at least mnet's at its default 0.5.
 2. Names downstream: the dlib ResNet recognizer (gallery: obama.jpg and biden.jpg enrolled with
@@ -36,7 +37,7 @@ from face_perception.detection import Detector
 from face_perception.detection.evaluation import evaluate
 
 SPEED_SIZES = [(320, 240), (640, 480), (1280, 720)]
-FRAME_SIZES = [(320, 240), (640, 480), (1280, 720)]
+FRAME_SIZES = [(160, 120), (320, 240), (640, 480), (1280, 720)]
 LOW_THRESHOLD = 0.05
 GRID = [round(t, 2) for t in np.arange(0.30, 0.951, 0.01)]
 MNET_THRESHOLD = 0.5
@@ -96,10 +97,25 @@ def sequence_set(reference: Detector):
         # Two faces at 90 px under a growing blur (sigma 0 .. 3 px).
         scene(cut, 30, lambda i: [("biden", 200, 240, 90), ("obama2", 440, 240, 90)],
               blur=lambda i: i / 10),
+        # Hard cases, where detectors start to differ: four small faces (10 .. 34 px) ...
+        scene(cut, 40, lambda i: [(p, 100 + 140 * k, 240, 10 + 0.6 * i + 2 * k)
+                                  for k, p in enumerate(people)]),
+        # ... heavy blur (sigma 3 .. 8 px) on 60 px faces ...
+        scene(cut, 30, lambda i: [("obama", 180, 200, 60), ("obama3", 460, 280, 60)],
+              blur=lambda i: 3 + i / 6),
+        # ... and the lower half of 80 px faces hidden by a grey band (a hand, a mug).
+        scene(cut, 30, lambda i: [("biden", 160 + 2 * i, 240, 80), ("obama3", 460, 240, 80)],
+              occlude=lambda i: [(100 + 2 * i, 245, 220 + 2 * i, 300), (400, 245, 520, 300)],
+              bg="b"),
     ]
     frames = [f for s in scenes for f in s]
-    return [f.image for f in frames], [np.array(list(f.truth.values())).reshape(-1, 4)
-                                       for f in frames]
+    images = [f.image for f in frames]
+    # Low light: the first scene again at a quarter of the brightness with sensor-like noise.
+    rng = np.random.default_rng(0)
+    dark = [np.clip(f.image * 0.25 + rng.normal(0, 4, f.image.shape), 0, 255).astype(np.uint8)
+            for f in scenes[0]]
+    truth = [np.array(list(f.truth.values())).reshape(-1, 4) for f in frames + scenes[0]]
+    return images + dark, truth
 
 
 def detections(detector: Detector, frames) -> list:

@@ -10,6 +10,7 @@ from face_perception.cli.inference_options import (
     detector_kwargs,
     recognizer_from_args,
 )
+from face_perception.detection.config import DETECTOR_BACKBONES
 
 
 def run(args) -> int:
@@ -56,7 +57,8 @@ def register(sub) -> None:
     p.add_argument("--identities-topic", help="default: <image namespace>/faces/identities")
     add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
+    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
+                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--target-size", type=int, default=640)
     p.add_argument("--max-size", type=int, default=1280)
