@@ -100,10 +100,13 @@ class _OnnxRunner:
 class _YuNetTorchRunner:
     """PyTorch YuNet returning its outputs grouped as (cls, obj, bbox, kps) NumPy arrays."""
 
-    def __init__(self, weights: Optional[Path], device: str):
+    def __init__(self, weights: Optional[Path], device: str, num_threads: Optional[int]):
         import torch
 
         from face_perception.detection.yunet_weights import build_model
+        from face_perception.threads import set_torch_threads
+
+        set_torch_threads(num_threads)
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
@@ -123,12 +126,15 @@ class _TorchRunner:
     """PyTorch RetinaFace in eval mode (batch norm fused) returning NumPy outputs."""
 
     def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None,
-                 source: str = "the pretrained weights"):
+                 source: str = "the pretrained weights", num_threads: Optional[int] = None):
         import copy
 
         import torch
 
         from face_perception.detection.retinaface import RetinaFace
+        from face_perception.threads import set_torch_threads
+
+        set_torch_threads(num_threads)
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
@@ -183,8 +189,9 @@ class Detector:
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
         max_faces: keep at most this many faces (best scores); 0 keeps all.
-        num_threads: onnxruntime intra-op threads (None: onnxruntime's default, every core;
-            the ROS nodes pass a share, see face_perception/onnx_session.py).
+        num_threads: intra-op threads of the onnxruntime session or torch (None or 0: every
+            usable core), through the one policy of face_perception/threads.py (idle pool
+            threads sleep rather than spin; docs/ros.md#threads).
         calibration: folder of images calibrating 'onnx-int8' (None: the shipped photos).
         provider_options: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
             engine cache, ...; face_perception/onnx_session.py).
@@ -220,7 +227,8 @@ class Detector:
             state = (folder.state_dict() if folder is not None
                      else pretrained_state_dict(self.backbone, self.model_path))
             self._run = _TorchRunner(state, self.backbone, device,
-                                     source=str(self.model_path or f"pretrained {self.backbone}"))
+                                     source=str(self.model_path or f"pretrained {self.backbone}"),
+                                     num_threads=num_threads)
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
@@ -296,7 +304,7 @@ class Detector:
         else:
             if path is not None and path.suffix == ".onnx":
                 raise ValueError(f"backend 'torch' needs YuNet weights (.npz), not {path}")
-            self._run = _YuNetTorchRunner(path, self.device)
+            self._run = _YuNetTorchRunner(path, self.device, self.num_threads)
             self.providers = [str(self._run.device)]
 
     @classmethod
@@ -308,7 +316,11 @@ class Detector:
             raise ValueError(f"not a RetinaFace config: {model.cfg.get('name')!r}")
         det = cls.__new__(cls)
         det._configure(backbone, "torch", device, None, **kwargs)
-        det._run = _TorchRunner(None, backbone, device, model=model)
+        import torch
+
+        # A caller mid-training keeps the thread count it chose.
+        det._run = _TorchRunner(None, backbone, device, model=model,
+                                num_threads=torch.get_num_threads())
         det.providers = [str(det._run.device)]
         return det
 
