@@ -15,6 +15,12 @@ milliseconds the node processes spent per answered frame, and the load average a
     .venv/bin/python benchmarks/pipeline.py                 # 3 sizes x 1/5 faces, 120 s each
     .venv/bin/python benchmarks/pipeline.py --quick         # 640x480 and 1280x720, 1 face, 10 s
     .venv/bin/python benchmarks/pipeline.py --max-size 1280 --num-threads -1   # before issue 15
+    .venv/bin/python benchmarks/pipeline.py --backbone yunet --sizes 1920x1080 --faces 1
+    .venv/bin/python benchmarks/pipeline.py --busy-core off on --spin off on   # thread policy
+
+--busy-core on keeps one core busy with another process (``sh -c 'while :; do :; done'`` at nice
+0) during the case, as a robot's other software would; --spin on sets FACE_PERCEPTION_ORT_SPIN=1
+in the nodes (onnxruntime pool threads busy-wait, the opposite of the package's policy).
 """
 from __future__ import annotations
 
@@ -242,6 +248,14 @@ def main() -> int:
                         "core, as before issue 15; 1: one thread per session)")
     p.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on"],
                    help="nodes' tracking parameter (both: one run each, side by side)")
+    p.add_argument("--backbone", default="mnet", help="detector backbone (mnet, yunet, ...)")
+    p.add_argument("--score-threshold", type=float,
+                   help="detector score_threshold (default: the node's)")
+    p.add_argument("--busy-core", nargs="+", choices=["off", "on"], default=["off"],
+                   help="keep one core busy with another process during each case")
+    p.add_argument("--spin", nargs="+", choices=["off", "on"], default=["off"],
+                   help="onnxruntime pool threads spin in the nodes (on) or sleep (off, the "
+                        "package policy)")
     # The publisher child's own options.
     p.add_argument("--publish", help=argparse.SUPPRESS)
     p.add_argument("--ns", help=argparse.SUPPRESS)
@@ -264,23 +278,31 @@ def main() -> int:
     threads = usable_cores() if args.num_threads < 0 else args.num_threads
     listener = Listener()
     rows = []
-    runs = [(name, tracking) for name in args.configs for tracking in args.tracking]
+    runs = [(name, tracking, spin, busy) for name in args.configs for tracking in args.tracking
+            for spin in args.spin for busy in args.busy_core]
     try:
-        for i, (name, tracking) in enumerate(runs):
+        for i, (name, tracking, spin, busy) in enumerate(runs):
             executables, output = CONFIGS[name]
             ns = f"/bench{i}"
-            log_dir = work / f"{name.replace('+', '_')}_tracking_{tracking}"
+            log_dir = work / f"{name.replace('+', '_')}_tracking_{tracking}_{i}"
             log_dir.mkdir()
             params = log_dir / "params.yaml"
+            threshold = (f"    score_threshold: {args.score_threshold}\n"
+                         if args.score_threshold is not None else "")
             params.write_text("/**:\n  ros__parameters:\n    publish_annotated: false\n"
                               f"    gallery_path: \"{gallery}\"\n    max_size: {args.max_size}\n"
-                              f"    num_threads: {threads}\n"
+                              f"    num_threads: {threads}\n    backbone: {args.backbone}\n"
+                              + threshold +
                               f"    tracking: {'true' if tracking == 'on' else 'false'}\n")
             env = dict(os.environ)
+            env["FACE_PERCEPTION_ORT_SPIN"] = "1" if spin == "on" else "0"
+            burner = None
             procs = [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
                                              str(params)], log_dir / f"{exe}.log", env)
                      for exe in executables]
             try:
+                if busy == "on":
+                    burner = subprocess.Popen(["sh", "-c", "while :; do :; done"])
                 subs = 1 if name == "detector" else 2
                 for size in args.sizes:
                     for faces in args.faces:
@@ -288,24 +310,29 @@ def main() -> int:
                                        [pr.pid for pr in procs], args, log_dir)
                         row["config"] = name
                         row["tracking"] = tracking
+                        row["spin"], row["busy"] = spin, busy
                         rows.append(row)
                         print(f"{name} {size} {faces} face(s): {row['answered']}/{row['sent']}"
                               f" p50 {row['p50']:.1f} ms", flush=True)
             finally:
                 for pr in procs:
                     pr.stop(15)
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
     finally:
         listener.close()
     print(f"\nROS pipeline as a camera sees it: separate best-effort publisher at "
           f"{args.rate:g} Hz, {args.seconds:g} s per case, detector max_size {args.max_size}, "
           f"num_threads {args.num_threads if args.num_threads else 'default (every core)'}"
-          f", {usable_cores()} usable cores\n")
-    print("| configuration | tracking | frame | faces | answered | p50 ms | p95 ms "
-          "| embeddings/s | CPU ms/frame | load avg |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f", {usable_cores()} usable cores, backbone {args.backbone}\n")
+    print("| configuration | tracking | ort spin | busy core | frame | faces | answered | p50 ms "
+          "| p95 ms | embeddings/s | CPU ms/frame | load avg |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         share = f"{r['answered']}/{r['sent']} ({100 * r['answered'] / max(r['sent'], 1):.0f}%)"
-        print(f"| {r['config']} | {r['tracking']} | {r['size']} | {r['faces']} | {share} "
+        print(f"| {r['config']} | {r['tracking']} | {r['spin']} | {r['busy']} | {r['size']} "
+              f"| {r['faces']} | {share} "
               f"| {r['p50']:.1f} | {r['p95']:.1f} | {r['emb_per_s']:.1f} | {r['cpu_ms']:.1f} "
               f"| {r['load']:.1f} |")
     print(f"\nlogs: {work}")

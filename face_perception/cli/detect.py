@@ -93,7 +93,8 @@ def register(sub) -> None:
     p.add_argument("--model", metavar="PATH",
                    help="model folder written by detector-train (its backbone wins over "
                         "--backbone), or a .pth / .onnx file (default: the pretrained weights)")
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="score threshold (default: the backbone's, 0.5 RetinaFace, 0.87 YuNet)")
     p.add_argument("--nms-threshold", type=float, default=0.4, help="NMS IoU threshold (0.4)")
     p.add_argument("--target-size", type=int, default=640,
                    help="short side is scaled down to this many pixels (640)")

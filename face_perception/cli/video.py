@@ -157,7 +157,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
                    help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
     add_open_set_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

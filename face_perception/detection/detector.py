@@ -22,7 +22,13 @@ import numpy as np
 
 from face_perception.detection import box_utils
 from face_perception.detection import yunet as yunet_net
-from face_perception.detection.config import BGR_MEAN, DETECTOR_BACKBONES, YUNET, get_config
+from face_perception.detection.config import (
+    BGR_MEAN,
+    DEFAULT_SCORE_THRESHOLDS,
+    DETECTOR_BACKBONES,
+    YUNET,
+    get_config,
+)
 from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
 from face_perception.imageio import ImageError, load_bgr
@@ -180,7 +186,9 @@ class Detector:
             ``.onnx`` serves the 'onnx' backend when present, else its ``.pth`` is exported),
             a ``.pth`` state dict (both backends) or an ``.onnx`` file ('onnx' backend).
             None or '' means the pretrained weights.
-        score_threshold: minimum face probability kept.
+        score_threshold: minimum face score kept (None: the backbone's default,
+            ``config.DEFAULT_SCORE_THRESHOLDS``: 0.5 for RetinaFace, 0.87 for YuNet, where
+            YuNet's recall on the test photos and sequences equals mnet's at 0.5).
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
         target_size / max_size / upscale: the size policy.
         scales: test-time pyramid, factors applied on top of the size policy (e.g.
@@ -199,7 +207,7 @@ class Detector:
 
     def __init__(self, backbone: str = "mnet", backend: str = "onnx", device: str = "cpu",
                  model_path: Optional[Union[str, os.PathLike]] = None,
-                 score_threshold: float = 0.5, nms_threshold: float = 0.4,
+                 score_threshold: Optional[float] = None, nms_threshold: float = 0.4,
                  target_size: int = 640, max_size: int = 1280,
                  scales: Optional[Sequence[float]] = None, flip: bool = False,
                  max_faces: int = 0, merge: str = "vote", upscale: bool = False,
@@ -232,7 +240,8 @@ class Detector:
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
-                   model_path: Optional[Union[str, os.PathLike]], score_threshold: float = 0.5,
+                   model_path: Optional[Union[str, os.PathLike]],
+                   score_threshold: Optional[float] = None,
                    nms_threshold: float = 0.4, target_size: int = 640, max_size: int = 1280,
                    scales: Optional[Sequence[float]] = None, flip: bool = False,
                    max_faces: int = 0, merge: str = "vote", upscale: bool = False,
@@ -242,6 +251,9 @@ class Detector:
             raise ValueError(f"unknown detector backend {backend!r}; choose one of {BACKENDS}")
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge mode {merge!r}; choose one of {MERGE_MODES}")
+        if score_threshold is None:
+            score_threshold = DEFAULT_SCORE_THRESHOLDS[backbone] \
+                if backbone in DEFAULT_SCORE_THRESHOLDS else 0.5
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if not 0.0 < nms_threshold <= 1.0:
