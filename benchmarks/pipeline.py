@@ -254,7 +254,8 @@ def profile_steps(sizes, backbone: str, max_size: int, threads: int, repeats: in
     print(f"\nNode path per frame, median CPU ms of {repeats} (one face, {backbone}, max_size "
           f"{max_size}, {threads} threads, load average {os.getloadavg()[0]:.1f})\n")
     steps = ["serialize (publisher)", "deserialize (each subscriber)", "image_to_bgr",
-             "detector: resize", "(before: one INTER_AREA resize)", "detector: blob", "detector: network", "detector: decode",
+             "detector: resize", "(before: one INTER_AREA resize)", "detector: blob",
+             "detector: network", "detector: decode",
              "detections message", "recognizer: align + embed", "total detect()"]
     print("| step | " + " | ".join(sizes) + " |")
     print("|---|" + "---:|" * len(sizes))
