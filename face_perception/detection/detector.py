@@ -477,10 +477,12 @@ class Detector:
         if (nh, nw) == (h, w):
             return img, (1.0, 1.0)
         # Strong reductions (big photos, 1080p frames) need a low-pass filter against aliasing.
-        # INTER_AREA is that filter, but at a non-integer factor it costs 40x INTER_LINEAR (27 ms
-        # vs 0.7 ms for 1920x1080 -> 640x360), while its exact-halving path (a 2x2 box filter)
-        # is as cheap as LINEAR. So: halve with INTER_AREA while a whole halving is still due,
-        # then close the remaining factor (<= 2) with INTER_LINEAR, which barely aliases there.
+        # INTER_AREA is that filter, but below half size its general path is slow (1920x1080 ->
+        # 640x360: 4.5 ms CPU, and 20-40 ms wall on a loaded machine, as OpenCV splits it over
+        # its threads), while its exact-halving path (a 2x2 box filter) costs about what
+        # INTER_LINEAR does. So: halve with INTER_AREA while a whole halving is still due, then
+        # close the remaining factor (<= 2) with INTER_LINEAR, which barely aliases there
+        # (1.5 ms CPU in all; benchmarks/pipeline.py --profile).
         # An odd last row/column is dropped before a halving (exactly 2 pixels per output).
         out = np.ascontiguousarray(img)  # the mirrored TTA view has a negative stride
         fx = fy = 1.0
