@@ -162,3 +162,12 @@ def test_yunet_refuses_int8_and_foreign_files_by_name(tmp_path):
         Detector(backbone="yunet", model_path=retina)
     with pytest.raises(ValueError, match="unknown detector backbone 'yunet2'"):
         Detector(backbone="yunet2")
+
+
+def test_damaged_cached_export_is_exported_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACE_PERCEPTION_CACHE", str(tmp_path))
+    path = W.cached_onnx()
+    assert path.parent == tmp_path / W.CACHE_SUBDIR
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    assert W.cached_onnx() == path and path.read_bytes() == good

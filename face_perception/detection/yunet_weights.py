@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from face_perception.files import cache_dir, sha256_file
+from face_perception.files import cache_dir, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def cached_onnx(weights: Optional[os.PathLike] = None) -> Path:
     path = cache_dir(CACHE_SUBDIR) / f"yunet_n_{source[:16]}_opset{DEFAULT_OPSET}.onnx"
     if W.matches_sidecar(path):
         return path
-    with W.file_lock(cache_dir(CACHE_SUBDIR) / f".{path.name}.lock"):
+    with file_lock(cache_dir(CACHE_SUBDIR) / f".{path.name}.lock"):
         if not W.matches_sidecar(path):
             diff = export_onnx(path, weights)
             log.info("exported %s (max abs diff vs torch %.2e)", path, diff)
