@@ -2,8 +2,7 @@
 
 Threads follow the one policy of face_perception/threads.py: ``session_options`` resolves the
 count (None or 0: every usable core, ``usable_cores``: the CPU affinity a container or taskset
-sets, which onnxruntime's own default ignores) and keeps idle pool threads from spinning (measured
-in docs/ros.md#threads). The nodes take every usable core, measured best for a camera pipeline,
+sets) and keeps idle pool threads from spinning (measured in docs/ros.md#threads). The nodes take every usable core, measured best for a camera pipeline,
 where detector and recognizer work on a frame one after the other;
 ``threads_for_share`` gives each session its share for sessions that really run at the same
 time (docs/ros.md#threads). GPU: CUDA and TensorRT execution providers
@@ -32,8 +31,8 @@ def threads_for_share(sessions_running_together: int = 2) -> int:
 
 def session_options(num_threads: Optional[int] = None, spin: Optional[bool] = None):
     """SessionOptions with full graph optimisation, ``resolve_threads(num_threads)`` intra-op
-    threads (None or 0: every usable core, which onnxruntime's own default ignores when a
-    container or taskset narrows the affinity) and one inter-op thread (the graphs run
+    threads (None or 0: every usable core, the CPU affinity a container or taskset narrows)
+    and one inter-op thread (the graphs run
     sequentially, so more inter-op threads only wait). ``spin`` (None: the package policy,
     ``threads.onnxruntime_spin()``, off) lets idle pool threads busy-wait for the next operator
     instead of sleeping: that takes a core from whatever runs beside (docs/ros.md#threads)."""
