@@ -2,8 +2,9 @@
 
 Threads follow the one policy of face_perception/threads.py: ``session_options`` resolves the
 count (None or 0: every usable core, ``usable_cores``: the CPU affinity a container or taskset
-sets) and keeps idle pool threads from spinning (measured in docs/ros.md#threads). The nodes take every usable core, measured best for a camera pipeline,
-where detector and recognizer work on a frame one after the other;
+sets) and keeps idle pool threads from spinning (measured in docs/ros.md#threads). The nodes
+take every usable core, measured best for a camera pipeline, where detector and recognizer work
+on a frame one after the other;
 ``threads_for_share`` gives each session its share for sessions that really run at the same
 time (docs/ros.md#threads). GPU: CUDA and TensorRT execution providers
 with their options (TensorRT engine cache, fp16); untested on this CPU-only machine.

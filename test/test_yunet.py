@@ -171,3 +171,16 @@ def test_damaged_cached_export_is_exported_again(tmp_path, monkeypatch):
     good = path.read_bytes()
     path.write_bytes(good[: len(good) // 2])
     assert W.cached_onnx() == path and path.read_bytes() == good
+
+
+def test_wider_evaluation_scores_yunet_with_the_same_ap_code_as_mnet(tmp_path, photos,
+                                                                     core_detector):
+    from face_perception.detection.evaluation import evaluate_detector
+    from test.wider_fixture import build_wider_root
+
+    _, val = build_wider_root(tmp_path / "wider", photos, core_detector, n_train=1, n_val=4)
+    scores = {name: evaluate_detector(Detector(backbone=name, score_threshold=0.02), val)
+              for name in ("mnet", "yunet")}
+    for name, score in scores.items():
+        assert score["all"].num_faces == sum(int((~s.ignore).sum()) for s in val)
+        assert score["all"].ap > 0.85, (name, score["all"].ap)
