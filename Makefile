@@ -27,6 +27,7 @@ $(HAAR_VENV)/bin/python:
 
 bench: setup $(HAAR_VENV)/bin/python
 	$(PY) benchmarks/detection.py --haar-python $(HAAR_VENV)/bin/python $(BENCH_ARGS)
+	$(PY) -m benchmarks.detectors $(BENCH_ARGS)
 	$(PY) benchmarks/recognition.py $(BENCH_ARGS)
 	$(PY) benchmarks/recognizer.py $(BENCH_ARGS)
 	$(PY) benchmarks/detection_training.py $(BENCH_ARGS)

@@ -12,7 +12,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
-    package_data={PACKAGE: ["bag/msg/*/*.msg"]},
+    package_data={PACKAGE: ["bag/msg/*/*.msg", "detection/pretrained/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),

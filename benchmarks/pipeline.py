@@ -15,6 +15,13 @@ milliseconds the node processes spent per answered frame, and the load average a
     .venv/bin/python benchmarks/pipeline.py                 # 3 sizes x 1/5 faces, 120 s each
     .venv/bin/python benchmarks/pipeline.py --quick         # 640x480 and 1280x720, 1 face, 10 s
     .venv/bin/python benchmarks/pipeline.py --max-size 1280 --num-threads -1   # before issue 15
+    .venv/bin/python benchmarks/pipeline.py --backbone yunet --sizes 1920x1080 --faces 1
+    .venv/bin/python benchmarks/pipeline.py --busy-core off on --spin off on   # thread policy
+    .venv/bin/python benchmarks/pipeline.py --profile    # CPU ms of each step, no DDS
+
+--busy-core on keeps one core busy with another process (``sh -c 'while :; do :; done'`` at nice
+0) during the case, as a robot's other software would; --spin on sets FACE_PERCEPTION_ORT_SPIN=1
+in the nodes (onnxruntime pool threads busy-wait, the opposite of the package's policy).
 """
 from __future__ import annotations
 
@@ -225,6 +232,78 @@ def run_case(listener, ns, output, subscribers, size, faces, pids, args, log_dir
             "emb_per_s": emb_per_s}
 
 
+def profile_steps(sizes, backbone: str, max_size: int, threads: int, repeats: int = 30) -> None:
+    """Where a frame's time goes in the node path, without DDS scheduling: median CPU ms of
+    each step of one frame (rclpy (de)serialisation stands for the copy into and out of the
+    middleware), single process, one face."""
+    from face_perception.detection import Detector
+    from face_perception.recognition import Embedder, Recognizer
+
+    det = Detector(backbone=backbone, max_size=max_size, num_threads=threads)
+    rec = Recognizer(Embedder(num_threads=threads), None, detector=det)
+
+    def cpu_ms(fn):
+        fn()
+        times = []
+        for _ in range(repeats):
+            c0 = time.process_time()
+            fn()
+            times.append((time.process_time() - c0) * 1e3)
+        return statistics.median(times)
+
+    print(f"\nNode path per frame, median CPU ms of {repeats} (one face, {backbone}, max_size "
+          f"{max_size}, {threads} threads, load average {os.getloadavg()[0]:.1f})\n")
+    steps = ["serialize (publisher)", "deserialize (each subscriber)", "image_to_bgr",
+             "detector: resize", "(before: one INTER_AREA resize)", "detector: blob",
+             "detector: network", "detector: decode",
+             "detections message", "recognizer: align + embed", "total detect()"]
+    print("| step | " + " | ".join(sizes) + " |")
+    print("|---|" + "---:|" * len(sizes))
+    table = {step: [] for step in steps}
+    for size in sizes:
+        w, h = (int(v) for v in size.split("x"))
+        for step, ms in _profile_frame(det, rec, w, h, cpu_ms).items():
+            table[step].append(ms)
+    for step in steps:
+        print(f"| {step} | " + " | ".join(f"{v:.2f}" for v in table[step]) + " |")
+
+
+def _profile_frame(det, rec, w: int, h: int, cpu_ms) -> dict:
+    """CPU ms of each step of the node path for one w x h frame (see profile_steps)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from face_perception.ros.conversions import faces_to_detection_array, image_to_bgr
+
+    frame = frame_with_faces(1, w, h)
+    msg = Image(height=h, width=w, encoding="bgr8", step=w * 3, data=frame.tobytes())
+    raw = serialize_message(msg)
+    got = deserialize_message(raw, Image)
+    img = image_to_bgr(got)
+    scale = det.input_scale(h, w)
+    resized, factors = det._resize(img, scale)
+    blob = det._blob(img, scale)[0]
+    outs = det._run(blob)
+    faces = det.detect(img)
+    return {
+        "serialize (publisher)": cpu_ms(lambda: serialize_message(msg)),
+        "deserialize (each subscriber)": cpu_ms(lambda: deserialize_message(raw, Image)),
+        "image_to_bgr": cpu_ms(lambda: image_to_bgr(got)),
+        "detector: resize": cpu_ms(lambda: det._resize(img, scale)),
+        # What the resize cost before: one INTER_AREA call below half size.
+        "(before: one INTER_AREA resize)": cpu_ms(lambda: cv2.resize(
+            img, resized.shape[1::-1], interpolation=cv2.INTER_AREA if scale < 0.5
+            else cv2.INTER_LINEAR)) if scale < 1 else 0.0,
+        "detector: blob": cpu_ms(lambda: det._to_blob(resized)),
+        "detector: network": cpu_ms(lambda: det._run(blob)),
+        "detector: decode": cpu_ms(
+            lambda: det._decode([o[0] for o in outs], blob.shape[2:], factors)),
+        "detections message": cpu_ms(lambda: faces_to_detection_array(faces, got.header)),
+        "recognizer: align + embed": cpu_ms(lambda: rec.embed(img, faces)),
+        "total detect()": cpu_ms(lambda: det.detect(img)),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -242,6 +321,16 @@ def main() -> int:
                         "core, as before issue 15; 1: one thread per session)")
     p.add_argument("--tracking", nargs="+", choices=["on", "off"], default=["on"],
                    help="nodes' tracking parameter (both: one run each, side by side)")
+    p.add_argument("--backbone", default="mnet", help="detector backbone (mnet, yunet, ...)")
+    p.add_argument("--score-threshold", type=float,
+                   help="detector score_threshold (default: the node's)")
+    p.add_argument("--profile", action="store_true",
+                   help="only time each step of the node path in this process (no DDS)")
+    p.add_argument("--busy-core", nargs="+", choices=["off", "on"], default=["off"],
+                   help="keep one core busy with another process during each case")
+    p.add_argument("--spin", nargs="+", choices=["off", "on"], default=["off"],
+                   help="onnxruntime pool threads spin in the nodes (on) or sleep (off, the "
+                        "package policy)")
     # The publisher child's own options.
     p.add_argument("--publish", help=argparse.SUPPRESS)
     p.add_argument("--ns", help=argparse.SUPPRESS)
@@ -250,6 +339,9 @@ def main() -> int:
     if args.publish:
         args.faces = args.faces[0] if isinstance(args.faces, list) else args.faces
         return publish(args)
+    if args.profile:
+        profile_steps(args.sizes, args.backbone, args.max_size, args.num_threads or 2)
+        return 0
     if args.quick:
         args.sizes, args.faces, args.seconds = ["640x480", "1280x720"], [1], 10.0
         args.configs = args.configs or ["detector+recognizer"]
@@ -264,23 +356,31 @@ def main() -> int:
     threads = usable_cores() if args.num_threads < 0 else args.num_threads
     listener = Listener()
     rows = []
-    runs = [(name, tracking) for name in args.configs for tracking in args.tracking]
+    runs = [(name, tracking, spin, busy) for name in args.configs for tracking in args.tracking
+            for spin in args.spin for busy in args.busy_core]
     try:
-        for i, (name, tracking) in enumerate(runs):
+        for i, (name, tracking, spin, busy) in enumerate(runs):
             executables, output = CONFIGS[name]
             ns = f"/bench{i}"
-            log_dir = work / f"{name.replace('+', '_')}_tracking_{tracking}"
+            log_dir = work / f"{name.replace('+', '_')}_tracking_{tracking}_{i}"
             log_dir.mkdir()
             params = log_dir / "params.yaml"
+            threshold = (f"    score_threshold: {args.score_threshold}\n"
+                         if args.score_threshold is not None else "")
             params.write_text("/**:\n  ros__parameters:\n    publish_annotated: false\n"
                               f"    gallery_path: \"{gallery}\"\n    max_size: {args.max_size}\n"
-                              f"    num_threads: {threads}\n"
+                              f"    num_threads: {threads}\n    backbone: {args.backbone}\n"
+                              + threshold +
                               f"    tracking: {'true' if tracking == 'on' else 'false'}\n")
             env = dict(os.environ)
+            env["FACE_PERCEPTION_ORT_SPIN"] = "1" if spin == "on" else "0"
+            burner = None
             procs = [start_entry_point(exe, ["--ros-args", "-r", f"__ns:={ns}", "--params-file",
                                              str(params)], log_dir / f"{exe}.log", env)
                      for exe in executables]
             try:
+                if busy == "on":
+                    burner = subprocess.Popen(["sh", "-c", "while :; do :; done"])
                 subs = 1 if name == "detector" else 2
                 for size in args.sizes:
                     for faces in args.faces:
@@ -288,24 +388,29 @@ def main() -> int:
                                        [pr.pid for pr in procs], args, log_dir)
                         row["config"] = name
                         row["tracking"] = tracking
+                        row["spin"], row["busy"] = spin, busy
                         rows.append(row)
                         print(f"{name} {size} {faces} face(s): {row['answered']}/{row['sent']}"
                               f" p50 {row['p50']:.1f} ms", flush=True)
             finally:
                 for pr in procs:
                     pr.stop(15)
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
     finally:
         listener.close()
     print(f"\nROS pipeline as a camera sees it: separate best-effort publisher at "
           f"{args.rate:g} Hz, {args.seconds:g} s per case, detector max_size {args.max_size}, "
           f"num_threads {args.num_threads if args.num_threads else 'default (every core)'}"
-          f", {usable_cores()} usable cores\n")
-    print("| configuration | tracking | frame | faces | answered | p50 ms | p95 ms "
-          "| embeddings/s | CPU ms/frame | load avg |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f", {usable_cores()} usable cores, backbone {args.backbone}\n")
+    print("| configuration | tracking | ort spin | busy core | frame | faces | answered | p50 ms "
+          "| p95 ms | embeddings/s | CPU ms/frame | load avg |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         share = f"{r['answered']}/{r['sent']} ({100 * r['answered'] / max(r['sent'], 1):.0f}%)"
-        print(f"| {r['config']} | {r['tracking']} | {r['size']} | {r['faces']} | {share} "
+        print(f"| {r['config']} | {r['tracking']} | {r['spin']} | {r['busy']} | {r['size']} "
+              f"| {r['faces']} | {share} "
               f"| {r['p50']:.1f} | {r['p95']:.1f} | {r['emb_per_s']:.1f} | {r['cpu_ms']:.1f} "
               f"| {r['load']:.1f} |")
     print(f"\nlogs: {work}")

@@ -64,7 +64,10 @@ def onnx_difference(module, onnx_path: os.PathLike, inputs: Sequence[np.ndarray]
     import torch
 
     module.eval()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from face_perception.onnx_session import session_options
+
+    session = ort.InferenceSession(str(onnx_path), sess_options=session_options(),
+                                   providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     worst = 0.0

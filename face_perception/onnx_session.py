@@ -1,8 +1,10 @@
 """onnxruntime session set-up shared by the detector and the embedder: threads and providers.
 
-Threads: onnxruntime's default gives every session one intra-op thread per core. The nodes take
-every usable core (``usable_cores``: the CPU affinity a container or taskset sets), measured best
-for a camera pipeline, where detector and recognizer work on a frame one after the other;
+Threads follow the one policy of face_perception/threads.py: ``session_options`` resolves the
+count (None or 0: every usable core, ``usable_cores``: the CPU affinity a container or taskset
+sets) and keeps idle pool threads from spinning (measured in docs/ros.md#threads). The nodes
+take every usable core, measured best for a camera pipeline, where detector and recognizer work
+on a frame one after the other;
 ``threads_for_share`` gives each session its share for sessions that really run at the same
 time (docs/ros.md#threads). GPU: CUDA and TensorRT execution providers
 with their options (TensorRT engine cache, fp16); untested on this CPU-only machine.
@@ -13,7 +15,7 @@ import warnings
 from typing import Optional
 
 from face_perception.files import cache_dir
-from face_perception.threads import usable_cores
+from face_perception.threads import onnxruntime_spin, resolve_threads, usable_cores
 
 # Provider option keys we understand (onnxruntime's names), with where they go.
 TENSORRT_KEYS = ("trt_fp16_enable", "trt_int8_enable", "trt_engine_cache_enable",
@@ -28,21 +30,23 @@ def threads_for_share(sessions_running_together: int = 2) -> int:
     return max(1, usable_cores() // max(1, int(sessions_running_together)))
 
 
-def session_options(num_threads: Optional[int] = None, spin: bool = True):
-    """SessionOptions with full graph optimisation, ``num_threads`` intra-op threads (None or
-    0: onnxruntime's default, every core) and one inter-op thread (the graphs run sequentially,
-    so more inter-op threads only wait). ``spin=False`` lets idle pool threads sleep instead of
-    busy-waiting for the next operator: less CPU taken from a process running beside."""
+def session_options(num_threads: Optional[int] = None, spin: Optional[bool] = None):
+    """SessionOptions with full graph optimisation, ``resolve_threads(num_threads)`` intra-op
+    threads (None or 0: every usable core, the CPU affinity a container or taskset narrows)
+    and one inter-op thread (the graphs run
+    sequentially, so more inter-op threads only wait). ``spin`` (None: the package policy,
+    ``threads.onnxruntime_spin()``, off) lets idle pool threads busy-wait for the next operator
+    instead of sleeping: that takes a core from whatever runs beside (docs/ros.md#threads)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.inter_op_num_threads = 1
-    if num_threads:
-        opts.intra_op_num_threads = int(num_threads)
-    if not spin:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.intra_op_num_threads = resolve_threads(num_threads)
+    spin = onnxruntime_spin() if spin is None else bool(spin)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
     return opts
 
 

@@ -14,6 +14,17 @@ from typing import Optional
 
 # OpenMP reads these when its runtime starts (at torch's first parallel region): set them before.
 OPENMP_PASSIVE_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+# onnxruntime's intra-op pool busy-waits between operators unless told not to. "1" here turns
+# spinning back on (for a machine with cores to spare; docs/ros.md#threads has the measurements).
+ORT_SPIN_ENV = "FACE_PERCEPTION_ORT_SPIN"
+
+
+def onnxruntime_spin() -> bool:
+    """Whether onnxruntime pool threads spin when idle: no, unless FACE_PERCEPTION_ORT_SPIN=1."""
+    value = os.environ.get(ORT_SPIN_ENV, "0").strip().lower()
+    if value not in ("0", "1", "false", "true", ""):
+        raise ValueError(f"{ORT_SPIN_ENV} must be 0 or 1, got {value!r}")
+    return value in ("1", "true")
 
 
 def apply_openmp_wait_policy() -> None:

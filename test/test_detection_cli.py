@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from face_perception.cli import main
 from test.proc import child_env
@@ -69,3 +70,19 @@ def test_detect_with_bad_option_value_gives_one_line_error(photos, capsys):
     code = main(["detect", str(photos / "obama.jpg"), "--threshold", "3"])
     assert code == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_detect_backbone_yunet_uses_its_own_threshold_and_rejects_unknown(photos, capsys):
+    from face_perception.detection import Detector
+
+    code = main(["detect", str(photos / "obama.jpg"), "--json", "--backbone", "yunet"])
+    assert code == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (face,) = record["faces"]
+    (direct,) = Detector(backbone="yunet").detect(cv2.imread(str(photos / "obama.jpg")))
+    np.testing.assert_allclose(face["box"], direct.box, atol=0.01)
+    assert face["score"] > Detector(backbone="yunet").score_threshold == 0.87
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detect", str(photos / "obama.jpg"), "--backbone", "yunet2"])
+    assert exit_info.value.code == 2
+    assert "yunet2" in capsys.readouterr().err

@@ -346,3 +346,25 @@ def test_replay_tool_publishes_image_files_with_fresh_stamps(ros, photos, tmp_pa
     shapes = [(m.height, m.width) for m in got]
     want = [cv2.imread(str(f)).shape[:2] for f in files] * 2
     assert shapes == want
+
+
+def test_backbone_parameter_switches_the_node_to_yunet_with_the_core_faces(ros, detector,
+                                                                           photos):
+    from face_perception.detection import Detector
+
+    frame = frames_from(photos, ["biden.jpg"])[0]
+    assert set_params(ros, NODE, atomically=True, backbone="yunet",
+                      score_threshold=0.87)[0].successful
+    try:
+        assert until(lambda: ros.stats(NODE)["model"].startswith("YuNet-n"), 120,
+                     detector["proc"]), ros.stats(NODE)
+        arr = ask(detector, image_msg(frame, 12_000 * 10**9))
+        (face,) = Detector(backbone="yunet", max_size=640).detect(frame)
+        assert len(arr.detections) == 1
+        assert_same_as_core(arr, face)
+    finally:
+        assert set_params(ros, NODE, atomically=True, backbone="mnet",
+                          score_threshold=0.5)[0].successful
+    assert until(lambda: ros.stats(NODE)["model"].startswith("RetinaFace mnet"), 120,
+                 detector["proc"])
+    ask(detector, image_msg(frame, 12_001 * 10**9))

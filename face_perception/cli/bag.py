@@ -10,6 +10,7 @@ from face_perception.cli.inference_options import (
     detector_kwargs,
     recognizer_from_args,
 )
+from face_perception.detection.config import DETECTOR_BACKBONES
 
 
 def run(args) -> int:
@@ -58,8 +59,10 @@ def register(sub) -> None:
     p.add_argument("--identities-topic", help="default: <image namespace>/faces/identities")
     add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
+                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
     p.add_argument("--target-size", type=int, default=640)
     p.add_argument("--max-size", type=int, default=1280)
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")

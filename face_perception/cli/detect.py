@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from face_perception.cli.inference_options import add_inference_options, detector_kwargs
+from face_perception.detection.config import DETECTOR_BACKBONES
 
 
 def _out_path(out_dir: Path, src: Path, used: set) -> Path:
@@ -87,11 +88,13 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
     add_inference_options(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
+    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
+                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
     p.add_argument("--model", metavar="PATH",
                    help="model folder written by detector-train (its backbone wins over "
                         "--backbone), or a .pth / .onnx file (default: the pretrained weights)")
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold (0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="score threshold (default: the backbone's, 0.5 RetinaFace, 0.87 YuNet)")
     p.add_argument("--nms-threshold", type=float, default=0.4, help="NMS IoU threshold (0.4)")
     p.add_argument("--target-size", type=int, default=640,
                    help="short side is scaled down to this many pixels (640)")

@@ -14,6 +14,7 @@ from face_perception.cli.inference_options import (
     detector_kwargs,
     recognizer_from_args,
 )
+from face_perception.detection.config import DETECTOR_BACKBONES
 
 
 def open_capture(source: str):
@@ -71,7 +72,7 @@ def run(args) -> int:
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
     if args.max_frames:
         total = min(total, args.max_frames) if total else args.max_frames
-    detector = Detector(**detector_kwargs(args),
+    detector = Detector(backbone=args.backbone, **detector_kwargs(args),
                         score_threshold=args.score_threshold)
     recognizer = recognizer_from_args(args, detector)
     if recognizer is not None and args.flip:
@@ -194,7 +195,10 @@ def register(sub) -> None:
                    "(docs/open_set.md#flip)")
     add_inference_options(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--score-threshold", type=float, default=0.5)
+    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
+                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
     p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
     add_open_set_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -55,6 +55,15 @@ CONFIGS: dict[str, dict] = {
 }
 
 BACKBONES = tuple(CONFIGS)
+# Every backbone a Detector runs: the RetinaFace ones above plus YuNet-n (detection/yunet.py,
+# inference only). The one list the CLI, the nodes' parameters and the benchmarks offer.
+YUNET = "yunet"
+DETECTOR_BACKBONES = BACKBONES + (YUNET,)
+# Score threshold a Detector uses when given none. YuNet's scores (geometric mean of its class
+# and objectness probabilities) run higher than RetinaFace's softmax: 0.87 is the highest
+# threshold at which its recall on the test photos and sequences is at least mnet's at 0.5
+# (python -m benchmarks.detectors; docs/detection.md#yunet).
+DEFAULT_SCORE_THRESHOLDS = {"mnet": 0.5, "resnet": 0.5, YUNET: 0.87}
 
 
 def get_config(backbone: str) -> dict:

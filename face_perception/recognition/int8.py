@@ -95,7 +95,10 @@ def int8_onnx_for(embedder, images: Optional[Sequence[os.PathLike]] = None,
         x = embedder.preprocess(chips).astype(np.float32)
         name = embedder.input_name
         quantize_static_int8(fp32_path, target, [{name: x[i:i + 1]} for i in range(len(x))])
-        session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+        from face_perception.onnx_session import session_options
+
+        session = ort.InferenceSession(str(target), sess_options=session_options(),
+                                       providers=["CPUExecutionProvider"])
         return guard_embeddings(embedder.embed_raw(chips), session.run(None, {name: x})[0],
                                 float(embedder.meta.threshold))
 

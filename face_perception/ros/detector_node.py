@@ -74,7 +74,8 @@ class DetectorNode(FaceNodeBase):
 
     def describe_model(self) -> str:
         v = self.values
-        return (f"RetinaFace {v['backbone']} ({v['backend']}/{self.devices_in_use}), "
+        family = "YuNet-n" if v["backbone"] == "yunet" else f"RetinaFace {v['backbone']}"
+        return (f"{family} ({v['backend']}/{self.devices_in_use}), "
                 f"score>={v['score_threshold']}")
 
     def create_outputs(self) -> None:

@@ -21,6 +21,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
 from face_perception.detection.detector import BACKENDS
+from face_perception.detection.config import DETECTOR_BACKBONES
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -310,8 +311,9 @@ TRACKING = (
 TRACKING_KEYS = frozenset(s.name for s in TRACKING)
 
 DETECTOR = IMAGE_INPUT + (
-    ParamSpec("backbone", "mnet", "RetinaFace backbone (mnet ships pretrained; resnet needs "
-              "model_path or downloaded weights).", choices=("mnet", "resnet"), reload=True),
+    ParamSpec("backbone", "mnet", "Detector: RetinaFace mnet (ships pretrained), resnet (needs "
+              "model_path or downloaded weights) or yunet (YuNet-n, ships pretrained).",
+              choices=DETECTOR_BACKBONES, reload=True),
     ParamSpec("model_path", "", "Detector model folder (from detector-train), .pth weights or "
               ".onnx file; empty = the shipped pretrained model.", reload=True),
     ParamSpec("score_threshold", 0.5, "Minimum face score.", low=0.0, high=1.0),
