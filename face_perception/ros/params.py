@@ -20,8 +20,8 @@ from rcl_interfaces.msg import (
 from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
-from face_perception.detection.detector import BACKENDS
 from face_perception.detection.config import DETECTOR_BACKBONES
+from face_perception.detection.detector import BACKENDS
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
