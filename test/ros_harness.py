@@ -25,7 +25,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from face_perception.ros.processes import Process
-from test.proc import entry_proc, wait_for
+from test.proc import entry_proc, hang_guard, wait_for
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -105,7 +105,7 @@ class Listener:
     def call(self, srv_type, name: str, request, timeout: float = 20.0):
         client = self.node.create_client(srv_type, name)
         try:
-            if not client.wait_for_service(timeout_sec=timeout):
+            if not client.wait_for_service(timeout_sec=hang_guard(timeout)):
                 raise TimeoutError(f"service {name} not available after {timeout} s")
             future = client.call_async(request)
             if not wait_for(future.done, timeout):
@@ -138,7 +138,7 @@ def rss_kib(pid: int) -> int:
 
 def until(predicate: Callable[[], bool], timeout: float, proc: Optional[Process] = None) -> bool:
     """wait_for that gives up early when ``proc`` died."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + hang_guard(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return True

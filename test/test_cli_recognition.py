@@ -11,7 +11,7 @@ import pytest
 from face_perception.cli import main
 from face_perception.gallery import Gallery
 from face_perception.imageio import read_image_bgr
-from test.proc import child_env
+from test.proc import child_env, hang_guard
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_align_cli_writes_chips_outside_the_source(capsys, people, tmp_path):
 def test_console_entry_point_runs_verify(photos):
     out = subprocess.run([sys.executable, "-m", "face_perception.cli", "verify",
                           str(photos / "obama.jpg"), str(photos / "obama2.jpg"), "--json"],
-                         capture_output=True, text=True, env=child_env(), timeout=120)
+                         capture_output=True, text=True, env=child_env(), timeout=hang_guard(120))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["same"] is True
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import textwrap
 
-from test.proc import child_env
+from test.proc import child_env, hang_guard
 
 BLOCK_ROS = textwrap.dedent("""
     import importlib.abc, pkgutil, sys
@@ -29,7 +29,7 @@ BLOCK_ROS = textwrap.dedent("""
 
 def test_core_library_imports_with_rclpy_hidden():
     out = subprocess.run([sys.executable, "-c", BLOCK_ROS], capture_output=True, text=True,
-                         env=child_env(), timeout=300)
+                         env=child_env(), timeout=hang_guard(300))
     assert out.returncode == 0, out.stderr
     assert "core modules imported" in out.stdout
 
@@ -43,5 +43,5 @@ def test_ros_layer_really_needs_rclpy():
             print("blocked:", exc)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=child_env(), timeout=120)
+                         env=child_env(), timeout=hang_guard(120))
     assert "blocked:" in out.stdout, out.stderr

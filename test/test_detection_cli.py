@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from face_perception.cli import main
-from test.proc import child_env
+from test.proc import child_env, hang_guard
 
 
 def test_detect_prints_json_per_image_and_writes_annotated_images(photos, tmp_path, capsys):
@@ -59,7 +59,7 @@ def test_detect_command_runs_as_a_program_on_a_folder(photos, tmp_path):
         shutil.copy(photos / name, folder / name)
     out = subprocess.run([sys.executable, "-m", "face_perception.cli", "detect", str(folder),
                           "--backend", "torch", "--threshold", "0.8"],
-                         capture_output=True, text=True, env=child_env(), timeout=120)
+                         capture_output=True, text=True, env=child_env(), timeout=hang_guard(120))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].endswith("32bit.png: 1 face(s)") and "score" in lines[1]

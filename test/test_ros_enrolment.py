@@ -23,7 +23,7 @@ from face_perception.ros.interfaces import (
     ForgetIdentity,
     ListIdentities,
 )
-from test.proc import wait_for
+from test.proc import hang_guard, wait_for
 from test.ros_harness import (
     fit_640x480,
     image_msg,
@@ -64,7 +64,7 @@ class Rig:
             self.frames[name] = (frame, face)
         self.t = T0
         self.action = ActionClient(ros.node, Enroll, f"{self.node}/enroll")
-        assert self.action.wait_for_server(timeout_sec=60), self.proc.output()
+        assert self.action.wait_for_server(timeout_sec=hang_guard(60)), self.proc.output()
 
     def send(self, who: str, track_id: str) -> Detection2DArray:
         frame, face = self.frames[who]
@@ -305,7 +305,7 @@ def test_sigint_with_a_goal_pending_ends_the_node_cleanly(ros, photos, core_dete
         # SIGINT; the hang guard (SIGKILL after 10 s) would make the exit code -9. The times
         # are printed for the record (docs/ros.md), not asserted: they depend on the machine.
         start = time.monotonic()
-        assert rig.proc.stop(timeout=10.0) in (0, -2), rig.proc.log_path.read_text()
+        assert rig.proc.stop(timeout=hang_guard(10.0)) in (0, -2), rig.proc.log_path.read_text()
         seconds[pending] = time.monotonic() - start
         assert "Traceback" not in rig.proc.log_path.read_text()
     print(f"face_recognizer exit after SIGINT: {seconds[False]:.2f} s with no goal, "

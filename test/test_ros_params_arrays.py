@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from test.proc import hang_guard
+
 pytest.importorskip("rclpy", reason="ROS 2 not installed")
 
 import rclpy  # noqa: E402
@@ -89,7 +91,7 @@ def test_declare_accepts_every_array_type_from_overrides(ros_context):
 
 
 def _until(executor, condition, what, timeout=60.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + hang_guard(timeout)
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         executor.spin_once(timeout_sec=0.1)

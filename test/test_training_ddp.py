@@ -15,6 +15,7 @@ import torch
 
 from face_perception.recognition.training import TrainConfig, train
 from test import training_data
+from test.proc import hang_guard
 
 ITERS = 4
 
@@ -56,7 +57,7 @@ def _torchrun(root, cfg: TrainConfig, name: str) -> list:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
            "-m", "face_perception.cli", "train", str(cfg_file)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=hang_guard(280))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (root / name / "model" / "backbone.json").is_file()
     assert (root / name / "model" / "head.json").is_file()

@@ -72,9 +72,9 @@ PROBE = textwrap.dedent("""
     node = rclpy.create_node("workspace_probe")
     server = node.create_service(ListIdentities, "list_identities", list_identities)
     client = node.create_client(ListIdentities, "list_identities")
-    assert client.wait_for_service(timeout_sec=60.0)
+    assert client.wait_for_service(timeout_sec=300.0)  # a hang guard only
     future = client.call_async(ListIdentities.Request())
-    rclpy.spin_until_future_complete(node, future, timeout_sec=60.0)
+    rclpy.spin_until_future_complete(node, future, timeout_sec=300.0)
     reply = future.result()
     # every shared object of ours loaded: the C extensions and the generated type libraries
     libs = sorted({line.split()[-1] for line in open("/proc/self/maps")
