@@ -3,6 +3,7 @@
 (head.json + head.pth) that ``infer`` in mode ``full`` uses."""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from face_perception.files import atomic_path, atomic_write_text, load_torch_file, sha256_file
+from face_perception.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_torch_file,
+    sha256_file,
+)
 from face_perception.recognition.model_meta import WEIGHTS_FILE, ModelMeta
 
 HEAD_META, HEAD_WEIGHTS = "head.json", "head.pth"
@@ -42,8 +48,7 @@ def write_model_folder(folder: Union[str, os.PathLike], backbone: torch.nn.Modul
     gets the checksum's first 8 hex digits, so galleries of other weights are refused."""
     folder = Path(folder)
     weights = folder / WEIGHTS_FILE
-    with atomic_path(weights) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, tmp)
+    atomic_write_bytes(weights, state_bytes(backbone))
     meta.weights_file = WEIGHTS_FILE
     meta.weights_sha256 = sha256_file(weights)
     base = meta.name.rsplit("_", 1)[0] if _has_digest(meta.name) else meta.name
@@ -55,13 +60,27 @@ def write_model_folder(folder: Union[str, os.PathLike], backbone: torch.nn.Modul
     return folder
 
 
+def state_bytes(module: torch.nn.Module) -> bytes:
+    """A module's state dict as ``torch.save`` bytes that depend on the weights only.
+
+    ``torch.save`` to a file names the archive's records after the file; written to a temporary
+    file with a random name, equal weights would give different bytes, checksums and model
+    names (and refuse each other's galleries). A fixed in-memory name avoids that."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
 def save_head(folder: Union[str, os.PathLike], head: torch.nn.Module, head_name: str,
               classes: Sequence[str]) -> None:
+    """head.pth and head.json: the head's name, classes, embedding size and the settings it
+    was built with (scale, margins, ...), so that ``load_head`` rebuilds the same head."""
+    from face_perception.recognition.heads import current_settings
+
     folder = Path(folder)
-    with atomic_path(folder / HEAD_WEIGHTS) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp)
+    atomic_write_bytes(folder / HEAD_WEIGHTS, state_bytes(head))
     info = {"network_head": head_name, "classes": list(classes),
-            "in_features": int(head.in_features),
+            "in_features": int(head.in_features), "settings": current_settings(head),
             "sha256": sha256_file(folder / HEAD_WEIGHTS)}
     atomic_write_text(folder / HEAD_META, json.dumps(info, indent=2) + "\n")
 
@@ -79,12 +98,17 @@ def load_head(folder: Union[str, os.PathLike]):
     try:
         info = json.loads(meta_path.read_text())
         name, classes, dim = info["network_head"], list(info["classes"]), info["in_features"]
+        settings = dict(info.get("settings", {}))  # folders written before settings: defaults
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: not a head description ({exc})") from None
     if sha256_file(weights) != info.get("sha256"):
         raise ValueError(f"{weights} does not match the sha256 in {meta_path}")
     state = load_torch_file(weights, ValueError, "a head state dict")
-    head = get_head(name, dim, len(classes))
+    try:
+        head = get_head(name, dim, len(classes), **settings)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: settings {settings} do not build head {name!r} "
+                         f"({exc})") from None
     head.load_state_dict(state)
     return head.eval(), classes
 
