@@ -39,7 +39,11 @@ class ModelEmbedder:
                 out.append(emb.float().cpu())
         self.backbone.train(was_training)
         emb = torch.cat(out).numpy() if out else np.zeros((0, self.meta.embedding_size))
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        # float64: a briefly trained network in eval mode (batch-norm running statistics far
+        # from the batch ones) can give features whose squares overflow float32
+        emb = emb.astype(np.float64)
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return unit.astype(np.float32)
 
 
 class ValidationSet:
@@ -81,8 +85,9 @@ class ValidationSet:
         pairs of one kind only (a ``.bin`` stored with all same pairs first), whose threshold
         is then chosen on a different mixture."""
         folds = np.array_split(self.labels, min(n_folds, len(self.labels)))
-        shares = [float(f.mean()) for f in folds if len(f)]
-        if min(shares) == 0.0 or max(shares) == 1.0:
+        # a fold of one pair is one-kind by nature (tiny sets); look at the larger ones
+        shares = [float(f.mean()) for f in folds if len(f) > 1]
+        if shares and (min(shares) == 0.0 or max(shares) == 1.0):
             return (f"{self.source}: pairs are ordered (folds hold {min(shares):.2f} to "
                     f"{max(shares):.2f} same pairs), so its {len(folds)}-fold accuracy is "
                     "meaningless")
