@@ -64,7 +64,7 @@ class FaceRecognitionLearner:
                  temp_path='./temp', mode='backbone_only', checkpoint_after_iter=0,
                  checkpoint_load_iter=0, val_after=0, input_size=None, rgb_mean=None,
                  rgb_std=None, embedding_size=512, weight_decay=5e-4, momentum=0.9,
-                 drop_last=True, stages=None, pin_memory=True, num_workers=None, seed=123, *,
+                 drop_last=True, stages=None, pin_memory=True, num_workers=4, seed=123, *,
                  detector=None, color_order='rgb', threads=None):
         # Mutable defaults are spelled None here (the seed's values are filled in below).
         input_size = [112, 112] if input_size is None else input_size
@@ -99,7 +99,8 @@ class FaceRecognitionLearner:
         self.drop_last = params.boolean("drop_last", drop_last)
         self.stages = params.lr_stages(stages)
         self.pin_memory = params.boolean("pin_memory", pin_memory)
-        # None: min(2, cores - 1) loader processes (the seed's 4 oversubscribe a small CPU)
+        # None: min(2, cores - 1) loader processes (the seed's default 4 oversubscribes a
+        # small CPU; kept as the default for the seed's sake)
         self.num_workers = None if num_workers is None else \
             params.int_at_least("num_workers", num_workers, 0)
         # torch threads for training and the torch backend (None: every usable core,
