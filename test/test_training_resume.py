@@ -230,5 +230,8 @@ def test_yaml_duplicate_keys_and_bad_overrides_are_named(tmp_path):
         load_config(tmp_path / "ok.yaml", {"iter": 3})
     with pytest.raises(ValueError, match=r"network_head 'arcface' takes no m1, m2, m3"):
         load_config(None, {"network_head": "arcface", "margin_list": [1.0, 0.5, 0.0]})
+    (tmp_path / "arc.yaml").write_text("gradient_acc: 2\nnum_epoch: 3\noutput: /tmp/o\n")
+    arc = load_config(tmp_path / "arc.yaml")  # arcface_torch's names
+    assert (arc.accumulate, arc.epochs, arc.temp_path) == (2, 3, "/tmp/o")
     combined = load_config(None, {"network_head": "combined", "margin_list": [1, 0.5, 0]})
     assert combined.head_kwargs() == {"m1": 1.0, "m2": 0.5, "m3": 0.0}

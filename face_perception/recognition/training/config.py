@@ -21,7 +21,10 @@ PRECISIONS = ("float32", "float64", "bfloat16")
 # Keys of the toolkit seed's YAML configs that mean one of ours.
 ALIASES = {"train_batch_size": "batch_size", "embed_size": "embedding_size",
            "train_data_root": "dataset", "s": "head_s", "m": "head_m", "model": "backbone",
-           "snap_folder": "temp_path", "val_step": "val_after"}
+           "snap_folder": "temp_path", "val_step": "val_after",
+           # arcface_torch's config names that mean the same here
+           "gradient_acc": "accumulate", "num_epoch": "epochs", "rec": "dataset",
+           "output": "temp_path", "fp16": "amp"}
 
 
 @dataclass
