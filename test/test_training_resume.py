@@ -235,3 +235,17 @@ def test_yaml_duplicate_keys_and_bad_overrides_are_named(tmp_path):
     assert (arc.accumulate, arc.epochs, arc.temp_path) == (2, 3, "/tmp/o")
     combined = load_config(None, {"network_head": "combined", "margin_list": [1, 0.5, 0]})
     assert combined.head_kwargs() == {"m1": 1.0, "m2": 0.5, "m3": 0.0}
+
+
+def test_a_resumed_run_does_not_replace_a_better_best_model(train_dir, tmp_path):
+    kw = dict(val_dataset=str(train_dir), val_after=2, checkpoint_after_iter=2, val_pairs=60)
+    train(_cfg(train_dir, tmp_path, iters=2, **kw))
+    name = load_json(tmp_path / "best" / "backbone.json")["name"]
+    path = tmp_path / "checkpoints" / "checkpoint_2.pth"
+    state = torch.load(path, weights_only=True)
+    state["validation"]["best_val_score"] = 1.5  # above any AUC to come
+    torch.save(state, path)
+    resumed = train(_cfg(train_dir, tmp_path, iters=4, checkpoint_load_iter=2, **kw))
+    assert resumed["best_iteration"] == 2 and resumed["best_val_score"] == 1.5
+    assert [i for i, _ in resumed["val_scores"]] == [2, 4]
+    assert load_json(tmp_path / "best" / "backbone.json")["name"] == name
