@@ -151,27 +151,29 @@ def main() -> None:
     ap.add_argument("--ir50", action="store_true", help="add ir_50 rows (slow on a CPU)")
     args = ap.parse_args()
     cores = usable_cores()
-    load = os.getloadavg()[0]
-    tables = []
+    tables, loads = [], []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         folder, rec = make_data(tmp)
-        tables.append(("idle", measure(tmp, folder, rec, args.iters, args.ir50, "i")))
+        loads.append(os.getloadavg()[0])
+        tables.append(("none added", measure(tmp, folder, rec, args.iters, args.ir50, "i")))
         if args.busy:
             with busy_cores(cores):
-                tables.append((f"{cores} spinning processes",
+                loads.append(os.getloadavg()[0])
+                tables.append((f"{cores} spinning procs",
                                measure(tmp, folder, rec, args.iters, args.ir50, "b")))
-    print(f"global batch {BATCH}, 112x112, CPU, {cores} usable cores, load average "
-          f"{load:.1f} at start, {args.iters} iterations (the first not counted)")
+    print(f"global batch {BATCH}, 112x112, CPU, {cores} usable cores, {args.iters} iterations "
+          f"(the first not counted); 1-minute load average when each table started: "
+          + ", ".join(f"{v:.1f}" for v in loads))
     base = tables[0][1][0][1]
-    head = (f"{'configuration':62s} {'other load':>22s} {'images/s':>9s} "
+    head = (f"{'configuration':62s} {'load we add':>20s} {'images/s':>9s} "
             f"{'vs row 1':>9s} {'plain loop':>11s} {'loop/plain':>11s}")
     print(head)
     for load_name, rows in tables:
         for name, rate, plain in rows:
             plain_text = f"{plain:11.1f} {rate / plain:11.2f}" if plain else \
                 f"{'':11s} {'':11s}"
-            print(f"{name:62s} {load_name:>22s} {rate:9.1f} {rate / base:9.2f} {plain_text}")
+            print(f"{name:62s} {load_name:>20s} {rate:9.1f} {rate / base:9.2f} {plain_text}")
     if len(tables) == 2:
         print("busy / idle, row by row: " + ", ".join(
             f"{b[1] / a[1]:.2f}" for a, b in zip(tables[0][1], tables[1][1])))
