@@ -12,7 +12,7 @@ from face_perception.recognition.backbones import get_model
 from face_perception.recognition.heads import get_head
 from face_perception.recognition.training import TrainConfig, train
 from face_perception.recognition.training.data import Augmentation, BatchOrder, BatchSampler
-from face_perception.recognition.training.loop import learning_rate
+from face_perception.recognition.training.schedule import learning_rate
 from face_perception.recognition.training.validation import ValidationSet
 from test import training_data
 

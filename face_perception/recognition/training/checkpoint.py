@@ -2,9 +2,10 @@
 identity (backbone, head, classes), one ``checkpoint_<k>.pth`` per saved iteration ``k``.
 
 Files are written atomically and read with ``torch.load(weights_only=True)``: plain tensors,
-numbers, strings, lists and dicts only. The learning rate is a pure function of the iteration
-(``loop.lr_at``), so the iteration is the whole scheduler state; the batch order is a pure
-function of the iteration too (``data.BatchOrder``), so it is the data position as well.
+numbers, strings, lists and dicts only. The learning rate is a pure function of the
+iteration (``schedule.learning_rate``), so the iteration is the whole scheduler state; the
+batch order is a pure function of the iteration too (``data.BatchOrder``), so it is the data
+position as well.
 """
 from __future__ import annotations
 
