@@ -2,7 +2,9 @@
 byte for byte, on real photos; bad input is named and leaves no half-written output."""
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 
 import cv2
 import numpy as np
@@ -127,3 +129,22 @@ def test_bad_list_file_line_and_existing_destination_are_refused(people, tmp_pat
     (tmp_path / "bad.bin").write_bytes(b"not a pickle")
     assert cli_main(["convert", str(tmp_path / "bad.bin"), str(tmp_path / "p")]) == 2
     assert "bad.bin: not a readable verification .bin" in capsys.readouterr().err
+
+
+def test_recordio_without_list_keeps_every_label_and_ordinary_permissions(photos, tmp_path):
+    """Thirteen classes: label folders sort as text when read back ('10' before '2'), so they
+    are zero-padded and the rebuilt .rec gives every image its label again."""
+    from face_perception.data.recordio import write_recordio_dataset
+
+    img = cv2.imread(str(photos / "obama.jpg"))[:96, :96]
+    images = [cv2.imencode(".jpg", np.roll(img, 3 * i, axis=1))[1].tobytes() for i in range(13)]
+    write_recordio_dataset(tmp_path / "rec", images, list(range(13)), image_size=(96, 96))
+    folder = tmp_path / "folder"
+    assert cli_main(["convert", str(tmp_path / "rec"), str(folder)]) == 0
+    assert sorted(p.name for p in folder.iterdir())[:3] == ["00", "01", "02"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert cli_main(["convert", str(folder), str(tmp_path / "again")]) == 0
+    with RecordIODataset(tmp_path / "rec") as a, RecordIODataset(tmp_path / "again") as b:
+        assert [a.read(i) for i in range(13)] == [b.read(i) for i in range(13)]

@@ -143,3 +143,39 @@ def test_focal_loss_down_weights_easy_samples():
     assert torch.allclose(FocalLoss(gamma=0.0)(logits, labels), ce.mean())
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("triplet")
+
+
+@pytest.mark.parametrize("name, setting", [("combined", "m"), ("arcface", "h"),
+                                           ("classifier", "s")])
+def test_a_setting_the_head_does_not_take_is_refused_by_name(name, setting):
+    with pytest.raises(ValueError, match=f"{name!r} takes no {setting} .*its settings: "):
+        get_head(name, 8, 3, **{setting: 1.0})
+
+
+def test_combined_margin_list_m1_is_the_multiplicative_angular_margin(batch):
+    x, y = batch
+    head = get_head("combined", 16, 5, s=10.0, m1=1.5, m2=0.1, m3=0.05)
+    logits = head(x, y)
+    theta = torch.acos(cosines(head, x).clamp(-1 + 1e-7, 1 - 1e-7))
+    target = theta.gather(1, y[:, None]).squeeze(1)
+    want = 10.0 * (torch.cos((1.5 * target + 0.1).clamp(max=math.pi)) - 0.05)
+    torch.testing.assert_close(logits.gather(1, y[:, None]).squeeze(1), want, atol=1e-4,
+                               rtol=1e-4)
+    # m1 = 1 is the ArcFace + CosFace form
+    plain = get_head("combined", 16, 5, s=10.0, m1=1.0, m2=0.1, m3=0.05)
+    plain.load_state_dict(head.state_dict())
+    want = 10.0 * (torch.cos(target + 0.1) - 0.05)
+    torch.testing.assert_close(plain(x, y).gather(1, y[:, None]).squeeze(1), want, atol=1e-4,
+                               rtol=1e-4)
+
+
+def test_head_folder_records_its_settings_and_load_rebuilds_them(batch, tmp_path):
+    from face_perception.recognition.training.model_folder import load_head, save_head
+
+    x, _ = batch
+    head = get_head("adaface", 16, 3, s=16.0, m=0.3, h=0.5, t_alpha=0.02)
+    save_head(tmp_path, head, "adaface", ["a", "b", "c"])
+    again, classes = load_head(tmp_path)
+    assert classes == ["a", "b", "c"]
+    assert (again.s, again.m, again.h, again.t_alpha) == (16.0, 0.3, 0.5, 0.02)
+    torch.testing.assert_close(again(x), head.eval()(x))

@@ -132,3 +132,18 @@ def test_two_processes_train_the_whole_model_as_one_process(data, single64, part
         for key, value in mine["head_state"].items():
             torch.testing.assert_close(whole["head_state"][key], value, rtol=1e-6, atol=1e-9)
         assert mine["optimizer"]["state"].keys() == whole["optimizer"]["state"].keys()
+
+
+def test_without_drop_last_two_processes_share_uneven_batches_as_one_process(data, single):
+    """48 images in global batches of 10, drop_last false: every epoch is 5 batches (10, 10,
+    10, 9, 9), the 9s split 5 + 4 between the processes (never an empty or one-image slice;
+    partial FC gathers the uneven slices), past the end of the first epoch; the head_only curve
+    equals one process with the whole batch."""
+    root, train_dir = data
+    kw = dict(mode="head_only", init_model=single["model_folder"], network_head="cosface",
+              drop_last=False, iters=ITERS + 2)
+    one = train(_config(root, train_dir, "uneven_one", 10, **kw))["loss_history"]
+    ddp = _torchrun(root, _config(root, train_dir, "uneven_ddp", 5, partial_fc=True, **kw),
+                    "uneven_ddp")
+    assert len(ddp) == len(one) == ITERS + 2
+    np.testing.assert_allclose(ddp, one, rtol=1e-4)

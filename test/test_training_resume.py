@@ -1,6 +1,7 @@
 """Training state on disk: exact resume, checkpoints of other models refused, bad training
 input named in the error without harm to files written before, and the YAML config round trip
 through ``face-perception train``."""
+import json
 import shutil
 
 import cv2
@@ -29,6 +30,10 @@ def _cfg(train_dir, temp, **kw):
                 stages=[4], num_workers=0, dataset=str(train_dir), temp_path=str(temp),
                 silent=True)
     return TrainConfig(**{**args, **kw})
+
+
+def load_json(path):
+    return json.loads(path.read_text())
 
 
 def _weights(folder):
@@ -142,3 +147,105 @@ def test_train_command_writes_resolved_config_model_and_tensorboard(train_dir, t
     assert {"train/loss", "train/accuracy", "train/lr", "train/images_per_s"} <= tags
     assert len(events.Scalars("train/loss")) == 2
     assert np.isfinite([e.value for e in events.Scalars("train/loss")]).all()
+
+
+def test_resume_keeps_the_best_model_and_its_validation_history(train_dir, tmp_path):
+    """The interrupted run validated at 2 and kept best/; the resumed run knows that score
+    and replaces best/ only with a better one, exactly as the uninterrupted run does."""
+    kw = dict(val_dataset=str(train_dir), val_after=2, checkpoint_after_iter=2, val_pairs=60)
+    whole = train(_cfg(train_dir, tmp_path / "a", **kw))
+    part = train(_cfg(train_dir, tmp_path / "b", iters=2, **kw))
+    assert part["best_iteration"] == 2
+    resumed = train(_cfg(train_dir, tmp_path / "b", resume=True, **kw))
+    assert resumed["start_iteration"] == 2
+    assert resumed["val_scores"] == whole["val_scores"]
+    assert [i for i, _ in resumed["val_scores"]] == [2, 4, 6]
+    best = max(s for _, s in whole["val_scores"])
+    first_best = next(i for i, s in whole["val_scores"] if s == best)
+    assert resumed["best_iteration"] == whole["best_iteration"] == first_best
+    assert resumed["best_val_score"] == pytest.approx(best)
+    name = load_json(tmp_path / "a" / "best" / "backbone.json")["name"]
+    assert load_json(tmp_path / "b" / "best" / "backbone.json")["name"] == name
+
+
+def test_resume_refuses_a_dataset_whose_classes_changed(train_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(train_dir, data)
+    train(_cfg(data, tmp_path / "run", iters=2, checkpoint_after_iter=2))
+    # same number of classes, but a renamed folder shifts the class indices
+    (data / "synthetic_00").rename(data / "zz_renamed")
+    with pytest.raises(CheckpointError, match="other classes: class 0 is 'synthetic_00' there "
+                                              "but 'synthetic_01'"):
+        train(_cfg(data, tmp_path / "run", iters=4, checkpoint_load_iter=2))
+
+
+def test_resume_true_continues_from_the_latest_checkpoint_without_duplicate_events(
+        train_dir, tmp_path):
+    tb = tmp_path / "tb"
+    out = tmp_path / "run"
+    train(_cfg(train_dir, out, iters=4, checkpoint_after_iter=2, logging_path=str(tb)))
+    # a run killed after iteration 4 had checkpointed at 2: its events 3, 4 are dropped
+    (out / "checkpoints" / "checkpoint_4.pth").unlink()
+    again = train(_cfg(train_dir, out, iters=6, resume=True, checkpoint_after_iter=2,
+                       keep_checkpoints=1, logging_path=str(tb)))
+    assert again["start_iteration"] == 2
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.pth")) == ["checkpoint_6.pth"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    assert sorted(e.step for e in events.Scalars("train/loss")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_equal_weights_give_the_same_model_name(train_dir, tmp_path):
+    from face_perception.recognition.backbones import get_model
+    from face_perception.recognition.training.model_folder import (
+        trained_meta,
+        write_model_folder,
+    )
+
+    torch.manual_seed(0)
+    net = get_model("mobilefacenet", embedding_size=32, input_size=(32, 32))
+    names = []
+    for sub in ("x", "y"):
+        meta = trained_meta("mobilefacenet", 32, [32, 32], [127.5] * 3, [127.5] * 3, "rgb")
+        write_model_folder(tmp_path / sub, net, meta)
+        names.append(meta.name)
+    assert names[0] == names[1]
+    assert sha256_file(tmp_path / "x" / "backbone.pth") == \
+        sha256_file(tmp_path / "y" / "backbone.pth")
+
+
+def test_yaml_duplicate_keys_and_bad_overrides_are_named(tmp_path):
+    (tmp_path / "dup.yaml").write_text("lr: 0.1\niters: 5\nlr: 0.2\n")
+    with pytest.raises(ValueError, match=r"dup.yaml.*'lr' is given twice"):
+        load_config(tmp_path / "dup.yaml")
+    (tmp_path / "alias.yaml").write_text("batch_size: 8\ntrain_batch_size: 16\n")
+    with pytest.raises(ValueError, match=r"alias.yaml: parameter 'batch_size' is given twice"):
+        load_config(tmp_path / "alias.yaml")
+    (tmp_path / "ok.yaml").write_text("lr: 0.1\n")
+    with pytest.raises(ValueError, match=r"^--set: iters must be an integer"):
+        load_config(tmp_path / "ok.yaml", {"iters": "many"})
+    with pytest.raises(ValueError, match=r"^--set: unknown parameter 'iter'"):
+        load_config(tmp_path / "ok.yaml", {"iter": 3})
+    with pytest.raises(ValueError, match=r"network_head 'arcface' takes no m1, m2, m3"):
+        load_config(None, {"network_head": "arcface", "margin_list": [1.0, 0.5, 0.0]})
+    (tmp_path / "arc.yaml").write_text("gradient_acc: 2\nnum_epoch: 3\noutput: /tmp/o\n")
+    arc = load_config(tmp_path / "arc.yaml")  # arcface_torch's names
+    assert (arc.accumulate, arc.epochs, arc.temp_path) == (2, 3, "/tmp/o")
+    combined = load_config(None, {"network_head": "combined", "margin_list": [1, 0.5, 0]})
+    assert combined.head_kwargs() == {"m1": 1.0, "m2": 0.5, "m3": 0.0}
+
+
+def test_a_resumed_run_does_not_replace_a_better_best_model(train_dir, tmp_path):
+    kw = dict(val_dataset=str(train_dir), val_after=2, checkpoint_after_iter=2, val_pairs=60)
+    train(_cfg(train_dir, tmp_path, iters=2, **kw))
+    name = load_json(tmp_path / "best" / "backbone.json")["name"]
+    path = tmp_path / "checkpoints" / "checkpoint_2.pth"
+    state = torch.load(path, weights_only=True)
+    state["validation"]["best_val_score"] = 1.5  # above any AUC to come
+    torch.save(state, path)
+    resumed = train(_cfg(train_dir, tmp_path, iters=4, checkpoint_load_iter=2, **kw))
+    assert resumed["best_iteration"] == 2 and resumed["best_val_score"] == 1.5
+    assert [i for i, _ in resumed["val_scores"]] == [2, 4]
+    assert load_json(tmp_path / "best" / "backbone.json")["name"] == name

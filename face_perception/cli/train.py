@@ -41,8 +41,9 @@ def run_train(args) -> int:
 
     stats = train(config)
     summary = {k: stats[k] for k in ("iterations", "train_loss", "train_accuracy",
-                                     "best_val_accuracy", "best_iteration", "model_folder",
-                                     "best_model_folder", "images_per_s")}
+                                     "best_val_accuracy", "best_metric", "best_val_score",
+                                     "best_iteration", "model_folder", "best_model_folder",
+                                     "images_per_s", "threads")}
     if stats.get("world_size", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
     return 0

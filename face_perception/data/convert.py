@@ -17,20 +17,11 @@ from pathlib import Path
 from typing import Iterator, List, Sequence, Union
 
 from face_perception.data import DatasetError
+from face_perception.data.image_bytes import SIGNATURES, image_suffix
 
 PathLike = Union[str, os.PathLike]
 LIST_FILE = "train.lst"
 PAIRS_FILE = "pairs.txt"
-_SUFFIX_BY_SIGNATURE = ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"BM", ".bmp"),
-                        (b"RIFF", ".webp"), (b"II*\0", ".tif"), (b"MM\0*", ".tif"))
-
-
-def image_suffix(data: bytes) -> str:
-    """File suffix for encoded image bytes, from their signature ('.jpg' when unknown)."""
-    for sig, suffix in _SUFFIX_BY_SIGNATURE:
-        if data[:len(sig)] == sig:
-            return suffix
-    return ".jpg"
 
 
 def check_encoded_image(data: bytes, where: str) -> None:
@@ -59,11 +50,19 @@ def new_folder(dest: PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        # mkdtemp makes the folder owner-only; the result gets ordinary permissions
+        os.chmod(tmp, 0o777 & ~_umask())
         if dest.is_dir():
             dest.rmdir()
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    from face_perception.files import _default_mode
+
+    return 0o666 & ~_default_mode()
 
 
 class _FileBytes(Sequence):
@@ -131,11 +130,17 @@ def recordio_to_imagefolder(src: PathLike, dest: PathLike) -> dict:
     names = _read_list_file(src / LIST_FILE) if (src / LIST_FILE).is_file() else {}
     with RecordIODataset(src) as ds, new_folder(dest) as tmp:
         labels = set()
+        # Folder names sort as text when read back: zero-padded labels keep their order, so
+        # ImageFolder -> RecordIO gives every image its label again.
+        top = ds.num_classes - 1 if ds.num_classes else \
+            max(int(ds.read(i)[0]) for i in range(len(ds)))
+        width = len(str(max(top, 0)))
         for i in range(len(ds)):
             label, data = ds.read(i)
             key = ds.keys[i]
             check_encoded_image(data, f"{ds.rec_path}: record {key}")
-            rel = names.get(key) or Path(str(label)) / f"{key:08d}{image_suffix(data)}"
+            rel = names.get(key) or Path(f"{int(label):0{width}d}") / \
+                f"{key:08d}{image_suffix(data)}"
             (tmp / rel.parent).mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
             labels.add(label)
@@ -199,7 +204,7 @@ def pairs_to_bin(src: PathLike, dest: PathLike, images_root: PathLike = None) ->
 def _with_any_suffix(path: Path):
     if path.is_file():
         return path
-    for suffix in dict.fromkeys(s for _, s in _SUFFIX_BY_SIGNATURE):
+    for suffix in dict.fromkeys(s for _, s in SIGNATURES):
         if path.with_suffix(suffix).is_file():
             return path.with_suffix(suffix)
     return None

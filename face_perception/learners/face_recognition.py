@@ -65,7 +65,7 @@ class FaceRecognitionLearner:
                  checkpoint_load_iter=0, val_after=0, input_size=None, rgb_mean=None,
                  rgb_std=None, embedding_size=512, weight_decay=5e-4, momentum=0.9,
                  drop_last=True, stages=None, pin_memory=True, num_workers=4, seed=123, *,
-                 detector=None, color_order='rgb'):
+                 detector=None, color_order='rgb', threads=None):
         # Mutable defaults are spelled None here (the seed's values are filled in below).
         input_size = [112, 112] if input_size is None else input_size
         rgb_mean = [0.5, 0.5, 0.5] if rgb_mean is None else rgb_mean
@@ -99,7 +99,15 @@ class FaceRecognitionLearner:
         self.drop_last = params.boolean("drop_last", drop_last)
         self.stages = params.lr_stages(stages)
         self.pin_memory = params.boolean("pin_memory", pin_memory)
-        self.num_workers = params.int_at_least("num_workers", num_workers, 0)
+        # None: min(2, cores - 1) loader processes (the seed's default 4 oversubscribes a
+        # small CPU; kept as the default for the seed's sake)
+        self.num_workers = None if num_workers is None else \
+            params.int_at_least("num_workers", num_workers, 0)
+        # torch threads for training and the torch backend (None: every usable core,
+        # face_perception.threads); a robot shares its cores with other nodes
+        from face_perception.threads import resolve_threads
+
+        self.threads = resolve_threads(threads)
         self.seed = params.int_at_least("seed", seed, 0)
         # The seed's defaults (112x112, 512-d) give way to a backbone's fixed geometry.
         self.input_size, self.embedding_size = params.backbone_geometry(
@@ -155,7 +163,8 @@ class FaceRecognitionLearner:
             weight_decay=self.weight_decay, momentum=self.momentum, drop_last=self.drop_last,
             stages=list(self.stages), pin_memory=self.pin_memory, num_workers=self.num_workers,
             seed=self.seed, init_model=start_model, color_order=self.color_order,
-            logging_path=str(logging_path or ""), silent=bool(silent), verbose=bool(verbose))
+            logging_path=str(logging_path or ""), silent=bool(silent), verbose=bool(verbose),
+            threads=self.threads)
         trainer = Trainer(config, dataset=dataset,
                           val_dataset=str(val_dataset) if val_dataset is not None else None)
         stats = trainer.fit()
@@ -507,14 +516,16 @@ class FaceRecognitionLearner:
                     "folder, or download() published weights and load_state_dict_file() them "
                     "(the pretrained 'dlib_resnet' backbone needs neither)")
             from face_perception.recognition import Embedder
-            self._embedder = Embedder("dlib_resnet", backend="torch", device=self.device)
+            self._embedder = Embedder("dlib_resnet", backend="torch", device=self.device,
+                                      num_threads=self.threads)
             self._model_folder = Path(self._embedder.folder)
         return self._embedder
 
     def _use_model_folder(self, folder: Path, backend: str, keep_torch: bool = False) -> None:
         from face_perception.recognition import Embedder
 
-        embedder = Embedder(str(folder), backend=backend, device=self.device)
+        embedder = Embedder(str(folder), backend=backend, device=self.device,
+                            num_threads=self.threads)
         self._embedder = embedder
         self._model_folder = folder
         if not keep_torch:

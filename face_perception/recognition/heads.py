@@ -28,6 +28,7 @@ customary scale.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Optional
 
@@ -72,7 +73,8 @@ class CosineHead(nn.Module):
 
 
 class CombinedMarginHead(CosineHead):
-    """Target logit ``s * (cos(t + m2) - m3)``; the other classes keep ``s * cos t``.
+    """Target logit ``s * (cos(m1 t + m2) - m3)``; the other classes keep ``s * cos t``
+    (arcface_torch's ``margin_list`` = (m1, m2, m3); m1 = 1 unless set).
 
     Where ``t + m2`` would pass pi the curve is no longer decreasing in t, so (as in ArcFace)
     the target logit becomes ``s * (cos t - m3 - m2 sin m2)`` there, unless ``easy_margin``
@@ -80,11 +82,13 @@ class CombinedMarginHead(CosineHead):
     """
 
     def __init__(self, in_features: int, out_features: int, s: float = 64.0, m2: float = 0.3,
-                 m3: float = 0.2, easy_margin: bool = False) -> None:
+                 m3: float = 0.2, easy_margin: bool = False, m1: float = 1.0) -> None:
         super().__init__(in_features, out_features)
-        if s <= 0 or m2 < 0 or m3 < 0 or m2 >= math.pi / 2:
-            raise ValueError(f"need s > 0, 0 <= m2 < pi/2, m3 >= 0; got s={s}, m2={m2}, m3={m3}")
+        if s <= 0 or m2 < 0 or m3 < 0 or m2 >= math.pi / 2 or m1 < 1:
+            raise ValueError(f"need s > 0, m1 >= 1, 0 <= m2 < pi/2, m3 >= 0; got s={s}, m1={m1}, "
+                             f"m2={m2}, m3={m3}")
         self.s, self.m2, self.m3, self.easy_margin = float(s), float(m2), float(m3), easy_margin
+        self.m1 = float(m1)
         self._cos_m, self._sin_m = math.cos(m2), math.sin(m2)
         self._threshold = math.cos(math.pi - m2)
         self._fallback = math.sin(m2) * m2
@@ -96,6 +100,13 @@ class CombinedMarginHead(CosineHead):
             return cos * self.s
         labels = self._check_labels(labels, cos)
         target = cos.gather(1, labels[:, None])
+        if self.m1 != 1.0:
+            # multiplicative margin: through the angle; past pi the curve turns, so the angle
+            # is clipped there (the target logit stays the minimum, -1)
+            theta = torch.acos(target)
+            margined = torch.cos((self.m1 * theta + self.m2).clamp(max=math.pi)) - self.m3
+            logits = cos.scatter(1, labels[:, None], margined)
+            return logits * self.s
         sin = torch.sqrt((1.0 - target * target).clamp_min(0.0))
         margined = target * self._cos_m - sin * self._sin_m  # cos(t + m2)
         if self.easy_margin:
@@ -249,11 +260,44 @@ _HEADS = {
 }
 
 
-def get_head(name: str, in_features: int, out_features: int, **kw) -> nn.Module:
-    """Build head ``name`` (see ``HEAD_NAMES``); keyword arguments override s/m defaults."""
+def head_settings(name: str) -> tuple:
+    """The hyper-parameter names head ``name`` takes (s, m, h, t_alpha, m1, m2, m3, ...)."""
     try:
         cls = _HEADS[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown network_head {name!r}; valid: {', '.join(HEAD_NAMES)}") \
             from None
-    return cls(in_features, out_features, **kw)
+    skip = {"self", "in_features", "out_features"}
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p not in skip)
+
+
+def check_head_settings(name: str, settings: dict, where: str = "head") -> None:
+    """Refuse settings head ``name`` does not take, naming them and the ones it does."""
+    valid = head_settings(name)
+    wrong = sorted(set(settings) - set(valid))
+    if wrong:
+        raise ValueError(f"{where}: network_head {name!r} takes no {', '.join(wrong)} "
+                         f"(its settings: {', '.join(valid) or 'none'})")
+
+
+def current_settings(head: nn.Module) -> dict:
+    """The hyper-parameters a head was built with (what ``head.json`` records, so that
+    ``get_head(name, ..., **settings)`` rebuilds the same head)."""
+    name = next((n for n, cls in _HEADS.items() if type(head) is cls), None)
+    if name is None:
+        raise ValueError(f"{type(head).__name__} is not one of {', '.join(HEAD_NAMES)}")
+    out = {}
+    for key in head_settings(name):
+        if key == "bias":
+            out[key] = head.fc.bias is not None
+        elif hasattr(head, key):
+            value = getattr(head, key)
+            out[key] = value if isinstance(value, bool) else float(value)
+    return out
+
+
+def get_head(name: str, in_features: int, out_features: int, **kw) -> nn.Module:
+    """Build head ``name`` (see ``HEAD_NAMES``); keyword arguments override its defaults
+    (``head_settings(name)`` lists them; others are refused by name)."""
+    check_head_settings(name, kw)
+    return _HEADS[name](in_features, out_features, **kw)

@@ -10,7 +10,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 class GlobalBatchNorm(_BatchNorm):
     """Batch norm whose training-mode statistics are those of the global batch: each process
-    sums per channel x, x^2 and the count, one differentiable all-reduce adds them up, and
+    sums per channel x, x^2 and the count, one differentiable all-reduce adds them up
+    (``distributed.all_reduce_sum``), and
     forward and backward equal one process running the whole batch. In eval mode, or outside
     a process group, it is plain batch norm (same parameters and buffers, same state dict)."""
 
@@ -24,14 +25,14 @@ class GlobalBatchNorm(_BatchNorm):
             dist.get_world_size() > 1
         if not synced:
             return super().forward(x)
-        import torch.distributed.nn.functional as dnn
+        from face_perception.recognition.training.distributed import all_reduce_sum
 
         dims = [0] + list(range(2, x.dim()))
         # float64 sums: var = E[x^2] - E[x]^2 would lose float32 digits to cancellation
         xd = x.double()
         count = torch.full((1,), float(x.numel() // x.shape[1]), dtype=torch.float64,
                            device=x.device)
-        packed = dnn.all_reduce(torch.cat([xd.sum(dims), (xd * xd).sum(dims), count]))
+        packed = all_reduce_sum(torch.cat([xd.sum(dims), (xd * xd).sum(dims), count]))
         c = x.shape[1]
         n = packed[2 * c]
         mean = packed[:c] / n

@@ -9,14 +9,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import yaml
+
 MODES = ("full", "head_only", "finetune")
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "poly")
+BEST_METRICS = ("auc", "accuracy_at_threshold", "accuracy_mean")
+INIT_FORMATS = ("arcface-torch", "adaface")
 COLOR_ORDERS = ("rgb", "bgr")
-PRECISIONS = ("float32", "float64")
+PRECISIONS = ("float32", "float64", "bfloat16")
 # Keys of the toolkit seed's YAML configs that mean one of ours.
 ALIASES = {"train_batch_size": "batch_size", "embed_size": "embedding_size",
            "train_data_root": "dataset", "s": "head_s", "m": "head_m", "model": "backbone",
-           "snap_folder": "temp_path", "val_step": "val_after"}
+           "snap_folder": "temp_path", "val_step": "val_after",
+           # arcface_torch's config names that mean the same here
+           "gradient_acc": "accumulate", "num_epoch": "epochs", "rec": "dataset",
+           "output": "temp_path", "fp16": "amp"}
 
 
 @dataclass
@@ -28,7 +36,7 @@ class TrainConfig:
     iters: int = 120
     batch_size: int = 128          # per process; the global batch is batch_size x processes
     optimizer: str = "sgd"
-    device: str = "cuda"
+    device: str = "auto"           # 'auto': cuda when available, else cpu (seed: 'cuda')
     backbone: str = "ir_50"
     network_head: str = "arcface"
     loss: str = "focal"
@@ -46,7 +54,7 @@ class TrainConfig:
     drop_last: bool = True
     stages: list = field(default_factory=lambda: [35, 65, 95])
     pin_memory: bool = True
-    num_workers: int = 4
+    num_workers: Optional[int] = None  # loader processes; null = min(2, cores - 1) (seed: 4)
     seed: int = 123
     # -- additions
     dataset: str = ""              # ImageFolder tree, aligned ImageFolder, or RecordIO folder
@@ -67,7 +75,22 @@ class TrainConfig:
     channels_last: bool = False    # CUDA only: NHWC memory format
     logging_path: str = ""         # TensorBoard event files; '' = off
     silent: bool = False
-    verbose: bool = True
+    verbose: bool = True           # false: no per-run messages (skipped files, warnings, ...)
+    threads: int = 0               # torch threads per process; 0 = usable cores / local processes
+    best_metric: str = "auc"       # what picks best/: auc, accuracy_at_threshold, accuracy_mean
+    resume: bool = False           # continue from the latest checkpoint under temp_path
+    keep_checkpoints: int = 0      # keep the newest N checkpoint files; 0 = all
+    lr_schedule: str = "step"      # step (lr / 10 at stages), cosine, poly (power 2)
+    warmup_iters: int = 0          # linear warm-up from 0 to lr over these iterations
+    epochs: int = 0                # > 0: iters = epochs x iterations per epoch
+    clip_grad_norm: float = 0.0    # > 0: clip the global gradient norm to this
+    accumulate: int = 1            # gradient accumulation: optimizer step every N batches
+    margin_list: Optional[list] = None  # combined head: [m1, m2, m3] (arcface_torch)
+    val_flip: bool = False         # validation embeds image + mirror image (summed)
+    aug_crop: float = 0.0          # AdaFace augmentations: probability of a random crop,
+    aug_photometric: float = 0.0   # of brightness/contrast/saturation jitter,
+    aug_low_res: float = 0.0       # of a down- then up-scaled (low-resolution) copy
+    init_from: Optional[dict] = None  # {format: arcface-torch | adaface, path: FILE}
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,23 +104,34 @@ class TrainConfig:
         _number(self, "lr", low=0.0, strict=True)
         for name, low in (("iters", 1), ("batch_size", 1), ("checkpoint_after_iter", 0),
                           ("checkpoint_load_iter", 0), ("val_after", 0), ("embedding_size", 1),
-                          ("num_workers", 0), ("seed", 0), ("val_pairs", 2)):
+                          ("seed", 0), ("val_pairs", 2), ("threads", 0), ("keep_checkpoints", 0),
+                          ("warmup_iters", 0), ("epochs", 0), ("accumulate", 1)):
             _integer(self, name, low)
+        if self.num_workers is not None:
+            _integer(self, "num_workers", 0)
+        _number(self, "clip_grad_norm", low=0.0)
+        for name in ("aug_crop", "aug_photometric", "aug_low_res"):
+            v = getattr(self, name)
+            if not _is_num(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+            setattr(self, name, float(v))
         _number(self, "weight_decay", low=0.0)
         _number(self, "momentum", low=0.0, high=1.0)
         for name, valid in (("optimizer", OPTIMIZERS), ("backbone", BACKBONE_NAMES),
                             ("network_head", HEAD_NAMES), ("loss", LOSS_NAMES),
                             ("mode", MODES), ("color_order", COLOR_ORDERS),
-                            ("precision", PRECISIONS)):
+                            ("precision", PRECISIONS), ("lr_schedule", SCHEDULES),
+                            ("best_metric", BEST_METRICS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, "
                                  f"got {getattr(self, name)!r}")
-        if not isinstance(self.device, str) or not (self.device == "cpu"
+        if not isinstance(self.device, str) or not (self.device in ("cpu", "auto")
                                                     or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got "
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (or 'cuda:N'), got "
                              f"{self.device!r}")
         for name in ("drop_last", "pin_memory", "flip", "partial_fc", "sync_bn",
-                     "decay_bn_and_bias", "amp", "channels_last", "silent", "verbose"):
+                     "decay_bn_and_bias", "amp", "channels_last", "silent", "verbose",
+                     "resume", "val_flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         size = self.input_size
@@ -124,7 +158,23 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not _is_num(v):
                 raise ValueError(f"{name} must be a number or null, got {v!r}")
-        for name in ("dataset", "val_dataset", "init_model", "temp_path", "logging_path"):
+        ml = self.margin_list
+        if ml is not None:
+            if not isinstance(ml, (list, tuple)) or len(ml) != 3 or not all(map(_is_num, ml)):
+                raise ValueError(f"margin_list must be [m1, m2, m3] (three numbers), got {ml!r}")
+            self.margin_list = [float(v) for v in ml]
+        from face_perception.recognition.heads import check_head_settings
+
+        check_head_settings(self.network_head, self.head_kwargs(),
+                            where="head_* / margin_list settings")
+        self._check_init_from()
+        vd = self.val_dataset
+        if isinstance(vd, (list, tuple)):
+            if not vd or not all(isinstance(v, (str, os.PathLike)) and str(v) for v in vd):
+                raise ValueError(f"val_dataset must be a path or a list of paths, got {vd!r}")
+            self.val_dataset = [str(v) for v in vd]
+        for name in ("dataset", "init_model", "temp_path", "logging_path") + \
+                (() if isinstance(self.val_dataset, list) else ("val_dataset",)):
             v = getattr(self, name)
             if v is None:
                 setattr(self, name, "")
@@ -142,9 +192,29 @@ class TrainConfig:
                              f"below iters ({self.iters})")
 
     def head_kwargs(self) -> dict:
+        """The head's settings given in this config (the rest keep the head's defaults)."""
         names = {"head_s": "s", "head_m": "m", "head_h": "h", "head_t_alpha": "t_alpha"}
-        return {names[k]: float(getattr(self, k)) for k in names
-                if getattr(self, k) is not None}
+        out = {names[k]: float(getattr(self, k)) for k in names if getattr(self, k) is not None}
+        if self.margin_list is not None:
+            out.update(zip(("m1", "m2", "m3"), self.margin_list))
+        return out
+
+    def val_datasets(self) -> list:
+        """The validation sets as a list (``val_dataset`` is one path or several)."""
+        v = self.val_dataset
+        return list(v) if isinstance(v, list) else ([v] if v else [])
+
+    def _check_init_from(self) -> None:
+        v = self.init_from
+        if v is None:
+            return
+        if not isinstance(v, dict) or set(v) != {"format", "path"} or \
+                v["format"] not in INIT_FORMATS or not isinstance(v["path"], (str, os.PathLike)):
+            raise ValueError(f"init_from must be {{format: {' | '.join(INIT_FORMATS)}, path: "
+                             f"FILE}}, got {v!r}")
+        if self.mode != "full" or self.init_model:
+            raise ValueError("init_from starts mode 'full' from published weights; it does not "
+                             "combine with init_model or modes head_only/finetune")
 
     # -- dict / YAML --------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -164,7 +234,8 @@ class TrainConfig:
         return atomic_write_text(path, self.to_yaml())
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "config") -> TrainConfig:
+    def from_dict(cls, data: dict, where: str = "config",
+                  check_names_only: bool = False) -> Optional[TrainConfig]:
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a mapping of parameter: value, got "
                              f"{type(data).__name__}")
@@ -175,7 +246,11 @@ class TrainConfig:
             if name not in known:
                 raise ValueError(f"{where}: unknown parameter {key!r} (valid: "
                                  f"{', '.join(sorted(known))})")
+            if name in out:
+                raise ValueError(f"{where}: parameter {name!r} is given twice (as {key!r} too)")
             out[name] = value
+        if check_names_only:
+            return None
         try:
             return cls(**out)
         except (TypeError, ValueError) as exc:
@@ -201,17 +276,13 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
     """Defaults <- the YAML file at ``path`` <- ``overrides``; errors name the file and key.
     Strings may use ``$VAR`` / ``${VAR}`` environment variables (as the toolkit seed's
     ``$VGGFace2_ROOT``)."""
-    import yaml
-
     data: dict = {}
-    where = "overrides"
     if path is not None:
-        where = str(path)
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ValueError(f"{p}: not a readable YAML file ({exc})") from None
         if loaded is None:
@@ -219,11 +290,40 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
         if not isinstance(loaded, dict):
             raise ValueError(f"{p}: expected a mapping of parameter: value, got "
                              f"{type(loaded).__name__}")
-        data.update(loaded)
-    for key, value in (overrides or {}).items():
-        data[key] = value
-    data = {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in data.items()}
-    return TrainConfig.from_dict(data, where=where)
+        data.update(_canonical(_expand(loaded), str(p)))
+    overrides = _canonical(_expand(overrides or {}), "--set")
+    try:
+        return TrainConfig.from_dict({**data, **overrides}, where=str(path or "--set"))
+    except ValueError:
+        if path is None or not overrides:
+            raise
+        TrainConfig.from_dict(data, where=str(path))  # the file alone fails: name the file
+        TrainConfig.from_dict({**data, **overrides}, where="--set")  # else an override fails
+        raise
+
+
+def _canonical(data: dict, where: str) -> dict:
+    """Keys as TrainConfig names (toolkit aliases resolved); unknown or doubled keys refused."""
+    TrainConfig.from_dict({k: None for k in data}, where=where, check_names_only=True)
+    return {ALIASES.get(k, k): v for k, v in data.items()}
+
+
+def _expand(data: dict) -> dict:
+    return {k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in data.items()}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader refusing a key given twice (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"parameter {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _is_int(v) -> bool:

@@ -9,9 +9,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from face_perception.data import DatasetError
-
-JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
-PNG_START, PNG_END = b"\x89PNG", b"IEND"
+from face_perception.data.image_bytes import check_image_bytes, check_image_file
 
 
 class ImageFolderSet:
@@ -27,8 +25,14 @@ class ImageFolderSet:
         self.root = Path(self.folder.root)
         self.classes: List[str] = list(self.folder.identities)
         self.labels = np.array([label for _, label in self.folder.samples], np.int64)
-        for path, _ in self.folder.samples:
-            _check_complete(path)
+        for path, _ in self.folder.samples:  # before the first step, not in the middle
+            check_image_file(path)
+
+    def notes(self) -> List[str]:
+        """What listing left out (empty identity folders, files that are not images)."""
+        if not self.folder.skipped and not self.folder.empty_identities:
+            return []
+        return [self.folder.report()]
 
     def __len__(self) -> int:
         return len(self.folder.samples)
@@ -54,8 +58,12 @@ class RecordIOSet:
         from face_perception.data.recordio import RecordIODataset
 
         self.root = Path(folder)
+        labels = []
         with RecordIODataset(self.root) as ds:
-            labels = [ds.read(i)[0] for i in range(len(ds))]
+            for i in range(len(ds)):  # every record checked before the first step
+                label, data = ds.read(i)
+                check_image_bytes(data, f"{ds.rec_path}: record {ds.keys[i]}")
+                labels.append(label)
             count = ds.num_classes
         self.labels = np.array(labels, np.int64)
         if len(labels) and (self.labels.min() < 0):
@@ -66,6 +74,9 @@ class RecordIOSet:
                                f"label {n - 1}")
         self.classes = [str(i) for i in range(count if count is not None else n)]
         self._ds, self._pid = None, None
+
+    def notes(self) -> List[str]:
+        return []
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -100,6 +111,9 @@ class ObjectSet:
         classes = getattr(obj, "classes", None) or getattr(obj, "identities", None)
         self.classes = list(classes) if classes else \
             [str(i) for i in range(int(self.labels.max()) + 1 if n else 0)]
+
+    def notes(self) -> List[str]:
+        return []
 
     def _item(self, i):
         return self.obj.read(i) if hasattr(self.obj, "read") else self.obj[i]
@@ -150,42 +164,38 @@ def open_training_set(source):
     return tset
 
 
-def _check_complete(path: Path) -> None:
-    """Refuse empty files and JPEG/PNG files cut short (OpenCV decodes a truncated JPEG
-    silently into a grey-padded image, which would train on garbage)."""
-    size = path.stat().st_size
-    if size == 0:
-        raise DatasetError(f"{path}: empty image file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        fh.seek(max(0, size - 64))
-        tail = fh.read()
-    if head.startswith(JPEG_START) and JPEG_END not in tail:
-        raise DatasetError(f"{path}: truncated JPEG (no end-of-image marker)")
-    if head.startswith(PNG_START) and PNG_END not in tail:
-        raise DatasetError(f"{path}: truncated PNG (no IEND chunk)")
-
-
-# ---------------------------------------------------------------------------- batch order
+# ----------------------------------------------------------------------------- batch order
 class BatchOrder:
-    """Which samples (and flips) iteration ``k`` uses: epoch ``e`` is a permutation seeded by
-    (seed, e), split into global batches of ``batch_size x world``; rank ``r`` takes the r-th
-    contiguous slice. A pure function of k, so resuming at k repeats the uninterrupted run, and
-    two processes together see the same global batch as one process with the whole batch."""
+    """Which samples (flips, augmentation seeds) batch ``k`` uses: epoch ``e`` is a permutation
+    seeded by (seed, e), split into global batches of ``batch_size x world``; rank ``r`` takes
+    the r-th slice. A pure function of k, so resuming at k repeats the uninterrupted run, and
+    two processes together see the same global batch as one process with the whole batch.
+
+    Without ``drop_last`` an epoch's images are spread over ``ceil(n / global batch)`` batches
+    of nearly equal size (never a last batch of one image, which batch norm cannot train on),
+    and each batch over the processes likewise (never an empty slice)."""
+
+    MIN_PER_PROCESS = 2  # batch norm needs two samples per channel in training
 
     def __init__(self, n: int, batch_size: int, world: int = 1, rank: int = 0, seed: int = 0,
                  drop_last: bool = True, flip: bool = True, where: str = "dataset"):
         self.n, self.batch, self.world, self.rank = n, batch_size, world, rank
         self.global_batch = batch_size * world
-        self.seed, self.flip = seed, flip
+        self.seed, self.flip, self.drop_last = seed, flip, drop_last
         if drop_last:
             self.per_epoch = n // self.global_batch
             if self.per_epoch == 0:
                 raise DatasetError(f"{where}: {n} images are fewer than one batch of "
                                    f"{self.global_batch} (batch_size x processes) with "
                                    "drop_last; lower batch_size or set drop_last false")
+            smallest = batch_size
         else:
             self.per_epoch = -(-n // self.global_batch)
+            smallest = (n // self.per_epoch) // world
+        if smallest < self.MIN_PER_PROCESS:
+            raise DatasetError(f"{where}: batches of {smallest} image(s) per process ({n} "
+                               f"images, batch_size {batch_size}, {world} processes); batch "
+                               f"norm needs at least {self.MIN_PER_PROCESS}")
         self._cache: dict = {}
 
     def _epoch(self, e: int):
@@ -196,29 +206,34 @@ class BatchOrder:
             perm = torch.randperm(self.n, generator=g).numpy()
             flips = (torch.rand(self.n, generator=g) < 0.5).numpy() if self.flip \
                 else np.zeros(self.n, bool)
-            self._cache = {e: (perm, flips)}
+            seeds = torch.randint(0, 2 ** 31 - 1, (self.n,), generator=g).numpy()
+            self._cache = {e: (perm, flips, seeds)}
         return self._cache[e]
 
-    def batch_at(self, k: int) -> List[Tuple[int, bool]]:
+    def batch_at(self, k: int) -> List[Tuple[int, bool, int]]:
+        """(sample index, flip, augmentation seed) of this process's share of batch k."""
         e, b = divmod(k, self.per_epoch)
-        perm, flips = self._epoch(e)
-        idx = perm[b * self.global_batch:(b + 1) * self.global_batch]
-        share = -(-len(idx) // self.world)
-        mine = idx[self.rank * share:(self.rank + 1) * share]
-        return [(int(i), bool(flips[i])) for i in mine]
+        perm, flips, seeds = self._epoch(e)
+        if self.drop_last:
+            idx = perm[b * self.global_batch:(b + 1) * self.global_batch]
+        else:
+            idx = np.array_split(perm, self.per_epoch)[b]
+        mine = np.array_split(idx, self.world)[self.rank]
+        return [(int(i), bool(flips[i]), int(seeds[i])) for i in mine]
 
 
 class BatchSampler:
-    """Batches for iterations ``start .. stop-1`` (a torch ``batch_sampler``)."""
+    """Batches for iterations ``start .. stop-1``, ``accumulate`` batches per iteration (a
+    torch ``batch_sampler``)."""
 
-    def __init__(self, order: BatchOrder, start: int, stop: int):
-        self.order, self.start, self.stop = order, start, stop
+    def __init__(self, order: BatchOrder, start: int, stop: int, accumulate: int = 1):
+        self.order, self.start, self.stop, self.accumulate = order, start, stop, accumulate
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        return (self.stop - self.start) * self.accumulate
 
     def __iter__(self):
-        for k in range(self.start, self.stop):
+        for k in range(self.start * self.accumulate, self.stop * self.accumulate):
             yield self.order.batch_at(k)
 
 
@@ -263,11 +278,55 @@ class ChipTransform:
         return x
 
 
-class TorchSet:
-    """Map-style torch dataset over a training set: item (index, flip) -> (input, label)."""
+class Augmentation:
+    """AdaFace's training augmentations, each applied with its probability: a random crop
+    (a random part of the chip kept in place, the rest black), photometric jitter (brightness,
+    contrast, saturation) and low resolution (down-scaled by up to 4x and back). They make the
+    low-quality examples AdaFace's margin adapts to. Random draws come from a per-sample seed
+    of the batch order, so a resumed run augments exactly as the uninterrupted one."""
 
-    def __init__(self, tset, transform: ChipTransform):
+    def __init__(self, crop: float = 0.0, photometric: float = 0.0, low_res: float = 0.0):
+        self.crop, self.photometric, self.low_res = crop, photometric, low_res
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.crop or self.photometric or self.low_res)
+
+    def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:
+        import cv2
+
+        rng = np.random.default_rng(seed)
+        h, w = image.shape[:2]
+        if rng.random() < self.crop:
+            scale, ratio = rng.uniform(0.2, 1.0), rng.uniform(3 / 4, 4 / 3)
+            cw = int(round(min(w, w * np.sqrt(scale * ratio))))
+            ch = int(round(min(h, h * np.sqrt(scale / ratio))))
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            out = np.zeros_like(image)
+            out[y0:y0 + ch, x0:x0 + cw] = image[y0:y0 + ch, x0:x0 + cw]
+            image = out
+        if rng.random() < self.low_res:
+            f = rng.uniform(1.0, 4.0)
+            small = cv2.resize(image, (max(1, int(w / f)), max(1, int(h / f))),
+                               interpolation=cv2.INTER_AREA)
+            up = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC)
+            image = cv2.resize(small, (w, h), interpolation=up[int(rng.integers(0, 4))])
+        if rng.random() < self.photometric:
+            x = image.astype(np.float32) * rng.uniform(0.5, 1.5)          # brightness
+            x = (x - x.mean()) * rng.uniform(0.5, 1.5) + x.mean()          # contrast
+            grey = x.mean(axis=2, keepdims=True)
+            x = (x - grey) * rng.uniform(0.0, 1.5) + grey                  # saturation
+            image = np.clip(x, 0, 255).astype(np.uint8)
+        return image
+
+
+class TorchSet:
+    """Map-style torch dataset over a training set: item (index, flip, seed) -> (input,
+    label)."""
+
+    def __init__(self, tset, transform: ChipTransform, augment: Augmentation = None):
         self.tset, self.transform = tset, transform
+        self.augment = augment if augment is not None and augment.enabled else None
 
     def __len__(self) -> int:
         return len(self.tset)
@@ -275,6 +334,8 @@ class TorchSet:
     def __getitem__(self, item):
         import torch
 
-        i, flip = item
+        i, flip, seed = item
         image, label = self.tset.read(i)
+        if self.augment is not None:
+            image = self.augment(image, seed)
         return torch.from_numpy(self.transform(image, flip)), label

@@ -86,6 +86,62 @@ def mean_over_processes(value: float, ctx: Context) -> float:
     return float(t) / ctx.world
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """The sum over processes, differentiable: every process's input reaches every output, so
+    the gradient is the sum of all processes' gradients (torch's own differentiable
+    collectives in ``torch.distributed.nn`` are deprecated and warn on every call)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(x)
+
+
+class _GatherRows(torch.autograd.Function):
+    """Every process's rows concatenated in rank order; the processes may hold different
+    numbers of rows (``sizes``; batches of ``drop_last: false`` split unevenly), padded for the
+    collective and cut back. The gradient of a process's rows is the sum of every process's
+    gradient for them."""
+
+    @staticmethod
+    def forward(ctx, x, sizes):
+        padded = x.new_zeros((max(sizes),) + tuple(x.shape[1:]))
+        padded[:len(x)] = x
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        ctx.sizes, ctx.rank = sizes, dist.get_rank()
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = sum(ctx.sizes[:ctx.rank])
+        return grad[start:start + ctx.sizes[ctx.rank]], None
+
+
+def row_counts(n: int, ctx: Context) -> list:
+    """How many rows (samples) each process holds this step."""
+    counts = [torch.zeros(1, dtype=torch.long) for _ in range(ctx.world)]
+    dist.all_gather(counts, torch.tensor([n], dtype=torch.long))
+    return [int(c) for c in counts]
+
+
+def gather_rows(x: torch.Tensor, sizes: list) -> torch.Tensor:
+    return _GatherRows.apply(x, sizes)
+
+
 class _ScaleGrad(torch.autograd.Function):
     """Identity forward; gradient times ``factor`` (DDP averages what partial FC must sum)."""
 
@@ -139,15 +195,13 @@ class PartialFC(torch.nn.Module):
         self.head, self.start, self.stop, self.ctx = head, start, stop, ctx
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor):
-        import torch.distributed.nn.functional as dnn
-
         # DDP averages the backbone's gradients over processes; the gathered loss already
         # covers every process's samples, so their gradients must be summed instead.
         scaled = _ScaleGrad.apply(embeddings, float(self.ctx.world))
-        emb = torch.cat(dnn.all_gather(scaled))
-        every = [torch.empty_like(labels) for _ in range(self.ctx.world)]
-        dist.all_gather(every, labels)
-        labels = torch.cat(every)
+        sizes = row_counts(len(labels), self.ctx)
+        emb = gather_rows(scaled, sizes)
+        with torch.no_grad():
+            labels = gather_rows(labels, sizes)
         local = torch.where((labels >= self.start) & (labels < self.stop), labels - self.start,
                             torch.full_like(labels, -1))
         logits = self.head(emb, None)

@@ -8,6 +8,7 @@ Also the writer of imported models (``recognition/model_import``): torch imports
 writes its own folder; it should move here too.)"""
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from face_perception.files import atomic_path, atomic_write_text, load_torch_file, sha256_file
+from face_perception.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    load_torch_file,
+    sha256_file,
+)
 from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE, ModelMeta
 
 HEAD_META, HEAD_WEIGHTS = "head.json", "head.pth"
@@ -47,8 +53,7 @@ def write_model_folder(folder: Union[str, os.PathLike], backbone: torch.nn.Modul
     gets the checksum's first 8 hex digits, so galleries of other weights are refused."""
     folder = Path(folder)
     weights = folder / WEIGHTS_FILE
-    with atomic_path(weights) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in backbone.state_dict().items()}, tmp)
+    atomic_write_bytes(weights, state_bytes(backbone))
     meta.weights_file = WEIGHTS_FILE
     meta.weights_sha256 = sha256_file(weights)
     base = meta.name.rsplit("_", 1)[0] if _has_digest(meta.name) else meta.name
@@ -60,6 +65,17 @@ def write_model_folder(folder: Union[str, os.PathLike], backbone: torch.nn.Modul
     return folder
 
 
+def state_bytes(module: torch.nn.Module) -> bytes:
+    """A module's state dict as ``torch.save`` bytes that depend on the weights only.
+
+    ``torch.save`` to a file names the archive's records after the file; written to a temporary
+    file with a random name, equal weights would give different bytes, checksums and model
+    names (and refuse each other's galleries). A fixed in-memory name avoids that."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
 def write_onnx_model_folder(folder: Union[str, os.PathLike], onnx_bytes: bytes,
                             meta: ModelMeta) -> Path:
     """A model folder holding only an ONNX graph (an imported recognizer kept as it is): the
@@ -69,8 +85,7 @@ def write_onnx_model_folder(folder: Union[str, os.PathLike], onnx_bytes: bytes,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     graph = folder / ONNX_FILE
-    with atomic_path(graph) as tmp:
-        Path(tmp).write_bytes(onnx_bytes)
+    atomic_write_bytes(graph, onnx_bytes)
     meta.weights_file, meta.weights_sha256 = None, None
     meta.onnx_file, meta.onnx_sha256 = ONNX_FILE, sha256_file(graph)
     base = meta.name.rsplit("_", 1)[0] if _has_digest(meta.name) else meta.name
@@ -81,11 +96,14 @@ def write_onnx_model_folder(folder: Union[str, os.PathLike], onnx_bytes: bytes,
 
 def save_head(folder: Union[str, os.PathLike], head: torch.nn.Module, head_name: str,
               classes: Sequence[str]) -> None:
+    """head.pth and head.json: the head's name, classes, embedding size and the settings it
+    was built with (scale, margins, ...), so that ``load_head`` rebuilds the same head."""
+    from face_perception.recognition.heads import current_settings
+
     folder = Path(folder)
-    with atomic_path(folder / HEAD_WEIGHTS) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, tmp)
+    atomic_write_bytes(folder / HEAD_WEIGHTS, state_bytes(head))
     info = {"network_head": head_name, "classes": list(classes),
-            "in_features": int(head.in_features),
+            "in_features": int(head.in_features), "settings": current_settings(head),
             "sha256": sha256_file(folder / HEAD_WEIGHTS)}
     atomic_write_text(folder / HEAD_META, json.dumps(info, indent=2) + "\n")
 
@@ -103,12 +121,17 @@ def load_head(folder: Union[str, os.PathLike]):
     try:
         info = json.loads(meta_path.read_text())
         name, classes, dim = info["network_head"], list(info["classes"]), info["in_features"]
+        settings = dict(info.get("settings", {}))  # folders written before settings: defaults
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{meta_path}: not a head description ({exc})") from None
     if sha256_file(weights) != info.get("sha256"):
         raise ValueError(f"{weights} does not match the sha256 in {meta_path}")
     state = load_torch_file(weights, ValueError, "a head state dict")
-    head = get_head(name, dim, len(classes))
+    try:
+        head = get_head(name, dim, len(classes), **settings)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{meta_path}: settings {settings} do not build head {name!r} "
+                         f"({exc})") from None
     head.load_state_dict(state)
     return head.eval(), classes
 

@@ -9,14 +9,18 @@ class Progress:
     """One per run; only the main process writes. ``silent`` turns the bar and prints off."""
 
     def __init__(self, logging_path: str, total: int, start: int, silent: bool,
-                 enabled: bool = True):
+                 enabled: bool = True, verbose: bool = True):
         self.writer = None
         self.bar = None
         self.silent = silent or not enabled
+        self.verbose = verbose
         if enabled and logging_path:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(logging_path))
+            # a resumed run drops the events the interrupted one wrote after its checkpoint,
+            # so that no step appears twice
+            self.writer = SummaryWriter(log_dir=str(logging_path),
+                                        purge_step=start + 1 if start else None)
         if not self.silent:
             from tqdm import tqdm
 
@@ -39,15 +43,24 @@ class Progress:
             self.bar.update(1)
         return rate
 
-    def validation(self, iteration: int, metrics: dict) -> None:
+    def restart_clock(self) -> None:
+        """The next step's images/s counts from now (not the validation or checkpoint time
+        spent since the last step)."""
+        self._t = time.perf_counter()
+
+    def validation(self, iteration: int, metrics: dict, name: str = "") -> None:
+        """One validation set's figures (``name``: its tag when there are several)."""
+        prefix = f"val/{name}/" if name else "val/"
         if self.writer is not None:
-            self.writer.add_scalar("val/accuracy", metrics["accuracy_mean"], iteration)
-            self.writer.add_scalar("val/auc", metrics["auc"], iteration)
-        self.message(f"iteration {iteration}: validation accuracy "
+            self.writer.add_scalar(prefix + "accuracy", metrics["accuracy_mean"], iteration)
+            self.writer.add_scalar(prefix + "auc", metrics["auc"], iteration)
+            self.writer.add_scalar(prefix + "accuracy_at_threshold",
+                                   metrics["accuracy_at_threshold"], iteration)
+        self.message(f"iteration {iteration}: validation{' ' + name if name else ''} accuracy "
                      f"{metrics['accuracy_mean']:.4f}, AUC {metrics['auc']:.4f}")
 
     def message(self, text: str) -> None:
-        if self.silent:
+        if self.silent or not self.verbose:
             return
         if self.bar is not None:
             self.bar.write(text)

@@ -13,12 +13,14 @@ from face_perception.data import DatasetError
 
 class ModelEmbedder:
     """The Embedder interface (``meta``, ``embed_chips``) over the model being trained, so the
-    evaluation code runs unchanged on it."""
+    evaluation code runs unchanged on it. ``flip_tta``: the embedding of a chip is the sum of
+    those of the chip and its mirror image (test-time augmentation, as InsightFace's
+    verification)."""
 
     def __init__(self, backbone: torch.nn.Module, meta, transform, device: str,
-                 batch_size: int = 64):
+                 batch_size: int = 64, flip_tta: bool = False):
         self.backbone, self.meta, self.transform = backbone, meta, transform
-        self.device, self.batch_size = device, batch_size
+        self.device, self.batch_size, self.flip_tta = device, batch_size, flip_tta
         self.dtype = next(backbone.parameters()).dtype  # float64 under precision: float64
 
     def embed_chips(self, chips_bgr) -> np.ndarray:
@@ -27,12 +29,21 @@ class ModelEmbedder:
         out = []
         with torch.no_grad():
             for s in range(0, len(chips_bgr), self.batch_size):
-                x = np.stack([self.transform(c) for c in chips_bgr[s:s + self.batch_size]])
-                out.append(self.backbone(torch.from_numpy(x).to(self.device, self.dtype))
-                           .float().cpu())
+                part = chips_bgr[s:s + self.batch_size]
+                x = torch.from_numpy(np.stack([self.transform(c) for c in part]))
+                emb = self.backbone(x.to(self.device, self.dtype))
+                if self.flip_tta:
+                    mirrored = np.stack([self.transform(c, flip=True) for c in part])
+                    emb = emb + self.backbone(torch.from_numpy(mirrored).to(self.device,
+                                                                            self.dtype))
+                out.append(emb.float().cpu())
         self.backbone.train(was_training)
         emb = torch.cat(out).numpy() if out else np.zeros((0, self.meta.embedding_size))
-        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        # float64: a briefly trained network in eval mode (batch-norm running statistics far
+        # from the batch ones) can give features whose squares overflow float32
+        emb = emb.astype(np.float64)
+        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return unit.astype(np.float32)
 
 
 class ValidationSet:
@@ -42,6 +53,7 @@ class ValidationSet:
         from face_perception.recognition.pair_eval import dataset_kind
 
         self.source = str(source)
+        self.name = Path(self.source).stem or Path(self.source).name
         self.kind = dataset_kind(source)
         if self.kind == "bin":
             from face_perception.data.verification_bin import read_verification_bin
@@ -67,6 +79,19 @@ class ValidationSet:
         self.images = {f: _read(f) for f in files}
         self.pairs = [(str(p.first), str(p.second)) for p in pairs]
         self.labels = np.array([p.issame for p in pairs], bool)
+
+    def fold_problem(self, n_folds: int = 10) -> str:
+        """Why the k-fold accuracy of this set means little ('' when it is fine): a fold with
+        pairs of one kind only (a ``.bin`` stored with all same pairs first), whose threshold
+        is then chosen on a different mixture."""
+        folds = np.array_split(self.labels, min(n_folds, len(self.labels)))
+        # a fold of one pair is one-kind by nature (tiny sets); look at the larger ones
+        shares = [float(f.mean()) for f in folds if len(f) > 1]
+        if shares and (min(shares) == 0.0 or max(shares) == 1.0):
+            return (f"{self.source}: pairs are ordered (folds hold {min(shares):.2f} to "
+                    f"{max(shares):.2f} same pairs), so its {len(folds)}-fold accuracy is "
+                    "meaningless")
+        return ""
 
     def evaluate(self, embedder: ModelEmbedder) -> dict:
         from face_perception.recognition.verification import evaluate_verification
