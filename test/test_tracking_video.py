@@ -83,3 +83,26 @@ def test_missing_input_and_bad_output_name_are_refused(tmp_path, capsys):
     assert main(["video", str(tmp_path / "junk.mp4"), "--out", str(tmp_path / "o.txt")]) == 2
     assert "--out must end in" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.mp4"]
+
+
+def test_offline_names_nobody_in_a_track_whose_person_changes(photos, tmp_path, capsys):
+    """A tracker's id switch (obama, then biden in the same place without motion: one track):
+    the whole-track decision sees both people and names neither, never biden as obama."""
+    from test.enrolment_clips import switch_clip, write_video
+
+    detector = Detector()
+    video = write_video(switch_clip(Cutouts(photos, detector)), tmp_path / "switch.avi")
+    emb = Embedder("dlib_resnet", backend="onnx")
+    gallery = Gallery(emb.meta.name, emb.meta.embedding_size)
+    img = read_image_bgr(photos / "obama.jpg")
+    gallery.add("obama", emb.embed_faces(img, detector.detect(img)[:1]))
+    gallery.save(tmp_path / "obama.json")
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(video), "--gallery", str(tmp_path / "obama.json"), "--out",
+                 str(out), "--json", "--no-progress"]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    faces = [f for x in lines for f in x["faces"]]
+    assert len(lines) == 24 and len(faces) == 24
+    assert {f["track_id"] for f in faces[3:]} == {"1"}  # one track holds both people
+    assert [f["name"] for f in faces] == [None] * 24
+    assert "offline identities" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from all of its evidence (FacePipeline's offline identity mode, for files).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -73,8 +73,16 @@ class TrackingPipeline:
                  identity: Optional[IdentityConfig] = None, upstream_max_age: float = 2.0,
                  offline: bool = False, evidence: Optional[EvidenceModel] = None):
         self.tracker = tracker
-        self.identity_config = identity or IdentityConfig()
         self.offline = bool(offline)  # keep every observation for final() decisions
+        identity = identity or IdentityConfig()
+        if self.offline:
+            # A file has no frame deadline: every track is embedded at the short period all
+            # along, named or not, with no back-off, so that the whole-track decision sees a
+            # change of person inside a track (a tracker's id switch) instead of a name carried
+            # over from its first second.
+            identity = replace(identity, embed_period=min(identity.embed_period,
+                                                          identity.unsure_period), backoff=1.0)
+        self.identity_config = identity
         self.evidence = evidence  # None: the gallery's calibrated model, else the model's
         self.upstream_max_age = float(upstream_max_age)
         self.recognizer = None
