@@ -17,6 +17,7 @@ from torch import nn
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
 from face_perception.recognition.training.batchnorm import synchronise_batchnorm
+from face_perception.recognition.training.class_sampling import ClassSampler, sampled_head
 from face_perception.recognition.training.config import TrainConfig
 from face_perception.recognition.training.data import (
     Augmentation,
@@ -64,20 +65,28 @@ def loader_workers(num_workers: Optional[int]) -> int:
 
 
 class TrainModel(nn.Module):
-    """Backbone and (replicated) head in one module, the unit DDP wraps."""
+    """Backbone and (replicated) head in one module, the unit DDP wraps. ``forward`` gives
+    (embeddings, logits, labels): with class sampling (``sampler`` enabled, one process) the
+    logits cover the sampled classes only and the labels are positions among them."""
 
     def __init__(self, backbone: nn.Module, head: Optional[nn.Module],
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, sampler: Optional[ClassSampler] = None,
+                 keys: frozenset = frozenset()):
         super().__init__()
         self.backbone, self.head, self.dtype = backbone, head, dtype
+        self.sampler, self.keys = sampler, keys
 
     def forward(self, x, labels=None):
         emb = self.backbone(x)
         if self.head is None:
-            return emb, None
+            return emb, None, labels
         # the margin (acos, cos of sums) in full precision, also under AMP / bfloat16
         with torch.autocast(x.device.type, enabled=False):
-            return emb, self.head(emb.to(self.dtype), labels)
+            if labels is not None and self.sampler is not None and self.sampler.enabled:
+                index, labels = self.sampler.choose(labels)
+                return emb, sampled_head(self.head, self.keys, index, emb.to(self.dtype),
+                                         labels), labels
+            return emb, self.head(emb.to(self.dtype), labels), labels
 
 
 class Trainer:
@@ -180,6 +189,9 @@ class Trainer:
         head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
         self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color)
         sharded = cfg.partial_fc and ctx.enabled
+        if cfg.sample_rate < 1.0 and ctx.enabled and not sharded:
+            raise ValueError(f"sample_rate {cfg.sample_rate} samples each process's shard of "
+                             "the class centres: with several processes set partial_fc: true")
         # the head tensors partial FC splits by class; checkpoints hold them whole
         shards = _Shards(distributed.class_keys(head.state_dict(), num_classes), 0,
                          num_classes, sharded, ctx)
@@ -205,7 +217,7 @@ class Trainer:
         identity = {"backbone": cfg.backbone, "network_head": cfg.network_head,
                     "embedding_size": emb_size, "num_classes": num_classes,
                     "input_size": list(size), "classes": self.classes,
-                    "optimizer_name": cfg.optimizer}
+                    "optimizer_name": cfg.optimizer, "sample_rate": cfg.sample_rate}
         out_dir = Path(cfg.temp_path)
         stats = {"loss_history": [], "accuracy_history": [], "lr_history": [], "val": {},
                  "val_sets": {}, "val_history": [], "val_scores": [], "checkpoints": [],
@@ -224,7 +236,8 @@ class Trainer:
                 raise ValueError(f"checkpoint_load_iter ({load}) must be below the run's "
                                  f"{total} iterations")
             path = ckpt.checkpoint_path(out_dir, load)
-            state = ckpt.load_checkpoint(path, identity, defaults={"optimizer_name": "sgd"})
+            state = ckpt.load_checkpoint(path, identity, defaults={"optimizer_name": "sgd",
+                                                               "sample_rate": 1.0})
             shards.restore(path, state, backbone, head, opt)
             ckpt.set_rng_state(state["rng"])
             start = int(state["iteration"])
@@ -235,7 +248,9 @@ class Trainer:
             ckpt.checkpoint_dir(out_dir).mkdir(parents=True, exist_ok=True)
             cfg.save(ckpt.checkpoint_dir(out_dir) / "config.yaml")
 
-        model = TrainModel(backbone, None if sharded else head, dtype)
+        sampler = ClassSampler(cfg.sample_rate, shards.stop - shards.start, cfg.seed, ctx.rank)
+        model = TrainModel(backbone, None if sharded else head, dtype, sampler,
+                           frozenset(shards.keys))
         runner = model
         is_ddp = ctx.enabled and any(p.requires_grad for p in model.parameters())
         if is_ddp:
@@ -243,7 +258,8 @@ class Trainer:
 
             ids = [ctx.local_rank] if device.startswith("cuda") else None
             runner = DDP(model, device_ids=ids)
-        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx) if sharded else None
+        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx, sampler,
+                                    frozenset(shards.keys)) if sharded else None
         trainable = [p for g in opt.param_groups for p in g["params"]]
 
         augment = Augmentation(cfg.aug_crop, cfg.aug_photometric, cfg.aug_low_res)
@@ -282,6 +298,7 @@ class Trainer:
                 images = 0
                 for j in range(cfg.accumulate):
                     x, y = next(batches)
+                    sampler.at(k, j)
                     x = x.to(device, dtype, non_blocking=True)
                     y = y.to(device, non_blocking=True)
                     if cfg.channels_last and device.startswith("cuda"):
@@ -297,19 +314,19 @@ class Trainer:
                         autocast = contextlib.nullcontext()
                     with sync:
                         with autocast:
-                            emb, logits = runner(x, y)
+                            emb, logits, y_logits = runner(x, y)
                         if sharded:
                             ce, correct, _ = pfc(emb.to(dtype), y)
                             loss = reduce_loss(ce, cfg.loss)
                             part_loss, part_acc = float(loss.detach()), float(correct.mean())
                         else:
-                            ce = nn.functional.cross_entropy(logits.to(dtype), y,
+                            ce = nn.functional.cross_entropy(logits.to(dtype), y_logits,
                                                              reduction="none")
                             loss = reduce_loss(ce, cfg.loss)
                             part_loss = distributed.mean_over_processes(
                                 float(loss.detach()), ctx)
                             part_acc = distributed.mean_over_processes(
-                                float((logits.argmax(1) == y).float().mean()), ctx)
+                                float((logits.argmax(1) == y_logits).float().mean()), ctx)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(f"loss became {float(loss)} at iteration "
                                                      f"{k}; lower lr")
