@@ -108,6 +108,7 @@ class Trainer:
         self.meta = None
         self.threads = 0
         self._main = True
+        self._layout: dict = {}  # backbone unit options of an init_from network
 
     # ------------------------------------------------------------------------------ set-up
     def _device(self) -> str:
@@ -125,23 +126,59 @@ class Trainer:
         if self._main and self.cfg.verbose and not self.cfg.silent:
             print(text, file=sys.stderr)
 
-    def _build_backbone(self):
-        """(backbone, embedding_size, input_size, mean, std, color_order)."""
+    def build_backbone(self):
+        """The network this run starts from, before any step: (backbone, embedding_size,
+        input_size, mean, std, color_order). A new one (mode full), the backbone of
+        ``init_model`` (head_only, finetune) or the published weights of ``init_from``."""
         from face_perception.recognition.backbones import FIXED_GEOMETRY, get_model
         from face_perception.recognition.params import backbone_geometry
 
         cfg = self.cfg
         if cfg.mode in ("head_only", "finetune"):
-            return _load_backbone(cfg.init_model, cfg.backbone)
+            net, meta = _load_backbone(cfg.init_model, cfg.backbone)
+            # the layout options of a folder trained from published weights stay with it
+            self._layout = {k: v for k, v in meta.architecture_kwargs.items()
+                            if k not in ("embedding_size", "input_size")}
+            return (net, meta.embedding_size, list(meta.input_size), list(meta.mean),
+                    list(meta.std), meta.color_order)
+        if cfg.init_from:
+            return self._published_backbone()
         size, emb = backbone_geometry(cfg.backbone, list(cfg.input_size), cfg.embedding_size)
         if cfg.backbone in FIXED_GEOMETRY:
             model = get_model(cfg.backbone)
         else:
             model = get_model(cfg.backbone, embedding_size=emb, input_size=tuple(size))
-        if cfg.init_from:
-            _init_from_published(model, cfg)
         mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
         return model, emb, size, mean, std, cfg.color_order
+
+    def _published_backbone(self):
+        """``init_from``: the published network, built in its own layout (arcface_torch's
+        units have a mid BN and projection shortcuts ours lack) with its weights; the run's
+        geometry and input normalisation must be the ones those weights were trained with."""
+        from face_perception.recognition.model_import import published_backbone
+
+        cfg = self.cfg
+        fmt, path = cfg.init_from["format"], cfg.init_from["path"]
+        pub = published_backbone(path, fmt, cfg.backbone)
+        mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
+        wrong = []
+        if list(cfg.input_size) != list(pub.input_size):
+            wrong.append(f"input_size {cfg.input_size} (the file's: {list(pub.input_size)})")
+        if cfg.embedding_size != pub.embedding_size:
+            wrong.append(f"embedding_size {cfg.embedding_size} (the file's: "
+                         f"{pub.embedding_size})")
+        if cfg.color_order != pub.color_order:
+            wrong.append(f"color_order {cfg.color_order!r} (the file's: {pub.color_order!r})")
+        if not np.allclose(mean, pub.mean) or not np.allclose(std, pub.std):
+            wrong.append(f"rgb_mean/rgb_std {cfg.rgb_mean}/{cfg.rgb_std} (the file's: "
+                         f"{[v / 255 for v in pub.mean]}/{[v / 255 for v in pub.std]})")
+        if wrong:
+            raise ValueError(f"init_from {path} ({fmt}) was trained with other settings than "
+                             f"this run's: {'; '.join(wrong)}")
+        self._layout = {k: v for k, v in pub.architecture_kwargs.items()
+                        if k not in ("embedding_size", "input_size")}
+        return (pub.model, pub.embedding_size, list(pub.input_size), mean, std,
+                pub.color_order)
 
     # ------------------------------------------------------------------------------ run
     def fit(self) -> dict:
@@ -184,10 +221,11 @@ class Trainer:
         self.classes = list(tset.classes)
         num_classes = len(self.classes)
         torch.manual_seed(cfg.seed)  # same initial weights in every process
-        backbone, emb_size, size, mean, std, color = self._build_backbone()
+        backbone, emb_size, size, mean, std, color = self.build_backbone()
         transform = ChipTransform(size, mean, std, color)
         head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
-        self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color)
+        self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color,
+                                 layout=self._layout)
         sharded = cfg.partial_fc and ctx.enabled
         if cfg.sample_rate < 1.0 and ctx.enabled and not sharded:
             raise ValueError(f"sample_rate {cfg.sample_rate} samples each process's shard of "
@@ -520,31 +558,8 @@ def _restore_validation(stats: dict, saved: Optional[dict], out_dir: Path) -> No
     stats["val_scores"] = [tuple(v) for v in saved.get("val_scores", [])]
 
 
-def _init_from_published(model: nn.Module, cfg: TrainConfig) -> None:
-    """Start weights from a published checkpoint (arcface_torch iresnet, AdaFace): the key
-    mapping belongs to ``recognition.model_import`` (one mapping per format, shared with
-    ``face-perception model import``); this is the hook that calls it."""
-    fmt, path = cfg.init_from["format"], cfg.init_from["path"]
-    try:
-        from face_perception.recognition import model_import
-        convert = model_import.backbone_state_dict
-    except (ImportError, AttributeError):
-        raise NotImplementedError(
-            f"init_from {fmt} needs face_perception.recognition.model_import."
-            "backbone_state_dict(path, format, architecture), which this build lacks; import "
-            f"{path} with `face-perception model import` and start from that folder with mode "
-            "finetune and init_model") from None
-    state = convert(path, fmt, cfg.backbone)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: {fmt} weights do not fit backbone {cfg.backbone!r} at "
-                         f"input_size {cfg.input_size}, embedding_size {cfg.embedding_size} "
-                         f"({exc})") from None
-
-
 def _load_backbone(model: str, expected: str):
-    """A trained backbone from a model folder (or pretrained name), with its geometry; the
+    """(backbone, ModelMeta) of a model folder (or pretrained name); the
     weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
     from face_perception.recognition.embedder import load_backbone
     from face_perception.recognition.model_meta import ModelMeta
@@ -555,9 +570,7 @@ def _load_backbone(model: str, expected: str):
     if meta.architecture != expected:
         raise ValueError(f"{folder} holds a {meta.architecture!r} backbone but this run "
                          f"trains {expected!r}")
-    net = load_backbone(folder, meta)
-    return (net, meta.embedding_size, list(meta.input_size), list(meta.mean), list(meta.std),
-            meta.color_order)
+    return load_backbone(folder, meta), meta
 
 
 def _shard_head(head: nn.Module, cfg: TrainConfig, emb_size: int, shards: _Shards):
