@@ -127,3 +127,11 @@ def test_a_wrong_init_from_stops_the_run_before_anything_is_written(
     with pytest.raises(error, match=message):
         Trainer(_cfg(train_dir, tmp_path / "run", fmt, path, **kw)).fit()
     assert not (tmp_path / "run").exists()
+
+
+def test_init_from_settings_are_checked_with_the_config(train_dir, arcface_file, tmp_path):
+    with pytest.raises(ValueError, match="init_from must be .*arcface-torch | adaface"):
+        _cfg(train_dir, tmp_path, "onnx", arcface_file)
+    with pytest.raises(ValueError, match="does not combine with init_model"):
+        _cfg(train_dir, tmp_path, "arcface-torch", arcface_file, mode="finetune",
+             init_model=str(tmp_path))

@@ -11,13 +11,15 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from face_perception.recognition.model_import.published import LAYOUT_OF_FORMAT
+
 MODES = ("full", "head_only", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "poly")
 BEST_METRICS = ("auc", "accuracy_at_threshold", "accuracy_mean")
-INIT_FORMATS = ("arcface-torch", "adaface")
 COLOR_ORDERS = ("rgb", "bgr")
 PRECISIONS = ("float32", "float64", "bfloat16")
+INIT_FORMATS = tuple(LAYOUT_OF_FORMAT)  # the published formats init_from reads
 # Keys of the toolkit seed's YAML configs that mean one of ours.
 ALIASES = {"train_batch_size": "batch_size", "embed_size": "embedding_size",
            "train_data_root": "dataset", "s": "head_s", "m": "head_m", "model": "backbone",
