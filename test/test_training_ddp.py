@@ -147,3 +147,35 @@ def test_without_drop_last_two_processes_share_uneven_batches_as_one_process(dat
                     "uneven_ddp")
     assert len(ddp) == len(one) == ITERS + 2
     np.testing.assert_allclose(ddp, one, rtol=1e-4)
+
+
+def test_two_processes_sample_their_shards_of_the_class_centres(tmp_path, photos):
+    """partial FC with sample_rate 0.5 under two gloo processes: 16 classes in shards of 8,
+    global batches of 4 (at most 4 positives), so each process keeps 4 centres a step. The
+    first step starts from the same weights with and without sampling, and a softmax over a
+    subset of the classes that holds the target has the smaller loss; a resume on two
+    processes repeats the run exactly."""
+    train_dir, _ = training_data.build(tmp_path, photos, size=32, synthetic=16, per_identity=3,
+                                       held_out=0, chips={})
+    losses = {}
+    for rate in (1.0, 0.5):
+        name = f"sampled_{rate}"
+        losses[rate] = _torchrun(tmp_path, _config(tmp_path, train_dir, name, 2, partial_fc=True,
+                                                   sample_rate=rate, loss="softmax",
+                                                   checkpoint_after_iter=2), name)
+        assert len(losses[rate]) == ITERS and np.all(np.isfinite(losses[rate]))
+    # each process's draws are a function of (seed, step, rank): two processes resumed from
+    # the checkpoint of step 2 repeat the uninterrupted run
+    resume = tmp_path / "sampled_resume"
+    (resume / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "sampled_0.5" / "checkpoints" / "checkpoint_2.pth",
+                resume / "checkpoints")
+    resumed = _torchrun(tmp_path, _config(tmp_path, train_dir, "sampled_resume", 2,
+                                          partial_fc=True, sample_rate=0.5, loss="softmax",
+                                          checkpoint_load_iter=2), "sampled_resume")
+    assert resumed[-2:] == losses[0.5][2:]
+    print(f"two processes, partial FC: losses {losses[1.0]} (all centres), {losses[0.5]} "
+          "(sample_rate 0.5)")
+    assert losses[0.5][0] < losses[1.0][0]
+    head = torch.load(tmp_path / "sampled_0.5" / "model" / "head.pth", weights_only=True)
+    assert head["weight"].shape[0] == 16  # the whole head, gathered from the two shards

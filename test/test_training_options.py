@@ -136,36 +136,6 @@ def test_the_thread_setting_is_what_torch_uses(data, tmp_path):
         torch.set_num_threads(before)
 
 
-def test_init_from_calls_the_model_import_hook(data, tmp_path, monkeypatch):
-    """The run starts from the weights the importer's ``backbone_state_dict`` gives."""
-    import sys
-    import types
-
-    torch.manual_seed(99)
-    published = get_model("mobilefacenet", embedding_size=32, input_size=(32, 32)).state_dict()
-    calls = []
-
-    def backbone_state_dict(path, fmt, architecture):
-        calls.append((path, fmt, architecture))
-        return published
-
-    fake = types.ModuleType("face_perception.recognition.model_import")
-    fake.backbone_state_dict = backbone_state_dict
-    monkeypatch.setitem(sys.modules, "face_perception.recognition.model_import", fake)
-    from face_perception.recognition.training import Trainer
-
-    cfg = _cfg(data[0], tmp_path, iters=1, lr=1e-9, momentum=0.0,
-               init_from={"format": "arcface-torch", "path": "/models/ms1mv3_r50.pth"})
-    trainer = Trainer(cfg)
-    trainer.fit()
-    assert calls == [("/models/ms1mv3_r50.pth", "arcface-torch", "mobilefacenet")]
-    # lr 1e-9: after one step the weights are still the published ones
-    for name, p in trainer.backbone.named_parameters():
-        torch.testing.assert_close(p.detach(), published[name], atol=1e-6, rtol=0, msg=name)
-    with pytest.raises(ValueError, match="init_from must be"):
-        _cfg(data[0], tmp_path, init_from={"format": "onnx", "path": "x"})
-
-
 def test_the_learner_passes_its_threads_to_training(data, tmp_path):
     from face_perception.learners import FaceRecognitionLearner
 

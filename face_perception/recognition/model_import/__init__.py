@@ -13,6 +13,9 @@ source's template, colour order, normalisation, embedding size and a documented 
 Torch checkpoints are read with ``weights_only=True`` and loaded only when every key and shape
 matches; anything else is refused with :class:`ModelImportError`. An imported model names
 nobody until its gallery's open-set rule is calibrated (``recognition/open_set.py``).
+
+``published_backbone(src, fmt)`` reads an arcface-torch / adaface file the same way for
+training (``init_from``): the network in its layout, weights loaded, and how it was fed.
 """
 from __future__ import annotations
 
@@ -21,10 +24,15 @@ from pathlib import Path
 from typing import Optional, Union
 
 from face_perception.recognition.model_import.errors import ModelImportError
+from face_perception.recognition.model_import.published import (
+    PublishedBackbone,
+    published_backbone,
+)
 
 FORMATS = ("insightface-onnx", "arcface-torch", "adaface", "opendr")
 
-__all__ = ["FORMATS", "ModelImportError", "import_model"]
+__all__ = ["FORMATS", "ModelImportError", "PublishedBackbone", "import_model",
+           "published_backbone"]
 
 
 def import_model(src: Union[str, os.PathLike], fmt: str, out: Union[str, os.PathLike],

@@ -19,6 +19,7 @@ from face_perception.recognition.model_import.imported_meta import (
     imported_meta,
 )
 from face_perception.recognition.model_import.iresnet_layouts import (
+    LAYOUT_KWARGS,
     architecture_name,
     build_ir,
     depth_of_unit_count,
@@ -51,11 +52,13 @@ def inspect(state: dict, source) -> tuple[str, int, bool, int]:
     return architecture_name(depth, use_se), depth, use_se, int(fc.shape[0])
 
 
-def import_adaface(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
-                   name: Optional[str] = None, arch: Optional[str] = None,
-                   threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import write_model_folder
+# (x / 255 - 0.5) / 0.5 == (x - 127.5) / 127.5, on BGR chips.
+COLOR_ORDER, MEAN, STD = "bgr", (127.5,) * 3, (127.5,) * 3
 
+
+def read_adaface(src: Union[str, os.PathLike], arch: Optional[str] = None):
+    """(our IResNet in AdaFace's layout with the checkpoint's weights, architecture name,
+    embedding size); ModelImportError for anything else."""
     src = Path(src)
     checkpoint = read_checkpoint(src, WHAT)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
@@ -72,9 +75,17 @@ def import_adaface(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
                                f"{arch}")
     model = load_layout(build_ir("adaface", depth, use_se, dim), state, "adaface", str(src),
                         f"{WHAT} ({architecture})")
-    # (x / 255 - 0.5) / 0.5 == (x - 127.5) / 127.5, on BGR chips.
-    meta = imported_meta(name or f"adaface_{architecture}", architecture, dim, "bgr",
-                         (127.5,) * 3, (127.5,) * 3,
+    return model, architecture, dim
+
+
+def import_adaface(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
+                   name: Optional[str] = None, arch: Optional[str] = None,
+                   threshold: Optional[float] = None) -> Path:
+    from face_perception.recognition.training.model_folder import write_model_folder
+
+    model, architecture, dim = read_adaface(src, arch)
+    meta = imported_meta(name or f"adaface_{architecture}", architecture, dim, COLOR_ORDER,
+                         MEAN, STD,
                          INSIGHTFACE_SAME_PERSON_COSINE if threshold is None else threshold,
-                         src, FORMAT, LICENSE, {"mid_bn": True})
+                         src, FORMAT, LICENSE, LAYOUT_KWARGS["adaface"])
     return write_model_folder(out, model, meta)

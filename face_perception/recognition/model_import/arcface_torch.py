@@ -18,6 +18,7 @@ from face_perception.recognition.model_import.imported_meta import (
     imported_meta,
 )
 from face_perception.recognition.model_import.iresnet_layouts import (
+    LAYOUT_KWARGS,
     architecture_name,
     build_ir,
     depth_of_units,
@@ -50,11 +51,13 @@ def inspect(state: dict, source) -> tuple[str, int, int]:
     return architecture_name(depth, False), depth, int(fc.shape[0])
 
 
-def import_arcface_torch(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
-                         name: Optional[str] = None, arch: Optional[str] = None,
-                         threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import write_model_folder
+# What the network sees: RGB chips as (pixel - 127.5) / 127.5.
+COLOR_ORDER, MEAN, STD = "rgb", (127.5,) * 3, (127.5,) * 3
 
+
+def read_arcface_torch(src: Union[str, os.PathLike], arch: Optional[str] = None):
+    """(our IResNet in arcface_torch's layout with the file's weights, architecture name,
+    embedding size); ModelImportError for anything else."""
     src = Path(src)
     state = tensor_state(read_checkpoint(src, WHAT), src, WHAT,
                          containers=("state_dict_backbone", "state_dict"))
@@ -70,9 +73,18 @@ def import_arcface_torch(src: Union[str, os.PathLike], out: Union[str, os.PathLi
                                f"{arch}")
     model = load_layout(build_ir("arcface_torch", depth, False, dim), state, "arcface_torch",
                         str(src), f"{WHAT} ({architecture})")
-    meta = imported_meta(name or f"arcface_torch_{architecture}", architecture, dim, "rgb",
-                         (127.5,) * 3, (127.5,) * 3,
+    return model, architecture, dim
+
+
+def import_arcface_torch(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
+                         name: Optional[str] = None, arch: Optional[str] = None,
+                         threshold: Optional[float] = None) -> Path:
+    from face_perception.recognition.training.model_folder import write_model_folder
+
+    model, architecture, dim = read_arcface_torch(src, arch)
+    meta = imported_meta(name or f"arcface_torch_{architecture}", architecture, dim,
+                         COLOR_ORDER, MEAN, STD,
                          INSIGHTFACE_SAME_PERSON_COSINE if threshold is None else threshold,
                          src, FORMAT, LICENSE,
-                         {"mid_bn": True, "projection_shortcut": True})
+                         LAYOUT_KWARGS["arcface_torch"])
     return write_model_folder(out, model, meta)

@@ -11,13 +11,15 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from face_perception.recognition.model_import.published import LAYOUT_OF_FORMAT
+
 MODES = ("full", "head_only", "finetune")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "poly")
 BEST_METRICS = ("auc", "accuracy_at_threshold", "accuracy_mean")
-INIT_FORMATS = ("arcface-torch", "adaface")
 COLOR_ORDERS = ("rgb", "bgr")
 PRECISIONS = ("float32", "float64", "bfloat16")
+INIT_FORMATS = tuple(LAYOUT_OF_FORMAT)  # the published formats init_from reads
 # Keys of the toolkit seed's YAML configs that mean one of ours.
 ALIASES = {"train_batch_size": "batch_size", "embed_size": "embedding_size",
            "train_data_root": "dataset", "s": "head_s", "m": "head_m", "model": "backbone",
@@ -68,6 +70,8 @@ class TrainConfig:
     head_h: Optional[float] = None  # AdaFace only
     head_t_alpha: Optional[float] = None  # AdaFace only
     partial_fc: bool = False       # shard the head's classes across processes
+    sample_rate: float = 1.0       # partial FC: share of class centres per step (positives +
+                                   # random others; arcface_torch's name); 1.0 = all
     sync_bn: bool = True           # several processes: batch norm over the global batch
     decay_bn_and_bias: bool = False  # weight decay also on batch-norm, bias (1-D) parameters
     amp: bool = False              # CUDA only: mixed precision
@@ -110,6 +114,10 @@ class TrainConfig:
         if self.num_workers is not None:
             _integer(self, "num_workers", 0)
         _number(self, "clip_grad_norm", low=0.0)
+        _number(self, "sample_rate", low=0.0, strict=True)
+        if self.sample_rate > 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1] (the share of class centres used "
+                             f"per step), got {self.sample_rate!r}")
         for name in ("aug_crop", "aug_photometric", "aug_low_res"):
             v = getattr(self, name)
             if not _is_num(v) or not 0.0 <= v <= 1.0:

@@ -190,9 +190,13 @@ class PartialFC(torch.nn.Module):
     the whole global batch (gathered from every process). ``forward`` returns the per-sample
     cross-entropy over all classes and whether each sample's target logit is the top one."""
 
-    def __init__(self, head: torch.nn.Module, start: int, stop: int, ctx: Context):
+    def __init__(self, head: torch.nn.Module, start: int, stop: int, ctx: Context,
+                 sampler=None, keys: frozenset = frozenset()):
         super().__init__()
         self.head, self.start, self.stop, self.ctx = head, start, stop, ctx
+        # sample_rate < 1 (class_sampling.ClassSampler): logits over the positives of the
+        # global batch and a random share of the other centres of this shard
+        self.sampler, self.keys = sampler, keys
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor):
         # DDP averages the backbone's gradients over processes; the gathered loss already
@@ -204,10 +208,19 @@ class PartialFC(torch.nn.Module):
             labels = gather_rows(labels, sizes)
         local = torch.where((labels >= self.start) & (labels < self.stop), labels - self.start,
                             torch.full_like(labels, -1))
-        logits = self.head(emb, None)
+        if self.sampler is not None and self.sampler.enabled:
+            from face_perception.recognition.training.class_sampling import sampled_head
+
+            index, local = self.sampler.choose(local)
+
+            def head(e, y):
+                return sampled_head(self.head, self.keys, index, e, y)
+        else:
+            head = self.head
+        logits = head(emb, None)
         hit = local >= 0
         if bool(hit.any()) or hasattr(self.head, "iteration"):
-            margined = self.head(emb[hit], local[hit])
+            margined = head(emb[hit], local[hit])
             logits = logits.index_put((torch.nonzero(hit).flatten(),), margined)
         ce = _ShardedCrossEntropy.apply(logits, local)
         with torch.no_grad():

@@ -17,6 +17,7 @@ from torch import nn
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
 from face_perception.recognition.training.batchnorm import synchronise_batchnorm
+from face_perception.recognition.training.class_sampling import ClassSampler, sampled_head
 from face_perception.recognition.training.config import TrainConfig
 from face_perception.recognition.training.data import (
     Augmentation,
@@ -64,20 +65,28 @@ def loader_workers(num_workers: Optional[int]) -> int:
 
 
 class TrainModel(nn.Module):
-    """Backbone and (replicated) head in one module, the unit DDP wraps."""
+    """Backbone and (replicated) head in one module, the unit DDP wraps. ``forward`` gives
+    (embeddings, logits, labels): with class sampling (``sampler`` enabled, one process) the
+    logits cover the sampled classes only and the labels are positions among them."""
 
     def __init__(self, backbone: nn.Module, head: Optional[nn.Module],
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, sampler: Optional[ClassSampler] = None,
+                 keys: frozenset = frozenset()):
         super().__init__()
         self.backbone, self.head, self.dtype = backbone, head, dtype
+        self.sampler, self.keys = sampler, keys
 
     def forward(self, x, labels=None):
         emb = self.backbone(x)
         if self.head is None:
-            return emb, None
+            return emb, None, labels
         # the margin (acos, cos of sums) in full precision, also under AMP / bfloat16
         with torch.autocast(x.device.type, enabled=False):
-            return emb, self.head(emb.to(self.dtype), labels)
+            if labels is not None and self.sampler is not None and self.sampler.enabled:
+                index, labels = self.sampler.choose(labels)
+                return emb, sampled_head(self.head, self.keys, index, emb.to(self.dtype),
+                                         labels), labels
+            return emb, self.head(emb.to(self.dtype), labels), labels
 
 
 class Trainer:
@@ -99,6 +108,7 @@ class Trainer:
         self.meta = None
         self.threads = 0
         self._main = True
+        self._layout: dict = {}  # backbone unit options of an init_from network
 
     # ------------------------------------------------------------------------------ set-up
     def _device(self) -> str:
@@ -116,23 +126,59 @@ class Trainer:
         if self._main and self.cfg.verbose and not self.cfg.silent:
             print(text, file=sys.stderr)
 
-    def _build_backbone(self):
-        """(backbone, embedding_size, input_size, mean, std, color_order)."""
+    def build_backbone(self):
+        """The network this run starts from, before any step: (backbone, embedding_size,
+        input_size, mean, std, color_order). A new one (mode full), the backbone of
+        ``init_model`` (head_only, finetune) or the published weights of ``init_from``."""
         from face_perception.recognition.backbones import FIXED_GEOMETRY, get_model
         from face_perception.recognition.params import backbone_geometry
 
         cfg = self.cfg
         if cfg.mode in ("head_only", "finetune"):
-            return _load_backbone(cfg.init_model, cfg.backbone)
+            net, meta = _load_backbone(cfg.init_model, cfg.backbone)
+            # the layout options of a folder trained from published weights stay with it
+            self._layout = {k: v for k, v in meta.architecture_kwargs.items()
+                            if k not in ("embedding_size", "input_size")}
+            return (net, meta.embedding_size, list(meta.input_size), list(meta.mean),
+                    list(meta.std), meta.color_order)
+        if cfg.init_from:
+            return self._published_backbone()
         size, emb = backbone_geometry(cfg.backbone, list(cfg.input_size), cfg.embedding_size)
         if cfg.backbone in FIXED_GEOMETRY:
             model = get_model(cfg.backbone)
         else:
             model = get_model(cfg.backbone, embedding_size=emb, input_size=tuple(size))
-        if cfg.init_from:
-            _init_from_published(model, cfg)
         mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
         return model, emb, size, mean, std, cfg.color_order
+
+    def _published_backbone(self):
+        """``init_from``: the published network, built in its own layout (arcface_torch's
+        units have a mid BN and projection shortcuts ours lack) with its weights; the run's
+        geometry and input normalisation must be the ones those weights were trained with."""
+        from face_perception.recognition.model_import import published_backbone
+
+        cfg = self.cfg
+        fmt, path = cfg.init_from["format"], cfg.init_from["path"]
+        pub = published_backbone(path, fmt, cfg.backbone)
+        mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
+        wrong = []
+        if list(cfg.input_size) != list(pub.input_size):
+            wrong.append(f"input_size {cfg.input_size} (the file's: {list(pub.input_size)})")
+        if cfg.embedding_size != pub.embedding_size:
+            wrong.append(f"embedding_size {cfg.embedding_size} (the file's: "
+                         f"{pub.embedding_size})")
+        if cfg.color_order != pub.color_order:
+            wrong.append(f"color_order {cfg.color_order!r} (the file's: {pub.color_order!r})")
+        if not np.allclose(mean, pub.mean) or not np.allclose(std, pub.std):
+            wrong.append(f"rgb_mean/rgb_std {cfg.rgb_mean}/{cfg.rgb_std} (the file's: "
+                         f"{[v / 255 for v in pub.mean]}/{[v / 255 for v in pub.std]})")
+        if wrong:
+            raise ValueError(f"init_from {path} ({fmt}) was trained with other settings than "
+                             f"this run's: {'; '.join(wrong)}")
+        self._layout = {k: v for k, v in pub.architecture_kwargs.items()
+                        if k not in ("embedding_size", "input_size")}
+        return (pub.model, pub.embedding_size, list(pub.input_size), mean, std,
+                pub.color_order)
 
     # ------------------------------------------------------------------------------ run
     def fit(self) -> dict:
@@ -175,11 +221,15 @@ class Trainer:
         self.classes = list(tset.classes)
         num_classes = len(self.classes)
         torch.manual_seed(cfg.seed)  # same initial weights in every process
-        backbone, emb_size, size, mean, std, color = self._build_backbone()
+        backbone, emb_size, size, mean, std, color = self.build_backbone()
         transform = ChipTransform(size, mean, std, color)
         head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
-        self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color)
+        self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color,
+                                 layout=self._layout)
         sharded = cfg.partial_fc and ctx.enabled
+        if cfg.sample_rate < 1.0 and ctx.enabled and not sharded:
+            raise ValueError(f"sample_rate {cfg.sample_rate} samples each process's shard of "
+                             "the class centres: with several processes set partial_fc: true")
         # the head tensors partial FC splits by class; checkpoints hold them whole
         shards = _Shards(distributed.class_keys(head.state_dict(), num_classes), 0,
                          num_classes, sharded, ctx)
@@ -205,7 +255,7 @@ class Trainer:
         identity = {"backbone": cfg.backbone, "network_head": cfg.network_head,
                     "embedding_size": emb_size, "num_classes": num_classes,
                     "input_size": list(size), "classes": self.classes,
-                    "optimizer_name": cfg.optimizer}
+                    "optimizer_name": cfg.optimizer, "sample_rate": cfg.sample_rate}
         out_dir = Path(cfg.temp_path)
         stats = {"loss_history": [], "accuracy_history": [], "lr_history": [], "val": {},
                  "val_sets": {}, "val_history": [], "val_scores": [], "checkpoints": [],
@@ -224,7 +274,8 @@ class Trainer:
                 raise ValueError(f"checkpoint_load_iter ({load}) must be below the run's "
                                  f"{total} iterations")
             path = ckpt.checkpoint_path(out_dir, load)
-            state = ckpt.load_checkpoint(path, identity, defaults={"optimizer_name": "sgd"})
+            state = ckpt.load_checkpoint(path, identity, defaults={"optimizer_name": "sgd",
+                                                               "sample_rate": 1.0})
             shards.restore(path, state, backbone, head, opt)
             ckpt.set_rng_state(state["rng"])
             start = int(state["iteration"])
@@ -235,7 +286,9 @@ class Trainer:
             ckpt.checkpoint_dir(out_dir).mkdir(parents=True, exist_ok=True)
             cfg.save(ckpt.checkpoint_dir(out_dir) / "config.yaml")
 
-        model = TrainModel(backbone, None if sharded else head, dtype)
+        sampler = ClassSampler(cfg.sample_rate, shards.stop - shards.start, cfg.seed, ctx.rank)
+        model = TrainModel(backbone, None if sharded else head, dtype, sampler,
+                           frozenset(shards.keys))
         runner = model
         is_ddp = ctx.enabled and any(p.requires_grad for p in model.parameters())
         if is_ddp:
@@ -243,7 +296,8 @@ class Trainer:
 
             ids = [ctx.local_rank] if device.startswith("cuda") else None
             runner = DDP(model, device_ids=ids)
-        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx) if sharded else None
+        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx, sampler,
+                                    frozenset(shards.keys)) if sharded else None
         trainable = [p for g in opt.param_groups for p in g["params"]]
 
         augment = Augmentation(cfg.aug_crop, cfg.aug_photometric, cfg.aug_low_res)
@@ -282,6 +336,7 @@ class Trainer:
                 images = 0
                 for j in range(cfg.accumulate):
                     x, y = next(batches)
+                    sampler.at(k, j)
                     x = x.to(device, dtype, non_blocking=True)
                     y = y.to(device, non_blocking=True)
                     if cfg.channels_last and device.startswith("cuda"):
@@ -297,19 +352,19 @@ class Trainer:
                         autocast = contextlib.nullcontext()
                     with sync:
                         with autocast:
-                            emb, logits = runner(x, y)
+                            emb, logits, y_logits = runner(x, y)
                         if sharded:
                             ce, correct, _ = pfc(emb.to(dtype), y)
                             loss = reduce_loss(ce, cfg.loss)
                             part_loss, part_acc = float(loss.detach()), float(correct.mean())
                         else:
-                            ce = nn.functional.cross_entropy(logits.to(dtype), y,
+                            ce = nn.functional.cross_entropy(logits.to(dtype), y_logits,
                                                              reduction="none")
                             loss = reduce_loss(ce, cfg.loss)
                             part_loss = distributed.mean_over_processes(
                                 float(loss.detach()), ctx)
                             part_acc = distributed.mean_over_processes(
-                                float((logits.argmax(1) == y).float().mean()), ctx)
+                                float((logits.argmax(1) == y_logits).float().mean()), ctx)
                         if not torch.isfinite(loss):
                             raise FloatingPointError(f"loss became {float(loss)} at iteration "
                                                      f"{k}; lower lr")
@@ -503,31 +558,8 @@ def _restore_validation(stats: dict, saved: Optional[dict], out_dir: Path) -> No
     stats["val_scores"] = [tuple(v) for v in saved.get("val_scores", [])]
 
 
-def _init_from_published(model: nn.Module, cfg: TrainConfig) -> None:
-    """Start weights from a published checkpoint (arcface_torch iresnet, AdaFace): the key
-    mapping belongs to ``recognition.model_import`` (one mapping per format, shared with
-    ``face-perception model import``); this is the hook that calls it."""
-    fmt, path = cfg.init_from["format"], cfg.init_from["path"]
-    try:
-        from face_perception.recognition import model_import
-        convert = model_import.backbone_state_dict
-    except (ImportError, AttributeError):
-        raise NotImplementedError(
-            f"init_from {fmt} needs face_perception.recognition.model_import."
-            "backbone_state_dict(path, format, architecture), which this build lacks; import "
-            f"{path} with `face-perception model import` and start from that folder with mode "
-            "finetune and init_model") from None
-    state = convert(path, fmt, cfg.backbone)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: {fmt} weights do not fit backbone {cfg.backbone!r} at "
-                         f"input_size {cfg.input_size}, embedding_size {cfg.embedding_size} "
-                         f"({exc})") from None
-
-
 def _load_backbone(model: str, expected: str):
-    """A trained backbone from a model folder (or pretrained name), with its geometry; the
+    """(backbone, ModelMeta) of a model folder (or pretrained name); the
     weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
     from face_perception.recognition.embedder import load_backbone
     from face_perception.recognition.model_meta import ModelMeta
@@ -538,9 +570,7 @@ def _load_backbone(model: str, expected: str):
     if meta.architecture != expected:
         raise ValueError(f"{folder} holds a {meta.architecture!r} backbone but this run "
                          f"trains {expected!r}")
-    net = load_backbone(folder, meta)
-    return (net, meta.embedding_size, list(meta.input_size), list(meta.mean), list(meta.std),
-            meta.color_order)
+    return load_backbone(folder, meta), meta
 
 
 def _shard_head(head: nn.Module, cfg: TrainConfig, emb_size: int, shards: _Shards):

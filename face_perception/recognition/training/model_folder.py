@@ -29,9 +29,12 @@ HEAD_META, HEAD_WEIGHTS = "head.json", "head.pth"
 
 
 def trained_meta(backbone: str, embedding_size: int, input_size, mean, std, color_order: str,
-                 threshold: float = 0.3) -> ModelMeta:
+                 threshold: float = 0.3, layout: Optional[dict] = None) -> ModelMeta:
     """Metadata of a model trained on chips in the ArcFace template scaled to ``input_size``
-    (the InsightFace layout); ``mean``/``std`` in 0..255 and the network's channel order."""
+    (the InsightFace layout); ``mean``/``std`` in 0..255 and the network's channel order;
+    ``layout``: the backbone's unit options beyond the defaults (``mid_bn``,
+    ``projection_shortcut`` of a network started from published weights), recorded so that
+    the folder builds the same network again."""
     from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
 
     w, h = int(input_size[0]), int(input_size[1])
@@ -42,7 +45,7 @@ def trained_meta(backbone: str, embedding_size: int, input_size, mean, std, colo
                      color_order=color_order, mean=tuple(mean), std=tuple(std),
                      threshold=float(np.clip(threshold, -1.0, 1.0)),
                      architecture_kwargs={"embedding_size": embedding_size,
-                                          "input_size": [w, h]},
+                                          "input_size": [w, h], **(layout or {})},
                      source="trained with face_perception (face-perception train)")
 
 
