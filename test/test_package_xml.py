@@ -81,6 +81,7 @@ IMPORT_KEYS = {
     "tqdm": "python3-tqdm",
     "yaml": "python3-yaml",
     "matplotlib": "python3-matplotlib",
+    "PIL": "python3-pil",
     "onnxruntime": "python3-onnxruntime-pip",
     "rosbags": "python3-rosbags-pip",
     "filterpy": "python3-filterpy-pip",

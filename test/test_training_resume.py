@@ -249,3 +249,16 @@ def test_a_resumed_run_does_not_replace_a_better_best_model(train_dir, tmp_path)
     assert resumed["best_iteration"] == 2 and resumed["best_val_score"] == 1.5
     assert [i for i, _ in resumed["val_scores"]] == [2, 4]
     assert load_json(tmp_path / "best" / "backbone.json")["name"] == name
+
+
+def test_a_resumed_runs_event_file_sorts_after_the_interrupted_ones(tmp_path):
+    """TensorBoard purges a resumed run's dropped steps only when it reads the runs' files in
+    order, by name: the resumed file is never made in the same second as an existing one."""
+    import time
+
+    from face_perception.recognition.training.progress import _after_existing_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now:010d}.host.123.9").write_bytes(b"")
+    _after_existing_event_files(tmp_path)
+    assert int(time.time()) > now

@@ -2,7 +2,30 @@
 rate, images/s, validation) under ``logging_path`` and a tqdm bar with loss, images/s and ETA."""
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
+
+_EVENT_FILE = re.compile(r"events\.out\.tfevents\.(\d+)\.")
+
+
+def _after_existing_event_files(logging_path) -> None:
+    """Wait, at most about a second, until the clock is past the newest event file's second.
+
+    TensorBoard applies a resumed run's purge (drop the steps after its checkpoint) only when it
+    reads that run's file after the interrupted one's, and it orders the files by name: the
+    creation second, then host, pid and a per-process counter compared as text (``.10`` before
+    ``.9``). Two runs in one second (or one process) could so be read in the wrong order and
+    show the dropped steps twice; a later second always sorts after."""
+    seconds = [int(m.group(1)) for p in Path(logging_path).glob("events.out.tfevents.*")
+               if (m := _EVENT_FILE.match(p.name))]
+    if not seconds:
+        return
+    newest = max(seconds)
+    if newest > time.time() + 2:  # a clock set back: waiting would not help for long
+        return
+    while int(time.time()) <= newest:
+        time.sleep(min(0.05, max(0.0, newest + 1 - time.time())))
 
 
 class Progress:
@@ -19,6 +42,8 @@ class Progress:
 
             # a resumed run drops the events the interrupted one wrote after its checkpoint,
             # so that no step appears twice
+            if start:
+                _after_existing_event_files(logging_path)
             self.writer = SummaryWriter(log_dir=str(logging_path),
                                         purge_step=start + 1 if start else None)
         if not self.silent:
