@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -31,6 +30,7 @@ from face_perception.detection.config import (
 )
 from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
+from face_perception.devices import torch_device
 from face_perception.imageio import ImageError, load_bgr
 from face_perception.types import Face
 
@@ -114,11 +114,7 @@ class _YuNetTorchRunner:
 
         set_torch_threads(num_threads)
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
-                          RuntimeWarning, stacklevel=3)
-            device = "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(torch_device(device, stacklevel=4))
         self.model = build_model(weights).to(self.device)
         self._torch = torch
 
@@ -142,11 +138,7 @@ class _TorchRunner:
 
         set_torch_threads(num_threads)
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn("device='cuda' requested but torch sees no CUDA device; using the CPU",
-                          RuntimeWarning, stacklevel=3)
-            device = "cpu"
-        self.device = torch.device(device)
+        self.device = torch.device(torch_device(device, stacklevel=4))
         if model is None:
             from face_perception.detection.weights import check_fits
 

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from face_perception.devices import torch_device
 from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
@@ -76,7 +77,7 @@ class FaceRecognitionLearner:
         self.iters = params.int_at_least("iters", iters, 1)
         self.batch_size = params.int_at_least("batch_size", batch_size, 1)
         self.optimizer = params.choice("optimizer", optimizer, OPTIMIZERS)
-        self.device = params.torch_device(device)
+        self.device = torch_device(device)
         self.threshold = params.cosine_threshold(threshold)
         self.backbone = params.choice("backbone", backbone, BACKBONE_NAMES)
         self.network_head = params.choice("network_head", network_head, HEAD_NAMES)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -118,12 +117,10 @@ class Embedder:
     def _init_torch(self, device: str) -> str:
         import torch
 
+        from face_perception.devices import torch_device
         from face_perception.threads import set_torch_threads
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn("CUDA requested but not available to torch; using the CPU",
-                          RuntimeWarning, stacklevel=3)
-            device = "cpu"
+        device = torch_device(device, stacklevel=4)
         set_torch_threads(self.threads)
         self._torch = torch
         self._model = self._load_torch_model().to(device)

@@ -3,7 +3,6 @@ ValueError naming the parameter and the value it got."""
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -91,17 +90,6 @@ def lr_stages(value) -> list:
     return [int(v) for v in items]
 
 
-def torch_device(device, stacklevel: int = 3) -> str:
-    """'cpu', 'cuda' or 'cuda:N'; CUDA without a GPU falls back to 'cpu' with a warning."""
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}")
-    if device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            warnings.warn(f"device {device!r} requested but CUDA is not available; using the "
-                          "CPU", RuntimeWarning, stacklevel=stacklevel)
-            return "cpu"
-    return device
 
 
 def backbone_geometry(backbone: str, input_size: list, embedding_size: int,

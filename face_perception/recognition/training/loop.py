@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from face_perception.devices import torch_device
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
 from face_perception.recognition.training.batchnorm import synchronise_batchnorm
@@ -115,11 +116,7 @@ class Trainer:
         device = self.cfg.device
         if device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            warnings.warn(f"device {device!r} requested but CUDA is not available; using the "
-                          "CPU", RuntimeWarning, stacklevel=3)
-            device = "cpu"
-        return device
+        return torch_device(device, stacklevel=4)
 
     def _say(self, text: str) -> None:
         """A message for the user (not per step): only the main process, only when verbose."""
