@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import cv2
 import numpy as np
 import rclpy
+from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 from rclpy.executors import MultiThreadedExecutor
@@ -76,6 +77,7 @@ class Listener:
         self.messages: dict[str, list] = {}
         self.subscriptions: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._clients: dict = {}
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -103,16 +105,49 @@ class Listener:
         return self.node.create_publisher(msg_type, topic, qos)
 
     def call(self, srv_type, name: str, request, timeout: float = 20.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=hang_guard(timeout)):
-                raise TimeoutError(f"service {name} not available after {timeout} s")
-            future = client.call_async(request)
-            if not wait_for(future.done, timeout):
-                raise TimeoutError(f"service {name} did not answer in {timeout} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
+        """One service call. The client is kept for the rest of the module (its DDS endpoints are
+        discovered once).
+
+        A service's answer can be lost in transit: rmw_fastrtps drops a response when the server
+        has not yet discovered the client's response reader 100 ms after the request ("client
+        will not receive response"), which happens on a loaded machine, mostly to a client made
+        just before. A question that may be asked twice (reads: get_state, get_parameters,
+        get_stats, ...) is asked again when no answer came within ``RESEND_AFTER`` s; the first
+        answer wins. A lifecycle transition is asked again only when get_state shows the node still
+        at rest in the state it was in before the request.
+        Anything else is asked once.
+        """
+        client = self._client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=hang_guard(timeout)):
+            raise TimeoutError(f"service {name} not available after {timeout} s")
+        before = self._state(name) if srv_type is ChangeState else None
+        futures = [client.call_async(request)]
+        deadline = time.monotonic() + hang_guard(timeout)
+        while time.monotonic() < deadline:
+            done = _first_done(futures, min(RESEND_AFTER, deadline - time.monotonic()))
+            if done is not None:
+                return done.result()
+            if srv_type is ChangeState:
+                now = self._state(name)
+                if now != before and now == TRANSITION_GOAL.get(
+                        request.transition.id or request.transition.label):
+                    return ChangeState.Response(success=True)  # done; its answer was lost
+                if now != before or now not in PRIMARY_STATES:
+                    continue  # mid-transition, or moved on: its answer is on the way
+            elif not _safe_to_repeat(srv_type, name):
+                continue
+            futures.append(client.call_async(request))
+        raise TimeoutError(f"service {name} did not answer in {timeout} s")
+
+    def _client(self, srv_type, name: str):
+        key = (srv_type, name)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(srv_type, name)
+        return self._clients[key]
+
+    def _state(self, change_state: str) -> str:
+        node = change_state.rsplit("/", 1)[0]
+        return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
 
     def stats(self, node_fqn: str) -> dict:
         """The node's counters from its ~/get_stats service (answered after this call)."""
@@ -123,8 +158,39 @@ class Listener:
         return json.loads(res.message)
 
     def close(self) -> None:
+        for client in self._clients.values():
+            self.node.destroy_client(client)
         self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
+
+
+# Seconds without an answer after which a repeatable question is asked again (scaled like every
+# wait: no answer this late on an honest run means the answer was lost, not slow).
+RESEND_AFTER = hang_guard(5.0)
+# Questions that change nothing: asking twice is harmless.
+_READS = {"GetState", "GetAvailableTransitions", "GetParameters", "ListParameters",
+          "DescribeParameters", "GetParameterTypes", "ListIdentities"}
+PRIMARY_STATES = {"unconfigured", "inactive", "active", "finalized"}
+# The state a lifecycle transition ends in, by id and by label (lifecycle_msgs/Transition).
+TRANSITION_GOAL = {1: "inactive", "configure": "inactive", 2: "unconfigured",
+                   "cleanup": "unconfigured", 3: "active", "activate": "active",
+                   4: "inactive", "deactivate": "inactive", 5: "finalized", 6: "finalized",
+                   7: "finalized", "shutdown": "finalized"}
+
+
+def _safe_to_repeat(srv_type, name: str) -> bool:
+    return srv_type.__name__ in _READS or name.endswith("/get_stats")
+
+
+def _first_done(futures, seconds: float):
+    deadline = time.monotonic() + max(seconds, 0.0)
+    while True:
+        for future in futures:
+            if future.done():
+                return future
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
 
 
 def wait_for_subscribers(pub, count: int = 1, timeout: float = 60.0) -> bool:

@@ -16,7 +16,9 @@ from functools import partial
 
 import numpy as np
 import pytest
+import rclpy
 from hri_msgs.msg import FacialLandmarks, IdsList, IdsMatch, NormalizedRegionOfInterest2D
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
@@ -68,17 +70,26 @@ MATCHES = [  # (face, person, confidence) in publishing order, per frame
 
 
 class Rep155Consumer:
-    """What an HRI stack does with REP-155 faces: follow /tracked, subscribe per face."""
+    """What an HRI stack does with REP-155 faces: follow /tracked, subscribe per face.
 
-    def __init__(self, node):
-        self.node = node
+    It has its own node, spun by one thread: it makes and destroys subscriptions from its
+    callbacks, which rclpy's multi-threaded executor does not survive reliably (ros2/rclpy#1206).
+    """
+
+    def __init__(self):
+        self.node = rclpy.create_node("rep155_consumer")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        node = self.node
         self.lock = threading.Lock()
         self.tracked: list[tuple[int, list[str]]] = []
         self.matches: list[tuple[str, int, str, int, float]] = []
         self.received: dict = defaultdict(lambda: defaultdict(list))  # face -> topic -> msgs
         self.subs: dict[str, list] = {}
-        node.create_subscription(IdsList, "/humans/faces/tracked", self.on_tracked, RELIABLE)
-        node.create_subscription(IdsMatch, "/humans/candidate_matches", self.on_match, RELIABLE)
+        self.lists = [
+            node.create_subscription(IdsList, "/humans/faces/tracked", self.on_tracked, RELIABLE),
+            node.create_subscription(IdsMatch, "/humans/candidate_matches", self.on_match,
+                                     RELIABLE)]
 
     def on_tracked(self, msg: IdsList) -> None:
         ids = list(msg.ids)
@@ -102,6 +113,22 @@ class Rep155Consumer:
     def on_match(self, msg: IdsMatch) -> None:
         with self.lock:
             self.matches.append((msg.id1, msg.id1_type, msg.id2, msg.id2_type, msg.confidence))
+
+    def spin(self) -> Rep155Consumer:
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2)
+        self.node.destroy_node()
+
+    def state(self) -> str:
+        """What it has, for a failure message."""
+        with self.lock:
+            return (f"tracked {self.tracked[-2:]}, {len(self.matches)} matches, subscribed "
+                    f"{sorted(self.subs)}, received " + str(
+                        {f: {t: [stamp_ns(m.header) for m in ms][-2:] for t, ms in topics.items()}
+                         for f, topics in self.received.items()}))
 
     def has_frame(self, stamp: int, n_faces: int, n_matches: int) -> bool:
         with self.lock:
@@ -140,7 +167,7 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
                                                                      tmp_path):
     scene = frames(photos, core_detector)
     ns = unique_ns("/hri")
-    consumer = Rep155Consumer(ros.node)
+    consumer = Rep155Consumer().spin()
     image_pub = ros.publisher(Image, f"{ns}/image")
     faces_pub = ros.publisher(Detection2DArray, f"{ns}/faces/identities")
     bridge = start("face_hri_bridge", tmp_path,
@@ -152,6 +179,8 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
         assert wait_for_subscribers(image_pub) and wait_for_subscribers(faces_pub), \
             bridge.output()
         assert wait_for(lambda: ros.node.count_publishers("/humans/faces/tracked") == 1, 60)
+        # Its readers matched the bridge's writers (volatile: what is sent before is not seen).
+        assert wait_for(lambda: all(s.get_publisher_count() == 1 for s in consumer.lists), 60)
         sent_matches, seen = 0, set()
         for i, (image, faces) in enumerate(scene):
             msg = image_msg(image, 1_000_000_000 + i * 33_000_000)
@@ -161,7 +190,7 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
             sent_matches += len(MATCHES[i])
             done = partial(consumer.has_frame, stamp_ns(msg.header), len(TRACKED[i]),
                            sent_matches)
-            assert wait_for(done, 60), (i, bridge.output())
+            assert wait_for(done, 60), (i, consumer.state(), bridge.output())
             now = consumer.tracked[-1][1]
             for face in seen - set(now):
                 # A face that left: its topics are no longer advertised.
@@ -173,6 +202,7 @@ def test_rep155_consumer_sees_faces_appear_keep_their_ids_and_leave(ros, photos,
         stats = ros.stats(f"{ns}/face_hri_bridge")
         assert bridge.alive(), bridge.output()
     finally:
+        consumer.close()
         assert bridge.stop() in (0, -2), bridge.output()
 
     # The ids: one per face (a face that comes back under a new track is a new face), all of
