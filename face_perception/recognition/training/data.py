@@ -1,5 +1,6 @@
 """Training sets (ImageFolder tree, aligned ImageFolder, InsightFace RecordIO folder, or a dataset
-object) as decoded BGR images with labels, the seeded batch order, and the network input."""
+object) as decoded BGR images with labels (``imageio``'s decode), the seeded batch order, and
+augmentation; the network input is ``recognition/network_input.py``'s, as the Embedder's."""
 from __future__ import annotations
 
 import os
@@ -259,8 +260,8 @@ def network_normalisation(rgb_mean: Sequence[float], rgb_std: Sequence[float],
     return mean, std
 
 
-# BGR uint8 image -> (3, H, W) float32 network input (resized to the input size if needed,
-# optional flip), the one chip -> input step the Embedder uses too.
+# Training's name for the network input (BGR uint8 image -> 3 x H x W float32, resized to the
+# input size if needed, optional flip): the very step the Embedder applies.
 ChipTransform = NetworkInput
 
 
