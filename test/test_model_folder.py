@@ -175,3 +175,19 @@ def test_dlib_conversion_writes_through_the_one_writer_and_keeps_its_name(tmp_pa
     onnx = folder / "backbone.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-10])  # a cut file makes the cache convert again
     assert not _folder_is_current(folder, sha256_file(dat))
+
+
+def test_learner_records_the_colour_order_and_normalisation_of_a_state_dict(tmp_path):
+    torch.save(small_net().state_dict(), tmp_path / "weights.pth")
+    learner = FaceRecognitionLearner(backbone="mobilefacenet", device="cpu", embedding_size=DIM,
+                                     input_size=[SIZE, SIZE], temp_path=str(tmp_path),
+                                     rgb_mean=[0.1, 0.5, 0.9], rgb_std=[0.2, 0.4, 0.8],
+                                     color_order="bgr")
+    learner.load_state_dict_file(tmp_path / "weights.pth", folder=tmp_path / "m")
+    meta = read_model_folder(tmp_path / "m").meta
+    # The trained-model metadata of training: the network's channel order, mean/std in it.
+    assert meta.color_order == "bgr"
+    np.testing.assert_allclose(meta.mean, [0.9 * 255, 0.5 * 255, 0.1 * 255])
+    np.testing.assert_allclose(meta.std, [0.8 * 255, 0.4 * 255, 0.2 * 255])
+    assert meta.template_name == "arcface_scaled"
+    assert meta.name == f"mobilefacenet_{DIM}_{meta.weights_sha256[:8]}"
