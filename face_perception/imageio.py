@@ -26,18 +26,30 @@ def read_image_bgr(path: Union[str, os.PathLike]) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageError(f"image file not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ImageError(f"image file is empty: {path}")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    return decode_image(np.fromfile(path, dtype=np.uint8), path)
+
+
+def decode_image(data: Union[bytes, np.ndarray], where: str = "image bytes",
+                 color_order: str = "bgr") -> np.ndarray:
+    """Encoded image bytes (JPEG, PNG, ...) -> contiguous uint8 HxWx3 in ``color_order``, the
+    one decode of the package: grey and alpha images become 3 channels, 16-bit ones 8-bit, the
+    file's pixels are taken as stored (no EXIF rotation). Raises ImageError naming ``where``
+    (the file or record the bytes came from)."""
+    buf = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else data
+    if buf.size == 0:
+        raise ImageError(f"image file is empty: {where}")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageError(f"cannot decode image (corrupt or unsupported format): {path}")
+        raise ImageError(f"cannot decode image (corrupt or unsupported format): {where}")
     if img.dtype == np.uint16:
         img = (img / 257).astype(np.uint8)
     try:
-        return to_bgr_uint8(img)
+        bgr = to_bgr_uint8(img)
     except ImageError as exc:
-        raise ImageError(f"{path}: {exc}") from None
+        raise ImageError(f"{where}: {exc}") from None
+    if color_order not in ("bgr", "rgb"):
+        raise ImageError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+    return bgr if color_order == "bgr" else np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def to_bgr_uint8(img: np.ndarray, color_order: str = "bgr") -> np.ndarray:

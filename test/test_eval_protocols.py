@@ -231,3 +231,42 @@ def test_eval_on_a_small_imagefolder_uses_all_pairs_and_says_so(photos, tmp_path
     assert (m["num_same"], m["num_different"]) == (3, 3) and m["auc"] == 1.0
     assert "asked for 1000 pairs but" in err and "has only 6 (3 same, 3 different); using " \
         "all of them" in err
+
+
+# ------------------------------------------------------------- one reader of verification sets
+def test_training_validation_reads_a_pair_list_as_evaluation_does(lfw_root):
+    from face_perception.recognition.pair_eval import read_verification_pairs
+    from face_perception.recognition.training.validation import ValidationSet
+
+    evaluated = read_verification_pairs(lfw_root / "pairs.txt")
+    validated = ValidationSet(lfw_root / "pairs.txt")
+    assert evaluated.kind == validated.kind == "pairs"
+    assert evaluated.root == lfw_root / "lfw"  # images under $LFW_ROOT/lfw, for both
+    assert validated.pairs == [(str(p.first), str(p.second)) for p in evaluated.pairs]
+    np.testing.assert_array_equal(validated.labels, evaluated.labels)
+    assert sorted(validated.images) == evaluated.files
+    assert evaluated.landmarks == lfw_root / "lfw_landmark.txt"
+
+
+def test_training_validation_refuses_an_ijb_folder_naming_it(ijbb):
+    from face_perception.recognition.training.validation import ValidationSet
+
+    with pytest.raises(DatasetError, match=f"{ijbb}: an IJB-B/C folder is a template protocol"):
+        ValidationSet(ijbb)
+
+
+def test_small_imagefolder_gives_all_pairs_to_evaluation_and_balanced_pairs_to_validation(
+        photos, tmp_path):
+    from face_perception.recognition.pair_eval import read_verification_pairs
+
+    for person, files in PEOPLE.items():
+        (tmp_path / person).mkdir()
+        for f in files:
+            shutil.copy(photos / f, tmp_path / person / f)
+    folder = list_image_folder(tmp_path)
+    same = sum(n * (n - 1) // 2 for n in map(len, folder.by_identity().values()))
+    evaluated = read_verification_pairs(tmp_path, num_pairs=1000)
+    validated = read_verification_pairs(tmp_path, num_pairs=1000, balanced=True)
+    total = len(folder) * (len(folder) - 1) // 2
+    assert len(evaluated.pairs) == total and "using all of them" in evaluated.note
+    assert sum(validated.labels) == same and len(validated.pairs) == min(2 * same, total)

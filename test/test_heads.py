@@ -170,7 +170,7 @@ def test_combined_margin_list_m1_is_the_multiplicative_angular_margin(batch):
 
 
 def test_head_folder_records_its_settings_and_load_rebuilds_them(batch, tmp_path):
-    from face_perception.recognition.training.model_folder import load_head, save_head
+    from face_perception.recognition.model_folder import load_head, save_head
 
     x, _ = batch
     head = get_head("adaface", 16, 3, s=16.0, m=0.3, h=0.5, t_alpha=0.02)

@@ -199,7 +199,7 @@ def test_resume_true_continues_from_the_latest_checkpoint_without_duplicate_even
 
 def test_equal_weights_give_the_same_model_name(train_dir, tmp_path):
     from face_perception.recognition.backbones import get_model
-    from face_perception.recognition.training.model_folder import (
+    from face_perception.recognition.model_folder import (
         trained_meta,
         write_model_folder,
     )

@@ -2,8 +2,9 @@
 VGGFace2 list), giving ``(image tensor, label)`` in a model's geometry and normalisation.
 
 ``ChipToTensor(meta)`` is the chip -> network-input step (colour order, mean, std from a
-ModelMeta, as ``Embedder.preprocess`` applies them); pass ``transform=`` to use your own
-(augmentation, for instance): it receives the aligned BGR uint8 chip.
+ModelMeta: ``recognition.network_input``, which ``Embedder.preprocess`` applies too); pass
+``transform=`` to use your own (augmentation, for instance): it receives the aligned BGR uint8
+chip.
 """
 from __future__ import annotations
 
@@ -17,19 +18,15 @@ from face_perception.data.vggface2 import FaceList, PathLike, read_vggface2_list
 
 class ChipToTensor:
     """HxWx3 BGR uint8 chip -> 3xHxW float32 tensor ``(pixel - mean) / std`` in the model's
-    channel order. A plain class (no lambdas), so DataLoader workers can pickle it."""
+    channel order (``recognition.network_input``, as the Embedder feeds its network)."""
 
     def __init__(self, meta):
-        self.rgb = meta.color_order == "rgb"
-        self.mean = np.asarray(meta.mean, np.float32).reshape(3, 1, 1)
-        self.inv_std = 1.0 / np.asarray(meta.std, np.float32).reshape(3, 1, 1)
+        from face_perception.recognition.network_input import NetworkInput
+
+        self.input = NetworkInput.from_meta(meta)
 
     def __call__(self, chip_bgr: np.ndarray) -> torch.Tensor:
-        x = chip_bgr[..., ::-1] if self.rgb else chip_bgr
-        x = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
-        x -= self.mean
-        x *= self.inv_std
-        return torch.from_numpy(x)
+        return torch.from_numpy(self.input(chip_bgr))
 
 
 def default_meta():

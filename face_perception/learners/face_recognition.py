@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -184,44 +183,26 @@ class FaceRecognitionLearner:
         backbone.onnx if it was optimized): the weights' sha256 is checked against
         backbone.json and torch loads them with ``weights_only=True``. With an ONNX file in the
         folder, inference runs with onnxruntime."""
-        from face_perception.recognition.model_meta import ModelMeta, verified_file
+        from face_perception.recognition.model_folder import read_model_folder
 
-        folder = Path(path)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"model folder not found: {folder}")
-        meta = ModelMeta.load(folder)
-        verified_file(folder, meta, "weights")
-        if meta.architecture != self.backbone:
-            raise ValueError(f"{folder} holds a {meta.architecture!r} model but this learner's "
-                             f"backbone is {self.backbone!r}")
-        backend = "onnx" if meta.onnx_file and (folder / meta.onnx_file).is_file() else "torch"
-        self._use_model_folder(folder, backend)
+        model = read_model_folder(path)
+        model.weights_path()  # checked now, not at the first inference
+        if model.meta.architecture != self.backbone:
+            raise ValueError(f"{model.folder} holds a {model.meta.architecture!r} model but "
+                             f"this learner's backbone is {self.backbone!r}")
+        self._use_model_folder(model.folder, "onnx" if model.has_onnx else "torch")
         self._onnx_path = None
         if self.mode == "full":
-            from face_perception.recognition.training.model_folder import load_head
-
-            self.network_head_model, self.classes = load_head(folder)
+            self.network_head_model, self.classes = model.load_head()
         return self
 
     def save(self, path):
         """Write the model folder: backbone.pth + backbone.json (ModelMeta), and backbone.onnx
-        when ``optimize`` ran. Existing files of the same names are overwritten."""
-        import torch
+        when ``optimize`` ran (``recognition.model_folder.write_model_folder``). Existing files
+        of the same names are overwritten."""
+        from face_perception.recognition.model_folder import write_model_folder
 
-        from face_perception.files import atomic_path, sha256_file
-        from face_perception.recognition.model_meta import ONNX_FILE, WEIGHTS_FILE
-
-        model = self._torch_model()
         meta = self._current_meta()
-        folder = Path(path)
-        with atomic_path(folder / WEIGHTS_FILE) as tmp:
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-        meta.weights_file = WEIGHTS_FILE
-        meta.weights_sha256 = sha256_file(folder / WEIGHTS_FILE)
-        if meta.name == self._fresh_name():
-            # Galleries are tagged with the model name: weights of their own get a name of
-            # their own, so that a gallery made with other weights is refused.
-            meta.name = f"{meta.name}_{meta.weights_sha256[:8]}"
         onnx_src = self._onnx_path
         # As in the seed, the ONNX file travels only when inference runs on it (optimize(), or
         # a loaded optimized folder); the pretrained cache's own export does not count.
@@ -230,20 +211,10 @@ class FaceRecognitionLearner:
                 meta.onnx_file:
             candidate = Path(self._model_folder) / meta.onnx_file
             onnx_src = candidate if candidate.is_file() else None
-        if onnx_src is not None:
-            if Path(onnx_src).resolve() != (folder / ONNX_FILE).resolve():
-                with atomic_path(folder / ONNX_FILE) as tmp:
-                    shutil.copyfile(onnx_src, tmp)
-            meta.onnx_file = ONNX_FILE
-            meta.onnx_sha256 = sha256_file(folder / ONNX_FILE)
-        else:
-            meta.onnx_file, meta.onnx_sha256 = None, None
-        meta.save(folder)
-        if self.network_head_model is not None:
-            from face_perception.recognition.training.model_folder import save_head
-
-            save_head(folder, self.network_head_model, self.network_head, self.classes)
-        return folder
+        # Weights of their own (not a loaded or pretrained model's) get a name of their own.
+        return write_model_folder(path, self._torch_model(), meta, self.network_head_model,
+                                  self.network_head, self.classes, onnx=onnx_src,
+                                  keep_name=meta.name != self._fresh_name())
 
     def optimize(self, do_constant_folding=False):
         """Export the backbone to ONNX in ``temp_path``, check it against torch on random
@@ -536,7 +507,7 @@ class FaceRecognitionLearner:
     def _torch_model(self):
         """The current backbone as a torch module (read from the model folder when inference
         runs on onnxruntime or the weights came from the pretrained cache)."""
-        from face_perception.recognition.embedder import load_backbone
+        from face_perception.recognition.model_folder import load_backbone
 
         if self.backbone_model is None:
             embedder = self._ensure_embedder()
@@ -556,22 +527,16 @@ class FaceRecognitionLearner:
         else from the constructor's geometry and normalisation)."""
         import copy
 
-        from face_perception.recognition.alignment import arcface_template
-        from face_perception.recognition.model_meta import ModelMeta
+        from face_perception.recognition.model_folder import trained_meta
+        from face_perception.recognition.training.data import network_normalisation
 
         if self._embedder is not None or self.backbone == "dlib_resnet":
             meta = copy.deepcopy(self._ensure_embedder().meta)
         else:
-            w, h = self.input_size
-            meta = ModelMeta.arcface_112(
-                name=self._fresh_name(), architecture=self.backbone,
-                embedding_size=self.embedding_size,
-                architecture_kwargs={"embedding_size": self.embedding_size,
-                                     "input_size": list(self.input_size)})
-            meta.template = arcface_template(w, h)
-            meta.input_size = (w, h)
-            meta.mean = tuple(255.0 * v for v in self.rgb_mean)
-            meta.std = tuple(255.0 * v for v in self.rgb_std)
+            mean, std = network_normalisation(self.rgb_mean, self.rgb_std, self.color_order)
+            meta = trained_meta(self.backbone, self.embedding_size, self.input_size, mean, std,
+                                self.color_order, source="a torch state dict file, loaded by "
+                                "FaceRecognitionLearner.load_state_dict_file")
         if self.threshold != 0.0:
             meta.threshold = self.threshold
         return meta

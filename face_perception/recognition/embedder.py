@@ -15,51 +15,16 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.files import cache_dir, load_torch_file
+from face_perception.files import cache_dir
 from face_perception.recognition.alignment import align_to_template
-from face_perception.recognition.model_meta import ModelMeta, verified_file
+from face_perception.recognition.model_folder import read_model_folder
+from face_perception.recognition.network_input import NetworkInput
 from face_perception.recognition.pretrained import export_embedding_onnx, resolve_model
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("onnx", "onnx-int8", "torch")
-
-
-def build_backbone(meta: ModelMeta):
-    """An untrained torch module of ``meta.architecture`` with the meta's geometry."""
-    if meta.architecture == "dlib_resnet":
-        from face_perception.recognition.backbones.dlib_resnet import DlibResNet
-
-        return DlibResNet(embedding_size=meta.embedding_size, input_size=meta.input_size[0])
-    try:
-        from face_perception.recognition.backbones import get_model
-    except ImportError as exc:
-        raise ValueError(f"architecture {meta.architecture!r} needs the backbone registry "
-                         f"(face_perception.recognition.backbones): {exc}") from None
-    kwargs = {"embedding_size": meta.embedding_size, "input_size": tuple(meta.input_size)}
-    kwargs.update(meta.architecture_kwargs)
-    return get_model(meta.architecture, **kwargs)
-
-
-def load_backbone(folder: Union[str, os.PathLike], meta: ModelMeta):
-    """The model folder's torch network (eval mode, CPU), after its weights' checksum check;
-    loaded with ``weights_only=True``."""
-    if not meta.weights_file:
-        raise ValueError(f"model {meta.name!r} in {folder} is an ONNX graph without torch "
-                         "weights (an imported ONNX recognizer): use backend 'onnx'")
-    weights = verified_file(folder, meta, "weights")
-    model = build_backbone(meta)
-    state = load_torch_file(weights, ValueError, "a backbone state dict")
-    if isinstance(state, dict) and "state_dict" in state and isinstance(
-            state["state_dict"], dict):
-        state = state["state_dict"]
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{weights} does not fit architecture "
-                         f"{meta.architecture!r}: {exc}") from None
-    return model.eval()
 
 
 class Embedder:
@@ -93,8 +58,8 @@ class Embedder:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.folder = resolve_model(model)
-        self.meta = ModelMeta.load(self.folder)
+        self._files = read_model_folder(resolve_model(model))
+        self.folder, self.meta = self._files.folder, self._files.meta
         self.backend = backend
         self.batch_size = int(batch_size)
         self.flip = bool(flip)
@@ -102,8 +67,7 @@ class Embedder:
         self.calibration = calibration
         self.provider_options = dict(provider_options or {})
         w, h = self.meta.input_size
-        self._mean = np.asarray(self.meta.mean, np.float32).reshape(1, 3, 1, 1)
-        self._inv_std = (1.0 / np.asarray(self.meta.std, np.float32)).reshape(1, 3, 1, 1)
+        self._input = NetworkInput.from_meta(self.meta)
         self._shape = (h, w, 3)
         if backend.startswith("onnx"):
             self.device = self._init_onnx(device)
@@ -112,7 +76,7 @@ class Embedder:
 
     # -- backends -----------------------------------------------------------------------------
     def _load_torch_model(self):
-        return load_backbone(self.folder, self.meta)
+        return self._files.load_backbone()
 
     def _init_torch(self, device: str) -> str:
         import torch
@@ -127,11 +91,11 @@ class Embedder:
         return device
 
     def _onnx_path(self) -> Path:
-        if self.meta.onnx_file and (self.folder / self.meta.onnx_file).is_file():
-            return verified_file(self.folder, self.meta, "onnx")
+        if self._files.has_onnx:
+            return self._files.onnx_path()
         # No export in the folder: export once into the cache, keyed by the weights' checksum
         # (verified first, so the cache entry belongs to these very weights).
-        verified_file(self.folder, self.meta, "weights")
+        self._files.weights_path()
         key = self.meta.weights_sha256.lower()
         path = cache_dir("recognition") / "onnx" / f"{self.meta.name}-{key[:16]}.onnx"
         if not path.is_file():
@@ -211,12 +175,8 @@ class Embedder:
 
     def preprocess(self, chips_bgr: np.ndarray) -> np.ndarray:
         """N x H x W x 3 BGR uint8 -> N x 3 x H x W float32 network input (colour order and
-        normalisation from the metadata)."""
-        x = chips_bgr[..., ::-1] if self.meta.color_order == "rgb" else chips_bgr
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-        x -= self._mean
-        x *= self._inv_std
-        return x
+        normalisation from the metadata; ``recognition.network_input``)."""
+        return self._input(chips_bgr)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
         if self.backend != "torch":

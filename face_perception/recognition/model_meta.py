@@ -1,4 +1,5 @@
-"""Embedding-model metadata (``ModelMeta``) and the on-disk model folder format.
+"""Embedding-model metadata (``ModelMeta``) and the on-disk model folder format (written and
+read by ``recognition.model_folder``).
 
 A model folder holds one embedding network::
 
@@ -28,7 +29,8 @@ A model folder holds one embedding network::
   the same person; ``distance_threshold``: the model's own metric threshold if it has one
   (dlib: 0.6 euclidean on raw descriptors), else null
 * ``weights_file``, ``weights_sha256``, ``onnx_file``, ``onnx_sha256`` (null if absent); a
-  model file is used only if its sha256 is recorded here and matches (:func:`verified_file`)
+  model file is used only if its sha256 is recorded here and matches
+  (``recognition.model_folder.verified_file``)
 * ``source``, ``license``: provenance, free text; ``source_sha256``: sha256 of the file the
   weights were converted from (null if trained here)
 * ``needs_open_set_calibration`` (optional, default false): true for models imported with
@@ -48,7 +50,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.files import atomic_write_text, sha256_file
+from face_perception.files import atomic_write_text
 
 FORMAT_VERSION = 1
 META_FILE = "backbone.json"
@@ -203,35 +205,6 @@ class ModelMeta:
                    template_name="arcface_112", padding=None, color_order="rgb",
                    mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5),
                    threshold=threshold, **kw)
-
-
-def verified_file(folder: Union[str, os.PathLike], meta: ModelMeta, which: str = "weights"
-                  ) -> Path:
-    """The path of the model folder's ``which`` file ("weights" or "onnx"), after checking it.
-
-    The one checksum rule for model folders: the file's sha256 must be recorded in backbone.json
-    (``weights_sha256`` / ``onnx_sha256``; a folder written by this package always records it)
-    and must match the file. Raises FileNotFoundError for a missing file and ModelIntegrityError
-    naming the file otherwise.
-    """
-    if which not in ("weights", "onnx"):
-        raise ValueError(f"which must be 'weights' or 'onnx', got {which!r}")
-    name, expected = ((meta.weights_file, meta.weights_sha256) if which == "weights"
-                      else (meta.onnx_file, meta.onnx_sha256))
-    folder = Path(folder)
-    path = folder / (name or "")
-    if not name or not path.is_file():
-        raise FileNotFoundError(f"model {which} file not found: {path}")
-    if not expected:
-        raise ModelIntegrityError(f"{folder / META_FILE} records no {which}_sha256 for {path}; "
-                                  "refusing unverifiable weights (save the model with this "
-                                  "package, or record the file's sha256 there)")
-    digest = sha256_file(path)
-    if digest != expected.lower():
-        raise ModelIntegrityError(f"{path} does not match the sha256 in {folder / META_FILE} "
-                                  f"(expected {expected}, got {digest}): the file is altered "
-                                  "or belongs to another model")
-    return path
 
 
 def cosine_threshold_from_distance(distance: float, norm: float = 1.0) -> float:

@@ -12,6 +12,7 @@ detector runs. Metrics come from ``face_perception.recognition.verification``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -35,6 +36,77 @@ def dataset_kind(dataset) -> str:
     if path.suffix.lower() == ".bin":
         return "bin"
     return "pairs"
+
+
+@dataclass
+class VerificationPairs:
+    """A verification set as read: ``kind`` 'bin' (``vbin``: its chips and labels), or
+    'imagefolder' / 'pairs' (``pairs``: image pairs; ``root`` and ``landmarks`` of a pair
+    list; ``note`` when an ImageFolder had fewer pairs than asked and all were used)."""
+
+    source: str
+    kind: str
+    vbin: object = None
+    pairs: list = field(default_factory=list)
+    root: Optional[Path] = None
+    landmarks: Optional[Path] = None
+    note: str = ""
+
+    @property
+    def files(self) -> list:
+        """Every image file of the pairs, sorted, once."""
+        return sorted({str(p.first) for p in self.pairs} | {str(p.second) for p in self.pairs})
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Whether each pair (each chip pair of a .bin) shows one person."""
+        if self.kind == "bin":
+            return np.asarray(self.vbin.issame, bool)
+        return np.array([p.issame for p in self.pairs], bool)
+
+
+def read_verification_pairs(dataset, num_pairs: int = 1000, seed: int = 0,
+                            images_root: Optional[Union[str, os.PathLike]] = None,
+                            landmarks: Optional[Union[str, os.PathLike]] = None,
+                            balanced: bool = False) -> VerificationPairs:
+    """The one reader of a verification dataset given as pairs: a ``.bin`` file, an ImageFolder
+    tree (``num_pairs`` seeded random pairs, half same-person) or a pair list (images under
+    ``images_root``, default its folder or its ``lfw/``; ``landmarks``, default the
+    ``lfw_landmark.txt`` beside it). An ImageFolder with fewer pairs of a kind than asked gives
+    all of that kind (with a ``note``), or with ``balanced`` as many same as different pairs
+    as it can (validation during training). IJB folders are templates, not pairs:
+    DatasetError (evaluate them with :func:`evaluate_verification_dataset`)."""
+    from face_perception.data import DatasetError
+    from face_perception.data.pairs import random_pairs, read_lfw_pairs
+
+    kind = dataset_kind(dataset)
+    source = str(dataset)
+    if kind == "ijb":
+        raise DatasetError(f"{source}: an IJB-B/C folder is a template protocol, not "
+                           "verification pairs")
+    if kind == "bin":
+        from face_perception.data.verification_bin import read_verification_bin
+
+        return VerificationPairs(source, kind, vbin=read_verification_bin(dataset))
+    if kind == "pairs":
+        root, landmarks = pair_list_inputs(dataset, images_root, landmarks)
+        return VerificationPairs(source, kind, pairs=read_lfw_pairs(dataset, root), root=root,
+                                 landmarks=landmarks)
+    from face_perception.data.imagefolder import list_image_folder
+
+    folder = list_image_folder(dataset)
+    if balanced:
+        same = sum(n * (n - 1) // 2 for n in (len(v) for v in folder.by_identity().values()))
+        total = len(folder) * (len(folder) - 1) // 2
+        pairs = random_pairs(folder, max(2, min(num_pairs, 2 * same, total)), seed=seed)
+        return VerificationPairs(source, kind, pairs=pairs)
+    pairs = random_pairs(folder, num_pairs, seed=seed, allow_fewer=True)
+    note = ""
+    if len(pairs) < num_pairs:
+        same = sum(p.issame for p in pairs)
+        note = (f"asked for {num_pairs} pairs but {dataset} has only {len(pairs)} "
+                f"({same} same, {len(pairs) - same} different); using all of them")
+    return VerificationPairs(source, kind, pairs=pairs, note=note)
 
 
 def embed_bin(embedder, vbin) -> np.ndarray:
@@ -145,38 +217,21 @@ def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 
         out["alignment"] = "five points of the IJB meta file"
         return out
     skipped: list = []
-    alignment, note = "detector (largest face)", ""
+    alignment = "detector (largest face)"
+    vset = read_verification_pairs(dataset, num_pairs, seed, images_root, landmarks)
     if kind == "bin":
-        from face_perception.data.verification_bin import read_verification_bin
-
-        vbin = read_verification_bin(dataset)
         alignment = "chips re-aligned from the ArcFace 112 template"
-        emb = embed_bin(embedder, vbin)
+        emb = embed_bin(embedder, vset.vbin)
         sims = np.sum(emb[0::2] * emb[1::2], axis=1)
-        labels = np.asarray(vbin.issame, bool)
-        name = vbin.name
+        labels = vset.labels
+        name = vset.vbin.name
     else:
-        from face_perception.data.pairs import random_pairs, read_lfw_pairs
-
-        if kind == "imagefolder":
-            from face_perception.data.imagefolder import list_image_folder
-
-            pairs = random_pairs(list_image_folder(dataset), num_pairs, seed=seed,
-                                 allow_fewer=True)
-            if len(pairs) < num_pairs:
-                same = sum(p.issame for p in pairs)
-                note = (f"asked for {num_pairs} pairs but {dataset} has only {len(pairs)} "
-                        f"({same} same, {len(pairs) - same} different); using all of them")
-            root, landmarks = None, None
+        pairs = vset.pairs
+        if vset.landmarks is not None:
+            emb = _embed_with_landmarks(embedder, vset.files, vset.root, vset.landmarks)
+            alignment = f"landmarks from {vset.landmarks}"
         else:
-            root, landmarks = pair_list_inputs(dataset, images_root, landmarks)
-            pairs = read_lfw_pairs(dataset, root)
-        files = sorted({str(p.first) for p in pairs} | {str(p.second) for p in pairs})
-        if landmarks is not None:
-            emb = _embed_with_landmarks(embedder, files, root, landmarks)
-            alignment = f"landmarks from {landmarks}"
-        else:
-            emb = _embed_files(detector, embedder, files)
+            emb = _embed_files(detector, embedder, vset.files)
         kept = [p for p in pairs if str(p.first) in emb and str(p.second) in emb]
         skipped = [(str(p.first), str(p.second)) for p in pairs
                    if not (str(p.first) in emb and str(p.second) in emb)]
@@ -192,7 +247,7 @@ def evaluate_verification_dataset(detector, embedder, dataset, num_pairs: int = 
     out = report.to_dict()
     out.update({"dataset": str(dataset), "dataset_kind": kind, "model": embedder.meta.name,
                 "model_threshold": float(embedder.meta.threshold),
-                "skipped_pairs": skipped, "alignment": alignment, "pairs_note": note})
+                "skipped_pairs": skipped, "alignment": alignment, "pairs_note": vset.note})
     if roc_path is not None:
         out["roc_png"] = str(save_roc_plot(report, roc_path, title=name))
     return out

@@ -22,11 +22,12 @@ from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.files import atomic_path, cache_dir, file_lock, sha256_file
+from face_perception.files import cache_dir, file_lock, sha256_file
+from face_perception.recognition.model_folder import read_model_folder, write_model_folder
 from face_perception.recognition.model_meta import (
     META_FILE,
     ONNX_FILE,
-    WEIGHTS_FILE,
+    ModelIntegrityError,
     ModelMeta,
     ModelMetaError,
     cosine_threshold_from_distance,
@@ -94,16 +95,13 @@ def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> Mo
 
 def _folder_is_current(folder: Path, source_sha: str) -> bool:
     try:
-        meta = ModelMeta.load(folder)
-    except (FileNotFoundError, ModelMetaError):
-        return False
-    if meta.source_sha256 != source_sha or meta.version != CONVERSION_VERSION:
-        return False
-    for name, want in ((meta.weights_file, meta.weights_sha256),
-                       (meta.onnx_file, meta.onnx_sha256)):
-        path = folder / (name or "")
-        if not name or not want or not path.is_file() or sha256_file(path) != want:
+        model = read_model_folder(folder)
+        if model.meta.source_sha256 != source_sha or model.meta.version != CONVERSION_VERSION \
+                or not model.meta.weights_file or not model.meta.onnx_file:
             return False
+        model.verify()
+    except (FileNotFoundError, ModelMetaError, ModelIntegrityError):
+        return False
     return True
 
 
@@ -131,13 +129,10 @@ def export_embedding_onnx(model, path: Union[str, os.PathLike], input_size: tupl
 
 def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os.PathLike]
                         ) -> Path:
-    """Convert dlib's .dat into a model folder (backbone.pth, backbone.onnx, backbone.json).
-
-    Each file is written atomically, the JSON with the checksums last, so a reader never sees
-    a half-written folder as valid.
-    """
-    import torch
-
+    """Convert dlib's .dat into a model folder (backbone.pth, backbone.onnx, backbone.json)
+    through ``model_folder.write_model_folder`` (each file atomic, the JSON with the checksums
+    last, so a reader never sees a half-written folder as valid). The name stays
+    ``dlib_resnet``: galleries made with it are tagged so."""
     from face_perception.recognition.backbones.dlib_resnet import (
         DlibResNet,
         anet_spec,
@@ -149,18 +144,12 @@ def convert_dlib_resnet(dat_path: Union[str, os.PathLike], folder: Union[str, os
     folder.mkdir(parents=True, exist_ok=True)
     source_sha = sha256_file(dat_path)
     network = read_network_file(dat_path, anet_spec())
-    state = state_dict_from_dlib(network)
     model = DlibResNet()
-    model.load_state_dict(state)
-    with atomic_path(folder / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+    model.load_state_dict(state_dict_from_dlib(network))
     export_embedding_onnx(model, folder / ONNX_FILE, (150, 150))
     meta = dlib_resnet_meta(network.avg_rgb, network.loss["distance_threshold"],
-                            weights_sha256=sha256_file(folder / WEIGHTS_FILE),
-                            onnx_file=ONNX_FILE, onnx_sha256=sha256_file(folder / ONNX_FILE),
                             source_sha256=source_sha)
-    meta.save(folder)
-    return folder
+    return write_model_folder(folder, model, meta, onnx=folder / ONNX_FILE, keep_name=True)
 
 
 def _ensure_dlib_resnet(folder: Optional[Path] = None) -> Path:

@@ -79,7 +79,7 @@ def read_arcface_torch(src: Union[str, os.PathLike], arch: Optional[str] = None)
 def import_arcface_torch(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
                          name: Optional[str] = None, arch: Optional[str] = None,
                          threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import write_model_folder
+    from face_perception.recognition.model_folder import write_model_folder
 
     model, architecture, dim = read_arcface_torch(src, arch)
     meta = imported_meta(name or f"arcface_torch_{architecture}", architecture, dim,

@@ -137,7 +137,7 @@ def checked_graph(src: Path, raw_pixels: Optional[bool] = None) -> tuple[bytes, 
 def import_insightface_onnx(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
                             name: Optional[str] = None, arch: Optional[str] = None,
                             threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import write_onnx_model_folder
+    from face_perception.recognition.model_folder import write_onnx_model_folder
 
     src = Path(src)
     if arch is not None:

@@ -80,7 +80,7 @@ def _read_metadata(meta_file: Path) -> tuple[bool, float]:
 def import_opendr(src: Union[str, os.PathLike], out: Union[str, os.PathLike],
                   name: Optional[str] = None, arch: Optional[str] = None,
                   threshold: Optional[float] = None) -> Path:
-    from face_perception.recognition.training.model_folder import (
+    from face_perception.recognition.model_folder import (
         write_model_folder,
         write_onnx_model_folder,
     )

@@ -2,9 +2,9 @@
 parameters of ``config.TrainConfig`` (the seed learner's names) and writes a model folder.
 
 Modules: config (parameters, YAML), data (training sets), loop (the iteration loop),
-schedule (learning rate per iteration), checkpoint (exact-resume state), model_folder (the
-trained model on disk), validation, distributed (torchrun / DDP / partial FC), progress
-(TensorBoard and the progress bar).
+schedule (learning rate per iteration), checkpoint (exact-resume state), validation,
+distributed (torchrun / DDP / partial FC), progress (TensorBoard and the progress bar).
+The trained model on disk: ``recognition/model_folder.py``.
 Imported lazily: reading a config does not import torch.
 """
 from __future__ import annotations

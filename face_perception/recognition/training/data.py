@@ -1,5 +1,6 @@
 """Training sets (ImageFolder tree, aligned ImageFolder, InsightFace RecordIO folder, or a dataset
-object) as decoded BGR images with labels, the seeded batch order, and the network input."""
+object) as decoded BGR images with labels (``imageio``'s decode), the seeded batch order, and
+augmentation; the network input is ``recognition/network_input.py``'s, as the Embedder's."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ import numpy as np
 
 from face_perception.data import DatasetError
 from face_perception.data.image_bytes import check_image_bytes, check_image_file
+from face_perception.recognition.network_input import NetworkInput
 
 
 class ImageFolderSet:
@@ -38,14 +40,19 @@ class ImageFolderSet:
         return len(self.folder.samples)
 
     def read(self, i: int) -> Tuple[np.ndarray, int]:
-        import cv2
-
         path, label = self.folder.samples[i]
-        data = np.fromfile(path, dtype=np.uint8)
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if image is None:
-            raise DatasetError(f"{path}: cannot be decoded as an image")
-        return image, int(label)
+        return read_image(path), int(label)
+
+
+def read_image(path) -> np.ndarray:
+    """A training or validation image file as BGR uint8 (``imageio``'s decode, as in use);
+    DatasetError naming the file when it cannot be read."""
+    from face_perception.imageio import ImageError, read_image_bgr
+
+    try:
+        return read_image_bgr(path)
+    except ImageError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 class RecordIOSet:
@@ -126,7 +133,11 @@ class ObjectSet:
         if hasattr(image, "numpy"):  # a CHW tensor from a torch-style dataset is not BGR uint8
             raise DatasetError(f"{self.root}: item {i} is a tensor; training needs the raw "
                                "H x W x 3 uint8 BGR image (read(i) or ds[i])")
-        return np.asarray(image), int(label)
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise DatasetError(f"{self.root}: item {i} has shape {image.shape}; training needs "
+                               "an H x W x 3 uint8 BGR image")
+        return image, int(label)
 
 
 def open_training_set(source):
@@ -249,33 +260,9 @@ def network_normalisation(rgb_mean: Sequence[float], rgb_std: Sequence[float],
     return mean, std
 
 
-class ChipTransform:
-    """BGR uint8 image -> (3, H, W) float32 network input: resize to the input size if needed,
-    optional flip, channel order and (pixel - mean) / std exactly as the Embedder does."""
-
-    def __init__(self, input_size, mean, std, color_order: str):
-        self.size = (int(input_size[0]), int(input_size[1]))
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-        self.inv_std = (1.0 / np.asarray(std, np.float32)).reshape(3, 1, 1)
-        self.color_order = color_order
-
-    def __call__(self, image: np.ndarray, flip: bool = False) -> np.ndarray:
-        import cv2
-
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise DatasetError(f"expected an H x W x 3 image, got shape {image.shape}")
-        if (image.shape[1], image.shape[0]) != self.size:
-            shrink = image.shape[1] > self.size[0]
-            image = cv2.resize(image, self.size,
-                               interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        if flip:
-            image = image[:, ::-1]
-        if self.color_order == "rgb":
-            image = image[:, :, ::-1]
-        x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
-        x -= self.mean
-        x *= self.inv_std
-        return x
+# Training's name for the network input (BGR uint8 image -> 3 x H x W float32, resized to the
+# input size if needed, optional flip): the very step the Embedder applies.
+ChipTransform = NetworkInput
 
 
 class Augmentation:

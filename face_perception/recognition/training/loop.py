@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from face_perception.devices import torch_device
+from face_perception.recognition.model_folder import trained_meta, write_model_folder
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
 from face_perception.recognition.training.batchnorm import synchronise_batchnorm
@@ -29,7 +30,6 @@ from face_perception.recognition.training.data import (
     network_normalisation,
     open_training_set,
 )
-from face_perception.recognition.training.model_folder import trained_meta, write_model_folder
 from face_perception.recognition.training.progress import Progress
 from face_perception.recognition.training.schedule import learning_rate, lr_at  # noqa: F401
 
@@ -558,7 +558,7 @@ def _restore_validation(stats: dict, saved: Optional[dict], out_dir: Path) -> No
 def _load_backbone(model: str, expected: str):
     """(backbone, ModelMeta) of a model folder (or pretrained name); the
     weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
-    from face_perception.recognition.embedder import load_backbone
+    from face_perception.recognition.model_folder import load_backbone
     from face_perception.recognition.model_meta import ModelMeta
     from face_perception.recognition.pretrained import resolve_model
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from face_perception.data import DatasetError
+from face_perception.recognition.training.data import read_image
 
 
 class ModelEmbedder:
@@ -50,35 +50,18 @@ class ValidationSet:
     """Pairs to verify: decoded once, embedded at each validation."""
 
     def __init__(self, source, num_pairs: int = 1000, seed: int = 0):
-        from face_perception.recognition.pair_eval import dataset_kind
+        from face_perception.recognition.pair_eval import read_verification_pairs
 
         self.source = str(source)
         self.name = Path(self.source).stem or Path(self.source).name
-        self.kind = dataset_kind(source)
+        vset = read_verification_pairs(source, num_pairs, seed, balanced=True)
+        self.kind, self.labels = vset.kind, vset.labels
         if self.kind == "bin":
-            from face_perception.data.verification_bin import read_verification_bin
-
-            self.vbin = read_verification_bin(source)
-            self.labels = np.asarray(self.vbin.issame, bool)
+            self.vbin = vset.vbin
             return
-        from face_perception.data.pairs import random_pairs, read_lfw_pairs
-
-        if self.kind == "imagefolder":
-            from face_perception.data.imagefolder import list_image_folder
-
-            folder = list_image_folder(source)
-            same = sum(n * (n - 1) // 2 for n in
-                       (len(v) for v in folder.by_identity().values()))
-            total = len(folder) * (len(folder) - 1) // 2
-            # A small set gives what it has (balanced as far as it goes).
-            num_pairs = max(2, min(num_pairs, 2 * same, total))
-            pairs = random_pairs(folder, num_pairs, seed=seed)
-        else:
-            pairs = read_lfw_pairs(source, Path(source).parent)
-        files = sorted({str(p.first) for p in pairs} | {str(p.second) for p in pairs})
-        self.images = {f: _read(f) for f in files}
-        self.pairs = [(str(p.first), str(p.second)) for p in pairs]
-        self.labels = np.array([p.issame for p in pairs], bool)
+        # Training validates on chips as they are (no detector): pair lists' landmarks unused.
+        self.images = {f: read_image(f) for f in vset.files}
+        self.pairs = [(str(p.first), str(p.second)) for p in vset.pairs]
 
     def fold_problem(self, n_folds: int = 10) -> str:
         """Why the k-fold accuracy of this set means little ('' when it is fine): a fold with
@@ -110,13 +93,3 @@ class ValidationSet:
         out = report.to_dict()
         out["dataset"] = self.source
         return out
-
-
-def _read(path: str) -> np.ndarray:
-    import cv2
-
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DatasetError(f"{path}: cannot be decoded as an image")
-    return image
