@@ -18,13 +18,14 @@ from typing import Optional
 import numpy as np
 
 from face_perception.devices import torch_device
+from face_perception.enrolment.photos import enroll_tree
 from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.enrolment.photos import enroll_tree, largest_face
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
+from face_perception.recognition.photo_faces import largest_face
 from face_perception.types import Category, Face
 
 log = logging.getLogger("face_perception.learner")
@@ -463,7 +464,7 @@ class FaceRecognitionLearner:
             raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
                              "tree or a pairs list")
         if open_set:
-            from face_perception.recognition.open_set import resolve_rule
+            from face_perception.open_set import resolve_rule
             from face_perception.recognition.open_set_eval import evaluate_open_set
 
             embedder = self._ensure_embedder()
@@ -556,7 +557,7 @@ class FaceRecognitionLearner:
         else from the constructor's geometry and normalisation)."""
         import copy
 
-        from face_perception.recognition.alignment import arcface_template
+        from face_perception.alignment import arcface_template
         from face_perception.recognition.model_meta import ModelMeta
 
         if self._embedder is not None or self.backbone == "dlib_resnet":

@@ -35,7 +35,7 @@ def trained_meta(backbone: str, embedding_size: int, input_size, mean, std, colo
     ``layout``: the backbone's unit options beyond the defaults (``mid_bn``,
     ``projection_shortcut`` of a network started from published weights), recorded so that
     the folder builds the same network again."""
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
+    from face_perception.alignment import ARCFACE_TEMPLATE_112
 
     w, h = int(input_size[0]), int(input_size[1])
     template = ARCFACE_TEMPLATE_112 * np.array([w / 112.0, h / 112.0], np.float32)

@@ -5,7 +5,7 @@ be called), ``views`` (quality gate, one-person check, best distinct views), ``s
 recognizer node's non-waiting sessions and the stranger learner), ``clip`` (video files and bag
 topics), ``gallery_file`` (changes written straight to a gallery file).
 """
-from face_perception.recognition.enrolment.names import check_new_name
-from face_perception.recognition.enrolment.photos import enrol_photos, enroll_tree
+from face_perception.enrolment.names import check_new_name
+from face_perception.enrolment.photos import enrol_photos, enroll_tree
 
 __all__ = ["check_new_name", "enrol_photos", "enroll_tree"]
