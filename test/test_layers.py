@@ -110,7 +110,7 @@ def imports_of(name: str, path: pathlib.Path, modules) -> list[tuple[str, int]]:
             if target.split(".")[1:2] and target.split(".")[1] in GENERATED:
                 continue
             owner = target if target in modules else f"missing:{target}"  # reported below
-            if owner != name:
+            if owner != name and (owner, node.lineno) not in found:
                 found.append((owner, node.lineno))
     return found
 
@@ -234,6 +234,14 @@ def test_no_module_imports_a_layer_above_its_own():
 def test_no_import_cycles_between_modules():
     problems = cycles(*import_graph())
     assert not problems, _report(problems)
+
+
+def test_architecture_page_lists_the_same_layers():
+    # docs/architecture.md draws this list for readers: same layers, same order.
+    page = (ROOT.parent / "docs" / "architecture.md").read_text()
+    table = page.split("| layer | modules", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert rows == [name for name, _ in LAYERS]
 
 
 def test_the_check_sees_lazy_imports_and_skips_type_checking_blocks(tmp_path):
