@@ -262,7 +262,7 @@ def speed_section(repeats: int, yunet_threshold: float) -> None:
     import onnxruntime as ort
     import retinaface
 
-    from face_perception.onnx_session import session_options
+    from face_perception.onnx.session import session_options
 
     photo_dir = sample_photos_dir()
     results = {}

@@ -19,9 +19,9 @@ import numpy as np
 
 from face_perception.data.sample_photos import sample_photos_dir as photos_dir
 from face_perception.detection import Detector
+from face_perception.enrolment.clip import enrol_from_frames
 from face_perception.gallery import Gallery
 from face_perception.recognition import Embedder, Recognizer
-from face_perception.recognition.enrolment.clip import enrol_from_frames
 from face_perception.threads import resolve_threads
 from test.enrolment_clips import clip_frames
 from test.tracking_scenes import Cutouts

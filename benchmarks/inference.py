@@ -56,7 +56,7 @@ def detector_table(seconds: float) -> None:
     from face_perception.detection import Detector
     from face_perception.detection.int8 import calibration_feeds
     from face_perception.detection.weights import original_onnx_path
-    from face_perception.quantization import default_calibration_images, quantize_static_int8
+    from face_perception.onnx.quantization import default_calibration_images, quantize_static_int8
 
     fp32 = Detector()
     tmp = Path(tempfile.mkdtemp(prefix="int8_bench_"))
@@ -101,7 +101,7 @@ def _side_worker(kind: str, threads: int, seconds: float, queue) -> None:
 
 
 def threads_table(seconds: float) -> None:
-    from face_perception.onnx_session import threads_for_share, usable_cores
+    from face_perception.onnx.session import threads_for_share, usable_cores
 
     print(f"\nDetector (640x480) and embedder (2 chips) side by side in two processes, "
           f"{usable_cores()} usable cores\n")

@@ -282,7 +282,7 @@ def _profile_frame(det, rec, w: int, h: int, cpu_ms) -> dict:
     img = image_to_bgr(got)
     scale = det.input_scale(h, w)
     resized, factors = det._resize(img, scale)
-    blob = det._blob(img, scale)[0]
+    blob = det.preprocess(img, scale)[0]
     outs = det._run(blob)
     faces = det.detect(img)
     return {
@@ -347,7 +347,7 @@ def main() -> int:
         args.configs = args.configs or ["detector+recognizer"]
     args.configs = args.configs or list(CONFIGS)
 
-    from face_perception.onnx_session import usable_cores
+    from face_perception.onnx.session import usable_cores
     from face_perception.ros.processes import start_entry_point
 
     work = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))

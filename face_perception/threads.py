@@ -5,7 +5,7 @@ the process running beside it. So (1) every entry point takes a thread count (``
 every usable core), resolved here once; (2) OpenMP pool threads sleep when idle
 (``OMP_WAIT_POLICY=PASSIVE``, set at package import unless the user chose otherwise, because
 OpenMP reads it once, when torch's runtime starts); (3) onnxruntime's intra-op pool does not spin
-(``onnx_session.session_options``).
+(``onnx.session.session_options``).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from face_perception.recognition.alignment import align_to_template, dlib_chip_template
+from face_perception.alignment import align_to_template, dlib_chip_template
 
 SHIPPED = {"obama": ["obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg",
                      "obama_partial_face2.jpg"], "biden": ["biden.jpg"]}
@@ -65,7 +65,7 @@ def augmented(image: np.ndarray) -> dict:
 
 def face_on_canvas(detector, image: np.ndarray) -> np.ndarray:
     """The largest face of ``image`` aligned into a CANVAS-pixel image (dlib geometry)."""
-    from face_perception.recognition.enrolment.photos import find_face
+    from face_perception.recognition.photo_faces import find_face
 
     face, _ = find_face(detector, image)
     if face is None:

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception.recognition.alignment import (
+from face_perception.alignment import (
     ARCFACE_TEMPLATE_112,
     DLIB_TEMPLATE_150,
     align_to_template,

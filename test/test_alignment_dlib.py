@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face_perception.recognition import Embedder
-from face_perception.recognition.alignment import (
+from face_perception.alignment import (
     DLIB_TEMPLATE_150,
     dlib_chip_pixels,
     template_transform,
     transform_points,
     warp_similarity,
 )
+from face_perception.recognition import Embedder
 from test.dlib_reference import DLIB_5PT_UNIT, PHOTOS, dlib_reference
 
 

@@ -65,7 +65,7 @@ def test_imagefolder_recordio_round_trip_is_lossless(people, tmp_path, capsys):
 
 
 def test_bin_pairs_round_trip_is_lossless(photos, tmp_path, capsys):
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
     faces = detected_faces(photos)
     chips = {n: cv2.imencode(".jpg", align_to_template(img, lm, ARCFACE_TEMPLATE_112, 112))[1]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 from face_perception.data import DatasetError
 from face_perception.data.aligned_dataset import (
     AlignedFaceDataset,
@@ -20,7 +21,6 @@ from face_perception.data.landmarks import (
 )
 from face_perception.data.vggface2 import read_vggface2_list
 from face_perception.imageio import ImageError
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
 from face_perception.recognition.model_meta import ModelMeta
 from test.face_crops import PEOPLE, augmented_crop, detected_faces
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from face_perception.detection import Detector
-from face_perception.onnx_session import session_options
+from face_perception.onnx.session import session_options
 from face_perception.threads import ORT_SPIN_ENV, onnxruntime_spin, usable_cores
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from face_perception.alignment import ARCFACE_TEMPLATE_112
 from face_perception.files import sha256_file
 from face_perception.recognition import Embedder, ModelMeta
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
 from face_perception.recognition.backbones import get_model
 
 

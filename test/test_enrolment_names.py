@@ -4,9 +4,9 @@ import unicodedata
 
 import pytest
 
+from face_perception.enrolment.names import MAX_NAME_LENGTH, check_new_name
+from face_perception.enrolment.stream import MAX_FRAMES, MAX_TIMEOUT_S, check_goal
 from face_perception.gallery import GalleryError
-from face_perception.recognition.enrolment.names import MAX_NAME_LENGTH, check_new_name
-from face_perception.recognition.enrolment.stream import MAX_FRAMES, MAX_TIMEOUT_S, check_goal
 
 
 @pytest.mark.parametrize("name, message", [

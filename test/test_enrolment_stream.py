@@ -4,13 +4,13 @@ timeout, refuse two people and a face that is already someone else."""
 import cv2
 import pytest
 
-from face_perception.recognition import Recognizer
-from face_perception.recognition.enrolment.stream import (
+from face_perception.enrolment.stream import (
     EnrolmentSession,
     Frame,
     UnknownLearner,
     check_goal,
 )
+from face_perception.recognition import Recognizer
 from face_perception.tracking.pipeline import TrackedFace
 from test.ros_harness import fit_640x480
 

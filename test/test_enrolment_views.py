@@ -3,7 +3,7 @@ copies and poor views skipped; a group of views split into two people only beyon
 threshold."""
 import numpy as np
 
-from face_perception.recognition.enrolment.views import (
+from face_perception.enrolment.views import (
     View,
     already_enrolled_as,
     choose_distinct,

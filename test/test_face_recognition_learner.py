@@ -364,8 +364,8 @@ def lfw_tree(photos, tmp_path_factory):
 
 def test_eval_on_a_verification_bin_separates_the_real_pairs(learner, detector, photos,
                                                              tmp_path):
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
     from face_perception.data.verification_bin import write_verification_bin
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
     # InsightFace-style chips: 112x112 in the ArcFace template, re-aligned by eval into the
     # dlib model's 150x150 geometry.

@@ -4,13 +4,13 @@ from types import SimpleNamespace as NS
 import numpy as np
 import pytest
 
+from face_perception.alignment import ARCFACE_TEMPLATE_112, estimate_similarity
 from face_perception.imageio import read_image_bgr
 from face_perception.messages import hri
 from face_perception.messages.face_fields import (
     DetectionFieldError,
     track_id_and_landmarks,
 )
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, estimate_similarity
 
 
 def test_face_ids_are_ros_name_tokens_stable_per_track_and_distinct_per_camera():

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from face_perception.quantization import (
+from face_perception.onnx.quantization import (
     RECORD_FILE,
     QuantizationError,
     QuantizationRefused,

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from face_perception.alignment import ARCFACE_TEMPLATE_112
 from face_perception.files import sha256_file
 from face_perception.imageio import read_image_bgr
 from face_perception.learners import FaceRecognitionLearner
 from face_perception.recognition import Embedder
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
 from face_perception.recognition.backbones import get_model
 from face_perception.recognition.model_folder import (
     read_model_folder,

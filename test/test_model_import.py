@@ -27,7 +27,7 @@ TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def chips(photos):
     """ArcFace 112x112 chips (BGR uint8) of the four shipped frontal photos."""
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
     from test.face_crops import detected_faces
 
     return np.stack([align_to_template(image, lm, ARCFACE_TEMPLATE_112, (112, 112), fit="chip")
@@ -423,8 +423,8 @@ def test_imported_model_names_nobody_until_calibrated(imported_folder, photos, c
     import cv2
 
     from face_perception.gallery import Gallery
+    from face_perception.open_set import OpenSetRule, UncalibratedRule
     from face_perception.recognition import Recognizer
-    from face_perception.recognition.open_set import OpenSetRule, UncalibratedRule
 
     embedder = Embedder(imported_folder, backend="torch")
     image = cv2.imread(str(photos / "obama.jpg"))
@@ -433,7 +433,7 @@ def test_imported_model_names_nobody_until_calibrated(imported_folder, photos, c
     gallery.add("obama", Recognizer(embedder, None, detector=core_detector).embed(image, faces))
 
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="face_perception.recognition.open_set"):
+    with caplog.at_level(logging.WARNING, logger="face_perception.open_set"):
         rec = Recognizer(embedder, gallery, detector=core_detector)
     assert isinstance(rec.rule, UncalibratedRule) and rec.rule_source == "uncalibrated model"
     warnings = [r.getMessage() for r in caplog.records]

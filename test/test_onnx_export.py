@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from face_perception.onnx_export import ExportError, export_checked, onnx_difference
+from face_perception.onnx.export import ExportError, export_checked, onnx_difference
 
 AXES = {"input": {0: "batch"}, "out": {0: "batch"}}
 

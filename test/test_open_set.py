@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from face_perception.gallery import Gallery, GalleryError
-from face_perception.recognition.open_set import (
+from face_perception.open_set import (
     MODEL_DEFAULTS,
     OpenSetRule,
     default_rule,

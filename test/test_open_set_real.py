@@ -9,7 +9,7 @@ import pytest
 
 from face_perception.cli import main as cli
 from face_perception.gallery import Gallery
-from face_perception.recognition.open_set import OpenSetRule
+from face_perception.open_set import OpenSetRule
 from test.open_set_photos import build
 
 pytest.importorskip("skimage", reason="scikit-image ships the astronaut and LFW faces")

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception.anonymize import anonymize, cover_box, hidden_faces
 from face_perception.gallery import Gallery
 from face_perception.recognition import Recognizer
+from face_perception.rendering import anonymize, cover_box, hidden_faces
 from face_perception.types import Category
 
 

@@ -158,7 +158,7 @@ def test_recognizer_refuses_gallery_of_other_model(embedder):
 def test_threshold_comes_from_the_model_and_can_be_overridden(embedder, detector, gallery,
                                                               images, faces):
     # Naming uses the model's open-set default (stricter than its 1:1 threshold; open_set.py).
-    from face_perception.recognition.open_set import default_rule
+    from face_perception.open_set import default_rule
     rec = Recognizer(embedder, gallery)
     assert rec.rule == default_rule(embedder.meta) and rec.rule_source == "model"
     assert rec.threshold > embedder.meta.threshold

@@ -28,7 +28,7 @@ def train_dir(tmp_path_factory, photos):
 @pytest.fixture(scope="module")
 def chips(photos):
     """ArcFace 112x112 chips (BGR uint8) of the shipped frontal photos."""
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
     from test.face_crops import detected_faces
 
     return np.stack([align_to_template(image, lm, ARCFACE_TEMPLATE_112, (112, 112), fit="chip")

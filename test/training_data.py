@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 from face_perception.imageio import read_image_bgr
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
 REAL = {"obama": ("obama.jpg", "obama2.jpg", "obama3.jpg"), "biden": ("biden.jpg",)}
 

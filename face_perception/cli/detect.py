@@ -31,8 +31,8 @@ def run(args) -> int:
     import cv2
 
     from face_perception.detection.detector import Detector
-    from face_perception.draw import draw_faces
     from face_perception.imageio import expand_image_paths, read_image_bgr
+    from face_perception.rendering import draw_faces
 
     detector = Detector(backbone=args.backbone, **detector_kwargs(args, beside_embedder=False),
                         model_path=args.model, score_threshold=args.threshold,

@@ -55,9 +55,9 @@ def register(subparsers) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from face_perception.open_set import CALIBRATE_COMMAND
     from face_perception.recognition.model_import import import_model
     from face_perception.recognition.model_meta import ModelMeta
-    from face_perception.recognition.open_set import CALIBRATE_COMMAND
 
     folder = import_model(args.src, args.fmt, args.out, name=args.name, arch=args.arch,
                           threshold=args.threshold)

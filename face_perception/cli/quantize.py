@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from face_perception.quantization import calibration_images, record_int8
+    from face_perception.onnx.quantization import calibration_images, record_int8
 
     images = calibration_images(args.calibration)
     if args.kind == "embedder":
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         folder, fp32_path = fp32.folder, fp32.onnx_path
     else:
         from face_perception.detection import Detector
-        from face_perception.detection.int8 import int8_onnx_for
+        from face_perception.detection.detector import int8_onnx_for
 
         fp32 = Detector(backend="onnx", model_path=args.model, target_size=args.target_size,
                         max_size=args.max_size)

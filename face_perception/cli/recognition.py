@@ -32,7 +32,7 @@ def _err(command: str, message: str) -> None:
 def _report_files_here() -> None:
     """The commands print one line per skipped file themselves: keep the library's log lines
     about the same files (unreadable, no face) from doubling them."""
-    for name in ("face_perception.recognition.enrolment.photos", "face_perception.learner"):
+    for name in ("face_perception.recognition.photo_faces", "face_perception.learner"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -62,7 +62,7 @@ def _load_gallery(path, embedder, must_exist: bool = True):
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
-    from face_perception.recognition.enrolment import check_new_name, enrol_photos
+    from face_perception.enrolment import check_new_name, enrol_photos
 
     if sum(x is not None for x in (args.folder, args.video, args.bag)) != 1:
         raise ValueError("give exactly one of FOLDER (photos), --video FILE or --bag PATH")
@@ -108,7 +108,7 @@ def run_enroll(args) -> int:
 
 def run_enroll_clip(args) -> int:
     """--video / --bag: the main track's best distinct views, each stored with its quality."""
-    from face_perception.recognition.enrolment.clip import (
+    from face_perception.enrolment.clip import (
         bag_frames,
         enrol_from_frames,
         video_frames,
@@ -168,7 +168,7 @@ def _warn_look_alikes(gallery, embedder) -> list:
 
 def _look_alikes(gallery, embedder) -> list:
     """Pairs of enrolled identities closer than the naming threshold in force."""
-    from face_perception.recognition.open_set import resolve_rule
+    from face_perception.open_set import resolve_rule
     from face_perception.recognition.open_set_eval import look_alikes
 
     rule, _ = resolve_rule(embedder.meta, gallery)
@@ -179,9 +179,9 @@ def _look_alikes(gallery, embedder) -> list:
 def run_recognize(args) -> int:
     import cv2
 
-    from face_perception.draw import draw_faces
     from face_perception.imageio import expand_image_paths, read_image_bgr
     from face_perception.recognition import Recognizer
+    from face_perception.rendering import draw_faces
 
     detector, embedder = _pipeline(args)
     gallery = _load_gallery(args.gallery, embedder)
@@ -236,7 +236,7 @@ def run_recognize(args) -> int:
 
 # ------------------------------------------------------------------------------------ verify
 def run_verify(args) -> int:
-    from face_perception.recognition.enrolment.photos import embed_largest_faces
+    from face_perception.recognition.photo_faces import embed_largest_faces
 
     detector, embedder = _pipeline(args)
     result = embed_largest_faces(detector, embedder, [Path(args.a), Path(args.b)])
@@ -272,7 +272,7 @@ def run_verify(args) -> int:
 def run_embed(args) -> int:
     from face_perception.files import atomic_path
     from face_perception.imageio import expand_image_paths
-    from face_perception.recognition.enrolment.photos import embed_largest_faces
+    from face_perception.recognition.photo_faces import embed_largest_faces
 
     detector, embedder = _pipeline(args)
     files = expand_image_paths(args.images)
@@ -327,7 +327,7 @@ def run_eval(args) -> int:
 
 
 def run_eval_open_set(args) -> int:
-    from face_perception.recognition.open_set import resolve_rule
+    from face_perception.open_set import resolve_rule
     from face_perception.recognition.open_set_eval import evaluate_open_set
 
     detector, embedder = _pipeline(args)

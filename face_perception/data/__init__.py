@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-
-class DatasetError(ValueError):
-    """A dataset file or folder that cannot be used as given; the message names the path."""
-
+from face_perception.data.errors import DatasetError
 
 _EXPORTS = {
     "ImageFolder": "face_perception.data.imagefolder",
@@ -29,9 +26,6 @@ _EXPORTS = {
     "read_vggface2_landmarks": "face_perception.data.landmarks",
     "FaceList": "face_perception.data.vggface2",
     "read_vggface2_list": "face_perception.data.vggface2",
-    "AlignedFaceDataset": "face_perception.data.aligned_dataset",
-    "ChipToTensor": "face_perception.data.aligned_dataset",
-    "load_vggface2_training_set": "face_perception.data.aligned_dataset",
 }
 __all__ = ["DatasetError", *_EXPORTS]
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, List, Sequence, Union
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 from face_perception.data.image_bytes import SIGNATURES, image_suffix
 
 PathLike = Union[str, os.PathLike]

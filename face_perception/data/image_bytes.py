@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 
 # (leading bytes, suffix); PPM/PGM/PBM start with P1..P6
 SIGNATURES = ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"BM", ".bmp"),

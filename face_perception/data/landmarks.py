@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 
 VGGFACE2_COLUMNS = ("NAME_ID", "P1X", "P1Y", "P2X", "P2Y", "P3X", "P3Y", "P4X", "P4Y",
                     "P5X", "P5Y")

@@ -13,7 +13,7 @@ from typing import List, Sequence, Set, Tuple, Union
 
 import numpy as np
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 from face_perception.data.imagefolder import ImageFolder
 from face_perception.files import atomic_write_text
 

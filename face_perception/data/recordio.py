@@ -20,7 +20,7 @@ from typing import BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 from face_perception.files import atomic_path, atomic_write_text
 
 MAGIC = 0xCED7230A

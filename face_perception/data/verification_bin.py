@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 from face_perception.files import atomic_write_bytes
 
 VERIFICATION_SETS = ("lfw", "cfp_ff", "cfp_fp", "agedb_30", "calfw", "cplfw", "vgg2_fp")

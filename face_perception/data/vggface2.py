@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from face_perception.data import DatasetError
+from face_perception.data.errors import DatasetError
 from face_perception.data.landmarks import (
     read_image_list,
     read_landmark_list,
@@ -48,8 +48,8 @@ class FaceList:
 
     def chip(self, index: int, meta) -> np.ndarray:
         """Face ``index`` aligned into ``meta``'s geometry (a ModelMeta): HxWx3 BGR uint8."""
+        from face_perception.alignment import align_to_template
         from face_perception.imageio import read_image_bgr
-        from face_perception.recognition.alignment import align_to_template
 
         path, _ = self.samples[index]
         image = read_image_bgr(path)

@@ -81,7 +81,7 @@ class _OnnxRunner:
                  wanted: Sequence[str] = ("loc", "conf", "landmarks")):
         import onnxruntime as ort
 
-        from face_perception.onnx_session import onnx_providers, session_options
+        from face_perception.onnx.session import onnx_providers, session_options
 
         providers = onnx_providers(device, provider_options)
         model_arg = model if isinstance(model, bytes) else str(model)
@@ -194,7 +194,7 @@ class Detector:
             threads sleep rather than spin; docs/ros.md#threads).
         calibration: folder of images calibrating 'onnx-int8' (None: the shipped photos).
         provider_options: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
-            engine cache, ...; face_perception/onnx_session.py).
+            engine cache, ...; face_perception/onnx/session.py).
     """
 
     def __init__(self, backbone: str = "mnet", backend: str = "onnx", device: str = "cpu",
@@ -354,8 +354,7 @@ class Detector:
 
     def _int8_model(self, fp32: Union[bytes, Path]) -> Path:
         """The guarded int8 graph of the fp32 graph ``fp32`` (see the class docstring)."""
-        from face_perception.detection.int8 import int8_onnx_for
-        from face_perception.quantization import calibration_images, recorded_int8
+        from face_perception.onnx.quantization import calibration_images, recorded_int8
 
         self.fp32_path = self.onnx_file(fp32)
         recorded = None if self.calibration else recorded_int8(self.model_folder(),
@@ -406,7 +405,7 @@ class Detector:
         for factor in self.scales:
             for mirrored in ([False, True] if self.flip else [False]):
                 src = img[:, ::-1] if mirrored else img
-                blob, scale = self._blob(src, base * factor)
+                blob, scale = self.preprocess(src, base * factor)
                 outs = self._run(blob)
                 boxes, scores, points = self._decode([o[0] for o in outs], blob.shape[2:],
                                                      scale)
@@ -488,7 +487,12 @@ class Detector:
         # Exact per-axis factors: rounding makes them differ slightly from ``scale``.
         return out, (fx, fy)
 
-    def _blob(self, img: np.ndarray, scale: float):
+    def preprocess(self, img: np.ndarray, scale: Optional[float] = None):
+        """(network input, (x, y) resize factors) of one BGR image: resized by ``scale``
+        (default: this detector's size policy, ``input_scale``), mean-subtracted, NCHW. The one
+        pre-processing of the detector's inputs: ``detect`` and int8 calibration use it."""
+        if scale is None:
+            scale = self.input_scale(*img.shape[:2])
         resized, factors = self._resize(img, scale)
         if self.backbone == YUNET:
             return _to_yunet_blob(resized), factors
@@ -565,6 +569,21 @@ class Detector:
                 f"providers={self.providers}, score_threshold={self.score_threshold}, "
                 f"target_size={self.target_size}, max_size={self.max_size}, "
                 f"scales={self.scales}, flip={self.flip})")
+
+
+def int8_onnx_for(fp32_onnx: os.PathLike, detector_settings: dict,
+                  images: Optional[Sequence[os.PathLike]] = None,
+                  folder: Optional[Path] = None) -> Path:
+    """The guarded int8 graph of ``fp32_onnx`` (detection/int8.py) for a Detector with
+    ``detector_settings`` (keyword arguments: size policy, thresholds), which calibration and the
+    guard use; ``images``: the calibration photos (default: the shipped ones)."""
+    from face_perception.detection.int8 import guarded_int8_graph
+
+    settings = {k: v for k, v in detector_settings.items()
+                if k not in ("backend", "model_path", "num_threads")}
+    return guarded_int8_graph(
+        fp32_onnx, settings, lambda path: Detector(backend="onnx", model_path=path, **settings),
+        images, folder)
 
 
 def _to_yunet_blob(img: np.ndarray) -> np.ndarray:

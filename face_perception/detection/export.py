@@ -16,13 +16,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from face_perception.files import cache_dir, sha256_file
-from face_perception.onnx_export import (
+from face_perception.onnx.export import (
     DEFAULT_OPSET,
     ExportError,
     export_checked,
     onnx_difference,
 )
-from face_perception.onnx_export import export_onnx as export_graph
+from face_perception.onnx.export import export_onnx as export_graph
 
 log = logging.getLogger(__name__)
 

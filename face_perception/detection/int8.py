@@ -4,20 +4,24 @@ Calibration runs the detector's own pre-processing (size policy, mean subtractio
 images, so the activation ranges are those the camera frames produce. The guard detects faces
 with both graphs on the guard images and refuses the int8 graph unless every fp32 face has an
 int8 twin (box IoU >= 0.9, every landmark within 2 px) and no extra face appears.
+
+The Detector builds its int8 graph with ``detector.int8_onnx_for``, which calls
+``guarded_int8_graph`` here with a way to make detectors: this module never imports the
+Detector, so the import runs one way.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from face_perception.files import cache_dir
-from face_perception.quantization import (
+from face_perception.onnx.quantization import (
     QuantizationError,
     QuantizationRefused,
     cached_guarded_int8,
@@ -107,38 +111,34 @@ def calibration_feeds(detector, images: Sequence) -> list:
     feeds = []
     for image in images:
         img = load_bgr(image)
-        blob, _ = detector._blob(img, detector.input_scale(*img.shape[:2]))
+        blob, _ = detector.preprocess(img)
         feeds.append({"input": blob})
     return feeds
 
 
-def int8_onnx_for(fp32_onnx: os.PathLike, detector_settings: dict,
-                  images: Optional[Sequence[os.PathLike]] = None,
-                  folder: Optional[Path] = None) -> Path:
+def guarded_int8_graph(fp32_onnx: os.PathLike, settings: dict,
+                       make_detector: Callable[[os.PathLike], object],
+                       images: Optional[Sequence[os.PathLike]] = None,
+                       folder: Optional[Path] = None) -> Path:
     """The guarded int8 graph of ``fp32_onnx`` calibrated on ``images`` (default: shipped photos).
 
-    Built once and cached (keyed by the fp32 graph and the calibration images' content) with a
-    JSON record of the guard's figures beside it; a cached file is reused only with its record.
-    ``detector_settings``: keyword arguments of the Detector whose inputs are calibrated (size
-    policy, thresholds), used for calibration and the guard.
+    Built once and cached (keyed by the fp32 graph, the calibration images' content and the
+    detector ``settings``: the size policy decides what the network sees) with a JSON record of
+    the guard's figures beside it; a cached file is reused only with its record.
+    ``make_detector(onnx_path)``: an onnx Detector with those settings, for calibration and the
+    guard (``detector.int8_onnx_for`` passes it).
     """
-    from face_perception.detection.detector import Detector
-
     images = [Path(p) for p in (images or default_calibration_images())]
     if not images:
         raise QuantizationError("no calibration images: pass a folder of photos "
                                 "(the shipped photos are missing; run make setup)")
     folder = folder or cache_dir(CACHE_SUBDIR)
-    settings = {k: v for k, v in detector_settings.items()
-                if k not in ("backend", "model_path", "num_threads")}
-    # The size policy decides what the network sees: part of the key like the images.
     key = calibration_key(images) + json.dumps(settings, sort_keys=True, default=str)
     out = int8_cache_path(fp32_onnx, hashlib.sha256(key.encode()).hexdigest(), folder)
 
     def build(target: Path) -> dict:
-        fp32 = Detector(backend="onnx", model_path=fp32_onnx, **settings)
+        fp32 = make_detector(fp32_onnx)
         quantize_static_int8(fp32_onnx, target, calibration_feeds(fp32, images))
-        return guard_detections(fp32, Detector(backend="onnx", model_path=target, **settings),
-                                images)
+        return guard_detections(fp32, make_detector(target), images)
 
     return cached_guarded_int8(fp32_onnx, out, images, build, "detector")

@@ -158,7 +158,7 @@ def export_onnx(path: os.PathLike, weights: Optional[os.PathLike] = None,
     import torch
 
     from face_perception.detection.yunet import INPUT_NAME, OUTPUT_NAMES
-    from face_perception.onnx_export import DEFAULT_OPSET, export_checked
+    from face_perception.onnx.export import DEFAULT_OPSET, export_checked
 
     axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
             **{name: {0: "batch", 1: "cells"} for name in OUTPUT_NAMES}}
@@ -171,7 +171,7 @@ def cached_onnx(weights: Optional[os.PathLike] = None) -> Path:
     """Our parity-checked ONNX export of the shipped (or ``weights``') YuNet, cached by the
     weights' sha256 with a checksum sidecar (a damaged cache file is exported again)."""
     from face_perception.detection import weights as W
-    from face_perception.onnx_export import DEFAULT_OPSET
+    from face_perception.onnx.export import DEFAULT_OPSET
 
     source = sha256_file(weights) if weights else WEIGHTS_SHA256
     path = cache_dir(CACHE_SUBDIR) / f"yunet_n_{source[:16]}_opset{DEFAULT_OPSET}.onnx"

@@ -290,7 +290,7 @@ class Gallery:
         second-best identity), or a number (threshold only, margin 0). ``Category.extra`` holds
         ``second``: the second-best identity's similarity (None with one identity).
         """
-        from face_perception.recognition.open_set import OpenSetRule
+        from face_perception.open_set import OpenSetRule
 
         if not isinstance(threshold, OpenSetRule):
             try:

@@ -64,7 +64,7 @@ def check_mode(mode: str) -> str:
 
 def check_open_set(rule, what: str) -> dict:
     """A JSON-safe copy of a stored open-set rule, or GalleryError naming what is wrong."""
-    from face_perception.recognition.open_set import OpenSetRule
+    from face_perception.open_set import OpenSetRule
 
     try:
         OpenSetRule.from_dict(rule, what)

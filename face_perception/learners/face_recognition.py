@@ -17,13 +17,14 @@ from typing import Optional
 import numpy as np
 
 from face_perception.devices import torch_device
+from face_perception.enrolment.photos import enroll_tree
 from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
 from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.enrolment.photos import enroll_tree, largest_face
 from face_perception.recognition.heads import HEAD_NAMES
 from face_perception.recognition.losses import LOSS_NAMES
+from face_perception.recognition.photo_faces import largest_face
 from face_perception.types import Category, Face
 
 log = logging.getLogger("face_perception.learner")
@@ -434,7 +435,7 @@ class FaceRecognitionLearner:
             raise ValueError("eval needs a dataset: a verification .bin file, an ImageFolder "
                              "tree or a pairs list")
         if open_set:
-            from face_perception.recognition.open_set import resolve_rule
+            from face_perception.open_set import resolve_rule
             from face_perception.recognition.open_set_eval import evaluate_open_set
 
             embedder = self._ensure_embedder()

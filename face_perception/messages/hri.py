@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, align_to_template
+from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 
 # REP-155 "Common Parameters": /humans/faces/width and /humans/faces/height.
 FACE_WIDTH = 128

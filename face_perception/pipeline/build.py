@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional
 def build_detector(settings: Mapping[str, Any]):
     """A Detector from ``backend``, ``device`` and the optional detector settings."""
     from face_perception.detection import Detector
-    from face_perception.onnx_session import usable_cores
+    from face_perception.onnx.session import usable_cores
 
     scales = [float(s) for s in settings.get("scales", [1.0])]
     return Detector(
@@ -92,7 +92,7 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
     as unknown).
     """
     from face_perception.gallery import Gallery
-    from face_perception.onnx_session import usable_cores
+    from face_perception.onnx.session import usable_cores
     from face_perception.recognition import Embedder, Recognizer
     from face_perception.recognition.int8 import detector_backend_for
     from face_perception.recognition.recognizer import model_id_of

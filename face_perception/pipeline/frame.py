@@ -62,8 +62,7 @@ class FrameResult:
     def annotated(self, unknown: str = "unknown") -> np.ndarray:
         """A copy of the frame, faces hidden as ``anonymize`` says, with boxes, landmarks and
         ``#track name confidence`` labels (the detection score without identities)."""
-        from face_perception.anonymize import anonymize
-        from face_perception.draw import draw_faces
+        from face_perception.rendering import anonymize, draw_faces
 
         if self.image is None:
             raise ValueError("this frame result holds no image to draw on")

@@ -15,8 +15,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from face_perception.alignment import align_to_template
 from face_perception.files import cache_dir
-from face_perception.recognition.alignment import align_to_template
 from face_perception.recognition.model_folder import read_model_folder
 from face_perception.recognition.network_input import NetworkInput
 from face_perception.recognition.pretrained import export_embedding_onnx, resolve_model
@@ -39,9 +39,9 @@ class Embedder:
     ``'torch'``. ``device``: ``'cpu'`` or ``'cuda'`` (falls back to CPU with a warning when
     CUDA is unavailable). ``batch_size``: chips per forward pass; larger inputs are chunked.
     ``num_threads``: intra-op threads (None: the library default, every core; the ROS nodes
-    pass a share, see face_perception/onnx_session.py). ``threads`` is its older name.
+    pass a share, see face_perception/onnx/session.py). ``threads`` is its older name.
     ``provider_options``: onnxruntime execution-provider options for 'cuda' (TensorRT fp16,
-    engine cache; face_perception/onnx_session.py). ``calibration``: see 'onnx-int8'.
+    engine cache; face_perception/onnx/session.py). ``calibration``: see 'onnx-int8'.
     ``flip``: test-time augmentation: each chip and its mirror image are embedded and the two
     embeddings averaged (twice the compute; measured in docs/open_set.md#flip). Settable later
     through the ``flip`` attribute.
@@ -103,7 +103,7 @@ class Embedder:
         return path
 
     def _init_onnx(self, device: str) -> str:
-        from face_perception.onnx_session import onnx_providers, session_options
+        from face_perception.onnx.session import onnx_providers, session_options
 
         providers = onnx_providers(device, self.provider_options)
         if device.startswith("cuda") and len(providers) == 1:
@@ -133,7 +133,7 @@ class Embedder:
 
     def _int8_path(self) -> Path:
         """The guarded int8 graph of the fp32 graph now loaded (see the class docstring)."""
-        from face_perception.quantization import calibration_images, recorded_int8
+        from face_perception.onnx.quantization import calibration_images, recorded_int8
         from face_perception.recognition.int8 import int8_onnx_for
 
         if not self.calibration:

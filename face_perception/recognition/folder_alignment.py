@@ -8,11 +8,11 @@ import logging
 import os
 from pathlib import Path
 
+from face_perception.alignment import align_to_template, arcface_template
 from face_perception.files import atomic_write_bytes
 from face_perception.imageio import ImageError, read_image_bgr
-from face_perception.recognition.alignment import align_to_template, arcface_template
-from face_perception.recognition.enrolment.photos import find_face, image_folder
 from face_perception.recognition.params import int_at_least
+from face_perception.recognition.photo_faces import find_face, image_folder
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from face_perception.files import cache_dir
-from face_perception.quantization import (
+from face_perception.onnx.quantization import (
     QuantizationError,
     QuantizationRefused,
     cached_guarded_int8,
@@ -95,7 +95,7 @@ def int8_onnx_for(embedder, images: Optional[Sequence[os.PathLike]] = None,
         x = embedder.preprocess(chips).astype(np.float32)
         name = embedder.input_name
         quantize_static_int8(fp32_path, target, [{name: x[i:i + 1]} for i in range(len(x))])
-        from face_perception.onnx_session import session_options
+        from face_perception.onnx.session import session_options
 
         session = ort.InferenceSession(str(target), sess_options=session_options(),
                                        providers=["CPUExecutionProvider"])

@@ -50,7 +50,7 @@ def trained_meta(backbone: str, embedding_size: int, input_size, mean, std, colo
     ``layout``: the backbone's unit options beyond the defaults (``mid_bn``,
     ``projection_shortcut`` of a network started from published weights), recorded so that
     the folder builds the same network again."""
-    from face_perception.recognition.alignment import arcface_template
+    from face_perception.alignment import arcface_template
 
     w, h = int(input_size[0]), int(input_size[1])
     return ModelMeta(name=f"{backbone}_{embedding_size}", architecture=backbone,

@@ -37,7 +37,7 @@ A model folder holds one embedding network::
   ``face-perception model import`` (docs/models.md). Their ``threshold`` is a published 1:1
   figure, not an identification rule, so recognition names nobody with them until a gallery's
   open-set rule is calibrated (``face-perception gallery calibrate``) or a threshold is given
-  explicitly (``recognition/open_set.py``). An ONNX-only import has ``weights_file`` null.
+  explicitly (``face_perception/open_set.py``). An ONNX-only import has ``weights_file`` null.
 """
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ class ModelMeta:
         """Metadata for an ArcFace-style model on 112x112 chips (InsightFace convention:
         RGB, (pixel - 127.5) / 127.5). ``threshold`` should come from the model's own
         verification run (the eval picks the best-accuracy threshold)."""
-        from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
+        from face_perception.alignment import ARCFACE_TEMPLATE_112
 
         return cls(name=name, architecture=architecture, embedding_size=embedding_size,
                    input_size=(112, 112), template=ARCFACE_TEMPLATE_112,

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from face_perception.recognition.open_set import OpenSetRule
+from face_perception.open_set import OpenSetRule
 
 TARGET_FPIRS = (0.1, 0.01, 0.001)
 # Margins tried by calibration (cosine similarity); the threshold is then set per margin.
@@ -265,9 +265,9 @@ def evaluate_open_set(detector, embedder, folder, enroll: int = 1, known_fractio
     Reports FNIR at FPIR 0.1/0.01/0.001, rank-1 rate, and wrong/stranger names under ``rule``
     (default: the model's open-set default) and under the model's 1:1 threshold alone."""
     from face_perception.gallery import Gallery
-    from face_perception.recognition.enrolment.photos import image_folder
-    from face_perception.recognition.open_set import default_rule
+    from face_perception.open_set import default_rule
     from face_perception.recognition.pair_eval import _embed_files
+    from face_perception.recognition.photo_faces import image_folder
     from face_perception.recognition.recognizer import model_id_of
 
     enrol, mated, strangers = split_image_folder(image_folder(folder), enroll, known_fraction,
@@ -331,8 +331,8 @@ def calibrate_gallery_from_photos(gallery, detector, embedder, genuine_folder, s
     (searched recursively) of people not enrolled. Adds "no_face" to the result. With
     ``tracks`` also the track evidence model (``calibrate_tracks``) from the stranger photos
     seen through camera effects, each photo counted as one person ("tracks" in the result)."""
-    from face_perception.recognition.enrolment.photos import IMAGE_SUFFIXES, image_folder
     from face_perception.recognition.pair_eval import _embed_files
+    from face_perception.recognition.photo_faces import IMAGE_SUFFIXES, image_folder
 
     tree = image_folder(genuine_folder)
     strangers = []
@@ -366,10 +366,10 @@ def stranger_views(gallery, detector, embedder, strangers, effects=None,
     """StrangerViews: each stranger photo (``strangers``: [(person, BGR image)]) seen through
     real camera effects (open_set_views.CALIBRATION_EFFECTS: size, blur, motion, JPEG, turn)
     on a 640x480 frame, detected again, embedded, its best gallery similarity and quality."""
+    from face_perception.detection.box_utils import box_iou
     from face_perception.recognition.face_quality import quality_score
     from face_perception.recognition.open_set_evidence import StrangerViews
     from face_perception.recognition.open_set_views import CALIBRATION_EFFECTS, place_face
-    from face_perception.tracking.association import iou_matrix
 
     effects = CALIBRATION_EFFECTS if effects is None else effects
     views = StrangerViews()
@@ -383,7 +383,7 @@ def stranger_views(gallery, detector, embedder, strangers, effects=None,
             faces = detector.detect(frame)
             if not faces:
                 continue
-            iou = iou_matrix([placed], [f.box for f in faces])[0]
+            iou = box_iou([placed], [f.box for f in faces])[0]
             j = int(np.argmax(iou))
             if iou[j] < 0.3:
                 continue

@@ -111,7 +111,7 @@ def read_verification_pairs(dataset, num_pairs: int = 1000, seed: int = 0,
 
 def embed_bin(embedder, vbin) -> np.ndarray:
     """Embeddings of all 2N chips of a verification set, re-aligned to the model template."""
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112, warp_between_templates
+    from face_perception.alignment import ARCFACE_TEMPLATE_112, warp_between_templates
 
     meta = embedder.meta
     out = []
@@ -129,7 +129,7 @@ def embed_bin(embedder, vbin) -> np.ndarray:
 
 def _embed_files(detector, embedder, files) -> dict:
     """path -> embedding for every file with a face (others are missing from the dict)."""
-    from face_perception.recognition.enrolment.photos import find_face
+    from face_perception.recognition.photo_faces import find_face
 
     def chips():
         for f in files:

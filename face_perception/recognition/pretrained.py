@@ -77,7 +77,7 @@ def dlib_model_file(name: str = DLIB_RESNET_FILE) -> Path:
 
 def dlib_resnet_meta(network_avg_rgb, distance_threshold: float, **fields) -> ModelMeta:
     """Metadata of the converted dlib ResNet (geometry of dlib.get_face_chip(.., 150, 0.25))."""
-    from face_perception.recognition.alignment import DLIB_TEMPLATE_150
+    from face_perception.alignment import DLIB_TEMPLATE_150
 
     return ModelMeta(
         name="dlib_resnet", architecture="dlib_resnet", embedding_size=128,
@@ -116,7 +116,7 @@ def export_embedding_onnx(model, path: Union[str, os.PathLike], input_size: tupl
     otherwise."""
     import torch
 
-    from face_perception.onnx_export import export_checked
+    from face_perception.onnx.export import export_checked
 
     w, h = input_size
     rng = np.random.default_rng(seed)

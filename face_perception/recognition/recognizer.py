@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from face_perception.imageio import to_bgr_uint8
-from face_perception.recognition.open_set import resolve_rule
+from face_perception.open_set import resolve_rule
 from face_perception.types import Category, Face
 
 # Where RetinaFace puts the 5 landmarks inside its own box, as fractions of box width/height:
@@ -65,7 +65,7 @@ class Recognizer:
     embedder: a ``face_perception.recognition.Embedder`` (its ``meta`` gives the model id,
     embedding size and default open-set rule). gallery: a ``face_perception.gallery.Gallery``
     made with the same model (checked here: a mismatch raises ValueError naming both).
-    threshold / margin: the open-set rule (``recognition/open_set.py``): a face is named when its
+    threshold / margin: the open-set rule (``open_set.OpenSetRule``): a face is named when its
     best identity's cosine similarity reaches ``threshold`` and leads the second-best identity by
     ``margin``; each None takes the gallery's calibrated value, else the model's open-set default
     (not the model's 1:1 verification threshold, which names strangers in a gallery).

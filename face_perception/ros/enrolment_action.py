@@ -18,7 +18,7 @@ from typing import Optional
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 
-from face_perception.recognition.enrolment.stream import (
+from face_perception.enrolment.stream import (
     EnrolmentSession,
     Frame,
     check_goal,

@@ -47,7 +47,7 @@ class GalleryServices:
     def save(self, setup, name: Optional[str], selection) -> tuple[str, int, int]:
         """Add ``selection``'s views (embeddings, qualities) to the gallery file and reload;
         (name, added, total). ``name`` None: the next anon_<n>."""
-        from face_perception.recognition.enrolment.gallery_file import enrol_into_file
+        from face_perception.enrolment.gallery_file import enrol_into_file
         from face_perception.recognition.recognizer import model_id_of
 
         meta = setup.embedder.meta
@@ -61,7 +61,7 @@ class GalleryServices:
 
     def learn(self, setup, image, tracked) -> None:
         """learn_unknown: enrol tracks that stay unknown (the frame thread)."""
-        from face_perception.recognition.enrolment.stream import UnknownLearner
+        from face_perception.enrolment.stream import UnknownLearner
 
         values = self.node.values
         if not values["learn_unknown"] or not setup.gallery_path:
@@ -75,7 +75,7 @@ class GalleryServices:
             self.node.get_logger().info(f"learnt an unknown face as {name!r} ({added} samples)")
 
     def _on_forget(self, request, response):
-        from face_perception.recognition.enrolment.gallery_file import forget_in_file
+        from face_perception.enrolment.gallery_file import forget_in_file
 
         response.success = False
         setup, why = self.target()

@@ -25,7 +25,7 @@ from typing import Hashable, Optional
 
 import numpy as np
 
-from face_perception.recognition.open_set import OpenSetRule
+from face_perception.open_set import OpenSetRule
 from face_perception.recognition.open_set_evidence import EvidenceModel, band_of
 from face_perception.types import Category
 

@@ -17,8 +17,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from face_perception.open_set import OpenSetRule
 from face_perception.recognition.face_quality import quality_score
-from face_perception.recognition.open_set import OpenSetRule
 from face_perception.recognition.open_set_evidence import EvidenceModel, evidence_model_for
 from face_perception.tracking.identity import IdentityConfig, TrackIdentities
 from face_perception.tracking.tracker import FaceTracker

@@ -12,7 +12,7 @@ source's template, colour order, normalisation, embedding size and a documented 
 
 Torch checkpoints are read with ``weights_only=True`` and loaded only when every key and shape
 matches; anything else is refused with :class:`ModelImportError`. An imported model names
-nobody until its gallery's open-set rule is calibrated (``recognition/open_set.py``).
+nobody until its gallery's open-set rule is calibrated (``face_perception/open_set.py``).
 
 ``published_backbone(src, fmt)`` reads an arcface-torch / adaface file the same way for
 training (``init_from``): the network in its layout, weights loaded, and how it was fed.

@@ -22,7 +22,7 @@ def imported_meta(name: str, architecture: str, embedding_size: int, color_order
                   fmt: str, license_note: str, architecture_kwargs: Optional[dict] = None
                   ) -> ModelMeta:
     """The ModelMeta of a model imported from ``source_file`` in format ``fmt``."""
-    from face_perception.recognition.alignment import ARCFACE_TEMPLATE_112
+    from face_perception.alignment import ARCFACE_TEMPLATE_112
 
     source_file = Path(source_file)
     return ModelMeta(name=name, architecture=architecture, embedding_size=int(embedding_size),

@@ -88,7 +88,7 @@ def _make_batch_dynamic(model) -> None:
 def _run(blob: bytes, input_name: str, x: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    from face_perception.onnx_session import session_options
+    from face_perception.onnx.session import session_options
 
     session = ort.InferenceSession(blob, session_options(1), providers=["CPUExecutionProvider"])
     return np.asarray(session.run(None, {input_name: x})[0], np.float32)

@@ -1,7 +1,8 @@
-"""Enrolment: image files -> largest-face embeddings -> gallery identities.
+"""Photos -> their largest faces, aligned and embedded (enrolment/photos.py puts them in a gallery).
 
-Shared by ``FaceRecognitionLearner.fit_reference`` and ``face-perception enroll`` so that both
-treat photos the same way: the largest detected face of each image is aligned and embedded
+Shared by enrolment (``FaceRecognitionLearner.fit_reference``, ``face-perception enroll``),
+``face-perception embed``, folder alignment and the evaluations, so that all of them treat photos
+the same way: the largest detected face of each image is aligned and embedded
 (one batched embedder call per chunk of images); images without a face or unreadable files are
 reported, never silently dropped. Enrolment refuses photos whose face is too small, blurred or
 turned away (``face_quality``), with the reason: a poor reference makes wrong names later.
@@ -123,64 +124,3 @@ def embed_largest_faces(detector, embedder, files: Sequence,
     if chunks:
         out.embeddings = np.concatenate(chunks).astype(np.float32)
     return out
-
-
-def enroll_tree(gallery, detector, embedder, root, check_quality: bool = True) -> dict:
-    """Add every identity sub-folder of ``root`` to ``gallery`` (appending to identities it
-    already has). Returns a report: identities, images, embedded, no_face, several_faces,
-    unreadable, refused ([file, reason] of photos refused for quality)."""
-    root = Path(root)
-    report = {"identities": [], "images": 0, "embedded": 0, "no_face": [],
-              "several_faces": [], "unreadable": [], "refused": []}
-    for identity, files in image_folder(root).items():
-        result = embed_largest_faces(detector, embedder, files, check_quality=check_quality)
-        report["images"] += len(files)
-        report["no_face"] += result.no_face
-        report["several_faces"] += result.several_faces
-        report["unreadable"] += [f for f, _ in result.unreadable]
-        report["refused"] += [[f, why] for f, why in result.refused]
-        if len(result.files):
-            sources = [Path(f).relative_to(root).as_posix() for f in result.files]
-            gallery.add(identity, result.embeddings, sources=sources,
-                        qualities=result.qualities)
-            report["identities"].append(identity)
-            report["embedded"] += len(result.files)
-    return report
-
-
-def enrol_photos(gallery, detector, embedder, paths: Sequence, name: Optional[str] = None,
-                 replace: bool = False, check_quality: bool = True) -> dict:
-    """``face-perception enroll`` from photos: with ``name``, every image of ``paths`` (files or
-    folders) is that one person; without, ``paths`` is one folder with a sub-folder per person.
-    ``replace`` removes the identities first. Returns the report of ``enroll_tree``."""
-    from face_perception.imageio import expand_image_paths
-
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise ValueError("no photos given")
-    if name is not None:
-        files = expand_image_paths(paths)
-        if not files:
-            raise FileNotFoundError(f"no image files in {paths[0]}")
-        if replace and name in gallery:
-            gallery.remove(name)
-        result = embed_largest_faces(detector, embedder, files, check_quality=check_quality)
-        if len(result.files):
-            gallery.add(name, result.embeddings, sources=[Path(f).name for f in result.files],
-                        qualities=result.qualities)
-        return {"identities": [name] if len(result.files) else [],
-                "images": len(files), "embedded": len(result.files),
-                "no_face": result.no_face, "several_faces": result.several_faces,
-                "unreadable": [f for f, _ in result.unreadable],
-                "refused": [[f, why] for f, why in result.refused]}
-    if len(paths) > 1:
-        raise ValueError("several paths need a name (they are photos of one person); "
-                         "without one give one folder with a sub-folder per person")
-    if not paths[0].is_dir():
-        raise FileNotFoundError(f"enrolment needs a folder with one sub-folder per person, "
-                                f"got {paths[0]}")
-    if replace:
-        for person in image_folder(paths[0]):
-            if person in gallery:
-                gallery.remove(person)
-    return enroll_tree(gallery, detector, embedder, paths[0], check_quality=check_quality)

@@ -13,7 +13,7 @@ MAX_NAME_LENGTH = 64
 # from an unknown face ("unknown", the recognizer's default unknown_label) or a bare detection
 # ("face", the detector's class id).
 RESERVED_NAMES = ("unknown", "face")
-# Names the stranger learner gives (anon_<n>, recognition/enrolment/stream.py): a person enrolled
+# Names the stranger learner gives (anon_<n>, enrolment/stream.py): a person enrolled
 # under one would be mistaken for a learnt stranger and could be renumbered.
 _ANON = re.compile(r"anon_\d+", re.IGNORECASE)
 # Path separators: names end up in file names and topics of tools around the gallery.

@@ -64,7 +64,7 @@ def onnx_difference(module, onnx_path: os.PathLike, inputs: Sequence[np.ndarray]
     import torch
 
     module.eval()
-    from face_perception.onnx_session import session_options
+    from face_perception.onnx.session import session_options
 
     session = ort.InferenceSession(str(onnx_path), sess_options=session_options(),
                                    providers=["CPUExecutionProvider"])

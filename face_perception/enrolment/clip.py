@@ -1,6 +1,6 @@
 """Enrolment from a video clip or a bag's image topic: detect and track faces over the clip,
 take the main track (seen in most frames; larger faces break ties), refuse it when it holds two
-people, and keep its best distinct views (recognition/enrolment/views.py), each with its
+people, and keep its best distinct views (enrolment/views.py), each with its
 quality."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from face_perception.recognition.enrolment.views import (
+from face_perception.enrolment.views import (
     Selection,
     ViewPool,
     already_enrolled_as,
@@ -119,7 +119,7 @@ def enrol_from_frames(frames: Iterable[tuple[int, np.ndarray]], detector, embedd
     out.reason = out.selection.reason
     if out.ok and gallery is not None and not allow_duplicate:
         if threshold is None:
-            from face_perception.recognition.open_set import resolve_rule
+            from face_perception.open_set import resolve_rule
 
             threshold = resolve_rule(embedder.meta, gallery)[0].threshold
         out.matched = already_enrolled_as(gallery, out.selection.embeddings, name, threshold)

@@ -11,15 +11,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from face_perception.gallery.validation import GalleryError
-from face_perception.recognition.enrolment.names import check_new_name
-from face_perception.recognition.enrolment.photos import largest_face
-from face_perception.recognition.enrolment.views import (
+from face_perception.enrolment.names import check_new_name
+from face_perception.enrolment.views import (
     Selection,
     ViewPool,
     already_enrolled_as,
     select_views,
 )
+from face_perception.gallery.validation import GalleryError
+from face_perception.recognition.photo_faces import largest_face
 from face_perception.types import Face
 
 # Bounds of one enrolment goal (Enroll.action): a goal outside them is refused at once.
