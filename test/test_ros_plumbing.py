@@ -105,14 +105,13 @@ def test_gallery_path_must_name_an_existing_gallery_unless_one_is_to_be_created(
 
 
 def test_launch_plan_accepts_exactly_the_backends_and_devices_the_nodes_accept():
-    from face_perception.detection.detector import BACKENDS
-    from face_perception.recognition.embedder import BACKENDS as EMBEDDER_BACKENDS
+    from face_perception.devices import BACKENDS
     from face_perception.ros.launch_plan import plan
     from face_perception.ros.params import DETECTOR, DEVICES, RECOGNIZER
 
     for table in (DETECTOR, RECOGNIZER):
         specs = {s.name: s for s in table}
-        assert tuple(specs["backend"].choices) == BACKENDS == EMBEDDER_BACKENDS
+        assert tuple(specs["backend"].choices) == BACKENDS
         assert tuple(specs["device"].choices) == DEVICES
     for backend in BACKENDS:
         det, rec = plan({"backend": backend})

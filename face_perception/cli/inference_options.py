@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_CHOICES = ("onnx", "onnx-int8", "torch")
+from face_perception.devices import BACKENDS
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnx",
+    p.add_argument("--backend", choices=BACKENDS, default="onnx",
                    help="inference backend (default: onnx); onnx-int8: guarded int8 graphs "
                         "(docs/recognition.md#int8)")
     p.add_argument("--calibration", metavar="DIR", default=None,

@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from face_perception.devices import BACKENDS
 from face_perception.files import cache_dir, load_torch_file
 from face_perception.recognition.alignment import align_to_template
 from face_perception.recognition.model_meta import ModelMeta, verified_file
@@ -22,8 +23,6 @@ from face_perception.recognition.pretrained import export_embedding_onnx, resolv
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("onnx", "onnx-int8", "torch")
 
 
 def build_backbone(meta: ModelMeta):

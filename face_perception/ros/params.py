@@ -21,7 +21,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
 from face_perception.detection.config import DETECTOR_BACKBONES
-from face_perception.detection.detector import BACKENDS
+from face_perception.devices import BACKENDS
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
