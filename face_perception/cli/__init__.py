@@ -10,6 +10,8 @@ import importlib
 import sys
 from typing import Optional
 
+from face_perception.cli.messages import report
+
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = ("detect", "recognition", "gallery", "detection_training", "train", "bag",
                    "video", "convert", "quantize", "model", "info")
@@ -33,7 +35,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Expected user-facing failures (bad image, missing gallery, model mismatch): one line.
-        print(f"face-perception {args.command}: error: {exc}", file=sys.stderr)
+        report(args.command, str(exc))
         return 2
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from face_perception.cli.inference_options import (
     add_inference_options,
-    detector_kwargs,
-    embedder_kwargs,
+    detector_from_args,
+    embedder_from_args,
 )
+from face_perception.cli.messages import report
 
 
 def register(subparsers) -> None:
@@ -149,18 +149,13 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from face_perception.detection import Detector
-    from face_perception.gallery import Gallery
-    from face_perception.recognition import Embedder
+    from face_perception.recognition.enrolment.gallery_file import open_gallery_file
     from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
-    from face_perception.recognition.recognizer import model_id_of
 
-    embedder = Embedder(args.model, **embedder_kwargs(args))
-    g = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
-                     embedding_size=int(embedder.meta.embedding_size))
-    result = calibrate_gallery_from_photos(g, Detector(**detector_kwargs(args)),
-                                           embedder, args.genuine, args.strangers,
-                                           args.target_fpir, tracks=args.tracks)
+    embedder = embedder_from_args(args)
+    g = open_gallery_file(args.gallery, embedder.meta, create=False)
+    result = calibrate_gallery_from_photos(g, detector_from_args(args), embedder, args.genuine,
+                                           args.strangers, args.target_fpir, tracks=args.tracks)
     index = g.save(args.gallery)
     ev = result["evidence"]
     if args.json:
@@ -178,5 +173,5 @@ def _calibrate(args: argparse.Namespace) -> int:
                       f"{name} {b['mean']:.3f}/{b['between']:.3f}/{b['within']:.3f} "
                       f"({b['views']} views)" for name, b in result["tracks"]["bands"].items()))
     for f in result["no_face"]:
-        print(f"face-perception gallery calibrate: note: no face found in {f}", file=sys.stderr)
+        report("gallery calibrate", f"no face found in {f}", "note")
     return 0

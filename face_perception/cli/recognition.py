@@ -12,21 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from face_perception.cli.image_files import ImageFiles
 from face_perception.cli.inference_options import (
     add_inference_options,
     add_open_set_options,
-    detector_kwargs,
-    embedder_kwargs,
+    detector_from_args,
+    embedder_from_args,
+    recognizer_from_args,
 )
-
-
-def _err(command: str, message: str) -> None:
-    print(f"face-perception {command}: error: {message}", file=sys.stderr)
+from face_perception.cli.messages import naming_file, report
 
 
 def _report_files_here() -> None:
@@ -36,33 +34,18 @@ def _report_files_here() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _pipeline(args):
-    from face_perception.detection import Detector
-    from face_perception.recognition import Embedder
-
-    detector = Detector(**detector_kwargs(args),
-                        score_threshold=args.detector_threshold)
-    embedder = Embedder(args.model, **embedder_kwargs(args))
+def _detector(args):
     _report_files_here()
-    return detector, embedder
+    return detector_from_args(args, score_threshold=args.detector_threshold)
 
 
-def _threshold(args, embedder) -> float:
-    return float(embedder.meta.threshold if args.threshold is None else args.threshold)
-
-
-def _load_gallery(path, embedder, must_exist: bool = True):
-    from face_perception.gallery import Gallery
-
-    if must_exist or Gallery.exists(path):
-        return Gallery.load(path, model_id=embedder.meta.name,
-                            embedding_size=embedder.meta.embedding_size)
-    return Gallery(embedder.meta.name, embedder.meta.embedding_size)
+def _pipeline(args):
+    return _detector(args), embedder_from_args(args)
 
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
-    from face_perception.recognition.enrolment import check_new_name, enrol_photos
+    from face_perception.recognition.enrolment import check_new_name, enrol_photos_into_file
 
     if sum(x is not None for x in (args.folder, args.video, args.bag)) != 1:
         raise ValueError("give exactly one of FOLDER (photos), --video FILE or --bag PATH")
@@ -71,139 +54,86 @@ def run_enroll(args) -> int:
     if args.video is not None or args.bag is not None:
         return run_enroll_clip(args)
     detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
-    source = Path(args.folder)
-    report = enrol_photos(gallery, detector, embedder, [args.folder] + list(args.more or []),
-                          name=args.name, replace=args.replace,
-                          check_quality=not args.no_quality_check)
-    for f in report["no_face"]:
-        _err("enroll", f"no face found in {f}")
-    for f, why in report["refused"]:
-        _err("enroll", f"refused {f}: {why} (use a sharper, larger, frontal photo, or "
-                       "--no-quality-check)")
-    for f in report["unreadable"]:
-        _err("enroll", f"cannot read {f}")
-    for f in report["several_faces"]:
-        print(f"face-perception enroll: note: several faces in {f}; enrolled the largest",
-              file=sys.stderr)
-    if report["embedded"] == 0:
-        _err("enroll", f"no usable face in any image of {source}; gallery not written")
+    done = enrol_photos_into_file(args.gallery, detector, embedder,
+                                  [args.folder] + list(args.more or []), name=args.name,
+                                  replace=args.replace, check_quality=not args.no_quality_check)
+    r = done.report
+    for f in r["no_face"]:
+        report("enroll", f"no face found in {f}")
+    for f, why in r["refused"]:
+        report("enroll", f"refused {f}: {why} (use a sharper, larger, frontal photo, or "
+               "--no-quality-check)")
+    for f in r["unreadable"]:
+        report("enroll", f"cannot read {f}")
+    for f in r["several_faces"]:
+        report("enroll", f"several faces in {f}; enrolled the largest", "note")
+    if done.saved is None:
+        report("enroll", f"no usable face in any image of {Path(args.folder)}; gallery not "
+               "written")
         return 1
-    index = gallery.save(args.gallery)
-    similar = _warn_look_alikes(gallery, embedder)
-    summary = {"gallery": str(index), "model": embedder.meta.name,
-               "enrolled": report["identities"], "images": report["images"],
-               "embedded": report["embedded"], "no_face": report["no_face"],
-               "unreadable": report["unreadable"], "refused": report["refused"],
-               "look_alikes": [list(t) for t in similar],
-               "gallery_identities": len(gallery), "gallery_samples": gallery.num_samples}
+    _warn_look_alikes(done.saved.look_alikes)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(done.to_dict()))
     else:
-        print(f"enrolled {len(report['identities'])} identities from {report['embedded']} of "
-              f"{report['images']} images into {index} ({len(gallery)} identities, "
-              f"{gallery.num_samples} samples)")
-    return 1 if (report["no_face"] or report["unreadable"] or report["refused"]) else 0
+        print(f"enrolled {len(r['identities'])} identities from {r['embedded']} of "
+              f"{r['images']} images into {done.saved.index} ({done.saved.identities} "
+              f"identities, {done.saved.samples} samples)")
+    return 1 if (r["no_face"] or r["unreadable"] or r["refused"]) else 0
 
 
 def run_enroll_clip(args) -> int:
     """--video / --bag: the main track's best distinct views, each stored with its quality."""
-    from face_perception.recognition.enrolment.clip import (
-        bag_frames,
-        enrol_from_frames,
-        video_frames,
-    )
+    from face_perception.recognition.enrolment import enrol_clip_into_file
 
     if not args.name:
         raise ValueError("--video and --bag need --name (the person in the clip)")
     if args.bag is not None and not args.topic:
         raise ValueError("--bag needs --topic (the image topic, e.g. /camera/image_raw)")
     detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
-    if args.replace and args.name in gallery:
-        gallery.remove(args.name)
     clip = args.video if args.video is not None else args.bag
-    frames = video_frames(clip) if args.video is not None else bag_frames(clip, args.topic)
-    result = enrol_from_frames(frames, detector, embedder, args.name,
-                               max_views=args.max_views, gallery=gallery,
-                               allow_duplicate=args.allow_duplicate)
-    summary = {"clip": str(clip), "model": embedder.meta.name, "name": args.name,
-               "frames": result.frames, "tracks": result.tracks,
-               "main_track": result.main_track, "track_frames": result.track_frames,
-               "candidates": result.selection.candidates, "enrolled": 0,
-               "qualities": [], "sources": [], "refused": result.reason or None,
-               "matched": list(result.matched) if result.matched else None}
-    if not result.ok:
+    done = enrol_clip_into_file(args.gallery, clip, detector, embedder, args.name,
+                                topic=args.topic if args.bag is not None else None,
+                                max_views=args.max_views, replace=args.replace,
+                                allow_duplicate=args.allow_duplicate)
+    result, saved = done.result, done.saved
+    if saved is None:
         if args.json:
-            print(json.dumps(summary))
-        _err("enroll", f"nothing enrolled from {clip}: {result.reason}; gallery not written")
+            print(json.dumps(done.to_dict()))
+        report("enroll", f"nothing enrolled from {clip}: {result.reason}; gallery not written")
         return 1
-    sel = result.selection
-    gallery.add(args.name, sel.embeddings, sources=[f"{Path(clip).name} {s}" for s in sel.sources],
-                qualities=sel.qualities)
-    index = gallery.save(args.gallery)
-    similar = _warn_look_alikes(gallery, embedder)
-    summary.update(gallery=str(index), enrolled=len(sel.views),
-                   qualities=[round(float(q), 4) for q in sel.qualities], sources=sel.sources,
-                   look_alikes=[list(t) for t in similar], gallery_identities=len(gallery),
-                   gallery_samples=gallery.num_samples)
+    _warn_look_alikes(saved.look_alikes)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(done.to_dict()))
     else:
-        print(f"enrolled {len(sel.views)} views of {args.name!r} (track {result.main_track}, "
-              f"seen in {result.track_frames} of {result.frames} frames; qualities "
-              f"{', '.join(f'{q:.2f}' for q in sel.qualities)}) into {index} "
-              f"({len(gallery)} identities, {gallery.num_samples} samples)")
+        qualities = ", ".join(f"{q:.2f}" for q in result.selection.qualities)
+        print(f"enrolled {len(result.selection.views)} views of {args.name!r} (track "
+              f"{result.main_track}, seen in {result.track_frames} of {result.frames} frames; "
+              f"qualities {qualities}) into {saved.index} ({saved.identities} identities, "
+              f"{saved.samples} samples)")
     return 0
 
 
-def _warn_look_alikes(gallery, embedder) -> list:
-    similar = _look_alikes(gallery, embedder)
+def _warn_look_alikes(similar) -> None:
     for a, b, sim in similar:
-        print(f"face-perception enroll: warning: {a!r} and {b!r} look alike (similarity "
-              f"{sim:.3f} >= naming threshold): faces of one may be named as the other",
-              file=sys.stderr)
-    return similar
-
-
-def _look_alikes(gallery, embedder) -> list:
-    """Pairs of enrolled identities closer than the naming threshold in force."""
-    from face_perception.recognition.open_set import resolve_rule
-    from face_perception.recognition.open_set_eval import look_alikes
-
-    rule, _ = resolve_rule(embedder.meta, gallery)
-    return look_alikes(gallery, rule.threshold)
+        report("enroll", f"{a!r} and {b!r} look alike (similarity {sim:.3f} >= naming "
+               "threshold): faces of one may be named as the other", "warning")
 
 
 # --------------------------------------------------------------------------------- recognize
 def run_recognize(args) -> int:
-    import cv2
-
     from face_perception.draw import draw_faces
-    from face_perception.imageio import expand_image_paths, read_image_bgr
-    from face_perception.recognition import Recognizer
 
-    detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder)
-    recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
-                            detector=detector)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    files = expand_image_paths(args.images)
-    if not files:
-        _err("recognize", "no image files given")
+    detector = _detector(args)
+    recognizer = recognizer_from_args(args, detector)
+
+    def identify(image):
+        faces = detector.detect(image)
+        return faces, recognizer.identify(image, faces)
+
+    files = ImageFiles("recognize", args.images, args.out, tag="recognized")
+    if files.none_given():
         return 2
-    failed = 0
-    for path in files:
-        try:
-            image = read_image_bgr(path)
-            faces = detector.detect(image)
-            ids = recognizer.identify(image, faces)
-        except (ValueError, OSError) as exc:
-            failed += 1
-            _err("recognize", str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-            continue
+    for path, image, (faces, ids) in files.each(identify):
         results = []
         for face, cat in zip(faces, ids):
             entry = face.to_dict()
@@ -214,14 +144,7 @@ def run_recognize(args) -> int:
                                else None)
             results.append(entry)
         record = {"image": str(path), "faces": results}
-        if out_dir is not None:
-            suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-            dest = out_dir / f"{path.stem}_recognized{suffix}"
-            if cv2.imwrite(str(dest), draw_faces(image, faces, ids)):
-                record["annotated"] = str(dest)
-            else:
-                failed += 1
-                _err("recognize", f"cannot write {dest}")
+        files.write_annotated(path, record, draw_faces, image, faces, ids)
         if args.json:
             print(json.dumps(record), flush=True)
         else:
@@ -231,7 +154,7 @@ def run_recognize(args) -> int:
                 x1, y1, x2, y2 = r["box"]
                 sim = "" if r["similarity"] is None else f" (similarity {r['similarity']:.3f})"
                 print(f"  {r['identity'] or 'unknown'}{sim}  box ({x1}, {y1}, {x2}, {y2})")
-    return 1 if failed else 0
+    return files.exit_code
 
 
 # ------------------------------------------------------------------------------------ verify
@@ -240,15 +163,12 @@ def run_verify(args) -> int:
 
     detector, embedder = _pipeline(args)
     result = embed_largest_faces(detector, embedder, [Path(args.a), Path(args.b)])
-    for f, why in result.unreadable:
-        _err("verify", why if f in why else f"{f}: {why}")
-    for f in result.no_face:
-        _err("verify", f"no face found in {f}")
+    _report_skipped("verify", result)
     if len(result.files) != 2:
         return 1
     a, b = result.embeddings
     similarity = float(a @ b)
-    threshold = _threshold(args, embedder)
+    threshold = float(embedder.meta.threshold if args.threshold is None else args.threshold)
     # Unit vectors: |a - b| = sqrt(2 - 2 cos); the same rule expressed as a distance.
     distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
     record = {
@@ -271,19 +191,14 @@ def run_verify(args) -> int:
 # ------------------------------------------------------------------------------------- embed
 def run_embed(args) -> int:
     from face_perception.files import atomic_path
-    from face_perception.imageio import expand_image_paths
     from face_perception.recognition.enrolment.photos import embed_largest_faces
 
     detector, embedder = _pipeline(args)
-    files = expand_image_paths(args.images)
-    if not files:
-        _err("embed", "no image files given")
+    files = ImageFiles("embed", args.images)
+    if files.none_given():
         return 2
-    result = embed_largest_faces(detector, embedder, files)
-    for f, why in result.unreadable:
-        _err("embed", why if f in why else f"{f}: {why}")
-    for f in result.no_face:
-        _err("embed", f"no face found in {f}")
+    result = embed_largest_faces(detector, embedder, files.files)
+    _report_skipped("embed", result)
     out = Path(args.output)
     names = np.array(result.files, dtype=str) if result.files else np.zeros(0, dtype="<U1")
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz
@@ -292,6 +207,14 @@ def run_embed(args) -> int:
     print(f"wrote {len(result.files)} embeddings ({embedder.meta.embedding_size}-d, model "
           f"{embedder.meta.name}) to {out}")
     return 1 if (result.no_face or result.unreadable) else 0
+
+
+def _report_skipped(command: str, result) -> None:
+    """The files embed_largest_faces could not read or found no face in."""
+    for f, why in result.unreadable:
+        report(command, naming_file(f, why))
+    for f in result.no_face:
+        report(command, f"no face found in {f}")
 
 
 # -------------------------------------------------------------------------------------- eval
@@ -319,10 +242,10 @@ def run_eval(args) -> int:
         print(f"  faces: {metrics['alignment']}")
         print(f"  ROC curve: {metrics['roc_png']}")
     if metrics.get("pairs_note"):
-        print(f"face-perception eval: note: {metrics['pairs_note']}", file=sys.stderr)
+        report("eval", metrics["pairs_note"], "note")
     if metrics["skipped_pairs"]:
-        print(f"face-perception eval: note: {len(metrics['skipped_pairs'])} pairs skipped "
-              "(an image without a face)", file=sys.stderr)
+        report("eval", f"{len(metrics['skipped_pairs'])} pairs skipped (an image without a "
+               "face)", "note")
     return 0
 
 
@@ -375,25 +298,16 @@ def _report(metrics: dict):
 def run_align(args) -> int:
     from face_perception.recognition.folder_alignment import align_image_folder
 
-    _report_files_here()
-    report = align_image_folder(_pipeline_detector(args), args.data, args.dest,
-                                crop_size=args.crop_size, silent=True)
-    for f in report["no_face"]:
-        _err("align", f"no face found in {f}")
-    for f in report["unreadable"]:
-        _err("align", f"cannot read {f}")
-    for f in report["several_faces"]:
-        print(f"face-perception align: note: several faces in {f}; aligned the largest",
-              file=sys.stderr)
-    print(f"aligned {report['aligned']} of {report['images']} images into {report['dest']}")
-    return 1 if (report["no_face"] or report["unreadable"]) else 0
-
-
-def _pipeline_detector(args):
-    from face_perception.detection import Detector
-
-    return Detector(**detector_kwargs(args),
-                    score_threshold=args.detector_threshold)
+    done = align_image_folder(_detector(args), args.data, args.dest, crop_size=args.crop_size,
+                              silent=True)
+    for f in done["no_face"]:
+        report("align", f"no face found in {f}")
+    for f in done["unreadable"]:
+        report("align", f"cannot read {f}")
+    for f in done["several_faces"]:
+        report("align", f"several faces in {f}; aligned the largest", "note")
+    print(f"aligned {done['aligned']} of {done['images']} images into {done['dest']}")
+    return 1 if (done["no_face"] or done["unreadable"]) else 0
 
 
 # ---------------------------------------------------------------------------------- parsers

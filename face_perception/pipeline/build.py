@@ -91,11 +91,10 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
     without gallery whose note says why (a node starting up still runs and reports every face
     as unknown).
     """
-    from face_perception.gallery import Gallery
     from face_perception.onnx_session import usable_cores
     from face_perception.recognition import Embedder, Recognizer
+    from face_perception.recognition.enrolment.gallery_file import open_gallery_file
     from face_perception.recognition.int8 import detector_backend_for
-    from face_perception.recognition.recognizer import model_id_of
 
     if embedder is None:
         embedder = Embedder(model=settings["model"], backend=settings["backend"],
@@ -114,8 +113,7 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
         note = f"gallery {path} not found"
     else:
         try:
-            gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
-                                   embedding_size=int(embedder.meta.embedding_size))
+            gallery = open_gallery_file(path, embedder.meta, create=False)
         except (ValueError, OSError) as exc:  # GalleryError is a ValueError
             if strict or require_gallery:
                 raise

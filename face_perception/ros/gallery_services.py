@@ -48,14 +48,11 @@ class GalleryServices:
         """Add ``selection``'s views (embeddings, qualities) to the gallery file and reload;
         (name, added, total). ``name`` None: the next anon_<n>."""
         from face_perception.recognition.enrolment.gallery_file import enrol_into_file
-        from face_perception.recognition.recognizer import model_id_of
 
-        meta = setup.embedder.meta
         emb = selection.embeddings
         with self._write_lock:
-            name, total = enrol_into_file(
-                setup.gallery_path, model_id_of(meta), int(meta.embedding_size), name, emb,
-                selection.sources, selection.qualities)
+            name, total = enrol_into_file(setup.gallery_path, setup.embedder.meta, name, emb,
+                                          selection.sources, selection.qualities)
         self.node.reload_gallery()
         return name, len(emb), total
 

@@ -1,4 +1,4 @@
-"""Enrolment: image files -> largest-face embeddings -> gallery identities.
+"""Enrolment: image files -> largest-face embeddings -> gallery identities (-> gallery file).
 
 Shared by ``FaceRecognitionLearner.fit_reference`` and ``face-perception enroll`` so that both
 treat photos the same way: the largest detected face of each image is aligned and embedded
@@ -17,6 +17,12 @@ from typing import Optional
 import numpy as np
 
 from face_perception.imageio import ImageError, read_image_bgr
+from face_perception.recognition.enrolment.gallery_file import (
+    SavedGallery,
+    open_gallery_file,
+    save_gallery_file,
+)
+from face_perception.recognition.enrolment.names import check_new_name
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
@@ -184,3 +190,40 @@ def enrol_photos(gallery, detector, embedder, paths: Sequence, name: Optional[st
             if person in gallery:
                 gallery.remove(person)
     return enroll_tree(gallery, detector, embedder, paths[0], check_quality=check_quality)
+
+
+@dataclass
+class PhotoEnrolment:
+    """What ``enrol_photos_into_file`` did: the report of ``enrol_photos`` (identities, images,
+    embedded, no_face, several_faces, unreadable, refused) and the gallery file as saved (None
+    when no photo gave a usable face: nothing was written)."""
+
+    report: dict
+    model: str
+    saved: Optional[SavedGallery] = None
+
+    def to_dict(self) -> dict:
+        """The summary ``face-perception enroll --json`` prints."""
+        r = self.report
+        saved = self.saved.to_dict() if self.saved is not None else {}
+        return {"gallery": saved.get("gallery"), "model": self.model,
+                "enrolled": r["identities"], "images": r["images"], "embedded": r["embedded"],
+                "no_face": r["no_face"], "unreadable": r["unreadable"], "refused": r["refused"],
+                **{k: v for k, v in saved.items() if k != "gallery"}}
+
+
+def enrol_photos_into_file(path, detector, embedder, photos: Sequence,
+                           name: Optional[str] = None, replace: bool = False,
+                           check_quality: bool = True) -> PhotoEnrolment:
+    """``enrol_photos`` into the gallery file at ``path`` (created when missing; one of another
+    model is refused), saved only when at least one photo gave a usable face. ``name`` is
+    checked as a new enrolment's name (``names.check_new_name``)."""
+    if name is not None:
+        name = check_new_name(name)
+    gallery = open_gallery_file(path, embedder.meta)
+    report = enrol_photos(gallery, detector, embedder, photos, name=name, replace=replace,
+                          check_quality=check_quality)
+    out = PhotoEnrolment(report, embedder.meta.name)
+    if report["embedded"]:
+        out.saved = save_gallery_file(gallery, path, embedder.meta)
+    return out
