@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from face_perception.cli import add_command
 from face_perception.cli.inference_options import add_frame_options, frame_parts_from_args
 
 
 def run(args) -> int:
+    """Read the image topic of a rosbag2 (a bag folder, .mcap or .db3 file), run face detection (and
+    recognition with --gallery), and write a new bag with the original images plus
+    vision_msgs/Detection2DArray topics, same timestamps. No ROS runtime needed."""
     from face_perception.bag.processing import output_topics, process_bag
 
     detector, recognizer = frame_parts_from_args(args, target_size=args.target_size,
@@ -27,12 +31,9 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "bag", help="detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag",
-        description="Read the image topic of a rosbag2 (a bag folder, .mcap or .db3 file), run "
-        "face detection (and recognition with --gallery), and write a new bag with the original "
-        "images plus vision_msgs/Detection2DArray topics, same timestamps. No ROS runtime needed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(sub, "bag", run,
+                    "detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag "
+                    "", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input_bag", metavar="INPUT_BAG")
     p.add_argument("--image-topic", required=True, help="sensor_msgs Image/CompressedImage topic")
     p.add_argument("--output", required=True, metavar="OUTPUT_BAG", help="new bag folder")
@@ -57,4 +58,3 @@ def register(sub) -> None:
                    "(docs/tracking.md); recorded in the bag's metadata")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)

@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 
+from face_perception.cli import add_command
 from face_perception.cli.image_files import ImageFiles
 from face_perception.cli.inference_options import add_inference_options, detector_from_args
 from face_perception.detection.config import DETECTOR_BACKBONES
 
 
 def run(args) -> int:
+    """Detect faces with RetinaFace. Prints a summary, or JSON Lines with --json (one object per
+    image: image, width, height, faces[box, score, landmarks]); --out writes annotated images."""
     from face_perception.draw import draw_faces
 
     detector = detector_from_args(args, beside_embedder=False, backbone=args.backbone,
@@ -41,11 +44,7 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "detect", help="detect faces (boxes, scores, 5 landmarks) in images",
-        description="Detect faces with RetinaFace. Prints a summary, or JSON Lines with --json "
-                    "(one object per image: image, width, height, faces[box, score, "
-                    "landmarks]); --out writes annotated images.")
+    p = add_command(sub, "detect", run, "detect faces (boxes, scores, 5 landmarks) in images")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
@@ -67,7 +66,6 @@ def register(sub) -> None:
                    help="test-time pyramid factors, e.g. --scales 0.5 1 2")
     p.add_argument("--flip", action="store_true", help="also run on the mirrored image")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most N faces (0: all)")
-    p.set_defaults(func=run)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from face_perception.cli import add_command
 from face_perception.cli.inference_options import (
     add_inference_options,
     detector_from_args,
@@ -50,14 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("new", metavar="NEW")
     p.set_defaults(func=_rename)
 
-    p = sub.add_parser(
-        "calibrate", help="pick and store the open-set threshold and margin for a target FPIR",
-        description="Measure the gallery against photos of strangers (--strangers) and other "
-                    "photos of its enrolled people (--genuine: one sub-folder per enrolled "
-                    "identity); store the threshold and margin that keep the share of strangers "
-                    "given a name at or below --target-fpir with the fewest missed names, plus "
-                    "the rates and counts, in the gallery file. Recognition (CLI, nodes, bag) "
-                    "uses them unless told otherwise.")
+    p = add_command(sub, "calibrate", _calibrate,
+                    "pick and store the open-set threshold and margin for a target FPIR")
     p.add_argument("gallery", metavar="FILE")
     p.add_argument("--genuine", required=True, metavar="DIR",
                    help="ImageFolder of enrolled people's photos that are not enrolled")
@@ -73,7 +68,6 @@ def register(subparsers) -> None:
     add_inference_options(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the stored rule as JSON")
-    p.set_defaults(func=_calibrate)
 
 
 def _load(path):
@@ -149,6 +143,11 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    """Measure the gallery against photos of strangers (--strangers) and other photos of its
+    enrolled people (--genuine: one sub-folder per enrolled identity); store the threshold and
+    margin that keep the share of strangers given a name at or below --target-fpir with the
+    fewest missed names, plus the rates and counts, in the gallery file. Recognition (CLI, nodes,
+    bag) uses them unless told otherwise."""
     from face_perception.recognition.enrolment.gallery_file import open_gallery_file
     from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
 

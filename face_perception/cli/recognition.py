@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from face_perception.cli import add_command
 from face_perception.cli.image_files import ImageFiles
 from face_perception.cli.inference_options import (
     add_inference_options,
@@ -45,6 +46,12 @@ def _pipeline(args):
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
+    """Enroll identities into a gallery. FOLDER has one sub-folder per person (its name is the
+    identity); with --name, FOLDER (a folder or image files) holds photos of that one person. The
+    largest face of each photo is enrolled; an existing gallery is extended. With --video FILE or
+    --bag PATH --topic TOPIC and --name: the clip's main track (seen in most frames) is enrolled
+    with its best distinct views (--max-views), each stored with its quality; refused when the
+    track holds two people or the face already matches another identity (docs/gallery.md)."""
     from face_perception.recognition.enrolment import check_new_name, enrol_photos_into_file
 
     if sum(x is not None for x in (args.folder, args.video, args.bag)) != 1:
@@ -121,6 +128,9 @@ def _warn_look_alikes(similar) -> None:
 
 # --------------------------------------------------------------------------------- recognize
 def run_recognize(args) -> int:
+    """Detect every face, identify it against the gallery by the open-set rule (similarity >=
+    threshold and a margin over the second-best identity, else 'unknown'; docs/open_set.md).
+    --json prints one JSON object per image; --out writes annotated images."""
     from face_perception.draw import draw_faces
 
     detector = _detector(args)
@@ -159,6 +169,8 @@ def run_recognize(args) -> int:
 
 # ------------------------------------------------------------------------------------ verify
 def run_verify(args) -> int:
+    """Compare the largest face of image A with that of image B: cosine similarity, the equivalent
+    distance between the unit embeddings, the thresholds and the verdict."""
     from face_perception.recognition.enrolment.photos import embed_largest_faces
 
     detector, embedder = _pipeline(args)
@@ -190,6 +202,9 @@ def run_verify(args) -> int:
 
 # ------------------------------------------------------------------------------------- embed
 def run_embed(args) -> int:
+    """Embeddings of the largest face per image, saved as FILE.npz with arrays 'embeddings' (N x D
+    float32, L2-normalised), 'images' (N paths) and 'model'; read it with numpy.load(FILE,
+    allow_pickle=False)."""
     from face_perception.files import atomic_path
     from face_perception.recognition.enrolment.photos import embed_largest_faces
 
@@ -219,6 +234,13 @@ def _report_skipped(command: str, result) -> None:
 
 # -------------------------------------------------------------------------------------- eval
 def run_eval(args) -> int:
+    """Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree (random
+    same/different pairs), an LFW-style pairs list (faces aligned from lfw_landmark.txt when it
+    lies beside the list or --landmarks names it, else found by the detector) or an IJB-B/IJB-C
+    folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. 1e-1). Prints the
+    metrics (JSON with --json) and writes the ROC curve PNG into --out. With --open-set
+    (ImageFolder only): enrol --enroll photos of a share of the identities, the rest are
+    strangers; FNIR at FPIR, rank-1, wrong and stranger names, DET curve PNG."""
     from face_perception.recognition.pair_eval import evaluate_verification_dataset
 
     if args.open_set:
@@ -296,6 +318,9 @@ def _report(metrics: dict):
 
 # ------------------------------------------------------------------------------------- align
 def run_align(args) -> int:
+    """Write the largest face of every image of DATA (one sub-folder per person) as an
+    ArcFace-template chip into DEST with the same structure. DEST must lie outside DATA; the
+    source is never modified."""
     from face_perception.recognition.folder_alignment import align_image_folder
 
     done = align_image_folder(_detector(args), args.data, args.dest, crop_size=args.crop_size,
@@ -327,16 +352,8 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "enroll", help="add people to a gallery from photos, a video or a bag",
-        description="Enroll identities into a gallery. FOLDER has one sub-folder per person "
-                    "(its name is the identity); with --name, FOLDER (a folder or image "
-                    "files) holds photos of that one person. The largest face of each photo "
-                    "is enrolled; an existing gallery is extended. With --video FILE or --bag "
-                    "PATH --topic TOPIC and --name: the clip's main track (seen in most "
-                    "frames) is enrolled with its best distinct views (--max-views), each "
-                    "stored with its quality; refused when the track holds two people or the "
-                    "face already matches another identity (docs/gallery.md).")
+    p = add_command(sub, "enroll", run_enroll,
+                    "add people to a gallery from photos, a video or a bag")
     p.add_argument("folder", metavar="FOLDER", nargs="?")
     p.add_argument("more", nargs="*", metavar="IMAGE", help=argparse.SUPPRESS)
     p.add_argument("--gallery", required=True, metavar="FILE",
@@ -356,54 +373,30 @@ def register(sub) -> None:
                    help="--video/--bag: enrol even when the face already matches another "
                         "identity of the gallery")
     _common(p, threshold=False)
-    p.set_defaults(func=run_enroll)
 
-    p = sub.add_parser(
-        "recognize", help="name the faces in images using a gallery",
-        description="Detect every face, identify it against the gallery by the open-set rule "
-                    "(similarity >= threshold and a margin over the second-best identity, "
-                    "else 'unknown'; docs/open_set.md). --json prints one JSON object per "
-                    "image; --out writes annotated images.")
+    p = add_command(sub, "recognize", run_recognize, "name the faces in images using a gallery")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--gallery", required=True, metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
     _common(p, threshold=False)
     add_open_set_options(p)
-    p.set_defaults(func=run_recognize)
 
-    p = sub.add_parser(
-        "verify", help="are the largest faces of two images the same person?",
-        description="Compare the largest face of image A with that of image B: cosine "
-                    "similarity, the equivalent distance between the unit embeddings, the "
-                    "thresholds and the verdict.")
+    p = add_command(sub, "verify", run_verify,
+                    "are the largest faces of two images the same person?")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--json", action="store_true")
     _common(p)
-    p.set_defaults(func=run_verify)
 
-    p = sub.add_parser(
-        "embed", help="write the largest face's embedding of each image to an .npz",
-        description="Embeddings of the largest face per image, saved as FILE.npz with arrays "
-                    "'embeddings' (N x D float32, L2-normalised), 'images' (N paths) and "
-                    "'model'; read it with numpy.load(FILE, allow_pickle=False).")
+    p = add_command(sub, "embed", run_embed,
+                    "write the largest face's embedding of each image to an .npz")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--output", "-o", required=True, metavar="FILE.npz")
     _common(p, threshold=False)
-    p.set_defaults(func=run_embed)
 
-    p = sub.add_parser(
-        "eval", help="verification (or --open-set identification) metrics on a dataset",
-        description="Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an "
-                    "ImageFolder tree (random same/different pairs), an LFW-style pairs "
-                    "list (faces aligned from lfw_landmark.txt when it lies beside the list "
-                    "or --landmarks names it, else found by the detector) or an IJB-B/IJB-C "
-                    "folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. "
-                    "1e-1). Prints the metrics (JSON with --json) and writes the ROC curve PNG "
-                    "into --out. With --open-set (ImageFolder only): enrol --enroll photos of "
-                    "a share of the identities, the rest are strangers; FNIR at FPIR, rank-1, "
-                    "wrong and stranger names, DET curve PNG.")
+    p = add_command(sub, "eval", run_eval,
+                    "verification (or --open-set identification) metrics on a dataset")
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--num-pairs", type=int, default=1000,
                    help="pairs drawn from an ImageFolder (default 1000)")
@@ -425,17 +418,12 @@ def register(sub) -> None:
                         "are enrolled (0.5); all others are strangers")
     _common(p, threshold=False)
     add_open_set_options(p)
-    p.set_defaults(func=run_eval)
 
-    p = sub.add_parser(
-        "align", help="align the largest face of each image of an ImageFolder tree into "
-                      "112x112 chips",
-        description="Write the largest face of every image of DATA (one sub-folder per "
-                    "person) as an ArcFace-template chip into DEST with the same structure. "
-                    "DEST must lie outside DATA; the source is never modified.")
+    p = add_command(sub, "align", run_align,
+                    "align the largest face of each image of an ImageFolder tree into 112x112 "
+                    "chips")
     p.add_argument("data", metavar="DATA")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--crop-size", type=int, default=112, help="chip side in pixels (112)")
     _common(p, model=False, threshold=False)
-    p.set_defaults(func=run_align)
 

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from face_perception.cli import add_command
 from face_perception.cli.inference_options import add_frame_options, frame_parts_from_args
 
 
@@ -42,6 +43,9 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
 
 
 def run(args) -> int:
+    """Read a video file (or a camera index such as 0), detect and track faces (and name them with
+    --gallery: a name per track from its accumulated evidence), and write an annotated video with
+    boxes, track ids, names and confidences; --json adds JSON Lines, one line per frame."""
     import cv2
 
     from face_perception.pipeline import FacePipeline
@@ -158,13 +162,9 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "video", help="track/identify faces in a video file or camera, write an annotated video",
-        description="Read a video file (or a camera index such as 0), detect and track faces "
-        "(and name them with --gallery: a name per track from its accumulated evidence), and "
-        "write an annotated video with boxes, track ids, names and confidences; --json adds "
-        "JSON Lines, one line per frame.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(sub, "video", run,
+                    "track/identify faces in a video file or camera, write an annotated video "
+                    "", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", metavar="IN", help="video file, or camera index (0, 1, ...)")
     p.add_argument("--out", required=True, metavar="OUT.mp4", help="annotated video to write")
     p.add_argument("--gallery", metavar="FILE", help="gallery of known people: adds names")
@@ -184,4 +184,3 @@ def register(sub) -> None:
     p.add_argument("--anonymize", choices=["none", "unknown", "all"], default="none",
                    help="pixelate faces in the output video: those nobody was named for, or "
                    "all (docs/privacy.md)")
-    p.set_defaults(func=run)
