@@ -394,3 +394,6 @@ RECOGNIZER = IMAGE_INPUT + (
 IDENTITY_KEYS = frozenset({"upstream_max_age", "identity_min_observations",
                            "identity_min_agreement", "identity_switch_after",
                            "identity_embed_period"})
+# The recognizer's parameters that change its gallery or open-set rule but not its models (those
+# are marked ``reload``): a change reads the gallery again over the loaded embedder and detector.
+GALLERY_RULE_KEYS = frozenset({"gallery_path", "threshold", "margin"})
