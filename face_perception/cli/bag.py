@@ -32,8 +32,8 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = add_command(sub, "bag", run,
-                    "detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag "
-                    "", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input_bag", metavar="INPUT_BAG")
     p.add_argument("--image-topic", required=True, help="sensor_msgs Image/CompressedImage topic")
     p.add_argument("--output", required=True, metavar="OUTPUT_BAG", help="new bag folder")

@@ -163,8 +163,8 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = add_command(sub, "video", run,
-                    "track/identify faces in a video file or camera, write an annotated video "
-                    "", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "track/identify faces in a video file or camera, write an annotated video",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", metavar="IN", help="video file, or camera index (0, 1, ...)")
     p.add_argument("--out", required=True, metavar="OUT.mp4", help="annotated video to write")
     p.add_argument("--gallery", metavar="FILE", help="gallery of known people: adds names")
