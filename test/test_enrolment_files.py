@@ -1,15 +1,14 @@
 """Enrolment into a gallery file (recognition/enrolment: photos.enrol_photos_into_file,
-gallery_file.open_gallery_file / save_gallery_file), without the CLI, on the shipped photos."""
+gallery_file.save_gallery_file; recognizer.open_gallery_file), without the CLI, on the shipped
+photos."""
 import shutil
 
 import pytest
 
 from face_perception.gallery import Gallery, GalleryError
 from face_perception.recognition.enrolment import enrol_photos_into_file
-from face_perception.recognition.enrolment.gallery_file import (
-    open_gallery_file,
-    save_gallery_file,
-)
+from face_perception.recognition.enrolment.gallery_file import save_gallery_file
+from face_perception.recognition.recognizer import open_gallery_file
 
 
 @pytest.fixture()
@@ -68,18 +67,18 @@ def test_open_gallery_file_refuses_a_missing_file_unless_creating_and_another_mo
         tmp_path, dlib_embedder):
     path = tmp_path / "people.json"
     with pytest.raises((GalleryError, FileNotFoundError), match="people"):
-        open_gallery_file(path, dlib_embedder.meta, create=False)
-    fresh = open_gallery_file(path, dlib_embedder.meta)
+        open_gallery_file(path, dlib_embedder.meta)
+    fresh = open_gallery_file(path, dlib_embedder.meta, create=True)
     assert len(fresh) == 0 and not Gallery.exists(path)
     Gallery("another_model", dlib_embedder.meta.embedding_size).save(path)
     with pytest.raises(GalleryError, match="another_model"):
-        open_gallery_file(path, dlib_embedder.meta)
+        open_gallery_file(path, dlib_embedder.meta, create=True)
 
 
 def test_save_gallery_file_counts_what_the_file_holds(photos, tmp_path, core_detector,
                                                       dlib_embedder):
     path = tmp_path / "people.json"
-    gallery = open_gallery_file(path, dlib_embedder.meta)
+    gallery = open_gallery_file(path, dlib_embedder.meta, create=True)
     done = enrol_photos_into_file(tmp_path / "other.json", core_detector, dlib_embedder,
                                   [photos / "biden.jpg"], name="biden")
     gallery.add("biden", Gallery.load(done.saved.index).samples("biden"))

@@ -148,11 +148,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     margin that keep the share of strangers given a name at or below --target-fpir with the
     fewest missed names, plus the rates and counts, in the gallery file. Recognition (CLI, nodes,
     bag) uses them unless told otherwise."""
-    from face_perception.recognition.enrolment.gallery_file import open_gallery_file
     from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
+    from face_perception.recognition.recognizer import open_gallery_file
 
     embedder = embedder_from_args(args)
-    g = open_gallery_file(args.gallery, embedder.meta, create=False)
+    g = open_gallery_file(args.gallery, embedder.meta)
     result = calibrate_gallery_from_photos(g, detector_from_args(args), embedder, args.genuine,
                                            args.strangers, args.target_fpir, tracks=args.tracks)
     index = g.save(args.gallery)

@@ -118,8 +118,8 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
     """
     from face_perception.onnx_session import usable_cores
     from face_perception.recognition import Embedder, Recognizer
-    from face_perception.recognition.enrolment.gallery_file import open_gallery_file
     from face_perception.recognition.int8 import detector_backend_for
+    from face_perception.recognition.recognizer import open_gallery_file
 
     if embedder is None:
         embedder = Embedder(model=settings["model"], backend=settings["backend"],

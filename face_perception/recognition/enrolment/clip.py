@@ -10,11 +10,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from face_perception.recognition.enrolment.gallery_file import (
-    SavedGallery,
-    open_gallery_file,
-    save_gallery_file,
-)
+from face_perception.recognition.enrolment.gallery_file import SavedGallery, save_gallery_file
 from face_perception.recognition.enrolment.names import check_new_name
 from face_perception.recognition.enrolment.views import (
     Selection,
@@ -22,6 +18,7 @@ from face_perception.recognition.enrolment.views import (
     already_enrolled_as,
     select_views,
 )
+from face_perception.recognition.recognizer import open_gallery_file
 
 
 @dataclass
@@ -172,7 +169,7 @@ def enrol_clip_into_file(path, clip, detector, embedder, name: str, topic: Optio
     Nothing is written when ``enrol_from_frames`` refuses (two people, already someone else
     unless ``allow_duplicate``, no usable view)."""
     name = check_new_name(name)
-    gallery = open_gallery_file(path, embedder.meta)
+    gallery = open_gallery_file(path, embedder.meta, create=True)
     if replace and name in gallery:
         gallery.remove(name)
     frames = video_frames(clip) if topic is None else bag_frames(clip, topic)

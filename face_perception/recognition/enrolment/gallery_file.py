@@ -1,6 +1,6 @@
 """Enrolment changes written to a gallery file (``face-perception enroll``, the recognizer node's
-services): open the file for a model, save it and report look-alikes, add samples with their
-qualities, forget a person, name a learnt stranger."""
+services): save it and report look-alikes, add samples with their qualities, forget a person, name
+a learnt stranger (the file is opened for the model by recognizer.open_gallery_file)."""
 from __future__ import annotations
 
 import re
@@ -10,8 +10,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from face_perception.gallery import Gallery, load_or_create
+from face_perception.gallery import Gallery
 from face_perception.gallery.validation import GalleryError
+from face_perception.recognition.recognizer import open_gallery_file
 
 ANON_PREFIX = "anon_"
 
@@ -30,18 +31,6 @@ class SavedGallery:
     def to_dict(self) -> dict:
         return {"gallery": str(self.index), "look_alikes": [list(t) for t in self.look_alikes],
                 "gallery_identities": self.identities, "gallery_samples": self.samples}
-
-
-def open_gallery_file(path, meta, create: bool = True) -> Gallery:
-    """The gallery file at ``path`` for the embedding model ``meta``: one of another model,
-    damaged or (unless ``create``: then a new empty gallery) missing is refused with
-    Gallery.load's error naming the file and the reason."""
-    from face_perception.recognition.recognizer import model_id_of
-
-    path, model_id, size = Path(path).expanduser(), model_id_of(meta), int(meta.embedding_size)
-    if create:
-        return load_or_create(path, model_id, size)
-    return Gallery.load(path, model_id=model_id, embedding_size=size)
 
 
 def save_gallery_file(gallery: Gallery, path, meta) -> SavedGallery:
@@ -69,7 +58,7 @@ def enrol_into_file(path, meta, name: Optional[str], embeddings: np.ndarray,
     """Add ``embeddings`` of the model ``meta`` (with a source label and quality each) to
     ``name`` (None: the next anon_<n>) in the gallery file at ``path`` (created when missing),
     saved as a segment; (name, its sample count)."""
-    gallery = open_gallery_file(path, meta)
+    gallery = open_gallery_file(path, meta, create=True)
     if name is None:
         name = next_anonymous_name(gallery.names)
     count = gallery.add(name, embeddings, sources=list(sources), qualities=qualities)

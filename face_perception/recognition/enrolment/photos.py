@@ -17,12 +17,9 @@ from typing import Optional
 import numpy as np
 
 from face_perception.imageio import ImageError, read_image_bgr
-from face_perception.recognition.enrolment.gallery_file import (
-    SavedGallery,
-    open_gallery_file,
-    save_gallery_file,
-)
+from face_perception.recognition.enrolment.gallery_file import SavedGallery, save_gallery_file
 from face_perception.recognition.enrolment.names import check_new_name
+from face_perception.recognition.recognizer import open_gallery_file
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
@@ -220,7 +217,7 @@ def enrol_photos_into_file(path, detector, embedder, photos: Sequence,
     checked as a new enrolment's name (``names.check_new_name``)."""
     if name is not None:
         name = check_new_name(name)
-    gallery = open_gallery_file(path, embedder.meta)
+    gallery = open_gallery_file(path, embedder.meta, create=True)
     report = enrol_photos(gallery, detector, embedder, photos, name=name, replace=replace,
                           check_quality=check_quality)
     out = PhotoEnrolment(report, embedder.meta.name)
