@@ -1,8 +1,12 @@
-"""Which torch device a model runs on: the one CUDA -> CPU fallback rule of the library (detector,
-embedder, training, learners), below every layer that loads a torch model."""
+"""Where a model runs: the inference backends every model runner accepts (detector, embedder,
+CLI options, node parameters) and the one CUDA -> CPU fallback rule of the library (detector,
+embedder, training, learners), below every layer that loads a model."""
 from __future__ import annotations
 
 import warnings
+
+# onnxruntime fp32, the guarded int8 graph (onnxruntime), PyTorch.
+BACKENDS = ("onnx", "onnx-int8", "torch")
 
 
 def torch_device(device, stacklevel: int = 3) -> str:

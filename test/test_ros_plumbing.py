@@ -105,14 +105,13 @@ def test_gallery_path_must_name_an_existing_gallery_unless_one_is_to_be_created(
 
 
 def test_launch_plan_accepts_exactly_the_backends_and_devices_the_nodes_accept():
-    from face_perception.detection.detector import BACKENDS
-    from face_perception.recognition.embedder import BACKENDS as EMBEDDER_BACKENDS
+    from face_perception.devices import BACKENDS
     from face_perception.ros.launch_plan import plan
     from face_perception.ros.params import DETECTOR, DEVICES, RECOGNIZER
 
     for table in (DETECTOR, RECOGNIZER):
         specs = {s.name: s for s in table}
-        assert tuple(specs["backend"].choices) == BACKENDS == EMBEDDER_BACKENDS
+        assert tuple(specs["backend"].choices) == BACKENDS
         assert tuple(specs["device"].choices) == DEVICES
     for backend in BACKENDS:
         det, rec = plan({"backend": backend})
@@ -137,3 +136,22 @@ def test_devices_of_reports_the_cpu_when_cuda_fell_back(core_detector):
         asked_for_cuda = Detector(device="cuda")
     assert asked_for_cuda.device == "cuda"  # the request; the session runs on the CPU
     assert devices_of(asked_for_cuda) == "cpu"
+
+
+def test_build_pipeline_takes_the_nodes_tracking_and_identity_settings():
+    from face_perception.pipeline import FacePipeline, build_pipeline
+    from face_perception.ros.params import DETECTOR, RECOGNIZER
+
+    recognizer_values = {s.name: s.default for s in RECOGNIZER}
+    recognizer_values.update(identity_min_observations=3, identity_switch_after=4,
+                             identity_embed_period=0.5, upstream_max_age=7.0,
+                             track_max_age=3.0)
+    pipeline = build_pipeline(recognizer_values)
+    config = pipeline.tracking.identity_config
+    assert (config.min_observations, config.switch_after, config.embed_period) == (3, 4, 0.5)
+    assert pipeline.tracking.upstream_max_age == 7.0
+    assert pipeline.tracker.config.max_age == 3.0
+    # The detector node's table has no identity settings: the pipeline's own defaults.
+    detector_pipeline = build_pipeline({s.name: s.default for s in DETECTOR})
+    assert detector_pipeline.tracking.identity_config == FacePipeline().tracking.identity_config
+    assert build_pipeline({**recognizer_values, "tracking": False}).tracker is None

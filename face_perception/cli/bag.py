@@ -4,25 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from face_perception.cli.inference_options import (
-    add_inference_options,
-    add_open_set_options,
-    detector_kwargs,
-    recognizer_from_args,
-)
-from face_perception.detection.config import DETECTOR_BACKBONES
+from face_perception.cli import add_command
+from face_perception.cli.inference_options import add_frame_options, frame_parts_from_args
 
 
 def run(args) -> int:
+    """Read the image topic of a rosbag2 (a bag folder, .mcap or .db3 file), run face detection (and
+    recognition with --gallery), and write a new bag with the original images plus
+    vision_msgs/Detection2DArray topics, same timestamps. No ROS runtime needed."""
     from face_perception.bag.processing import output_topics, process_bag
-    from face_perception.detection import Detector
 
-    detector = Detector(backbone=args.backbone, **detector_kwargs(args),
-                        score_threshold=args.score_threshold, target_size=args.target_size,
-                        max_size=args.max_size)
-    recognizer = recognizer_from_args(args, detector)
-    if recognizer is not None and args.flip:
-        recognizer.embedder.flip = True
+    detector, recognizer = frame_parts_from_args(args, target_size=args.target_size,
+                                                 max_size=args.max_size)
     topics = output_topics(args.image_topic)
     if args.detections_topic:
         topics["detections"] = args.detections_topic
@@ -38,12 +31,9 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "bag", help="detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag",
-        description="Read the image topic of a rosbag2 (a bag folder, .mcap or .db3 file), run "
-        "face detection (and recognition with --gallery), and write a new bag with the original "
-        "images plus vision_msgs/Detection2DArray topics, same timestamps. No ROS runtime needed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(sub, "bag", run,
+                    "detect/identify faces in a rosbag2 (.mcap/.db3), write a new bag",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input_bag", metavar="INPUT_BAG")
     p.add_argument("--image-topic", required=True, help="sensor_msgs Image/CompressedImage topic")
     p.add_argument("--output", required=True, metavar="OUTPUT_BAG", help="new bag folder")
@@ -57,25 +47,14 @@ def register(sub) -> None:
                    help="output storage (default: the input's)")
     p.add_argument("--detections-topic", help="default: <image namespace>/faces/detections")
     p.add_argument("--identities-topic", help="default: <image namespace>/faces/identities")
-    add_inference_options(p)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
-                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
-    p.add_argument("--score-threshold", type=float, default=None,
-                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
+    add_frame_options(p)
     p.add_argument("--target-size", type=int, default=640)
     p.add_argument("--max-size", type=int, default=1280)
-    p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
-    add_open_set_options(p)
     p.add_argument("--no-tracking", action="store_true",
                    help="judge every frame alone instead of naming tracks (for comparison)")
     p.add_argument("--identity-mode", choices=["offline", "live"], default="offline",
                    help="offline: name each track from all of its frames, on every frame of it "
                    "(reads the bag twice); live: from earlier frames only, as the nodes do "
                    "(docs/tracking.md); recorded in the bag's metadata")
-    p.add_argument("--flip", action="store_true",
-                   help="embed each face and its mirror image, average the two "
-                   "(docs/open_set.md#flip)")
     p.add_argument("--progress", action="store_true", help="progress bar even when not a tty")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from face_perception.cli import add_command
+
 
 def conversion_of(src: Path, dest: Path) -> str:
     """'recordio-to-imagefolder', 'imagefolder-to-recordio', 'bin-to-pairs' or
@@ -35,6 +37,11 @@ def conversion_of(src: Path, dest: Path) -> str:
 
 
 def run_convert(args) -> int:
+    """Convert SRC into DEST, copying encoded images unchanged. SRC is an ImageFolder (->
+    InsightFace train.rec/.idx/property + train.lst), a RecordIO folder (-> ImageFolder, names
+    from train.lst when present), a verification .bin (-> image folder + LFW pairs.txt) or a pair
+    list / folder with pairs.txt (-> DEST.bin). DEST must not exist (or be an empty folder); it
+    appears only when the conversion is complete."""
     from face_perception.data import convert
 
     src, dest = Path(args.src), Path(args.dest)
@@ -60,18 +67,11 @@ def run_convert(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "convert", help="convert datasets: ImageFolder <-> RecordIO, .bin <-> image pairs",
-        description="Convert SRC into DEST, copying encoded images unchanged. SRC is an "
-                    "ImageFolder (-> InsightFace train.rec/.idx/property + train.lst), a "
-                    "RecordIO folder (-> ImageFolder, names from train.lst when present), a "
-                    "verification .bin (-> image folder + LFW pairs.txt) or a pair list / "
-                    "folder with pairs.txt (-> DEST.bin). DEST must not exist (or be an empty "
-                    "folder); it appears only when the conversion is complete.")
+    p = add_command(sub, "convert", run_convert,
+                    "convert datasets: ImageFolder <-> RecordIO, .bin <-> image pairs")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--images-root", metavar="DIR",
                    help="image folder of a pair list (default: the list's folder, or its "
                         "lfw/ sub-folder when there is one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=run_convert)

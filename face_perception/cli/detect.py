@@ -9,64 +9,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from face_perception.cli.inference_options import add_inference_options, detector_kwargs
+from face_perception.cli import add_command
+from face_perception.cli.image_files import ImageFiles
+from face_perception.cli.inference_options import add_inference_options, detector_from_args
 from face_perception.detection.config import DETECTOR_BACKBONES
 
 
-def _out_path(out_dir: Path, src: Path, used: set) -> Path:
-    # Same name as the input plus "_faces"; a numeric suffix keeps files of equal names apart.
-    suffix = src.suffix if src.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"} else ".png"
-    candidate = out_dir / f"{src.stem}_faces{suffix}"
-    n = 1
-    while candidate in used:
-        candidate = out_dir / f"{src.stem}_faces_{n}{suffix}"
-        n += 1
-    used.add(candidate)
-    return candidate
-
-
 def run(args) -> int:
-    import cv2
-
-    from face_perception.detection.detector import Detector
-    from face_perception.imageio import expand_image_paths, read_image_bgr
+    """Detect faces with RetinaFace. Prints a summary, or JSON Lines with --json (one object per
+    image: image, width, height, faces[box, score, landmarks]); --out writes annotated images."""
     from face_perception.rendering import draw_faces
 
-    detector = Detector(backbone=args.backbone, **detector_kwargs(args, beside_embedder=False),
-                        model_path=args.model, score_threshold=args.threshold,
-                        nms_threshold=args.nms_threshold, target_size=args.target_size,
-                        max_size=args.max_size, scales=args.scales, flip=args.flip,
-                        max_faces=args.max_faces)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    used: set = set()
-    failed = 0
-    files = expand_image_paths(args.images)
-    if not files:
-        print("face-perception detect: error: no image files given", file=sys.stderr)
+    detector = detector_from_args(args, beside_embedder=False, backbone=args.backbone,
+                                  model_path=args.model, score_threshold=args.threshold,
+                                  nms_threshold=args.nms_threshold, target_size=args.target_size,
+                                  max_size=args.max_size, scales=args.scales, flip=args.flip,
+                                  max_faces=args.max_faces)
+    files = ImageFiles("detect", args.images, args.out, tag="faces")
+    if files.none_given():
         return 2
-    for path in files:
-        try:
-            image = read_image_bgr(path)
-            faces = detector.detect(image)
-        except (ValueError, OSError) as exc:
-            failed += 1
-            # ImageError messages already name the file; others get it prefixed.
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            print(f"face-perception detect: error: {message}", file=sys.stderr)
-            continue
+    for path, image, faces in files.each(detector.detect):
         record = {"image": str(path), "width": int(image.shape[1]),
                   "height": int(image.shape[0]), "faces": [f.to_dict() for f in faces]}
-        if out_dir is not None:
-            dest = _out_path(out_dir, path, used)
-            if not cv2.imwrite(str(dest), draw_faces(image, faces)):
-                failed += 1
-                print(f"face-perception detect: error: cannot write {dest}", file=sys.stderr)
-            else:
-                record["annotated"] = str(dest)
+        files.write_annotated(path, record, draw_faces, image, faces)
         if args.json:
             print(json.dumps(record), flush=True)
         else:
@@ -74,15 +40,11 @@ def run(args) -> int:
             for f in faces:
                 x1, y1, x2, y2 = (round(float(v), 1) for v in f.box)
                 print(f"  score {f.score:.3f}  box ({x1}, {y1}, {x2}, {y2})")
-    return 1 if failed else 0
+    return files.exit_code
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "detect", help="detect faces (boxes, scores, 5 landmarks) in images",
-        description="Detect faces with RetinaFace. Prints a summary, or JSON Lines with --json "
-                    "(one object per image: image, width, height, faces[box, score, "
-                    "landmarks]); --out writes annotated images.")
+    p = add_command(sub, "detect", run, "detect faces (boxes, scores, 5 landmarks) in images")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
@@ -104,7 +66,6 @@ def register(sub) -> None:
                    help="test-time pyramid factors, e.g. --scales 0.5 1 2")
     p.add_argument("--flip", action="store_true", help="also run on the mirrored image")
     p.add_argument("--max-faces", type=int, default=0, help="keep at most N faces (0: all)")
-    p.set_defaults(func=run)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`

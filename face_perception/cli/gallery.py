@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from face_perception.cli import add_command
 from face_perception.cli.inference_options import (
     add_inference_options,
-    detector_kwargs,
-    embedder_kwargs,
+    detector_from_args,
+    embedder_from_args,
 )
+from face_perception.cli.messages import report
 
 
 def register(subparsers) -> None:
@@ -50,14 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("new", metavar="NEW")
     p.set_defaults(func=_rename)
 
-    p = sub.add_parser(
-        "calibrate", help="pick and store the open-set threshold and margin for a target FPIR",
-        description="Measure the gallery against photos of strangers (--strangers) and other "
-                    "photos of its enrolled people (--genuine: one sub-folder per enrolled "
-                    "identity); store the threshold and margin that keep the share of strangers "
-                    "given a name at or below --target-fpir with the fewest missed names, plus "
-                    "the rates and counts, in the gallery file. Recognition (CLI, nodes, bag) "
-                    "uses them unless told otherwise.")
+    p = add_command(sub, "calibrate", _calibrate,
+                    "pick and store the open-set threshold and margin for a target FPIR")
     p.add_argument("gallery", metavar="FILE")
     p.add_argument("--genuine", required=True, metavar="DIR",
                    help="ImageFolder of enrolled people's photos that are not enrolled")
@@ -73,7 +68,6 @@ def register(subparsers) -> None:
     add_inference_options(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print the stored rule as JSON")
-    p.set_defaults(func=_calibrate)
 
 
 def _load(path):
@@ -149,18 +143,18 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from face_perception.detection import Detector
-    from face_perception.gallery import Gallery
-    from face_perception.recognition import Embedder
+    """Measure the gallery against photos of strangers (--strangers) and other photos of its
+    enrolled people (--genuine: one sub-folder per enrolled identity); store the threshold and
+    margin that keep the share of strangers given a name at or below --target-fpir with the
+    fewest missed names, plus the rates and counts, in the gallery file. Recognition (CLI, nodes,
+    bag) uses them unless told otherwise."""
     from face_perception.recognition.open_set_eval import calibrate_gallery_from_photos
-    from face_perception.recognition.recognizer import model_id_of
+    from face_perception.recognition.recognizer import open_gallery_file
 
-    embedder = Embedder(args.model, **embedder_kwargs(args))
-    g = Gallery.load(args.gallery, model_id=model_id_of(embedder.meta),
-                     embedding_size=int(embedder.meta.embedding_size))
-    result = calibrate_gallery_from_photos(g, Detector(**detector_kwargs(args)),
-                                           embedder, args.genuine, args.strangers,
-                                           args.target_fpir, tracks=args.tracks)
+    embedder = embedder_from_args(args)
+    g = open_gallery_file(args.gallery, embedder.meta)
+    result = calibrate_gallery_from_photos(g, detector_from_args(args), embedder, args.genuine,
+                                           args.strangers, args.target_fpir, tracks=args.tracks)
     index = g.save(args.gallery)
     ev = result["evidence"]
     if args.json:
@@ -178,5 +172,5 @@ def _calibrate(args: argparse.Namespace) -> int:
                       f"{name} {b['mean']:.3f}/{b['between']:.3f}/{b['within']:.3f} "
                       f"({b['views']} views)" for name, b in result["tracks"]["bands"].items()))
     for f in result["no_face"]:
-        print(f"face-perception gallery calibrate: note: no face found in {f}", file=sys.stderr)
+        report("gallery calibrate", f"no face found in {f}", "note")
     return 0

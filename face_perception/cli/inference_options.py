@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_CHOICES = ("onnx", "onnx-int8", "torch")
+from face_perception.detection.config import DETECTOR_BACKBONES
+from face_perception.devices import BACKENDS
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=BACKEND_CHOICES, default="onnx",
+    p.add_argument("--backend", choices=BACKENDS, default="onnx",
                    help="inference backend (default: onnx); onnx-int8: guarded int8 graphs "
                         "(docs/recognition.md#int8)")
     p.add_argument("--calibration", metavar="DIR", default=None,
@@ -38,6 +39,47 @@ def detector_kwargs(args: argparse.Namespace, beside_embedder: bool = True) -> d
     if backend == "onnx-int8":
         kwargs["calibration"] = args.calibration
     return kwargs
+
+
+def embedder_from_args(args: argparse.Namespace):
+    """The Embedder of --model and the shared options."""
+    from face_perception.recognition import Embedder
+
+    return Embedder(args.model, **embedder_kwargs(args))
+
+
+def detector_from_args(args: argparse.Namespace, beside_embedder: bool = True, **settings):
+    """The Detector of the shared options and the command's own ``settings`` (score threshold,
+    sizes, ...)."""
+    from face_perception.detection import Detector
+
+    return Detector(**detector_kwargs(args, beside_embedder), **settings)
+
+
+def add_frame_options(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that run the whole frame pipeline on a stream of frames
+    (bag, video): inference, detector, embedding model, open-set rule, flip."""
+    add_inference_options(p)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
+                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
+    p.add_argument("--score-threshold", type=float, default=None,
+                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
+    p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
+    add_open_set_options(p)
+    p.add_argument("--flip", action="store_true",
+                   help="embed each face and its mirror image, average the two "
+                   "(docs/open_set.md#flip)")
+
+
+def frame_parts_from_args(args: argparse.Namespace, **detector_settings):
+    """(Detector, Recognizer or None without --gallery) of the add_frame_options options."""
+    detector = detector_from_args(args, backbone=args.backbone,
+                                  score_threshold=args.score_threshold, **detector_settings)
+    recognizer = recognizer_from_args(args, detector)
+    if recognizer is not None and args.flip:
+        recognizer.embedder.flip = True
+    return detector, recognizer
 
 
 def add_open_set_options(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from face_perception.cli import add_command
+
 FORMAT_HELP = ("insightface-onnx: an InsightFace ONNX recognizer (w600k_r50.onnx, ...); "
                "arcface-torch: an arcface_torch iresnet .pth; adaface: an AdaFace .ckpt; "
                "opendr: a folder written by OpenDR's FaceRecognitionLearner.save")
@@ -27,13 +29,9 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="model_command", metavar="ACTION")
     sub.required = True
 
-    p = sub.add_parser(
-        "import", help="write a model folder from an InsightFace, arcface_torch, AdaFace or "
-                       "OpenDR model",
-        description="Convert SRC into the model folder --out (template, colour order, "
-                    "normalisation, embedding size and 1:1 threshold recorded in its "
-                    "backbone.json). The imported model names nobody until a gallery's "
-                    "open-set rule is calibrated with `face-perception gallery calibrate`.")
+    p = add_command(sub, "import", _import,
+                    "write a model folder from an InsightFace, arcface_torch, AdaFace or OpenDR "
+                    "model")
     p.add_argument("src", metavar="SRC", help="the model file (an OpenDR folder for opendr)")
     p.add_argument("--format", required=True, choices=FORMATS, dest="fmt", help=FORMAT_HELP)
     p.add_argument("--out", required=True, metavar="DIR", help="new model folder to write")
@@ -45,7 +43,6 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="1:1 cosine threshold to record (default: the documented figure of "
                         "the format, docs/models.md)")
-    p.set_defaults(func=_import)
 
     p = sub.add_parser("info", help="print a model folder's metadata")
     p.add_argument("folder", metavar="DIR", help="a model folder or a pretrained name "
@@ -55,6 +52,9 @@ def register(subparsers) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    """Convert SRC into the model folder --out (template, colour order, normalisation, embedding
+    size and 1:1 threshold recorded in its backbone.json). The imported model names nobody until
+    a gallery's open-set rule is calibrated with `face-perception gallery calibrate`."""
     from face_perception.open_set import CALIBRATE_COMMAND
     from face_perception.recognition.model_import import import_model
     from face_perception.recognition.model_meta import ModelMeta

@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from face_perception.cli import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "quantize", help="make the guarded int8 ONNX graph of an embedder or detector",
-        description="Quantize a model to int8 (onnxruntime static QDQ) calibrated on real "
-                    "images, check it against fp32 (embedder: cosine >= 0.99 and no changed "
-                    "pair decision; detector: same faces, IoU >= 0.9, landmarks <= 2 px) and "
-                    "record it in the model folder.")
+    p = add_command(subparsers, "quantize", run,
+                    "make the guarded int8 ONNX graph of an embedder or detector")
     p.add_argument("kind", choices=["embedder", "detector"])
     p.add_argument("--model", default=None,
                    help="embedder: a name (default dlib_resnet) or model folder; detector: a "
@@ -26,10 +24,12 @@ def register(subparsers) -> None:
                    help="folder of photos with faces (default: the shipped photos)")
     p.add_argument("--target-size", type=int, default=640, help="detector size policy (640)")
     p.add_argument("--max-size", type=int, default=1280, help="detector size policy (1280)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Quantize a model to int8 (onnxruntime static QDQ) calibrated on real images, check it against
+    fp32 (embedder: cosine >= 0.99 and no changed pair decision; detector: same faces, IoU >=
+    0.9, landmarks <= 2 px) and record it in the model folder."""
     from face_perception.onnx.quantization import calibration_images, record_int8
 
     images = calibration_images(args.calibration)

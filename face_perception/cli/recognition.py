@@ -12,21 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from face_perception.cli import add_command
+from face_perception.cli.image_files import ImageFiles
 from face_perception.cli.inference_options import (
     add_inference_options,
     add_open_set_options,
-    detector_kwargs,
-    embedder_kwargs,
+    detector_from_args,
+    embedder_from_args,
+    recognizer_from_args,
 )
-
-
-def _err(command: str, message: str) -> None:
-    print(f"face-perception {command}: error: {message}", file=sys.stderr)
+from face_perception.cli.messages import naming_file, report
 
 
 def _report_files_here() -> None:
@@ -36,33 +35,24 @@ def _report_files_here() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _pipeline(args):
-    from face_perception.detection import Detector
-    from face_perception.recognition import Embedder
-
-    detector = Detector(**detector_kwargs(args),
-                        score_threshold=args.detector_threshold)
-    embedder = Embedder(args.model, **embedder_kwargs(args))
+def _detector(args):
     _report_files_here()
-    return detector, embedder
+    return detector_from_args(args, score_threshold=args.detector_threshold)
 
 
-def _threshold(args, embedder) -> float:
-    return float(embedder.meta.threshold if args.threshold is None else args.threshold)
-
-
-def _load_gallery(path, embedder, must_exist: bool = True):
-    from face_perception.gallery import Gallery
-
-    if must_exist or Gallery.exists(path):
-        return Gallery.load(path, model_id=embedder.meta.name,
-                            embedding_size=embedder.meta.embedding_size)
-    return Gallery(embedder.meta.name, embedder.meta.embedding_size)
+def _pipeline(args):
+    return _detector(args), embedder_from_args(args)
 
 
 # ------------------------------------------------------------------------------------ enroll
 def run_enroll(args) -> int:
-    from face_perception.enrolment import check_new_name, enrol_photos
+    """Enroll identities into a gallery. FOLDER has one sub-folder per person (its name is the
+    identity); with --name, FOLDER (a folder or image files) holds photos of that one person. The
+    largest face of each photo is enrolled; an existing gallery is extended. With --video FILE or
+    --bag PATH --topic TOPIC and --name: the clip's main track (seen in most frames) is enrolled
+    with its best distinct views (--max-views), each stored with its quality; refused when the
+    track holds two people or the face already matches another identity (docs/gallery.md)."""
+    from face_perception.enrolment import check_new_name, enrol_photos_into_file
 
     if sum(x is not None for x in (args.folder, args.video, args.bag)) != 1:
         raise ValueError("give exactly one of FOLDER (photos), --video FILE or --bag PATH")
@@ -71,139 +61,89 @@ def run_enroll(args) -> int:
     if args.video is not None or args.bag is not None:
         return run_enroll_clip(args)
     detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
-    source = Path(args.folder)
-    report = enrol_photos(gallery, detector, embedder, [args.folder] + list(args.more or []),
-                          name=args.name, replace=args.replace,
-                          check_quality=not args.no_quality_check)
-    for f in report["no_face"]:
-        _err("enroll", f"no face found in {f}")
-    for f, why in report["refused"]:
-        _err("enroll", f"refused {f}: {why} (use a sharper, larger, frontal photo, or "
-                       "--no-quality-check)")
-    for f in report["unreadable"]:
-        _err("enroll", f"cannot read {f}")
-    for f in report["several_faces"]:
-        print(f"face-perception enroll: note: several faces in {f}; enrolled the largest",
-              file=sys.stderr)
-    if report["embedded"] == 0:
-        _err("enroll", f"no usable face in any image of {source}; gallery not written")
+    done = enrol_photos_into_file(args.gallery, detector, embedder,
+                                  [args.folder] + list(args.more or []), name=args.name,
+                                  replace=args.replace, check_quality=not args.no_quality_check)
+    r = done.report
+    for f in r["no_face"]:
+        report("enroll", f"no face found in {f}")
+    for f, why in r["refused"]:
+        report("enroll", f"refused {f}: {why} (use a sharper, larger, frontal photo, or "
+               "--no-quality-check)")
+    for f in r["unreadable"]:
+        report("enroll", f"cannot read {f}")
+    for f in r["several_faces"]:
+        report("enroll", f"several faces in {f}; enrolled the largest", "note")
+    if done.saved is None:
+        report("enroll", f"no usable face in any image of {Path(args.folder)}; gallery not "
+               "written")
         return 1
-    index = gallery.save(args.gallery)
-    similar = _warn_look_alikes(gallery, embedder)
-    summary = {"gallery": str(index), "model": embedder.meta.name,
-               "enrolled": report["identities"], "images": report["images"],
-               "embedded": report["embedded"], "no_face": report["no_face"],
-               "unreadable": report["unreadable"], "refused": report["refused"],
-               "look_alikes": [list(t) for t in similar],
-               "gallery_identities": len(gallery), "gallery_samples": gallery.num_samples}
+    _warn_look_alikes(done.saved.look_alikes)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(done.to_dict()))
     else:
-        print(f"enrolled {len(report['identities'])} identities from {report['embedded']} of "
-              f"{report['images']} images into {index} ({len(gallery)} identities, "
-              f"{gallery.num_samples} samples)")
-    return 1 if (report["no_face"] or report["unreadable"] or report["refused"]) else 0
+        print(f"enrolled {len(r['identities'])} identities from {r['embedded']} of "
+              f"{r['images']} images into {done.saved.index} ({done.saved.identities} "
+              f"identities, {done.saved.samples} samples)")
+    return 1 if (r["no_face"] or r["unreadable"] or r["refused"]) else 0
 
 
 def run_enroll_clip(args) -> int:
     """--video / --bag: the main track's best distinct views, each stored with its quality."""
-    from face_perception.enrolment.clip import (
-        bag_frames,
-        enrol_from_frames,
-        video_frames,
-    )
+    from face_perception.enrolment import enrol_clip_into_file
 
     if not args.name:
         raise ValueError("--video and --bag need --name (the person in the clip)")
     if args.bag is not None and not args.topic:
         raise ValueError("--bag needs --topic (the image topic, e.g. /camera/image_raw)")
     detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder, must_exist=False)
-    if args.replace and args.name in gallery:
-        gallery.remove(args.name)
     clip = args.video if args.video is not None else args.bag
-    frames = video_frames(clip) if args.video is not None else bag_frames(clip, args.topic)
-    result = enrol_from_frames(frames, detector, embedder, args.name,
-                               max_views=args.max_views, gallery=gallery,
-                               allow_duplicate=args.allow_duplicate)
-    summary = {"clip": str(clip), "model": embedder.meta.name, "name": args.name,
-               "frames": result.frames, "tracks": result.tracks,
-               "main_track": result.main_track, "track_frames": result.track_frames,
-               "candidates": result.selection.candidates, "enrolled": 0,
-               "qualities": [], "sources": [], "refused": result.reason or None,
-               "matched": list(result.matched) if result.matched else None}
-    if not result.ok:
+    done = enrol_clip_into_file(args.gallery, clip, detector, embedder, args.name,
+                                topic=args.topic if args.bag is not None else None,
+                                max_views=args.max_views, replace=args.replace,
+                                allow_duplicate=args.allow_duplicate)
+    result, saved = done.result, done.saved
+    if saved is None:
         if args.json:
-            print(json.dumps(summary))
-        _err("enroll", f"nothing enrolled from {clip}: {result.reason}; gallery not written")
+            print(json.dumps(done.to_dict()))
+        report("enroll", f"nothing enrolled from {clip}: {result.reason}; gallery not written")
         return 1
-    sel = result.selection
-    gallery.add(args.name, sel.embeddings, sources=[f"{Path(clip).name} {s}" for s in sel.sources],
-                qualities=sel.qualities)
-    index = gallery.save(args.gallery)
-    similar = _warn_look_alikes(gallery, embedder)
-    summary.update(gallery=str(index), enrolled=len(sel.views),
-                   qualities=[round(float(q), 4) for q in sel.qualities], sources=sel.sources,
-                   look_alikes=[list(t) for t in similar], gallery_identities=len(gallery),
-                   gallery_samples=gallery.num_samples)
+    _warn_look_alikes(saved.look_alikes)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(done.to_dict()))
     else:
-        print(f"enrolled {len(sel.views)} views of {args.name!r} (track {result.main_track}, "
-              f"seen in {result.track_frames} of {result.frames} frames; qualities "
-              f"{', '.join(f'{q:.2f}' for q in sel.qualities)}) into {index} "
-              f"({len(gallery)} identities, {gallery.num_samples} samples)")
+        qualities = ", ".join(f"{q:.2f}" for q in result.selection.qualities)
+        print(f"enrolled {len(result.selection.views)} views of {args.name!r} (track "
+              f"{result.main_track}, seen in {result.track_frames} of {result.frames} frames; "
+              f"qualities {qualities}) into {saved.index} ({saved.identities} identities, "
+              f"{saved.samples} samples)")
     return 0
 
 
-def _warn_look_alikes(gallery, embedder) -> list:
-    similar = _look_alikes(gallery, embedder)
+def _warn_look_alikes(similar) -> None:
     for a, b, sim in similar:
-        print(f"face-perception enroll: warning: {a!r} and {b!r} look alike (similarity "
-              f"{sim:.3f} >= naming threshold): faces of one may be named as the other",
-              file=sys.stderr)
-    return similar
-
-
-def _look_alikes(gallery, embedder) -> list:
-    """Pairs of enrolled identities closer than the naming threshold in force."""
-    from face_perception.open_set import resolve_rule
-    from face_perception.recognition.open_set_eval import look_alikes
-
-    rule, _ = resolve_rule(embedder.meta, gallery)
-    return look_alikes(gallery, rule.threshold)
+        report("enroll", f"{a!r} and {b!r} look alike (similarity {sim:.3f} >= naming "
+               "threshold): faces of one may be named as the other", "warning")
 
 
 # --------------------------------------------------------------------------------- recognize
 def run_recognize(args) -> int:
-    import cv2
-
-    from face_perception.imageio import expand_image_paths, read_image_bgr
-    from face_perception.recognition import Recognizer
+    """Detect every face, identify it against the gallery by the open-set rule (similarity >=
+    threshold and a margin over the second-best identity, else 'unknown'; docs/open_set.md).
+    --json prints one JSON object per image; --out writes annotated images."""
     from face_perception.rendering import draw_faces
 
-    detector, embedder = _pipeline(args)
-    gallery = _load_gallery(args.gallery, embedder)
-    recognizer = Recognizer(embedder, gallery, threshold=args.threshold, margin=args.margin,
-                            detector=detector)
-    out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    files = expand_image_paths(args.images)
-    if not files:
-        _err("recognize", "no image files given")
+    detector = _detector(args)
+    recognizer = recognizer_from_args(args, detector)
+
+    def identify(image):
+        faces = detector.detect(image)
+        return faces, recognizer.identify(image, faces)
+
+    files = ImageFiles("recognize", args.images, args.out, tag="recognized")
+    if files.none_given():
         return 2
-    failed = 0
-    for path in files:
-        try:
-            image = read_image_bgr(path)
-            faces = detector.detect(image)
-            ids = recognizer.identify(image, faces)
-        except (ValueError, OSError) as exc:
-            failed += 1
-            _err("recognize", str(exc) if str(path) in str(exc) else f"{path}: {exc}")
-            continue
+    for path, image, (faces, ids) in files.each(identify):
         results = []
         for face, cat in zip(faces, ids):
             entry = face.to_dict()
@@ -214,14 +154,7 @@ def run_recognize(args) -> int:
                                else None)
             results.append(entry)
         record = {"image": str(path), "faces": results}
-        if out_dir is not None:
-            suffix = path.suffix if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
-            dest = out_dir / f"{path.stem}_recognized{suffix}"
-            if cv2.imwrite(str(dest), draw_faces(image, faces, ids)):
-                record["annotated"] = str(dest)
-            else:
-                failed += 1
-                _err("recognize", f"cannot write {dest}")
+        files.write_annotated(path, record, draw_faces, image, faces, ids)
         if args.json:
             print(json.dumps(record), flush=True)
         else:
@@ -231,24 +164,23 @@ def run_recognize(args) -> int:
                 x1, y1, x2, y2 = r["box"]
                 sim = "" if r["similarity"] is None else f" (similarity {r['similarity']:.3f})"
                 print(f"  {r['identity'] or 'unknown'}{sim}  box ({x1}, {y1}, {x2}, {y2})")
-    return 1 if failed else 0
+    return files.exit_code
 
 
 # ------------------------------------------------------------------------------------ verify
 def run_verify(args) -> int:
-    from face_perception.recognition.photo_faces import embed_largest_faces
+    """Compare the largest face of image A with that of image B: cosine similarity, the equivalent
+    distance between the unit embeddings, the thresholds and the verdict."""
+    from face_perception.enrolment.photos import embed_largest_faces
 
     detector, embedder = _pipeline(args)
     result = embed_largest_faces(detector, embedder, [Path(args.a), Path(args.b)])
-    for f, why in result.unreadable:
-        _err("verify", why if f in why else f"{f}: {why}")
-    for f in result.no_face:
-        _err("verify", f"no face found in {f}")
+    _report_skipped("verify", result)
     if len(result.files) != 2:
         return 1
     a, b = result.embeddings
     similarity = float(a @ b)
-    threshold = _threshold(args, embedder)
+    threshold = float(embedder.meta.threshold if args.threshold is None else args.threshold)
     # Unit vectors: |a - b| = sqrt(2 - 2 cos); the same rule expressed as a distance.
     distance = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity)))
     record = {
@@ -270,20 +202,18 @@ def run_verify(args) -> int:
 
 # ------------------------------------------------------------------------------------- embed
 def run_embed(args) -> int:
+    """Embeddings of the largest face per image, saved as FILE.npz with arrays 'embeddings' (N x D
+    float32, L2-normalised), 'images' (N paths) and 'model'; read it with numpy.load(FILE,
+    allow_pickle=False)."""
+    from face_perception.enrolment.photos import embed_largest_faces
     from face_perception.files import atomic_path
-    from face_perception.imageio import expand_image_paths
-    from face_perception.recognition.photo_faces import embed_largest_faces
 
     detector, embedder = _pipeline(args)
-    files = expand_image_paths(args.images)
-    if not files:
-        _err("embed", "no image files given")
+    files = ImageFiles("embed", args.images)
+    if files.none_given():
         return 2
-    result = embed_largest_faces(detector, embedder, files)
-    for f, why in result.unreadable:
-        _err("embed", why if f in why else f"{f}: {why}")
-    for f in result.no_face:
-        _err("embed", f"no face found in {f}")
+    result = embed_largest_faces(detector, embedder, files.files)
+    _report_skipped("embed", result)
     out = Path(args.output)
     names = np.array(result.files, dtype=str) if result.files else np.zeros(0, dtype="<U1")
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no .npz
@@ -294,8 +224,23 @@ def run_embed(args) -> int:
     return 1 if (result.no_face or result.unreadable) else 0
 
 
+def _report_skipped(command: str, result) -> None:
+    """The files embed_largest_faces could not read or found no face in."""
+    for f, why in result.unreadable:
+        report(command, naming_file(f, why))
+    for f in result.no_face:
+        report(command, f"no face found in {f}")
+
+
 # -------------------------------------------------------------------------------------- eval
 def run_eval(args) -> int:
+    """Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an ImageFolder tree (random
+    same/different pairs), an LFW-style pairs list (faces aligned from lfw_landmark.txt when it
+    lies beside the list or --landmarks names it, else found by the detector) or an IJB-B/IJB-C
+    folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. 1e-1). Prints the
+    metrics (JSON with --json) and writes the ROC curve PNG into --out. With --open-set
+    (ImageFolder only): enrol --enroll photos of a share of the identities, the rest are
+    strangers; FNIR at FPIR, rank-1, wrong and stranger names, DET curve PNG."""
     from face_perception.recognition.pair_eval import evaluate_verification_dataset
 
     if args.open_set:
@@ -319,10 +264,10 @@ def run_eval(args) -> int:
         print(f"  faces: {metrics['alignment']}")
         print(f"  ROC curve: {metrics['roc_png']}")
     if metrics.get("pairs_note"):
-        print(f"face-perception eval: note: {metrics['pairs_note']}", file=sys.stderr)
+        report("eval", metrics["pairs_note"], "note")
     if metrics["skipped_pairs"]:
-        print(f"face-perception eval: note: {len(metrics['skipped_pairs'])} pairs skipped "
-              "(an image without a face)", file=sys.stderr)
+        report("eval", f"{len(metrics['skipped_pairs'])} pairs skipped (an image without a "
+               "face)", "note")
     return 0
 
 
@@ -373,27 +318,21 @@ def _report(metrics: dict):
 
 # ------------------------------------------------------------------------------------- align
 def run_align(args) -> int:
+    """Write the largest face of every image of DATA (one sub-folder per person) as an
+    ArcFace-template chip into DEST with the same structure. DEST must lie outside DATA; the
+    source is never modified."""
     from face_perception.recognition.folder_alignment import align_image_folder
 
-    _report_files_here()
-    report = align_image_folder(_pipeline_detector(args), args.data, args.dest,
-                                crop_size=args.crop_size, silent=True)
-    for f in report["no_face"]:
-        _err("align", f"no face found in {f}")
-    for f in report["unreadable"]:
-        _err("align", f"cannot read {f}")
-    for f in report["several_faces"]:
-        print(f"face-perception align: note: several faces in {f}; aligned the largest",
-              file=sys.stderr)
-    print(f"aligned {report['aligned']} of {report['images']} images into {report['dest']}")
-    return 1 if (report["no_face"] or report["unreadable"]) else 0
-
-
-def _pipeline_detector(args):
-    from face_perception.detection import Detector
-
-    return Detector(**detector_kwargs(args),
-                    score_threshold=args.detector_threshold)
+    done = align_image_folder(_detector(args), args.data, args.dest, crop_size=args.crop_size,
+                              silent=True)
+    for f in done["no_face"]:
+        report("align", f"no face found in {f}")
+    for f in done["unreadable"]:
+        report("align", f"cannot read {f}")
+    for f in done["several_faces"]:
+        report("align", f"several faces in {f}; aligned the largest", "note")
+    print(f"aligned {done['aligned']} of {done['images']} images into {done['dest']}")
+    return 1 if (done["no_face"] or done["unreadable"]) else 0
 
 
 # ---------------------------------------------------------------------------------- parsers
@@ -413,16 +352,8 @@ def _common(p, model: bool = True, threshold: bool = True) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "enroll", help="add people to a gallery from photos, a video or a bag",
-        description="Enroll identities into a gallery. FOLDER has one sub-folder per person "
-                    "(its name is the identity); with --name, FOLDER (a folder or image "
-                    "files) holds photos of that one person. The largest face of each photo "
-                    "is enrolled; an existing gallery is extended. With --video FILE or --bag "
-                    "PATH --topic TOPIC and --name: the clip's main track (seen in most "
-                    "frames) is enrolled with its best distinct views (--max-views), each "
-                    "stored with its quality; refused when the track holds two people or the "
-                    "face already matches another identity (docs/gallery.md).")
+    p = add_command(sub, "enroll", run_enroll,
+                    "add people to a gallery from photos, a video or a bag")
     p.add_argument("folder", metavar="FOLDER", nargs="?")
     p.add_argument("more", nargs="*", metavar="IMAGE", help=argparse.SUPPRESS)
     p.add_argument("--gallery", required=True, metavar="FILE",
@@ -442,54 +373,30 @@ def register(sub) -> None:
                    help="--video/--bag: enrol even when the face already matches another "
                         "identity of the gallery")
     _common(p, threshold=False)
-    p.set_defaults(func=run_enroll)
 
-    p = sub.add_parser(
-        "recognize", help="name the faces in images using a gallery",
-        description="Detect every face, identify it against the gallery by the open-set rule "
-                    "(similarity >= threshold and a margin over the second-best identity, "
-                    "else 'unknown'; docs/open_set.md). --json prints one JSON object per "
-                    "image; --out writes annotated images.")
+    p = add_command(sub, "recognize", run_recognize, "name the faces in images using a gallery")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--gallery", required=True, metavar="FILE")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--out", metavar="DIR", help="write annotated images to this folder")
     _common(p, threshold=False)
     add_open_set_options(p)
-    p.set_defaults(func=run_recognize)
 
-    p = sub.add_parser(
-        "verify", help="are the largest faces of two images the same person?",
-        description="Compare the largest face of image A with that of image B: cosine "
-                    "similarity, the equivalent distance between the unit embeddings, the "
-                    "thresholds and the verdict.")
+    p = add_command(sub, "verify", run_verify,
+                    "are the largest faces of two images the same person?")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
     p.add_argument("--json", action="store_true")
     _common(p)
-    p.set_defaults(func=run_verify)
 
-    p = sub.add_parser(
-        "embed", help="write the largest face's embedding of each image to an .npz",
-        description="Embeddings of the largest face per image, saved as FILE.npz with arrays "
-                    "'embeddings' (N x D float32, L2-normalised), 'images' (N paths) and "
-                    "'model'; read it with numpy.load(FILE, allow_pickle=False).")
+    p = add_command(sub, "embed", run_embed,
+                    "write the largest face's embedding of each image to an .npz")
     p.add_argument("images", nargs="+", help="image files or folders of images")
     p.add_argument("--output", "-o", required=True, metavar="FILE.npz")
     _common(p, threshold=False)
-    p.set_defaults(func=run_embed)
 
-    p = sub.add_parser(
-        "eval", help="verification (or --open-set identification) metrics on a dataset",
-        description="Evaluate on a verification .bin (lfw, cfp_fp, agedb_30, ...), an "
-                    "ImageFolder tree (random same/different pairs), an LFW-style pairs "
-                    "list (faces aligned from lfw_landmark.txt when it lies beside the list "
-                    "or --landmarks names it, else found by the detector) or an IJB-B/IJB-C "
-                    "folder (loose_crop/ + meta/: 1:1 template protocol, TAR at FAR 1e-6 .. "
-                    "1e-1). Prints the metrics (JSON with --json) and writes the ROC curve PNG "
-                    "into --out. With --open-set (ImageFolder only): enrol --enroll photos of "
-                    "a share of the identities, the rest are strangers; FNIR at FPIR, rank-1, "
-                    "wrong and stranger names, DET curve PNG.")
+    p = add_command(sub, "eval", run_eval,
+                    "verification (or --open-set identification) metrics on a dataset")
     p.add_argument("dataset", metavar="DATASET")
     p.add_argument("--num-pairs", type=int, default=1000,
                    help="pairs drawn from an ImageFolder (default 1000)")
@@ -511,17 +418,12 @@ def register(sub) -> None:
                         "are enrolled (0.5); all others are strangers")
     _common(p, threshold=False)
     add_open_set_options(p)
-    p.set_defaults(func=run_eval)
 
-    p = sub.add_parser(
-        "align", help="align the largest face of each image of an ImageFolder tree into "
-                      "112x112 chips",
-        description="Write the largest face of every image of DATA (one sub-folder per "
-                    "person) as an ArcFace-template chip into DEST with the same structure. "
-                    "DEST must lie outside DATA; the source is never modified.")
+    p = add_command(sub, "align", run_align,
+                    "align the largest face of each image of an ImageFolder tree into 112x112 "
+                    "chips")
     p.add_argument("data", metavar="DATA")
     p.add_argument("dest", metavar="DEST")
     p.add_argument("--crop-size", type=int, default=112, help="chip side in pixels (112)")
     _common(p, model=False, threshold=False)
-    p.set_defaults(func=run_align)
 

@@ -8,13 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from face_perception.cli.inference_options import (
-    add_inference_options,
-    add_open_set_options,
-    detector_kwargs,
-    recognizer_from_args,
-)
-from face_perception.detection.config import DETECTOR_BACKBONES
+from face_perception.cli import add_command
+from face_perception.cli.inference_options import add_frame_options, frame_parts_from_args
 
 
 def open_capture(source: str):
@@ -48,9 +43,11 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
 
 
 def run(args) -> int:
+    """Read a video file (or a camera index such as 0), detect and track faces (and name them with
+    --gallery: a name per track from its accumulated evidence), and write an annotated video with
+    boxes, track ids, names and confidences; --json adds JSON Lines, one line per frame."""
     import cv2
 
-    from face_perception.detection import Detector
     from face_perception.pipeline import FacePipeline
     from face_perception.tracking import FaceTracker, TrackerConfig
 
@@ -72,11 +69,7 @@ def run(args) -> int:
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
     if args.max_frames:
         total = min(total, args.max_frames) if total else args.max_frames
-    detector = Detector(backbone=args.backbone, **detector_kwargs(args),
-                        score_threshold=args.score_threshold)
-    recognizer = recognizer_from_args(args, detector)
-    if recognizer is not None and args.flip:
-        recognizer.embedder.flip = True
+    detector, recognizer = frame_parts_from_args(args)
     tracker = None if args.no_tracking else FaceTracker(TrackerConfig(max_age=args.max_age))
     pipeline = FacePipeline(detector, recognizer, tracker, anonymize=args.anonymize,
                             identity_mode=mode)
@@ -169,13 +162,9 @@ def run(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "video", help="track/identify faces in a video file or camera, write an annotated video",
-        description="Read a video file (or a camera index such as 0), detect and track faces "
-        "(and name them with --gallery: a name per track from its accumulated evidence), and "
-        "write an annotated video with boxes, track ids, names and confidences; --json adds "
-        "JSON Lines, one line per frame.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = add_command(sub, "video", run,
+                    "track/identify faces in a video file or camera, write an annotated video",
+                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", metavar="IN", help="video file, or camera index (0, 1, ...)")
     p.add_argument("--out", required=True, metavar="OUT.mp4", help="annotated video to write")
     p.add_argument("--gallery", metavar="FILE", help="gallery of known people: adds names")
@@ -190,19 +179,8 @@ def register(sub) -> None:
                    help="offline (default for files): name each track from all of its frames, "
                    "on every frame of it; live (default for cameras): from earlier frames only, "
                    "as the nodes do (docs/tracking.md)")
-    p.add_argument("--flip", action="store_true",
-                   help="embed each face and its mirror image, average the two "
-                   "(docs/open_set.md#flip)")
-    add_inference_options(p)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--backbone", choices=DETECTOR_BACKBONES, default="mnet",
-                   help="detector: RetinaFace mnet/resnet or YuNet-n (docs/detection.md)")
-    p.add_argument("--score-threshold", type=float, default=None,
-                   help="detector score threshold (default: the backbone's, 0.5 / YuNet 0.87)")
-    p.add_argument("--model", default="dlib_resnet", help="embedding model name or folder")
-    add_open_set_options(p)
+    add_frame_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--anonymize", choices=["none", "unknown", "all"], default="none",
                    help="pixelate faces in the output video: those nobody was named for, or "
                    "all (docs/privacy.md)")
-    p.set_defaults(func=run)

@@ -30,13 +30,12 @@ from face_perception.detection.config import (
 )
 from face_perception.detection.model_folder import resolve_model_path
 from face_perception.detection.priors import prior_boxes_for
-from face_perception.devices import torch_device
+from face_perception.devices import BACKENDS, torch_device
 from face_perception.imageio import ImageError, load_bgr
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnx", "onnx-int8", "torch")
 MERGE_MODES = ("nms", "vote")
 # Mirror a face's landmarks: left/right eye and left/right mouth corner swap under a flip.
 _FLIP_ORDER = [1, 0, 2, 4, 3]

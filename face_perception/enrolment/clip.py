@@ -1,7 +1,7 @@
 """Enrolment from a video clip or a bag's image topic: detect and track faces over the clip,
 take the main track (seen in most frames; larger faces break ties), refuse it when it holds two
 people, and keep its best distinct views (enrolment/views.py), each with its
-quality."""
+quality; ``enrol_clip_into_file`` writes them to a gallery file."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,12 +10,15 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
+from face_perception.enrolment.gallery_file import SavedGallery, save_gallery_file
+from face_perception.enrolment.names import check_new_name
 from face_perception.enrolment.views import (
     Selection,
     ViewPool,
     already_enrolled_as,
     select_views,
 )
+from face_perception.recognition.recognizer import open_gallery_file
 
 
 @dataclass
@@ -127,4 +130,55 @@ def enrol_from_frames(frames: Iterable[tuple[int, np.ndarray]], detector, embedd
             out.reason = (f"the face already matches {out.matched[0]!r} (similarity "
                           f"{out.matched[1]:.3f} >= {threshold:.3f}); use --allow-duplicate "
                           "to enrol it anyway")
+    return out
+
+
+@dataclass
+class ClipFileEnrolment:
+    """What ``enrol_clip_into_file`` did: the clip's enrolment and the gallery file as saved
+    (None when refused: nothing was written)."""
+
+    clip: str
+    name: str
+    model: str
+    result: ClipEnrolment
+    saved: Optional[SavedGallery] = None
+
+    def to_dict(self) -> dict:
+        """The summary ``face-perception enroll --video/--bag --json`` prints."""
+        r, sel = self.result, self.result.selection
+        out = {"clip": self.clip, "model": self.model, "name": self.name, "frames": r.frames,
+               "tracks": r.tracks, "main_track": r.main_track, "track_frames": r.track_frames,
+               "candidates": sel.candidates, "enrolled": 0, "qualities": [], "sources": [],
+               "refused": r.reason or None, "matched": list(r.matched) if r.matched else None}
+        if self.saved is not None:
+            saved = self.saved.to_dict()
+            out.update(gallery=saved.pop("gallery"), enrolled=len(sel.views),
+                       qualities=[round(float(q), 4) for q in sel.qualities],
+                       sources=sel.sources, **saved)
+        return out
+
+
+def enrol_clip_into_file(path, clip, detector, embedder, name: str, topic: Optional[str] = None,
+                         max_views: int = 5, replace: bool = False,
+                         allow_duplicate: bool = False) -> ClipFileEnrolment:
+    """Enrol ``name`` from a video file ``clip`` (or, with ``topic``, that image topic of the
+    bag ``clip``) into the gallery file at ``path`` (created when missing; one of another model
+    is refused): the main track's best distinct views, each stored with its quality and the
+    clip's file name and frame as source. ``replace`` drops the identity's samples first.
+    Nothing is written when ``enrol_from_frames`` refuses (two people, already someone else
+    unless ``allow_duplicate``, no usable view)."""
+    name = check_new_name(name)
+    gallery = open_gallery_file(path, embedder.meta, create=True)
+    if replace and name in gallery:
+        gallery.remove(name)
+    frames = video_frames(clip) if topic is None else bag_frames(clip, topic)
+    result = enrol_from_frames(frames, detector, embedder, name, max_views=max_views,
+                               gallery=gallery, allow_duplicate=allow_duplicate)
+    out = ClipFileEnrolment(str(clip), name, embedder.meta.name, result)
+    if result.ok:
+        sel = result.selection
+        gallery.add(name, sel.embeddings, sources=[f"{Path(clip).name} {s}" for s in sel.sources],
+                    qualities=sel.qualities)
+        out.saved = save_gallery_file(gallery, path, embedder.meta)
     return out

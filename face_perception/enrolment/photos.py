@@ -6,10 +6,14 @@ enrol photos the same way (recognition/photo_faces.py finds, checks and embeds t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from face_perception.enrolment.gallery_file import SavedGallery, save_gallery_file
+from face_perception.enrolment.names import check_new_name
 from face_perception.recognition.photo_faces import embed_largest_faces, image_folder
+from face_perception.recognition.recognizer import open_gallery_file
 
 
 def enroll_tree(gallery, detector, embedder, root, check_quality: bool = True) -> dict:
@@ -71,3 +75,40 @@ def enrol_photos(gallery, detector, embedder, paths: Sequence, name: Optional[st
             if person in gallery:
                 gallery.remove(person)
     return enroll_tree(gallery, detector, embedder, paths[0], check_quality=check_quality)
+
+
+@dataclass
+class PhotoEnrolment:
+    """What ``enrol_photos_into_file`` did: the report of ``enrol_photos`` (identities, images,
+    embedded, no_face, several_faces, unreadable, refused) and the gallery file as saved (None
+    when no photo gave a usable face: nothing was written)."""
+
+    report: dict
+    model: str
+    saved: Optional[SavedGallery] = None
+
+    def to_dict(self) -> dict:
+        """The summary ``face-perception enroll --json`` prints."""
+        r = self.report
+        saved = self.saved.to_dict() if self.saved is not None else {}
+        return {"gallery": saved.get("gallery"), "model": self.model,
+                "enrolled": r["identities"], "images": r["images"], "embedded": r["embedded"],
+                "no_face": r["no_face"], "unreadable": r["unreadable"], "refused": r["refused"],
+                **{k: v for k, v in saved.items() if k != "gallery"}}
+
+
+def enrol_photos_into_file(path, detector, embedder, photos: Sequence,
+                           name: Optional[str] = None, replace: bool = False,
+                           check_quality: bool = True) -> PhotoEnrolment:
+    """``enrol_photos`` into the gallery file at ``path`` (created when missing; one of another
+    model is refused), saved only when at least one photo gave a usable face. ``name`` is
+    checked as a new enrolment's name (``names.check_new_name``)."""
+    if name is not None:
+        name = check_new_name(name)
+    gallery = open_gallery_file(path, embedder.meta, create=True)
+    report = enrol_photos(gallery, detector, embedder, photos, name=name, replace=replace,
+                          check_quality=check_quality)
+    out = PhotoEnrolment(report, embedder.meta.name)
+    if report["embedded"]:
+        out.saved = save_gallery_file(gallery, path, embedder.meta)
+    return out

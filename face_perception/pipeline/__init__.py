@@ -2,12 +2,14 @@
 
 ``FacePipeline`` runs one frame and returns a ``FrameResult`` (faces, track ids, names,
 ``annotated()``); ``build_recognizer`` / ``build_detector`` / ``build_tracker`` make its parts
-from settings. The ROS nodes, ``face-perception bag`` and ``face-perception video`` only convert
-their inputs and outputs (docs/architecture.md).
+from settings, ``build_pipeline`` the pipeline of a node's settings. The ROS nodes,
+``face-perception bag`` and ``face-perception video`` only convert their inputs and outputs
+(docs/architecture.md).
 """
 from face_perception.pipeline.build import (
     RecognitionSetup,
     build_detector,
+    build_pipeline,
     build_recognizer,
     build_tracker,
     gallery_stamp,
@@ -15,4 +17,4 @@ from face_perception.pipeline.build import (
 from face_perception.pipeline.frame import FacePipeline, FrameResult
 
 __all__ = ["FacePipeline", "FrameResult", "RecognitionSetup", "build_detector",
-           "build_recognizer", "build_tracker", "gallery_stamp"]
+           "build_pipeline", "build_recognizer", "build_tracker", "gallery_stamp"]

@@ -1,5 +1,6 @@
 """The pipeline's parts from settings: one place that turns a mapping of values (the nodes'
-parameters, the CLI's options) into a Detector, a FaceTracker and a Recognizer with its gallery.
+parameters, the CLI's options) into a Detector, a FaceTracker, a Recognizer with its gallery and
+the FacePipeline over them.
 
 Settings use the nodes' parameter names (docs/ros.md#parameters); the CLI maps its options onto
 them. Sentinels of the parameters are understood: ``threshold <= -1`` and ``margin < 0`` mean
@@ -41,6 +42,30 @@ def build_tracker(settings: Mapping[str, Any]):
         match_iou=settings["track_match_iou"], low_match_iou=settings["track_low_match_iou"],
         confirm_hits=settings["track_confirm_hits"], max_age=settings["track_max_age"],
         scene_cut=settings["track_scene_cut"] or None))
+
+
+# Settings of the tracks' naming rule (tracking.IdentityConfig) and how long a sender's track ids
+# are trusted: the recognizer node's parameters (the detector node names nobody).
+IDENTITY_SETTINGS = {"identity_min_observations": "min_observations",
+                     "identity_min_agreement": "min_agreement",
+                     "identity_switch_after": "switch_after",
+                     "identity_embed_period": "embed_period"}
+
+
+def build_pipeline(settings: Mapping[str, Any], detector=None, recognizer=None):
+    """A FacePipeline with the tracker of the ``track_*`` settings and, where the settings hold
+    them, the ``identity_*`` naming rule and ``upstream_max_age`` (defaults otherwise).
+    ``detector`` / ``recognizer``: None where they come with each frame (the nodes' models)."""
+    from face_perception.pipeline.frame import FacePipeline
+    from face_perception.tracking import IdentityConfig
+
+    identity = None
+    if any(key in settings for key in IDENTITY_SETTINGS):
+        identity = IdentityConfig(**{field: settings[key]
+                                     for key, field in IDENTITY_SETTINGS.items()})
+    extra = {"upstream_max_age": settings["upstream_max_age"]} \
+        if "upstream_max_age" in settings else {}
+    return FacePipeline(detector, recognizer, build_tracker(settings), identity, **extra)
 
 
 @dataclass(frozen=True)
@@ -91,11 +116,10 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
     without gallery whose note says why (a node starting up still runs and reports every face
     as unknown).
     """
-    from face_perception.gallery import Gallery
     from face_perception.onnx.session import usable_cores
     from face_perception.recognition import Embedder, Recognizer
     from face_perception.recognition.int8 import detector_backend_for
-    from face_perception.recognition.recognizer import model_id_of
+    from face_perception.recognition.recognizer import open_gallery_file
 
     if embedder is None:
         embedder = Embedder(model=settings["model"], backend=settings["backend"],
@@ -114,8 +138,7 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
         note = f"gallery {path} not found"
     else:
         try:
-            gallery = Gallery.load(Path(path).expanduser(), model_id=model_id_of(embedder.meta),
-                                   embedding_size=int(embedder.meta.embedding_size))
+            gallery = open_gallery_file(path, embedder.meta, create=False)
         except (ValueError, OSError) as exc:  # GalleryError is a ValueError
             if strict or require_gallery:
                 raise

@@ -16,6 +16,7 @@ from typing import Optional, Union
 import numpy as np
 
 from face_perception.alignment import align_to_template
+from face_perception.devices import BACKENDS
 from face_perception.files import cache_dir
 from face_perception.recognition.model_folder import read_model_folder
 from face_perception.recognition.network_input import NetworkInput
@@ -23,8 +24,6 @@ from face_perception.recognition.pretrained import export_embedding_onnx, resolv
 from face_perception.types import Face
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("onnx", "onnx-int8", "torch")
 
 
 class Embedder:

@@ -52,6 +52,20 @@ def model_id_of(meta) -> str:
     raise ValueError(f"embedder metadata {meta!r} has neither model_id nor name")
 
 
+def open_gallery_file(path, meta, create: bool = False):
+    """The gallery file at ``path`` for the embedding model ``meta``: one of another model,
+    damaged, or (unless ``create``: then a new empty gallery) missing is refused with
+    Gallery.load's error naming the file and the reason."""
+    from pathlib import Path
+
+    from face_perception.gallery import Gallery, load_or_create
+
+    path, model_id, size = Path(path).expanduser(), model_id_of(meta), int(meta.embedding_size)
+    if create:
+        return load_or_create(path, model_id, size)
+    return Gallery.load(path, model_id=model_id, embedding_size=size)
+
+
 def landmarks_from_box(box) -> np.ndarray:
     """Approximate 5 landmarks for a face box (x1, y1, x2, y2) from average proportions."""
     x1, y1, x2, y2 = np.asarray(box, dtype=np.float32).reshape(4)

@@ -12,7 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from face_perception.pipeline.build import build_detector, build_tracker
+from face_perception.pipeline.build import build_detector, build_pipeline
 from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array, stamp_to_ns
 from face_perception.ros.frame_node import FaceNodeBase
 from face_perception.ros.params import DETECTOR, TRACKING_KEYS
@@ -32,17 +32,12 @@ class DetectorNode(FaceNodeBase):
         self.det_pub = self.image_pub = None
         self.pipeline = None  # FacePipeline without recognizer (its detector: the model)
         super().__init__(node_name, **kwargs)
-        self.pipeline = self._make_pipeline()
-
-    def _make_pipeline(self):
-        from face_perception.pipeline import FacePipeline
-
-        return FacePipeline(None, None, build_tracker(self.values))
+        self.pipeline = build_pipeline(self.values)
 
     def on_values_changed(self, changed: set[str]) -> None:
         super().on_values_changed(changed)
         if changed & TRACKING_KEYS:
-            self.pipeline = self._make_pipeline()  # the worker takes it at its next frame
+            self.pipeline = build_pipeline(self.values)  # the worker takes it at its next frame
 
     def on_deactivate(self, state):
         result = super().on_deactivate(state)  # the worker has stopped

@@ -1,23 +1,28 @@
-"""The face_recognizer's gallery file changes: ``~/forget`` and ``~/list_identities`` (their own
-callback group: they answer while an enrolment goal runs), saving enrolled views, and learning
-strangers as anon_<n>. One writer lock: one gallery file change at a time."""
+"""The face_recognizer's gallery file: ``~/reload_gallery`` (std_srvs/Trigger) and a reload when
+the file changes (polled every ``gallery_poll_period``), ``~/forget`` and ``~/list_identities``
+(their own callback group: they answer while an enrolment goal runs), saving enrolled views, and
+learning strangers as anon_<n>. One writer lock: one gallery file change at a time."""
 from __future__ import annotations
 
 import threading
 from typing import Optional
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from std_srvs.srv import Trigger
 
+from face_perception.pipeline.build import gallery_stamp
 from face_perception.ros.interfaces import ForgetIdentity, ListIdentities
 
 
 class GalleryServices:
-    """Owned by the RecognizerNode (``node``: its values, model setup, reload and logger)."""
+    """Owned by the RecognizerNode (``node``: its values, model setup, reload_gallery() and
+    logger)."""
 
     def __init__(self, node):
         self.node = node
         self.group = MutuallyExclusiveCallbackGroup()
         self.services: list = []
+        self.poll_timer = None
         self.learner = None
         self.learnt = 0
         self._write_lock = threading.Lock()
@@ -25,15 +30,43 @@ class GalleryServices:
     def create(self) -> None:
         node = self.node
         self.services = [
+            node.create_service(Trigger, "~/reload_gallery", self._on_reload),
             node.create_service(ForgetIdentity, "~/forget", self._on_forget,
                                 callback_group=self.group),
             node.create_service(ListIdentities, "~/list_identities", self._on_list,
                                 callback_group=self.group)]
+        self.restart_poll()
 
     def destroy(self) -> None:
         for srv in self.services:
             self.node.destroy_service(srv)
         self.services = []
+        self._stop_poll()
+
+    def restart_poll(self) -> None:
+        """Check the gallery file every ``gallery_poll_period`` seconds (0: never)."""
+        self._stop_poll()
+        period = float(self.node.values["gallery_poll_period"])
+        if period > 0:
+            self.poll_timer = self.node.create_timer(period, self._poll)
+
+    def _stop_poll(self) -> None:
+        if self.poll_timer is not None:
+            self.node.destroy_timer(self.poll_timer)
+            self.poll_timer = None
+
+    def _poll(self) -> None:
+        setup = self.node.model
+        if setup is None:
+            return
+        stamp = gallery_stamp(setup.gallery_path)
+        if stamp is not None and stamp != setup.gallery_stamp:
+            self.node.get_logger().info(f"gallery file {setup.gallery_path} changed: reloading")
+            self.node.reload_gallery()
+
+    def _on_reload(self, request, response):
+        response.success, response.message = self.node.reload_gallery()
+        return response
 
     def target(self):
         """(setup, '') when the node has a gallery file to write, else (None, why)."""
@@ -48,14 +81,11 @@ class GalleryServices:
         """Add ``selection``'s views (embeddings, qualities) to the gallery file and reload;
         (name, added, total). ``name`` None: the next anon_<n>."""
         from face_perception.enrolment.gallery_file import enrol_into_file
-        from face_perception.recognition.recognizer import model_id_of
 
-        meta = setup.embedder.meta
         emb = selection.embeddings
         with self._write_lock:
-            name, total = enrol_into_file(
-                setup.gallery_path, model_id_of(meta), int(meta.embedding_size), name, emb,
-                selection.sources, selection.qualities)
+            name, total = enrol_into_file(setup.gallery_path, setup.embedder.meta, name, emb,
+                                          selection.sources, selection.qualities)
         self.node.reload_gallery()
         return name, len(emb), total
 

@@ -21,7 +21,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.parameter import Parameter
 
 from face_perception.detection.config import DETECTOR_BACKBONES
-from face_perception.detection.detector import BACKENDS
+from face_perception.devices import BACKENDS
 
 _TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
           float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -394,3 +394,6 @@ RECOGNIZER = IMAGE_INPUT + (
 IDENTITY_KEYS = frozenset({"upstream_max_age", "identity_min_observations",
                            "identity_min_agreement", "identity_switch_after",
                            "identity_embed_period"})
+# The recognizer's parameters that change its gallery or open-set rule but not its models (those
+# are marked ``reload``): a change reads the gallery again over the loaded embedder and detector.
+GALLERY_RULE_KEYS = frozenset({"gallery_path", "threshold", "margin"})

@@ -1,15 +1,15 @@
 """``face_recognizer``: image + faces/detections -> identities (vision_msgs/Detection2DArray).
 
-Pairs each image with its detections by (stamp, frame_id), identifies the faces through a
-face_perception.tracking.TrackingPipeline (one identity per track: the detector's track ids in
-``Detection2D.id`` while it sends them, else the node's own tracker; every frame alone with
-``tracking: false``; embeddings in one batched call per frame), publishes
-``faces/identities`` and a latched vision_msgs/LabelInfo on ``faces/label_info``. The gallery is
-reloaded by ``~/reload_gallery`` (std_srvs/Trigger) and when its file changes; a reload loads the
-new gallery first and only then swaps it in, so the node is never without one.
-Enrolment (ros/enrolment_action.py): the ``~/enroll`` action (a track's best distinct views over
-its next frames, or the largest face of a fresh frame; feedback, cancel, bounds) and a
-non-waiting ``~/enroll`` service for the largest face. Gallery services (ros/gallery_services.py):
+Pairs each image with its detections by (stamp, frame_id) (ros/pairing.py PairedInputNode),
+identifies the faces through the FacePipeline of its parameters (pipeline/build.py; one identity
+per track: the detector's track ids in ``Detection2D.id`` while it sends them, else the node's
+own tracker; every frame alone with ``tracking: false``; embeddings in one batched call per
+frame), publishes ``faces/identities`` and a latched vision_msgs/LabelInfo on
+``faces/label_info``. A gallery reload loads the new gallery first and only then swaps it in, so
+the node is never without one. Enrolment (ros/enrolment_action.py): the ``~/enroll`` action (a
+track's best distinct views over its next frames, or the largest face of a fresh frame;
+feedback, cancel, bounds) and a non-waiting ``~/enroll`` service for the largest face. Gallery
+services (ros/gallery_services.py): ``~/reload_gallery`` and a reload when the file changes,
 ``~/forget``, ``~/list_identities``; changes are saved to the gallery file (a segment) and
 reloaded. Optionally strangers are learnt as ``anon_<n>``.
 """
@@ -21,15 +21,9 @@ from typing import Any, Optional
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from face_perception.pipeline.build import (
-    RecognitionSetup,
-    build_recognizer,
-    build_tracker,
-    gallery_stamp,
-)
+from face_perception.pipeline.build import RecognitionSetup, build_pipeline, build_recognizer
 from face_perception.ros.conversions import (
     LabelNumbering,
     bgr_to_image,
@@ -40,10 +34,11 @@ from face_perception.ros.conversions import (
     stamp_to_ns,
 )
 from face_perception.ros.enrolment_action import EnrolmentServer
-from face_perception.ros.frame_node import LOG_EVERY_S, FaceNodeBase
+from face_perception.ros.frame_node import LOG_EVERY_S
 from face_perception.ros.gallery_services import GalleryServices
-from face_perception.ros.pairing import StampPairer
+from face_perception.ros.pairing import PairedInputNode
 from face_perception.ros.params import (
+    GALLERY_RULE_KEYS,
     IDENTITY_KEYS,
     RECOGNIZER,
     TRACKING_KEYS,
@@ -54,53 +49,31 @@ from face_perception.ros.runner import run_nodes
 OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-MODEL_KEYS = frozenset({"model", "backend", "device", "num_threads", "calibration"})
-RECOGNIZER_KEYS = frozenset({"gallery_path", "threshold", "margin"})
 
 
-def load_setup(values: dict[str, Any], embedder=None, detector=None,
-               strict: bool = True) -> RecognitionSetup:
-    """The node's RecognitionSetup from its parameters (face_perception.pipeline.build)."""
-    return build_recognizer(values, embedder, detector, strict=strict)
-
-
-def pipeline_from_values(values: dict[str, Any]):
-    """The recognizer's FacePipeline (its recognizer is set per frame from the setup; faces
-    come with the frames)."""
-    from face_perception.pipeline import FacePipeline
-    from face_perception.tracking import IdentityConfig
-
-    identity = IdentityConfig(min_observations=values["identity_min_observations"],
-                              min_agreement=values["identity_min_agreement"],
-                              switch_after=values["identity_switch_after"],
-                              embed_period=values["identity_embed_period"])
-    return FacePipeline(None, None, build_tracker(values), identity,
-                        upstream_max_age=values["upstream_max_age"])
-
-
-class RecognizerNode(FaceNodeBase):
+class RecognizerNode(PairedInputNode):
     SPECS = RECOGNIZER
+    # Parameters whose change needs a new embedder and detector.
+    MODEL_KEYS = frozenset(s.name for s in RECOGNIZER if s.reload)
 
     def __init__(self, node_name: str = "face_recognizer", **kwargs):
         self.identified = 0
         self.unknown = 0
         self.id_pub = self.image_pub = self.label_pub = None
-        self.reload_srv = self.poll_timer = None
         self.gallery_services = GalleryServices(self)
         self.enrolment = EnrolmentServer(self, self.gallery_services)
         self._swap_lock = threading.Lock()
         self.labels = LabelNumbering()  # class numbers stay put while the node runs
         self.pipeline = None
         super().__init__(node_name, **kwargs)
-        self.pairer = StampPairer(self.values["pair_buffer_size"])
-        self.pipeline = pipeline_from_values(self.values)
+        self.pipeline = build_pipeline(self.values)
 
     # ---- model ----------------------------------------------------------------------------
     def build_model(self, values: dict[str, Any], reuse: Optional[RecognitionSetup] = None,
                     strict: bool = False):
         # Not strict at configure: an unusable gallery must not keep the node from running.
-        setup = load_setup(values, *(reuse.embedder, reuse.detector) if reuse else (),
-                           strict=strict)
+        setup = build_recognizer(values, *(reuse.embedder, reuse.detector) if reuse else (),
+                                 strict=strict)
         if setup.gallery_note:
             log = self.get_logger().error if "not usable" in setup.gallery_note \
                 else self.get_logger().warning
@@ -120,16 +93,11 @@ class RecognizerNode(FaceNodeBase):
 
     def prepare_model(self, values: dict[str, Any], changed: set[str]):
         # A new gallery or threshold reuses the loaded embedder and detector.
-        if changed & MODEL_KEYS:
+        if changed & self.MODEL_KEYS:
             return self.build_model(values, strict=True)
-        if changed & RECOGNIZER_KEYS:
+        if changed & GALLERY_RULE_KEYS:
             return self.build_model(values, reuse=self.model, strict=True)
         return None
-
-    def _swap(self, setup: RecognitionSetup) -> None:
-        with self._swap_lock:
-            self.model = setup
-        self.publish_label_info()
 
     def reload_gallery(self) -> tuple[bool, str]:
         """Load the gallery file again; on failure keep the current one. (ok, message)."""
@@ -137,12 +105,14 @@ class RecognizerNode(FaceNodeBase):
         if current is None:
             return False, f"node is {self.state}: configure it first"
         try:
-            setup = load_setup(self.values, current.embedder, current.detector)
+            setup = build_recognizer(self.values, current.embedder, current.detector)
         except Exception as exc:  # noqa: BLE001 - reported to the caller, old gallery kept
             msg = f"gallery reload failed, keeping {len(current.names)} identities: {exc}"
             self.get_logger().error(msg)
             return False, msg
-        self._swap(setup)
+        with self._swap_lock:
+            self.model = setup
+        self.publish_label_info()
         text = setup.gallery_note or f"loaded {len(setup.names)} identities from " \
             f"{setup.gallery_path}"
         self.reloads += 1
@@ -157,31 +127,16 @@ class RecognizerNode(FaceNodeBase):
                                                          QoSProfile(depth=2))
         self.label_pub = self.create_lifecycle_publisher(LabelInfo, "faces/label_info",
                                                          LATCHED_QOS)
-        self.reload_srv = self.create_service(Trigger, "~/reload_gallery", self._on_reload)
         self.gallery_services.create()
         self.enrolment.create()
-        self._make_poll_timer()
-
-    def _make_poll_timer(self) -> None:
-        if self.poll_timer is not None:
-            self.destroy_timer(self.poll_timer)
-            self.poll_timer = None
-        period = float(self.values["gallery_poll_period"])
-        if period > 0:
-            self.poll_timer = self.create_timer(period, self._poll_gallery)
 
     def destroy_outputs(self) -> None:
         for pub in (self.id_pub, self.image_pub, self.label_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
-        if self.reload_srv is not None:
-            self.destroy_service(self.reload_srv)
         self.enrolment.destroy()
         self.gallery_services.destroy()
-        if self.poll_timer is not None:
-            self.destroy_timer(self.poll_timer)
         self.id_pub = self.image_pub = self.label_pub = None
-        self.reload_srv = self.poll_timer = None
 
     def on_activate(self, state):
         result = super().on_activate(state)
@@ -189,9 +144,8 @@ class RecognizerNode(FaceNodeBase):
         return result
 
     def on_deactivate(self, state):
-        result = super().on_deactivate(state)  # the worker has stopped
+        result = super().on_deactivate(state)  # the worker has stopped, pairs are dropped
         self.enrolment.abort_all("the node was deactivated")
-        self.pairer.clear()
         self.pipeline.reset()  # tracks and their identities do not span an inactive period
         return result
 
@@ -204,53 +158,14 @@ class RecognizerNode(FaceNodeBase):
                                           self.model.recognizer.threshold,
                                           self.values["unknown_label"], self.labels))
 
-    def _on_reload(self, request, response):
-        response.success, response.message = self.reload_gallery()
-        return response
-
-    def _after_frame(self, setup: RecognitionSetup, image, faces, tracked) -> None:
-        """Feed the enrolment sessions and the stranger learner with a processed frame."""
-        self.enrolment.observe(setup, image, faces, tracked)
-        self.gallery_services.learn(setup, image, tracked)
-
-    def _poll_gallery(self) -> None:
-        setup: RecognitionSetup = self.model
-        if setup is None:
-            return
-        stamp = gallery_stamp(setup.gallery_path)
-        if stamp is not None and stamp != setup.gallery_stamp:
-            self.get_logger().info(f"gallery file {setup.gallery_path} changed: reloading")
-            self.reload_gallery()
-
     def on_values_changed(self, changed: set[str]) -> None:
         super().on_values_changed(changed)
-        if "pair_buffer_size" in changed:
-            self.pairer = StampPairer(self.values["pair_buffer_size"])
         if "gallery_poll_period" in changed and self.state in ("inactive", "active"):
-            self._make_poll_timer()
-        if changed & (MODEL_KEYS | RECOGNIZER_KEYS):
+            self.gallery_services.restart_poll()
+        if changed & (self.MODEL_KEYS | GALLERY_RULE_KEYS):
             self.publish_label_info()
         if changed & (TRACKING_KEYS | IDENTITY_KEYS):
-            self.pipeline = pipeline_from_values(self.values)  # taken at the next frame
-
-    # ---- input ----------------------------------------------------------------------------
-    def create_extra_inputs(self) -> list:
-        return [self.create_subscription(Detection2DArray, "faces/detections",
-                                         self._detections_callback, OUTPUT_QOS)]
-
-    @staticmethod
-    def _key(header) -> tuple[int, str]:
-        return stamp_to_ns(header.stamp), header.frame_id
-
-    def on_image(self, msg, received_at: float) -> None:
-        self._offer(self.pairer.add_image(self._key(msg.header), (msg, received_at)))
-
-    def _detections_callback(self, msg: Detection2DArray) -> None:
-        self._offer(self.pairer.add_detections(self._key(msg.header), msg))
-
-    def _offer(self, pair) -> None:
-        if pair is not None:
-            self.worker.offer(pair)
+            self.pipeline = build_pipeline(self.values)  # taken at the next frame
 
     # ---- work -----------------------------------------------------------------------------
     def process(self, item, setup: RecognitionSetup) -> None:
@@ -269,7 +184,9 @@ class RecognizerNode(FaceNodeBase):
         pipeline.anonymize = self.values["anonymize"]
         result = pipeline.process_received(image, faces, stamp_to_ns(img_msg.header.stamp),
                                            detection_track_ids(det_msg))
-        self._after_frame(setup, image, faces, result.tracked)
+        # The enrolment sessions and the stranger learner see every processed frame.
+        self.enrolment.observe(setup, image, faces, result.tracked)
+        self.gallery_services.learn(setup, image, result.tracked)
         cats = [t.category for t in result.tracked]
         answer = identities_to_detection_array(faces, cats, img_msg.header, unknown,
                                                track_ids=result.track_ids)
@@ -283,21 +200,19 @@ class RecognizerNode(FaceNodeBase):
 
     def diagnostic_values(self) -> dict[str, Any]:
         setup: Optional[RecognitionSetup] = self.model
-        pending_images, pending_dets = self.pairer.pending()
+        pipeline = self.pipeline
         return {"identities": len(setup.names) if setup else 0,
                 "gallery": setup.gallery_path if setup else "",
                 "gallery_note": setup.gallery_note if setup else "",
                 "faces_identified": self.identified, "faces_unknown": self.unknown,
-                "active_tracks": self.pipeline.active_tracks if self.pipeline else 0,
-                "track_ids": "upstream" if self.pipeline and self.pipeline.upstream else (
+                "active_tracks": pipeline.active_tracks if pipeline else 0,
+                "track_ids": "upstream" if pipeline and pipeline.upstream else (
                     "own" if self.values["tracking"] else "none"),
-                "embeddings": self.pipeline.embeddings if self.pipeline else 0,
+                "embeddings": pipeline.embeddings if pipeline else 0,
                 "learnt_identities": self.gallery_services.learnt,
                 "enroll_sessions": self.enrolment.pending,
                 **{f"enroll_{k}": v for k, v in self.enrolment.finished.items()},
-                "unmatched_images": self.pairer.unmatched_images,
-                "unmatched_detections": self.pairer.unmatched_detections,
-                "pending_images": pending_images, "pending_detections": pending_dets}
+                **super().diagnostic_values()}
 
 
 def main(args: Optional[list[str]] = None) -> int:
