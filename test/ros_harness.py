@@ -101,6 +101,31 @@ class Listener:
         sub = self.subscriptions[topic]
         return wait_for(lambda: sub.get_publisher_count() >= publishers, timeout)
 
+    def wait_connected(self, *nodes: str, timeout: float = 60.0) -> bool:
+        """Until every DDS link into and out of these nodes is matched at both ends: each input
+        of each node has matched a publisher, and each output topic this listener or another of
+        ``nodes`` reads has matched that many readers (``~/get_stats``: ``input_publishers``,
+        ``output_subscribers``).
+
+        Both ends, because a sample a writer sends before it matched a volatile reader never
+        reaches that reader, and a reader drops samples of a writer it has not matched yet:
+        lock step over a link matched at one end only waits forever for a lost first frame.
+        """
+        def connected() -> bool:
+            stats = {node: self.stats(node) for node in nodes}
+            readers: dict[str, int] = {topic: 1 for topic in self.subscriptions}
+            for values in stats.values():
+                for topic in values.get("inputs", []):
+                    readers[topic] = readers.get(topic, 0) + 1
+            for values in stats.values():
+                if not all(n >= 1 for n in values.get("input_publishers", [])):
+                    return False
+                for topic, matched in values.get("output_subscribers", {}).items():
+                    if matched < readers.get(topic, 0):
+                        return False
+            return True
+        return wait_for(connected, timeout, interval=0.2)
+
     def publisher(self, msg_type, topic: str, qos=RELIABLE):
         return self.node.create_publisher(msg_type, topic, qos)
 

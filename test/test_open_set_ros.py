@@ -77,6 +77,7 @@ def test_recognizer_node_names_by_the_galleries_stored_rule(ros, photos, gallery
         pub = ros.publisher(Image, f"{ns}/image")
         assert wait_for_subscribers(pub, 2, 120), det.output() + rec.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        assert ros.wait_connected(f"{ns}/face_detector", f"{ns}/face_recognizer"), rec.output()
         stamps = [T0 + i * 10**9 for i in range(len(FRAMES))]
         for frame, stamp in zip(frames_from(photos, FRAMES), stamps):
             pub.publish(image_msg(frame, stamp))  # lock step: next frame once this one is done
@@ -111,6 +112,7 @@ def test_recognizer_node_margin_parameter_overrides_the_galleries_rule(ros, phot
         pub = ros.publisher(Image, f"{ns}/image")
         assert wait_for_subscribers(pub, 2, 120), det.output() + rec.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        assert ros.wait_connected(f"{ns}/face_detector", f"{ns}/face_recognizer"), rec.output()
         stamps = [T0 + i * 10**9 for i in range(len(FRAMES))]
         for frame, stamp in zip(frames_from(photos, FRAMES), stamps):
             pub.publish(image_msg(frame, stamp))  # lock step

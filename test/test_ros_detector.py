@@ -50,6 +50,7 @@ def detector(ros, tmp_path_factory):
     pub = ros.publisher(Image, f"{NS}/image")
     assert wait_for_subscribers(pub, 1, timeout=90), proc.output()
     assert ros.wait_matched(f"{NS}/faces/detections"), proc.output()
+    assert ros.wait_connected(f"{NS}/face_detector"), proc.output()
     yield {"proc": proc, "dets": dets, "pub": pub, "logs": logs}
     assert proc.stop() in (0, -2), proc.log_path.read_text()
 
@@ -238,6 +239,7 @@ def test_lifecycle_subscription_exists_only_while_active(ros, photos, tmp_path):
         assert wait_for_subscribers(pub, 1, timeout=20)
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert ros.wait_matched(f"{ns}/faces/detections")
+        assert ros.wait_connected(node), proc.output()
         msg = image_msg(frames_from(photos, ["obama3.jpg"])[0], 7_000 * 10**9)
         assert len(lock_step(pub, dets, msg, proc).detections) == 1
         assert change(Transition.TRANSITION_DEACTIVATE)
@@ -259,6 +261,7 @@ def test_compressed_transport_parameter_subscribes_compressed_images(ros, photos
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(pub, 1, timeout=90), proc.output()
         assert ros.wait_matched(f"{ns}/faces/detections"), proc.output()
+        assert ros.wait_connected(f"{ns}/face_detector"), proc.output()
         img = frames_from(photos, ["biden.jpg"])[0]
         msg = CompressedImage(format="jpeg")
         msg.header.stamp.sec = 8_000

@@ -57,6 +57,7 @@ class Rig:
         assert wait_for_subscribers(self.img_pub, 1, 90), self.proc.output()
         assert wait_for_subscribers(self.det_pub, 1, 30), self.proc.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), self.proc.output()
+        assert ros.wait_connected(self.node), self.proc.output()
         self.frames = {}
         for name in ("obama", "biden", "obama2"):
             frame = fit_640x480(cv2.imread(str(photos / f"{name}.jpg")))

@@ -128,6 +128,7 @@ def test_every_lifecycle_request_is_answered_and_the_node_keeps_working(
             pub = ros.publisher(Image, f"{ns}/image")
             dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
             assert wait_for_subscribers(pub, 1, 60) and ros.wait_matched(f"{ns}/faces/detections")
+            assert ros.wait_connected(node.node), proc.output()
             msg = image_msg(frames_from(photos, ["obama.jpg"])[0], 5_000 * SECOND)
             assert len(lock_step(pub, dets, msg, proc).detections) == 1
         node.expect(TO_FINALIZED, "finalized")
@@ -179,6 +180,7 @@ def test_invalid_parameters_keep_the_detector_unconfigured_until_set_right(ros, 
         pub = ros.publisher(Image, f"{ns}/image")
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(pub, 1, 60) and ros.wait_matched(f"{ns}/faces/detections")
+        assert ros.wait_connected(node.node), proc.output()
         msg = image_msg(frames_from(photos, ["biden.jpg"])[0], 6_000 * SECOND)
         assert len(lock_step(pub, dets, msg, proc).detections) == 1
         assert "Traceback" not in proc.output()
@@ -240,6 +242,7 @@ def test_compressed_input_follows_the_image_remap(ros, photos, tmp_path):
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(pub, 1, timeout=120), proc.output()
         assert ros.wait_matched(f"{ns}/faces/detections"), proc.output()
+        assert ros.wait_connected(f"{ns}/face_detector"), proc.output()
         assert ros.stats(f"{ns}/face_detector")["inputs"] == [f"{camera}/compressed"]
         msg = CompressedImage(format="jpeg")
         msg.header.stamp.sec = 9_000
@@ -259,6 +262,7 @@ def test_pauses_and_inactive_spells_are_not_counted_as_lost_frames(ros, photos, 
         pub = ros.publisher(Image, f"{ns}/image")
         dets = ros.listen(Detection2DArray, f"{ns}/faces/detections")
         assert wait_for_subscribers(pub, 1, 120) and ros.wait_matched(f"{ns}/faces/detections")
+        assert ros.wait_connected(node.node), proc.output()
         frame = frames_from(photos, ["obama3.jpg"])[0]
         t0, period = 20_000 * SECOND, SECOND // 5  # a 5 Hz stream, by its stamps
 

@@ -92,6 +92,7 @@ def test_detector_and_recognizer_name_people_and_follow_gallery_changes(
         pub = ros.publisher(Image, f"{ns}/image")
         assert wait_for_subscribers(pub, 2, 120), det.output() + rec.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        assert ros.wait_connected(f"{ns}/face_detector", f"{ns}/face_recognizer"), rec.output()
         for i, (frame, want) in enumerate(zip(frames_from(photos, QUERY), EXPECTED)):
             assert_identity(lock_step(pub, ids, image_msg(frame, T0 + i * 10**8), rec), want)
         stats = ros.stats(node)
@@ -154,6 +155,7 @@ def start_recognizer_alone(ros, tmp_path, ns, gallery, tracking=False):
     assert wait_for_subscribers(img_pub, 1, 90) and wait_for_subscribers(det_pub, 1, 30), \
         rec.output()
     assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+    assert ros.wait_connected(f"{ns}/face_recognizer"), rec.output()
     return rec, ids, img_pub, det_pub
 
 
@@ -186,6 +188,8 @@ def test_container_runs_both_nodes_and_missing_gallery_means_unknown(ros, photos
         pub = ros.publisher(Image, f"{ns}/image")
         assert wait_for_subscribers(pub, 2, 120), proc.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), proc.output()
+        assert ros.wait_connected(f"{ns}/face_detector", f"{ns}/face_recognizer"), \
+            proc.output()
         for i, frame in enumerate(frames_from(photos, QUERY)):
             arr = lock_step(pub, ids, image_msg(frame, T0 + (30 + i) * 10**9), proc)
             assert names_of(arr) == ["unknown"]

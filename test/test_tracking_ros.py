@@ -75,6 +75,7 @@ def test_detector_ids_stay_stable_and_the_recognizer_keeps_the_tracks_name(
         assert wait_for_subscribers(pub, 2, 120), det.output() + rec.output()
         assert ros.wait_matched(f"{ns}/faces/detections"), det.output()
         assert ros.wait_matched(f"{ns}/faces/identities"), rec.output()
+        assert ros.wait_connected(f"{ns}/face_detector", f"{ns}/face_recognizer"), rec.output()
         frames = pan(cutouts)
         answers = [lock_step(pub, idents, image_msg(f.image, f.stamp_ns), rec) for f in frames]
         by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in list(dets)}

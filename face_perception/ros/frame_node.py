@@ -26,7 +26,12 @@ from typing import Any, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import (
+    LifecycleNode,
+    LifecyclePublisher,
+    LifecycleState,
+    TransitionCallbackReturn,
+)
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions, QoSPolicyKind
 from sensor_msgs.msg import CompressedImage, Image
@@ -398,7 +403,14 @@ class FaceNodeBase(LifecycleNode):
         return {"state": self.state, "model": self.describe_model() if self.model else "",
                 "device": self.devices_in_use, "device_requested": self.values["device"],
                 "parameter_problems": self.configure_problem(),
-                "inputs": [s.topic_name for s in self._inputs], **self.acc.snapshot(),
+                "inputs": [s.topic_name for s in self._inputs],
+                # publishers each input has matched (0: that input is not connected yet)
+                "input_publishers": [s.get_publisher_count() for s in self._inputs],
+                # readers each output has matched (by topic)
+                "output_subscribers": {p.topic_name: p.get_subscription_count()
+                                       for p in self.publishers
+                                       if isinstance(p, LifecyclePublisher)},
+                **self.acc.snapshot(),
                 "image_qos": self.image_qos_text,
                 "skipped_by_rate": self.worker.skipped_by_rate,
                 "model_errors": self.worker.model_errors, "model_reloads": self.reloads,
@@ -426,6 +438,8 @@ class FaceNodeBase(LifecycleNode):
             level = DiagnosticStatus.WARN
             message = warning or f"{self.worker.model_errors} frames failed in the model"
         values.pop("inputs")
+        values.pop("input_publishers")
+        values.pop("output_subscribers")
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: frames",
                                   message=message, hardware_id=self.get_name(),
                                   values=[KeyValue(key=k, value=_text(v))
