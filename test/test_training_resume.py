@@ -13,7 +13,7 @@ from face_perception.cli import main as cli_main
 from face_perception.data import DatasetError
 from face_perception.files import sha256_file
 from face_perception.recognition.training import TrainConfig, load_config, train
-from face_perception.recognition.training.checkpoint import CheckpointError
+from face_perception.training.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from test import training_data
 
 
@@ -242,9 +242,9 @@ def test_a_resumed_run_does_not_replace_a_better_best_model(train_dir, tmp_path)
     train(_cfg(train_dir, tmp_path, iters=2, **kw))
     name = load_json(tmp_path / "best" / "backbone.json")["name"]
     path = tmp_path / "checkpoints" / "checkpoint_2.pth"
-    state = torch.load(path, weights_only=True)
-    state["validation"]["best_val_score"] = 1.5  # above any AUC to come
-    torch.save(state, path)
+    state = read_checkpoint(path, "recognition")
+    state.extra["validation"]["best_val_score"] = 1.5  # above any AUC to come
+    save_checkpoint(path, state)
     resumed = train(_cfg(train_dir, tmp_path, iters=4, checkpoint_load_iter=2, **kw))
     assert resumed["best_iteration"] == 2 and resumed["best_val_score"] == 1.5
     assert [i for i, _ in resumed["val_scores"]] == [2, 4]
@@ -256,7 +256,7 @@ def test_a_resumed_runs_event_file_sorts_after_the_interrupted_ones(tmp_path):
     order, by name: the resumed file is never made in the same second as an existing one."""
     import time
 
-    from face_perception.recognition.training.progress import _after_existing_event_files
+    from face_perception.training.progress import _after_existing_event_files
 
     now = int(time.time())
     (tmp_path / f"events.out.tfevents.{now:010d}.host.123.9").write_bytes(b"")

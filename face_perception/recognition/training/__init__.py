@@ -1,10 +1,11 @@
 """Training of face recognition models: ``train(config)`` runs the loop of ``loop.py`` with the
 parameters of ``config.TrainConfig`` (the seed learner's names) and writes a model folder.
 
-Modules: config (parameters, YAML), data (training sets), loop (the iteration loop),
-schedule (learning rate per iteration), checkpoint (exact-resume state), model_folder (the
-trained model on disk), validation, distributed (torchrun / DDP / partial FC), progress
-(TensorBoard and the progress bar).
+Modules: config (parameters, YAML), data (training sets), loop (the run in named steps),
+partial_fc (the sharded head), checkpoint (where checkpoints are, in the core's format),
+model_folder (the trained model on disk), validation, distributed (torchrun / DDP),
+batchnorm, class_sampling. The learning-rate schedule, the checkpoint format, progress and
+callbacks are the shared training core's (``face_perception.training``).
 Imported lazily: reading a config does not import torch.
 """
 from __future__ import annotations
