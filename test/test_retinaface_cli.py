@@ -76,6 +76,20 @@ def test_detector_train_resumes_from_a_checkpoint(wider_root, tmp_path, capsys):
     assert json.loads(out.strip().splitlines()[-1])["epochs"] == 2
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "0", "lr must be positive"),
+    ("--batch-size", "0", "batch_size must be at least 1"),
+    ("--threads", "-1", "threads must be a non-negative integer"),
+    ("--lr-steps", "a,b", "lr_steps must be comma-separated epoch numbers"),
+])
+def test_detector_train_checks_its_settings_before_any_work(wider_root, tmp_path, capsys, flag,
+                                                            value, message):
+    with pytest.raises(ValueError, match=message):
+        _run(["detector-train", str(wider_root), "--out", str(tmp_path / "x"), flag, value,
+              "--quiet"], capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.ckpt").exists()
+
+
 def test_detector_eval_names_missing_data(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         _run(["detector-eval", str(tmp_path / "nowhere")], capsys)

@@ -58,6 +58,21 @@ def test_resuming_at_iteration_k_repeats_the_uninterrupted_run(train_dir, tmp_pa
     assert resumed["lr_history"] == pytest.approx([0.05, 0.005, 0.005])
 
 
+def test_a_checkpoint_written_before_the_shared_core_still_resumes_exactly(train_dir, tmp_path):
+    whole = train(_cfg(train_dir, tmp_path / "a", checkpoint_after_iter=3))
+    new = read_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_3.pth", "recognition")
+    old = tmp_path / "b" / "checkpoints" / "checkpoint_3.pth"
+    old.parent.mkdir(parents=True)
+    # format 1: one flat dict, no sha256 file, torch's RNG state only
+    torch.save({"format": 1, **new.identity, "iteration": 3,
+                "backbone_state": new.models["backbone"], "head_state": new.models["head"],
+                "optimizer": new.optimizer, "rng": {"torch": new.rng["torch"]},
+                "validation": new.extra["validation"]}, old)
+    resumed = train(_cfg(train_dir, tmp_path / "b", checkpoint_load_iter=3))
+    assert resumed["start_iteration"] == 3
+    assert resumed["loss_history"] == whole["loss_history"][3:]
+
+
 def test_a_checkpoint_of_another_backbone_is_refused_naming_the_file(train_dir, tmp_path):
     train(_cfg(train_dir, tmp_path, iters=2, checkpoint_after_iter=2))
     ckpt = tmp_path / "checkpoints" / "checkpoint_2.pth"

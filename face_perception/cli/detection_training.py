@@ -3,6 +3,7 @@ WIDER-format data, on the detection training core (``face_perception.detection.t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def register(sub) -> None:
                        help="resume exactly from the checkpoint of this epoch")
     train.add_argument("--device", default="cpu", help="cpu or cuda")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch threads (0: every usable core; default: torch's own)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=run_train)
 
@@ -106,7 +109,6 @@ def run_train(args) -> int:
         TrainSettings,
         checkpoint_path,
         open_samples,
-        parse_lr_steps,
         train,
     )
     from face_perception.detection.training.validation import training_validation
@@ -120,21 +122,23 @@ def run_train(args) -> int:
     temp = args.temp_path or str(out.with_name(out.name + ".ckpt"))
     device = resolve_device(args.device)
     verbose = not args.quiet
-    backbone, model, pretrained_bn, epochs_trained, resume = _starting_model(args, temp)
-    model = model.to(device)
     settings = TrainSettings(
-        backbone=backbone, lr=args.lr, lr_steps=parse_lr_steps(args.lr_steps),
-        epochs=args.epochs, batch_size=args.batch_size, momentum=MOMENTUM,
-        weight_decay=WEIGHT_DECAY, image_size=args.image_size, seed=args.seed, flip=args.flip,
-        device=device, log_after=0 if args.quiet else 20,
-        checkpoint_after=args.checkpoint_every)
+        backbone=args.backbone, lr=args.lr, lr_steps=args.lr_steps, epochs=args.epochs,
+        batch_size=args.batch_size, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+        image_size=args.image_size, seed=args.seed, flip=args.flip, device=device,
+        log_after=0 if args.quiet else 20, checkpoint_after=args.checkpoint_every,
+        val_after=args.val_after, threads=args.threads)
+    backbone, model, pretrained_bn, epochs_trained, resume = _starting_model(args, temp)
+    if backbone != settings.backbone:  # --model: the folder's backbone
+        settings = dataclasses.replace(settings, backbone=backbone)
+    model = model.to(device)
     epochs = EpochCount(epochs_trained)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
     validate = training_validation(model, val, args.image_size, device) if val else None
     history, _ = train(model, samples, settings, pretrained_bn=pretrained_bn, resume=resume,
                        checkpoint_file=lambda n: checkpoint_path(temp, f"retinaface_{backbone}",
                                                                  n),
-                       validate=validate, val_after=args.val_after, callbacks=[epochs],
+                       validate=validate, callbacks=[epochs],
                        say=say, verbose=verbose)
     write_model_folder(out, model.state_dict(), backbone=backbone,
                        training_image_size=args.image_size, epochs_trained=epochs.epochs,

@@ -19,7 +19,7 @@ from face_perception.detection import model_folder
 from face_perception.detection.training import checkpoint as ckpt
 from face_perception.detection.training import network, open_samples
 from face_perception.detection.training.data import random_subset
-from face_perception.detection.training.loop import EpochCount, TrainSettings, parse_lr_steps, train
+from face_perception.detection.training.loop import EpochCount, TrainSettings, train
 from face_perception.detection.training.network import BACKBONE_URLS
 from face_perception.detection.training.validation import (
     EVAL_NMS_THRESHOLD,
@@ -75,7 +75,8 @@ class RetinaFaceLearner:
     parameters: ``image_size`` (square training crop, default the backbone's 640 / 840),
     ``seed`` (augmentation, shuffling and initialisation), ``num_workers`` (DataLoader processes),
     ``freeze_bn`` ('auto': batch-norm layers that came from pretrained weights keep their
-    statistics, as fine-tuning with batches of 2 cannot estimate new ones; True/False for all).
+    statistics, as fine-tuning with batches of 2 cannot estimate new ones; True/False for all),
+    ``threads`` (torch threads of fit; 0: every usable core; None: torch's own).
     """
 
     def __init__(self, backbone: str = "resnet", lr: float = 0.0001, batch_size: int = 2,
@@ -84,46 +85,42 @@ class RetinaFaceLearner:
                  weight_decay: float = 5e-4, log_after: int = 20, prefix: str = "",
                  shuffle: bool = True, flip: bool = False, val_after: int = 5,
                  temp_path: str = "", device: str = "cuda", *, image_size: Optional[int] = None,
-                 seed: int = 0, num_workers: int = 0, freeze_bn: Union[str, bool] = "auto"):
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if int(epochs) < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        for name, value in (("checkpoint_after_iter", checkpoint_after_iter),
-                            ("checkpoint_load_iter", checkpoint_load_iter),
-                            ("val_after", val_after), ("log_after", log_after)):
-            if int(value) < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if freeze_bn not in ("auto", True, False):
-            raise ValueError(f"freeze_bn must be 'auto', True or False, got {freeze_bn!r}")
-        self.backbone = backbone
-        self.lr = float(lr)
-        self.batch_size = int(batch_size)
-        self.checkpoint_after_iter = int(checkpoint_after_iter)
+                 seed: int = 0, num_workers: int = 0, freeze_bn: Union[str, bool] = "auto",
+                 threads: Optional[int] = None):
+        # The run's hyper-parameters are checked by TrainSettings (for the CLI too).
+        settings = TrainSettings(
+            backbone=backbone, lr=lr, lr_steps=lr_steps, epochs=epochs, batch_size=batch_size,
+            momentum=momentum, weight_decay=weight_decay, image_size=image_size, seed=seed,
+            shuffle=shuffle, flip=flip, num_workers=num_workers, freeze_bn=freeze_bn,
+            log_after=log_after, checkpoint_after=checkpoint_after_iter, val_after=val_after,
+            threads=threads)
+        if int(checkpoint_load_iter) < 0:
+            raise ValueError(f"checkpoint_load_iter must be >= 0, got {checkpoint_load_iter}")
+        self.backbone = settings.backbone
+        self.lr = settings.lr
+        self.batch_size = settings.batch_size
+        self.checkpoint_after_iter = settings.checkpoint_after
         self.checkpoint_load_iter = int(checkpoint_load_iter)
         self.lr_steps = lr_steps
-        self._lr_steps = parse_lr_steps(lr_steps)
-        self.epochs = int(epochs)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self.log_after = int(log_after)
+        self._lr_steps = settings.lr_steps
+        self.epochs = settings.epochs
+        self.momentum = settings.momentum
+        self.weight_decay = settings.weight_decay
+        self.log_after = settings.log_after
         self.prefix = prefix
-        self.shuffle = bool(shuffle)
-        self.flip = bool(flip)
-        self.val_after = int(val_after)
+        self.shuffle = settings.shuffle
+        self.flip = settings.flip
+        self.val_after = settings.val_after
         self.temp_path = temp_path
         self.device = _pick_device(device)
-        self.seed = int(seed)
-        self.num_workers = int(num_workers)
-        self.freeze_bn = freeze_bn
+        self.seed = settings.seed
+        self.num_workers = settings.num_workers
+        self.freeze_bn = settings.freeze_bn
+        self.threads = settings.threads
         from face_perception.detection.config import get_config
 
         self.cfg = get_config(backbone)
-        self.image_size = int(image_size or self.cfg["image_size"])
+        self.image_size = settings.image_size
         self.model = None            # torch RetinaFace, built by fit/load
         self.onnx_path: Optional[Path] = None  # set by optimize() / load() of an optimized model
         self._onnx_bytes: Optional[bytes] = None
@@ -208,8 +205,8 @@ class RetinaFaceLearner:
                                            self.device)
         history, iterations = train(
             model, samples, self._settings(), pretrained_bn=self._pretrained_bn, resume=resume,
-            checkpoint_file=self.checkpoint_path, validate=validate, val_after=self.val_after,
-            callbacks=[epochs], say=say, verbose=verbose)
+            checkpoint_file=self.checkpoint_path, validate=validate, callbacks=[epochs], say=say,
+            verbose=verbose)
         self._invalidate()
         self.epochs_trained = epochs.epochs
         history["epochs"] = self.epochs_trained
@@ -222,7 +219,8 @@ class RetinaFaceLearner:
             batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
             image_size=self.image_size, seed=self.seed, shuffle=self.shuffle, flip=self.flip,
             num_workers=self.num_workers, freeze_bn=self.freeze_bn, device=self.device,
-            log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter)
+            log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter,
+            val_after=self.val_after, threads=self.threads)
 
     def _load_checkpoint(self, epoch: int):
         """Load checkpoint ``epoch`` into the learner; returns it for fit() to continue from."""

@@ -29,7 +29,7 @@ from face_perception.training.callbacks import (
     Validation,
 )
 from face_perception.training.checkpoint import Checkpoint, set_rng_state
-from face_perception.training.config import make_optimizer, set_lr
+from face_perception.training.config import make_optimizer, process_threads, set_lr
 from face_perception.training.schedule import step_lr
 
 
@@ -50,7 +50,8 @@ def parse_lr_steps(lr_steps: Union[str, Sequence[int]]) -> list[int]:
 
 @dataclass
 class TrainSettings:
-    """Hyper-parameters of one run (the learner's constructor arguments, checked there)."""
+    """Hyper-parameters of one run, checked here for the learner and the CLI alike;
+    ``image_size`` None is the backbone's training size."""
 
     backbone: str
     lr: float
@@ -59,7 +60,7 @@ class TrainSettings:
     batch_size: int
     momentum: float
     weight_decay: float
-    image_size: int
+    image_size: Optional[int]
     seed: int
     shuffle: bool = True
     flip: bool = False
@@ -68,12 +69,47 @@ class TrainSettings:
     device: str = "cpu"
     log_after: int = 0
     checkpoint_after: int = 0
+    val_after: int = 0
+    threads: Optional[int] = None  # torch threads (0: the usable cores); None: left as they are
+
+    def __post_init__(self) -> None:
+        from face_perception.detection.model_folder import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got "
+                             f"{self.backbone!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if int(self.epochs) < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        for name in ("checkpoint_after", "val_after", "log_after", "num_workers", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            setattr(self, name, int(getattr(self, name)))
+        if self.freeze_bn not in ("auto", True, False):
+            raise ValueError(f"freeze_bn must be 'auto', True or False, got "
+                             f"{self.freeze_bn!r}")
+        self.image_size = int(self.image_size or get_config(self.backbone)["image_size"])
+        if self.image_size < 1:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        self.lr, self.momentum = float(self.lr), float(self.momentum)
+        self.weight_decay = float(self.weight_decay)
+        self.batch_size, self.epochs = int(self.batch_size), int(self.epochs)
+        self.lr_steps = parse_lr_steps(self.lr_steps)
+        self.shuffle, self.flip = bool(self.shuffle), bool(self.flip)
+        if self.threads is not None and (isinstance(self.threads, bool)
+                                         or int(self.threads) != self.threads
+                                         or self.threads < 0):
+            raise ValueError(f"threads must be a non-negative integer (0 = every core), got "
+                             f"{self.threads!r}")
 
 
 def train(model, samples: list[WiderSample], settings: TrainSettings, *,
           pretrained_bn: set[str], resume: Optional[Checkpoint] = None,
           checkpoint_file: Optional[Callable[[int], Path]] = None,
-          validate: Optional[Callable[[int], Optional[dict]]] = None, val_after: int = 1,
+          validate: Optional[Callable[[int], Optional[dict]]] = None,
           callbacks: Sequence[Callback] = (), say: Callable[..., None] = lambda *a: None,
           verbose: bool = True) -> tuple[dict, int]:
     """Train ``model`` (already on ``settings.device``) from epoch 0 or from ``resume`` (a
@@ -90,6 +126,10 @@ def train(model, samples: list[WiderSample], settings: TrainSettings, *,
     from face_perception.detection.priors import prior_boxes_for
 
     s = settings
+    if s.threads is not None:
+        from face_perception.threads import set_torch_threads
+
+        set_torch_threads(process_threads(s.threads))
     cfg = get_config(s.backbone)
     optimizer = make_optimizer("sgd", trainable_parameters(model, s.backbone, s.freeze_bn,
                                                            pretrained_bn),
@@ -124,7 +164,7 @@ def train(model, samples: list[WiderSample], settings: TrainSettings, *,
     if checkpoint_file is not None:
         every.append(Checkpointing(s.checkpoint_after, "epoch", save))
     if validate is not None:
-        every.append(Validation(val_after, "epoch", evaluate))
+        every.append(Validation(s.val_after, "epoch", evaluate))
     hooks = Callbacks(every)
     for epoch in range(start_epoch, s.epochs):
         lr = step_lr(s.lr, s.lr_steps, epoch)
