@@ -44,6 +44,8 @@ def register(sub) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None,
                        help="torch threads (0: every usable core; default: torch's own)")
+    train.add_argument("--logging-path", default="",
+                       help="TensorBoard event files (loss, lr, images/s, val AP per epoch)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=run_train)
 
@@ -127,7 +129,7 @@ def run_train(args) -> int:
         batch_size=args.batch_size, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
         image_size=args.image_size, seed=args.seed, flip=args.flip, device=device,
         log_after=0 if args.quiet else 20, checkpoint_after=args.checkpoint_every,
-        val_after=args.val_after, threads=args.threads)
+        val_after=args.val_after, threads=args.threads, logging_path=args.logging_path)
     backbone, model, pretrained_bn, epochs_trained, resume = _starting_model(args, temp)
     if backbone != settings.backbone:  # --model: the folder's backbone
         settings = dataclasses.replace(settings, backbone=backbone)

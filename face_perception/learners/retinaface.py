@@ -174,13 +174,14 @@ class RetinaFaceLearner:
                                     or f"retinaface_{self.backbone}", epoch)
 
     def fit(self, dataset, val_dataset=None, from_scratch: bool = False, silent: bool = False,
-            verbose: bool = True) -> dict:
+            verbose: bool = True, logging_path: str = "") -> dict:
         """Train for ``epochs`` epochs; returns ``{"loss": [...], "loss_parts": [...],
         "lr": [...], "val": [(epoch, eval dict)], "epochs": n, "iterations": n}``.
 
         Starts from the loaded model when there is one, else from a new network with a
         pretrained backbone (or random, ``from_scratch=True``). With ``checkpoint_load_iter`` N
         it resumes exactly from ``checkpoint_path(N)``: weights, optimizer, epoch and RNG state.
+        ``logging_path``: TensorBoard event files (loss, lr, images/s, validation per epoch).
         The loop and the checkpoints are ``face_perception.detection.training``'s.
         """
         say = (lambda *a: None) if silent else (lambda *a: print(*a, flush=True))
@@ -204,23 +205,24 @@ class RetinaFaceLearner:
             validate = training_validation(model, open_samples(val_dataset), self.image_size,
                                            self.device)
         history, iterations = train(
-            model, samples, self._settings(), pretrained_bn=self._pretrained_bn, resume=resume,
-            checkpoint_file=self.checkpoint_path, validate=validate, callbacks=[epochs], say=say,
-            verbose=verbose)
+            model, samples, self._settings(logging_path), pretrained_bn=self._pretrained_bn,
+            resume=resume, checkpoint_file=self.checkpoint_path, validate=validate,
+            callbacks=[epochs], say=say, verbose=verbose)
         self._invalidate()
         self.epochs_trained = epochs.epochs
         history["epochs"] = self.epochs_trained
         history["iterations"] = iterations
         return history
 
-    def _settings(self) -> TrainSettings:
+    def _settings(self, logging_path: str = "") -> TrainSettings:
         return TrainSettings(
             backbone=self.backbone, lr=self.lr, lr_steps=self._lr_steps, epochs=self.epochs,
             batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
             image_size=self.image_size, seed=self.seed, shuffle=self.shuffle, flip=self.flip,
             num_workers=self.num_workers, freeze_bn=self.freeze_bn, device=self.device,
             log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter,
-            val_after=self.val_after, threads=self.threads)
+            val_after=self.val_after, threads=self.threads,
+            logging_path=str(logging_path or ""))
 
     def _load_checkpoint(self, epoch: int):
         """Load checkpoint ``epoch`` into the learner; returns it for fit() to continue from."""

@@ -135,15 +135,23 @@ class Validation(Periodic):
 
 
 class Reporting(Callback):
-    """Each step's ``run.scalars`` to the progress display (TensorBoard, bar) and to the run's
-    history lists: ``history`` maps a scalar's name to its list in ``run.stats``. The images/s
-    of every step are kept in ``rates``."""
+    """Each step's (or epoch's: ``unit``) ``run.scalars`` to the progress display (TensorBoard,
+    bar) and to the run's history lists: ``history`` maps a scalar's name to its list in
+    ``run.stats``. The images/s of every report are kept in ``rates``."""
 
-    def __init__(self, progress, history: dict):
-        self.progress, self.history = progress, history
+    def __init__(self, progress, history: dict, unit: str = "step"):
+        self.progress, self.history, self.unit = progress, history, unit
         self.rates: list = []
 
-    def on_step(self, run: RunState) -> None:
-        self.rates.append(self.progress.step(run.step, run.scalars, run.images))
+    def _report(self, run: RunState) -> None:
+        self.rates.append(self.progress.step(run.count(self.unit), run.scalars, run.images))
         for name, key in self.history.items():
             run.stats[key].append(run.scalars[name])
+
+    def on_step(self, run: RunState) -> None:
+        if self.unit == "step":
+            self._report(run)
+
+    def on_epoch_end(self, run: RunState) -> None:
+        if self.unit == "epoch":
+            self._report(run)

@@ -25,11 +25,13 @@ from face_perception.training.callbacks import (
     Callback,
     Callbacks,
     Checkpointing,
+    Reporting,
     RunState,
     Validation,
 )
 from face_perception.training.checkpoint import Checkpoint, set_rng_state
 from face_perception.training.config import make_optimizer, process_threads, set_lr
+from face_perception.training.progress import Progress
 from face_perception.training.schedule import step_lr
 
 
@@ -71,6 +73,7 @@ class TrainSettings:
     checkpoint_after: int = 0
     val_after: int = 0
     threads: Optional[int] = None  # torch threads (0: the usable cores); None: left as they are
+    logging_path: str = ""         # TensorBoard event files (per epoch); '' = off
 
     def __post_init__(self) -> None:
         from face_perception.detection.model_folder import BACKBONES
@@ -139,11 +142,13 @@ def train(model, samples: list[WiderSample], settings: TrainSettings, *,
         optimizer.load_state_dict(resume.optimizer)
         set_rng_state(resume.rng)
         start_epoch, history = resume.epoch, resume.extra["history"]
+    # TensorBoard only: the run's messages go through ``say``
+    progress = Progress(s.logging_path, s.epochs, start_epoch, silent=True, bar=False)
     train_set = TrainSet(samples, TrainTransform(s.image_size, flip=s.flip), s.seed)
     priors = torch.from_numpy(
         prior_boxes_for(cfg, s.image_size, s.image_size).copy()).to(s.device)
     criterion = MultiBoxLoss(cfg["variance"], loc_weight=cfg["loc_weight"])
-    run = RunState(total=s.epochs, epoch=start_epoch,
+    run = RunState(total=s.epochs, epoch=start_epoch, stats=history,
                    step=start_epoch * ((len(samples) + s.batch_size - 1) // s.batch_size))
 
     def save(epoch: int) -> Path:
@@ -157,51 +162,55 @@ def train(model, samples: list[WiderSample], settings: TrainSettings, *,
         result = validate(epoch)
         if result is not None:
             history["val"].append((epoch, result))
+            progress.scalars(epoch, {"ap": result["ap"], "recall": result["recall"]}, "val/")
             say(f"epoch {epoch}: val AP {result['ap']:.4f} recall {result['recall']:.4f}")
         return result
 
-    every = list(callbacks)
+    every = [Reporting(progress, {"loss": "loss", "lr": "lr"}, unit="epoch"), *callbacks]
     if checkpoint_file is not None:
         every.append(Checkpointing(s.checkpoint_after, "epoch", save))
     if validate is not None:
         every.append(Validation(s.val_after, "epoch", evaluate))
     hooks = Callbacks(every)
-    for epoch in range(start_epoch, s.epochs):
-        lr = step_lr(s.lr, s.lr_steps, epoch)
-        set_lr(optimizer, lr)
-        train_set.epoch = epoch
-        order = (np.random.default_rng([s.seed, epoch]).permutation(len(samples))
-                 if s.shuffle else np.arange(len(samples)))
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(train_set, order.tolist()), batch_size=s.batch_size,
-            shuffle=False, num_workers=s.num_workers, collate_fn=collate)
-        set_train_mode(model, s.freeze_bn, pretrained_bn)
-        sums = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}
-        count, started = 0, time.monotonic()
-        for images, targets in loader:
-            images = images.to(s.device)
-            loss, parts = criterion(model(images), priors, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            run.step += 1
-            count += 1
-            sums["total"] += float(loss.detach())
-            for key in ("loc", "conf", "landmarks"):
-                sums[key] += parts[key]
-            if verbose and s.log_after and run.step % s.log_after == 0:
-                say(f"epoch {epoch + 1}/{s.epochs} iter {run.step}: loss "
-                    f"{float(loss.detach()):.4f} (loc {parts['loc']:.3f} conf "
-                    f"{parts['conf']:.3f} landmarks {parts['landmarks']:.3f}) lr {lr:g}")
-        mean = {k: v / max(count, 1) for k, v in sums.items()}
-        history["loss"].append(mean["total"])
-        history["loss_parts"].append(mean)
-        history["lr"].append(lr)
-        run.epoch = epoch + 1
-        say(f"epoch {epoch + 1}/{s.epochs}: mean loss {mean['total']:.4f} "
-            f"({time.monotonic() - started:.1f} s)")
-        hooks.on_epoch_end(run)
-    hooks.on_train_end(run)
+    try:
+        for epoch in range(start_epoch, s.epochs):
+            lr = step_lr(s.lr, s.lr_steps, epoch)
+            set_lr(optimizer, lr)
+            train_set.epoch = epoch
+            order = (np.random.default_rng([s.seed, epoch]).permutation(len(samples))
+                     if s.shuffle else np.arange(len(samples)))
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.Subset(train_set, order.tolist()), batch_size=s.batch_size,
+                shuffle=False, num_workers=s.num_workers, collate_fn=collate)
+            set_train_mode(model, s.freeze_bn, pretrained_bn)
+            progress.restart_clock()  # images/s counts the epoch's training only
+            sums = {"total": 0.0, "loc": 0.0, "conf": 0.0, "landmarks": 0.0}
+            count, started = 0, time.monotonic()
+            for images, targets in loader:
+                images = images.to(s.device)
+                loss, parts = criterion(model(images), priors, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                run.step += 1
+                count += 1
+                sums["total"] += float(loss.detach())
+                for key in ("loc", "conf", "landmarks"):
+                    sums[key] += parts[key]
+                if verbose and s.log_after and run.step % s.log_after == 0:
+                    say(f"epoch {epoch + 1}/{s.epochs} iter {run.step}: loss "
+                        f"{float(loss.detach()):.4f} (loc {parts['loc']:.3f} conf "
+                        f"{parts['conf']:.3f} landmarks {parts['landmarks']:.3f}) lr {lr:g}")
+            mean = {k: v / max(count, 1) for k, v in sums.items()}
+            history["loss_parts"].append(mean)
+            run.epoch, run.images = epoch + 1, len(order)
+            run.scalars = {"loss": mean["total"], "lr": lr}
+            say(f"epoch {epoch + 1}/{s.epochs}: mean loss {mean['total']:.4f} "
+                f"({time.monotonic() - started:.1f} s)")
+            hooks.on_epoch_end(run)
+        hooks.on_train_end(run)
+    finally:
+        progress.close()
     model.eval()
     return history, run.step
 
