@@ -84,8 +84,7 @@ def _starting_model(args, temp: str):
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint for epoch {args.resume} not found: {path} "
                                     f"(--resume {args.resume}, --temp-path {temp})")
-        resume = ckpt.load(path, backbone, args.seed, args.image_size)
-        model, _ = network.trained_model(backbone, args.seed, resume.models["model"], path)
+        model, resume = ckpt.resume(path, backbone, args.seed, args.image_size)
         return backbone, model, resume.extra["pretrained_bn"], resume.epoch, resume
     if args.model:
         folder = read_model_folder(args.model)

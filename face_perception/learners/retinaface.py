@@ -232,9 +232,7 @@ class RetinaFaceLearner:
                 f"checkpoint for epoch {epoch} not found: {path} (checkpoint_load_iter="
                 f"{epoch}, temp_path={self.temp_path!r}, prefix={self.prefix!r})")
         with _as_learner_error():
-            checkpoint = ckpt.load(path, self.backbone, self.seed, self.image_size)
-            model, _ = network.trained_model(self.backbone, self.seed,
-                                             checkpoint.models["model"], path)
+            model, checkpoint = ckpt.resume(path, self.backbone, self.seed, self.image_size)
         self.model = model.to(self.device)
         self._pretrained_bn = checkpoint.extra["pretrained_bn"]
         self.epochs_trained = checkpoint.epoch

@@ -49,7 +49,7 @@ def load(path: Path, backbone: str, seed: int, image_size: int) -> Checkpoint:
         if extra.get(key) != value:
             warnings.warn(f"resuming {path} with {key}={value} (checkpoint: {extra.get(key)}): "
                           "the run will not repeat the original one",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=4)
     try:
         history = json.loads(extra["history"])
         history["val"] = [tuple(v) for v in history["val"]]
@@ -58,6 +58,16 @@ def load(path: Path, backbone: str, seed: int, image_size: int) -> Checkpoint:
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} is an incomplete detection checkpoint: {exc!r}") from None
     return checkpoint
+
+
+def resume(path: Path, backbone: str, seed: int, image_size: int):
+    """(network with the checkpoint's weights, the checkpoint) to continue a run from: the
+    checkpoint's ``extra['pretrained_bn']`` are its frozen batch norms."""
+    from face_perception.detection.training.network import trained_model
+
+    checkpoint = load(path, backbone, seed, image_size)
+    model, _ = trained_model(backbone, seed, checkpoint.models["model"], path)
+    return model, checkpoint
 
 
 def _version_1(state: dict):
