@@ -88,8 +88,8 @@ def test_periodic_callbacks_run_in_order_and_validation_runs_once_more_at_the_en
     validation = Validation(2, "step", lambda n: calls.append(("val", n)) or {"s": next(scores)},
                             score=lambda r: r["s"], on_best=lambda n, r: calls.append(("best", n)),
                             final=True)
-    hooks = Callbacks([validation, Checkpointing(2, "step", lambda n: calls.append(("ckpt", n))
-                                                 or f"c{n}")])
+    checkpointing = Checkpointing(2, "step", lambda n: calls.append(("ckpt", n)) or f"c{n}")
+    hooks = Callbacks([validation, checkpointing])
     run = RunState(total=5)
     for step in range(1, 6):
         run.step = step
@@ -97,5 +97,5 @@ def test_periodic_callbacks_run_in_order_and_validation_runs_once_more_at_the_en
     hooks.on_train_end(run)
     assert calls == [("val", 2), ("best", 2), ("ckpt", 2), ("val", 4), ("ckpt", 4), ("val", 5),
                      ("best", 5)]
-    assert run.stats["checkpoints"] == ["c2", "c4"]
+    assert checkpointing.paths == ["c2", "c4"]
     assert [n for n, _ in validation.results] == [2, 4, 5]

@@ -82,19 +82,11 @@ class Periodic(Callback):
 
 class Checkpointing(Periodic):
     """Saves a checkpoint every ``every`` steps or epochs: ``save(count)`` writes it and
-    returns its path, kept in ``run.stats['checkpoints']``."""
+    returns its path, kept in ``paths``."""
 
     def __init__(self, every: int, unit: str, save: Callable[[int], object]):
         self.paths: list = []
         super().__init__(every, unit, lambda count: self.paths.append(str(save(count))))
-
-    def on_step(self, run: RunState) -> None:
-        super().on_step(run)
-        run.stats["checkpoints"] = self.paths
-
-    def on_epoch_end(self, run: RunState) -> None:
-        super().on_epoch_end(run)
-        run.stats["checkpoints"] = self.paths
 
 
 class Validation(Periodic):

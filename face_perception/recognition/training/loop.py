@@ -291,9 +291,9 @@ class Trainer:
         self.reporting = Reporting(progress, {"loss": "loss_history",
                                               "accuracy": "accuracy_history",
                                               "lr": "lr_history"})
-        callbacks = Callbacks([self.reporting, self._validation(progress),
-                               Checkpointing(cfg.checkpoint_after_iter, "step",
-                                             self._save_checkpoint)])
+        self.checkpointing = Checkpointing(cfg.checkpoint_after_iter, "step",
+                                           self._save_checkpoint)
+        callbacks = Callbacks([self.reporting, self._validation(progress), self.checkpointing])
         run = RunState(total=self.total, step=start, stats=self.stats)
         batches = iter(loader)
         try:
@@ -464,7 +464,8 @@ class Trainer:
             "iterations": self.total, "num_classes": len(self.classes),
             "num_images": len(self.tset),
             "images_per_s": float(np.median(rates)) if rates else None,
-            "model_folder": str(self.out_dir / "model"), "world_size": self.ctx.world})
+            "model_folder": str(self.out_dir / "model"), "world_size": self.ctx.world,
+            "checkpoints": self.checkpointing.paths})
         return stats
 
 
