@@ -9,11 +9,6 @@ import torch
 
 from face_perception.alignment import ARCFACE_TEMPLATE_112, align_to_template
 from face_perception.data import DatasetError
-from face_perception.data.aligned_dataset import (
-    AlignedFaceDataset,
-    ChipToTensor,
-    load_vggface2_training_set,
-)
 from face_perception.data.landmarks import (
     read_vggface2_landmarks,
     write_landmark_list,
@@ -22,6 +17,11 @@ from face_perception.data.landmarks import (
 from face_perception.data.vggface2 import read_vggface2_list
 from face_perception.imageio import ImageError
 from face_perception.recognition.model_meta import ModelMeta
+from face_perception.recognition.training.aligned_dataset import (
+    AlignedFaceDataset,
+    ChipToTensor,
+    load_vggface2_training_set,
+)
 from test.face_crops import PEOPLE, augmented_crop, detected_faces
 
 

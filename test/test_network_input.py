@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from face_perception.data.aligned_dataset import ChipToTensor
 from face_perception.detection import Detector
 from face_perception.imageio import read_image_bgr
 from face_perception.recognition import Embedder
 from face_perception.recognition.network_input import NetworkInput
+from face_perception.recognition.training.aligned_dataset import ChipToTensor
 from face_perception.recognition.training.data import ChipTransform, network_normalisation
 
 

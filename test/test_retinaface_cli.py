@@ -76,6 +76,40 @@ def test_detector_train_resumes_from_a_checkpoint(wider_root, tmp_path, capsys):
     assert json.loads(out.strip().splitlines()[-1])["epochs"] == 2
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "0", "lr must be positive"),
+    ("--batch-size", "0", "batch_size must be at least 1"),
+    ("--threads", "-1", "threads must be a non-negative integer"),
+    ("--lr-steps", "a,b", "lr_steps must be comma-separated epoch numbers"),
+])
+def test_detector_train_checks_its_settings_before_any_work(wider_root, tmp_path, capsys, flag,
+                                                            value, message):
+    with pytest.raises(ValueError, match=message):
+        _run(["detector-train", str(wider_root), "--out", str(tmp_path / "x"), flag, value,
+              "--quiet"], capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.ckpt").exists()
+
+
+def test_detector_train_logs_epochs_and_validation_to_tensorboard(wider_root, tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = tmp_path / "tb"
+    code, out = _run(["detector-train", str(wider_root), "--out", str(tmp_path / "m"),
+                      "--epochs", "2", "--image-size", "96", "--batch-size", "2",
+                      "--lr", "0.001", "--val", str(wider_root), "--val-after", "2",
+                      "--logging-path", str(tb), "--quiet"], capsys)
+    assert code == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    events = EventAccumulator(str(tb))
+    events.Reload()
+    losses = events.Scalars("train/loss")
+    assert [e.step for e in losses] == [1, 2]
+    assert [e.value for e in losses] == pytest.approx(summary["loss"], abs=1e-4)
+    assert [e.step for e in events.Scalars("train/images_per_s")] == [1, 2]
+    assert [(e.step, e.value) for e in events.Scalars("val/ap")] == [
+        (2, pytest.approx(summary["val"][0]["ap"]))]
+
+
 def test_detector_eval_names_missing_data(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         _run(["detector-eval", str(tmp_path / "nowhere")], capsys)

@@ -140,6 +140,32 @@ def test_resume_from_checkpoint_reproduces_uninterrupted_training(wider_root, tm
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_checkpoint_written_before_the_shared_core_still_resumes_exactly(wider_root,
+                                                                          tmp_path):
+    from face_perception.detection.model_folder import torch_bytes
+    from face_perception.files import sha256_bytes
+    from face_perception.training.checkpoint import read_checkpoint
+
+    samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:4]
+    kw = dict(epochs=2, image_size=96, batch_size=2, checkpoint_after_iter=1, prefix="old")
+    through = _learner(tmp_path, **kw)
+    stats = through.fit(samples, silent=True)
+    path = tmp_path / "old-0001.pth"
+    new = read_checkpoint(path, "detection")
+    # version 1 of RetinaFaceLearner: one flat dict, torch's RNG state only
+    data = torch_bytes({"format": "face_perception.retinaface.checkpoint", "version": 1,
+                        "backbone": "mnet", "epoch": 1, "model": new.models["model"],
+                        "optimizer": new.optimizer, "torch_rng": new.rng["torch"],
+                        "pretrained_bn": new.extra["pretrained_bn"],
+                        "history": new.extra["history"], "seed": 0, "image_size": 96})
+    path.write_bytes(data)
+    (tmp_path / "old-0001.pth.sha256").write_text(sha256_bytes(data) + "\n")
+    resumed = _learner(tmp_path, checkpoint_load_iter=1, **kw)
+    assert resumed.fit(samples, silent=True)["loss"] == stats["loss"]
+    a, b = _state(through), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_data_loader_workers_do_not_change_the_training(wider_root, tmp_path):
     samples = list(WiderFaceDataset(wider_root, splits=["train"]))[:4]
     runs = []

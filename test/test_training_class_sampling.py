@@ -112,7 +112,7 @@ def test_a_sampled_head_learns_and_resumes_bit_identically(train_dir, tmp_path):
         b = torch.load(tmp_path / "b" / "model" / part, weights_only=True)
         assert all(torch.equal(a[k], b[k]) for k in a), part
     # the rate is part of the run: a checkpoint of another rate is refused
-    from face_perception.recognition.training.checkpoint import CheckpointError
+    from face_perception.training.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="sample_rate"):
         train(_cfg(train_dir, tmp_path / "b", checkpoint_load_iter=6,

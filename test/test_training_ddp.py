@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from face_perception.recognition.training import TrainConfig, train
+from face_perception.training.checkpoint import read_checkpoint
 from test import training_data
 from test.proc import hang_guard
 
@@ -126,12 +127,12 @@ def test_two_processes_train_the_whole_model_as_one_process(data, single64, part
         assert resumed["start_iteration"] == 2
         np.testing.assert_allclose(resumed["loss_history"], ddp[2:], rtol=1e-6)
         # ... and continues as the uninterrupted single process from its own checkpoint
-        whole = torch.load(ckpt_file, weights_only=True)
-        mine = torch.load(root / "single64" / "checkpoints" / "checkpoint_2.pth",
-                          weights_only=True)
-        for key, value in mine["head_state"].items():
-            torch.testing.assert_close(whole["head_state"][key], value, rtol=1e-6, atol=1e-9)
-        assert mine["optimizer"]["state"].keys() == whole["optimizer"]["state"].keys()
+        whole = read_checkpoint(ckpt_file, "recognition")
+        mine = read_checkpoint(root / "single64" / "checkpoints" / "checkpoint_2.pth",
+                               "recognition")
+        for key, value in mine.models["head"].items():
+            torch.testing.assert_close(whole.models["head"][key], value, rtol=1e-6, atol=1e-9)
+        assert mine.optimizer["state"].keys() == whole.optimizer["state"].keys()
 
 
 def test_without_drop_last_two_processes_share_uneven_batches_as_one_process(data, single):

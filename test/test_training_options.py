@@ -12,8 +12,8 @@ from face_perception.recognition.backbones import get_model
 from face_perception.recognition.heads import get_head
 from face_perception.recognition.training import TrainConfig, train
 from face_perception.recognition.training.data import Augmentation, BatchOrder, BatchSampler
-from face_perception.recognition.training.schedule import learning_rate
 from face_perception.recognition.training.validation import ValidationSet
+from face_perception.training.checkpoint import read_checkpoint
 from test import training_data
 
 
@@ -33,7 +33,7 @@ def _cfg(train_dir, temp, **kw):
 
 
 def test_schedules_warm_up_then_follow_step_cosine_or_poly():
-    lrs = lambda cfg: [learning_rate(cfg, k, 10) for k in range(10)]  # noqa: E731
+    lrs = lambda cfg: [cfg.learning_rate(k, 10) for k in range(10)]  # noqa: E731
     warm = dict(lr=1.0, warmup_iters=2, stages=[5])
     assert lrs(TrainConfig(**warm))[:6] == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 0.1])
     cos = lrs(TrainConfig(**warm, lr_schedule="cosine"))
@@ -57,8 +57,8 @@ def test_adamw_with_augmentations_resumes_exactly(data, tmp_path):
     resumed = train(_cfg(data[0], tmp_path / "b", resume=True, **kw))
     assert resumed["start_iteration"] == 2
     assert resumed["loss_history"] == whole["loss_history"][2:]
-    state = torch.load(tmp_path / "a" / "checkpoints" / "checkpoint_2.pth", weights_only=True)
-    assert "exp_avg_sq" in next(iter(state["optimizer"]["state"].values()))
+    state = read_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_2.pth", "recognition")
+    assert "exp_avg_sq" in next(iter(state.optimizer["state"].values()))
 
 
 def test_augmentations_are_a_pure_function_of_the_seed(data):

@@ -13,7 +13,7 @@ from face_perception.cli import main as cli_main
 from face_perception.data import DatasetError
 from face_perception.files import sha256_file
 from face_perception.recognition.training import TrainConfig, load_config, train
-from face_perception.recognition.training.checkpoint import CheckpointError
+from face_perception.training.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from test import training_data
 
 
@@ -56,6 +56,21 @@ def test_resuming_at_iteration_k_repeats_the_uninterrupted_run(train_dir, tmp_pa
     # The learning-rate stage at 4 was passed after the resume point, as in the whole run.
     assert resumed["lr_history"] == whole["lr_history"][3:]
     assert resumed["lr_history"] == pytest.approx([0.05, 0.005, 0.005])
+
+
+def test_a_checkpoint_written_before_the_shared_core_still_resumes_exactly(train_dir, tmp_path):
+    whole = train(_cfg(train_dir, tmp_path / "a", checkpoint_after_iter=3))
+    new = read_checkpoint(tmp_path / "a" / "checkpoints" / "checkpoint_3.pth", "recognition")
+    old = tmp_path / "b" / "checkpoints" / "checkpoint_3.pth"
+    old.parent.mkdir(parents=True)
+    # format 1: one flat dict, no sha256 file, torch's RNG state only
+    torch.save({"format": 1, **new.identity, "iteration": 3,
+                "backbone_state": new.models["backbone"], "head_state": new.models["head"],
+                "optimizer": new.optimizer, "rng": {"torch": new.rng["torch"]},
+                "validation": new.extra["validation"]}, old)
+    resumed = train(_cfg(train_dir, tmp_path / "b", checkpoint_load_iter=3))
+    assert resumed["start_iteration"] == 3
+    assert resumed["loss_history"] == whole["loss_history"][3:]
 
 
 def test_a_checkpoint_of_another_backbone_is_refused_naming_the_file(train_dir, tmp_path):
@@ -242,9 +257,9 @@ def test_a_resumed_run_does_not_replace_a_better_best_model(train_dir, tmp_path)
     train(_cfg(train_dir, tmp_path, iters=2, **kw))
     name = load_json(tmp_path / "best" / "backbone.json")["name"]
     path = tmp_path / "checkpoints" / "checkpoint_2.pth"
-    state = torch.load(path, weights_only=True)
-    state["validation"]["best_val_score"] = 1.5  # above any AUC to come
-    torch.save(state, path)
+    state = read_checkpoint(path, "recognition")
+    state.extra["validation"]["best_val_score"] = 1.5  # above any AUC to come
+    save_checkpoint(path, state)
     resumed = train(_cfg(train_dir, tmp_path, iters=4, checkpoint_load_iter=2, **kw))
     assert resumed["best_iteration"] == 2 and resumed["best_val_score"] == 1.5
     assert [i for i, _ in resumed["val_scores"]] == [2, 4]
@@ -256,7 +271,7 @@ def test_a_resumed_runs_event_file_sorts_after_the_interrupted_ones(tmp_path):
     order, by name: the resumed file is never made in the same second as an existing one."""
     import time
 
-    from face_perception.recognition.training.progress import _after_existing_event_files
+    from face_perception.training.progress import _after_existing_event_files
 
     now = int(time.time())
     (tmp_path / f"events.out.tfevents.{now:010d}.host.123.9").write_bytes(b"")

@@ -6,7 +6,7 @@ from torch import nn
 
 from face_perception.recognition.backbones import get_model
 from face_perception.recognition.training import TrainConfig, train
-from face_perception.recognition.training.loop import optimizer_groups
+from face_perception.recognition.training.model import optimizer_groups
 from test import training_data
 
 

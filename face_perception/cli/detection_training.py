@@ -1,11 +1,15 @@
 """``face-perception detector-train`` / ``detector-eval``: RetinaFace training and AP evaluation on
-WIDER-format data, through ``RetinaFaceLearner``."""
+WIDER-format data, on the detection training core (``face_perception.detection.training``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import tempfile
 from pathlib import Path
+
+# The seed learner's SGD defaults, which detector-train does not expose.
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
 
 
 def register(sub) -> None:
@@ -38,6 +42,10 @@ def register(sub) -> None:
                        help="resume exactly from the checkpoint of this epoch")
     train.add_argument("--device", default="cpu", help="cpu or cuda")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None,
+                       help="torch threads (0: every usable core; default: torch's own)")
+    train.add_argument("--logging-path", default="",
+                       help="TensorBoard event files (loss, lr, images/s, val AP per epoch)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=run_train)
 
@@ -63,63 +71,121 @@ def register(sub) -> None:
     ev.set_defaults(func=run_eval)
 
 
-def _dataset(path: str, split: str):
-    from face_perception.detection.wider import WiderFaceDataset
+def _starting_model(args, temp: str):
+    """(backbone, model, pretrained batch norms, epochs trained, checkpoint to resume) of
+    ``--resume`` / ``--model`` / ``--init``."""
+    from face_perception.detection.model_folder import read_model_folder
+    from face_perception.detection.training import checkpoint as ckpt
+    from face_perception.detection.training import network
 
-    p = Path(path)
-    if p.is_file():
-        return WiderFaceDataset.from_label_file(p)
-    if not p.exists():
-        raise FileNotFoundError(f"data not found: {p}")
-    return WiderFaceDataset(p, splits=[split])
-
-
-def _learner(backbone: str, device: str, **kw):
-    from face_perception.learners.retinaface import RetinaFaceLearner
-
-    return RetinaFaceLearner(backbone=backbone, device=device, **kw)
+    backbone = args.backbone
+    if args.resume:
+        path = ckpt.checkpoint_path(temp, f"retinaface_{backbone}", args.resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint for epoch {args.resume} not found: {path} "
+                                    f"(--resume {args.resume}, --temp-path {temp})")
+        model, resume = ckpt.resume(path, backbone, args.seed, args.image_size)
+        return backbone, model, resume.extra["pretrained_bn"], resume.epoch, resume
+    if args.model:
+        folder = read_model_folder(args.model)
+        model, bn = network.trained_model(folder.backbone, args.seed, folder.state_dict(),
+                                          folder.weights_path)
+        return folder.backbone, model, bn, int(folder.meta.get("epochs_trained", 0)), None
+    if args.init == "pretrained":
+        state = network.pretrained_detector_state(backbone, Path(temp) / ".downloads")
+        model, bn = network.trained_model(backbone, args.seed, state, f"pretrained {backbone}")
+        return backbone, model, bn, 0, None
+    imagenet = None
+    if args.init == "backbone" and backbone == "resnet":
+        Path(temp).mkdir(parents=True, exist_ok=True)
+        imagenet = network.download_imagenet_backbone(Path(temp))
+    model, bn = network.initial_model(backbone, args.seed, args.init == "scratch", imagenet)
+    return backbone, model, bn, 0, None
 
 
 def run_train(args) -> int:
-    train = _dataset(args.data, "train")
-    val = _dataset(args.val, "val") if args.val else None
+    from face_perception.detection.model_folder import write_model_folder
+    from face_perception.detection.training import (
+        EpochCount,
+        TrainSettings,
+        checkpoint_path,
+        open_samples,
+        train,
+    )
+    from face_perception.detection.training.validation import training_validation
+    from face_perception.training.config import resolve_device
+
+    samples = open_samples(args.data, "train")
+    if not samples:
+        raise ValueError(f"no training samples in {args.data}")
+    val = open_samples(args.val, "val") if args.val else None
     out = Path(args.out)
     temp = args.temp_path or str(out.with_name(out.name + ".ckpt"))
-    learner = _learner(args.backbone, args.device, lr=args.lr, lr_steps=args.lr_steps,
-                       batch_size=args.batch_size, epochs=args.epochs, flip=args.flip,
-                       val_after=args.val_after, temp_path=temp,
-                       checkpoint_after_iter=args.checkpoint_every,
-                       checkpoint_load_iter=args.resume, image_size=args.image_size,
-                       seed=args.seed, log_after=0 if args.quiet else 20)
+    device = resolve_device(args.device)
     verbose = not args.quiet
-    # With --resume the checkpoint holds the weights; otherwise pick the starting point.
-    if not args.resume and args.model:
-        learner.load(args.model, verbose=verbose)
-    elif not args.resume and args.init == "pretrained":
-        with tempfile.TemporaryDirectory() as tmp:
-            learner.load(learner.download(tmp, mode="pretrained", verbose=verbose),
-                         verbose=verbose)
-    learner.image_size = args.image_size  # load() set the folder's training size
-    stats = learner.fit(train, val_dataset=val, from_scratch=args.init == "scratch",
-                        silent=args.quiet, verbose=verbose)
-    learner.save(out, verbose=verbose)
-    print(json.dumps({"model": str(out), "epochs": stats["epochs"],
-                      "loss": [round(v, 4) for v in stats["loss"]],
-                      "val": [{"epoch": e, **r} for e, r in stats["val"]]}))
+    settings = TrainSettings(
+        backbone=args.backbone, lr=args.lr, lr_steps=args.lr_steps, epochs=args.epochs,
+        batch_size=args.batch_size, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY,
+        image_size=args.image_size, seed=args.seed, flip=args.flip, device=device,
+        log_after=0 if args.quiet else 20, checkpoint_after=args.checkpoint_every,
+        val_after=args.val_after, threads=args.threads, logging_path=args.logging_path)
+    backbone, model, pretrained_bn, epochs_trained, resume = _starting_model(args, temp)
+    if backbone != settings.backbone:  # --model: the folder's backbone
+        settings = dataclasses.replace(settings, backbone=backbone)
+    model = model.to(device)
+    epochs = EpochCount(epochs_trained)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    validate = training_validation(model, val, args.image_size, device) if val else None
+    history, _ = train(model, samples, settings, pretrained_bn=pretrained_bn, resume=resume,
+                       checkpoint_file=lambda n: checkpoint_path(temp, f"retinaface_{backbone}",
+                                                                 n),
+                       validate=validate, callbacks=[epochs],
+                       say=say, verbose=verbose)
+    write_model_folder(out, model.state_dict(), backbone=backbone,
+                       training_image_size=args.image_size, epochs_trained=epochs.epochs,
+                       optimizer_info={"lr": args.lr, "momentum": MOMENTUM,
+                                       "weight_decay": WEIGHT_DECAY, "lr_steps": args.lr_steps,
+                                       "batch_size": args.batch_size})
+    if verbose:
+        print(f"saved RetinaFace ({backbone}) to {out}", flush=True)
+    print(json.dumps({"model": str(out), "epochs": epochs.epochs,
+                      "loss": [round(v, 4) for v in history["loss"]],
+                      "val": [{"epoch": e, **r} for e, r in history["val"]]}))
     return 0
 
 
 def run_eval(args) -> int:
-    data = _dataset(args.data, args.split)
-    learner = _learner("mnet", args.device)
+    from face_perception.detection.detector import Detector
+    from face_perception.detection.training import open_samples
+    from face_perception.detection.training.data import random_subset
+    from face_perception.detection.training.validation import (
+        EVAL_NMS_THRESHOLD,
+        EVAL_PYRAMID,
+        EVAL_SCORE_THRESHOLD,
+        evaluate_samples,
+    )
+
+    samples = open_samples(args.data, args.split)
+    if args.subset > 0:
+        samples = random_subset(samples, args.subset, seed=0)  # the learner's default seed
+    common = dict(score_threshold=EVAL_SCORE_THRESHOLD, nms_threshold=EVAL_NMS_THRESHOLD,
+                  target_size=args.target_size, max_size=args.max_size,
+                  scales=list(EVAL_PYRAMID) if args.pyramid else None, flip=args.flip,
+                  upscale=True, device=args.device)  # the seed's size rule enlarges small images
     if args.model == "pretrained":
-        with tempfile.TemporaryDirectory() as tmp:
-            learner.load(learner.download(tmp, mode="pretrained", verbose=False), verbose=False)
+        detector = Detector(backbone="mnet", backend="torch", **common)
     else:
-        learner.load(args.model, verbose=False)
-    result = learner.eval(data, verbose=not args.json, use_subset=args.subset > 0,
-                          subset_size=args.subset, pyramid=args.pyramid, flip=args.flip,
-                          target_size=args.target_size, max_size=args.max_size)
+        model = Path(args.model)
+        backend = "onnx" if model.suffix.lower() == ".onnx" or _has_onnx(model) else "torch"
+        detector = Detector(model_path=model, backend=backend, **common)
+    result = evaluate_samples(detector, samples, verbose=not args.json)
     if args.json:
         print(json.dumps(result))
     return 0
+
+
+def _has_onnx(folder: Path) -> bool:
+    """A model folder with its ONNX export (what RetinaFaceLearner.load runs on)."""
+    from face_perception.detection.model_folder import read_model_folder
+
+    return folder.is_dir() and read_model_folder(folder).onnx_path is not None

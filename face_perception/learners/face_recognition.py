@@ -10,7 +10,6 @@ never pickle), models load with ``torch.load(weights_only=True)`` after a sha256
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -21,16 +20,15 @@ from face_perception.enrolment.photos import enroll_tree
 from face_perception.files import load_torch_file
 from face_perception.imageio import load_bgr
 from face_perception.recognition import params
-from face_perception.recognition.backbones import BACKBONE_NAMES, FIXED_GEOMETRY
-from face_perception.recognition.heads import HEAD_NAMES
-from face_perception.recognition.losses import LOSS_NAMES
+from face_perception.recognition.backbones import FIXED_GEOMETRY
 from face_perception.recognition.photo_faces import largest_face
+from face_perception.training.config import MODES as TRAINING_MODES
 from face_perception.types import Category, Face
 
 log = logging.getLogger("face_perception.learner")
 
-MODES = ("backbone_only", "head_only", "full", "finetune")
-OPTIMIZERS = ("sgd",)
+# 'backbone_only' is the seed's inference mode; the others train (``fit``).
+MODES = ("backbone_only",) + TRAINING_MODES
 # Pretrained backbones the seed publishes. The sha256 of these files could not be read from here
 # (no access to that server), so they are None: download() refuses to fetch weights it cannot
 # verify until the caller pins the publisher's checksum with ``sha256=``.
@@ -73,49 +71,33 @@ class FaceRecognitionLearner:
         rgb_std = [0.5, 0.5, 0.5] if rgb_std is None else rgb_std
         stages = [35, 65, 95] if stages is None else stages
 
-        self.lr = params.positive_float("lr", lr)
-        self.iters = params.int_at_least("iters", iters, 1)
-        self.batch_size = params.int_at_least("batch_size", batch_size, 1)
-        self.optimizer = params.choice("optimizer", optimizer, OPTIMIZERS)
+        self.mode = params.choice("mode", mode, MODES)
         self.device = torch_device(device)
         self.threshold = params.cosine_threshold(threshold)
-        self.backbone = params.choice("backbone", backbone, BACKBONE_NAMES)
-        self.network_head = params.choice("network_head", network_head, HEAD_NAMES)
-        self.loss = params.choice("loss", loss, LOSS_NAMES)
-        if not isinstance(temp_path, (str, os.PathLike)) or not str(temp_path):
-            raise ValueError(f"temp_path must be a non-empty path, got {temp_path!r}")
-        self.temp_path = str(temp_path)
-        self.mode = params.choice("mode", mode, MODES)
-        self.checkpoint_after_iter = params.int_at_least("checkpoint_after_iter",
-                                                         checkpoint_after_iter, 0)
-        self.checkpoint_load_iter = params.int_at_least("checkpoint_load_iter",
-                                                        checkpoint_load_iter, 0)
-        self.val_after = params.int_at_least("val_after", val_after, 0)
-        self.input_size = params.size_pair("input_size", input_size)
-        self.rgb_mean = params.rgb_triple("rgb_mean", rgb_mean, low=0.0, high=1.0)
-        self.rgb_std = params.rgb_triple("rgb_std", rgb_std, low=1e-6, high=None)
-        self.embedding_size = params.int_at_least("embedding_size", embedding_size, 1)
-        self.weight_decay = params.float_range("weight_decay", weight_decay, 0.0, None)
-        self.momentum = params.float_range("momentum", momentum, 0.0, 1.0)
-        self.drop_last = params.boolean("drop_last", drop_last)
-        self.stages = params.lr_stages(stages)
-        self.pin_memory = params.boolean("pin_memory", pin_memory)
-        # None: min(2, cores - 1) loader processes (the seed's default 4 oversubscribes a
-        # small CPU; kept as the default for the seed's sake)
-        self.num_workers = None if num_workers is None else \
-            params.int_at_least("num_workers", num_workers, 0)
         # torch threads for training and the torch backend (None: every usable core,
         # face_perception.threads); a robot shares its cores with other nodes
         from face_perception.threads import resolve_threads
 
         self.threads = resolve_threads(threads)
-        self.seed = params.int_at_least("seed", seed, 0)
+        # The training parameters are TrainConfig's, checked there (one set of checks for the
+        # learner, the YAML configs and the CLI); 'full' stands in for the mode, checked above,
+        # as a config of mode head_only/finetune needs the model fit() starts from.
+        config = self._config(
+            lr=lr, iters=iters, batch_size=batch_size, optimizer=optimizer, backbone=backbone,
+            network_head=network_head, loss=loss, temp_path=temp_path, mode="full",
+            checkpoint_after_iter=checkpoint_after_iter,
+            checkpoint_load_iter=checkpoint_load_iter, val_after=val_after,
+            input_size=input_size, rgb_mean=rgb_mean, rgb_std=rgb_std,
+            embedding_size=embedding_size, weight_decay=weight_decay, momentum=momentum,
+            drop_last=drop_last, stages=stages, pin_memory=pin_memory,
+            # None: min(2, cores - 1) loader processes (the seed's default 4 oversubscribes a
+            # small CPU; kept as the default for the seed's sake)
+            num_workers=num_workers, seed=seed, color_order=color_order)
+        for name in _CONFIG_ATTRIBUTES:
+            setattr(self, name, getattr(config, name))
         # The seed's defaults (112x112, 512-d) give way to a backbone's fixed geometry.
         self.input_size, self.embedding_size = params.backbone_geometry(
             self.backbone, self.input_size, self.embedding_size)
-        # Channel order the network is trained on (AdaFace's models: 'bgr'); saved models
-        # record it in backbone.json, so this matters for training only.
-        self.color_order = params.choice("color_order", color_order, ("rgb", "bgr"))
 
         self._detector = detector
         self._embedder = None        # Embedder used for inference (torch or onnx backend)
@@ -140,7 +122,7 @@ class FaceRecognitionLearner:
         ``temp_path`` (docs/training.md). Returns the stats dict (last loss and accuracy, their
         history, last validation metrics, where the model was written).
         """
-        from face_perception.recognition.training import TrainConfig, Trainer
+        from face_perception.recognition.training import Trainer
 
         if self.mode == "backbone_only":
             raise ValueError("mode 'backbone_only' is for inference; fit trains in mode "
@@ -153,17 +135,9 @@ class FaceRecognitionLearner:
             start_model = str(self._model_folder or "dlib_resnet")
         if val_dataset is not None and hasattr(val_dataset, "path"):
             val_dataset = val_dataset.path  # the seed's ExternalDataset
-        config = TrainConfig(
-            lr=self.lr, iters=self.iters, batch_size=self.batch_size, optimizer=self.optimizer,
-            device=self.device, backbone=self.backbone, network_head=self.network_head,
-            loss=self.loss, temp_path=self.temp_path, mode=self.mode,
-            checkpoint_after_iter=self.checkpoint_after_iter,
-            checkpoint_load_iter=self.checkpoint_load_iter, val_after=self.val_after,
-            input_size=list(self.input_size), rgb_mean=list(self.rgb_mean),
-            rgb_std=list(self.rgb_std), embedding_size=self.embedding_size,
-            weight_decay=self.weight_decay, momentum=self.momentum, drop_last=self.drop_last,
-            stages=list(self.stages), pin_memory=self.pin_memory, num_workers=self.num_workers,
-            seed=self.seed, init_model=start_model, color_order=self.color_order,
+        config = self._config(
+            **{name: getattr(self, name) for name in _CONFIG_ATTRIBUTES},
+            device=self.device, mode=self.mode, init_model=start_model,
             logging_path=str(logging_path or ""), silent=bool(silent), verbose=bool(verbose),
             threads=self.threads)
         trainer = Trainer(config, dataset=dataset,
@@ -177,6 +151,12 @@ class FaceRecognitionLearner:
             print(f"trained {stats['iterations']} iterations: loss {stats['train_loss']:.4f}, "
                   f"accuracy {stats['train_accuracy']:.4f}; model in {stats['model_folder']}")
         return stats
+
+    @staticmethod
+    def _config(**kw):
+        from face_perception.recognition.training import TrainConfig
+
+        return TrainConfig(**kw)
 
     # ================================================================== model files
     def load(self, path):
@@ -556,6 +536,13 @@ class FaceRecognitionLearner:
 
 
 # ====================================================================== helpers
+# The constructor's training parameters, kept as attributes after TrainConfig checked them.
+_CONFIG_ATTRIBUTES = (
+    "lr", "iters", "batch_size", "optimizer", "backbone", "network_head", "loss", "temp_path",
+    "checkpoint_after_iter", "checkpoint_load_iter", "val_after", "input_size", "rgb_mean",
+    "rgb_std", "embedding_size", "weight_decay", "momentum", "drop_last", "stages",
+    "pin_memory", "num_workers", "seed", "color_order")
+
 def _image_input(img) -> np.ndarray:
     if hasattr(img, "opencv") and callable(img.opencv):  # the seed's engine.data.Image
         img = img.opencv()

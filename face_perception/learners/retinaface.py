@@ -9,34 +9,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from face_perception.detection import model_folder, training
-from face_perception.detection.training import parse_lr_steps
+from face_perception.detection import model_folder
+from face_perception.detection.training import checkpoint as ckpt
+from face_perception.detection.training import network, open_samples
+from face_perception.detection.training.data import random_subset
+from face_perception.detection.training.loop import EpochCount, TrainSettings, train
+from face_perception.detection.training.network import BACKBONE_URLS
+from face_perception.detection.training.validation import (
+    EVAL_NMS_THRESHOLD,
+    EVAL_PYRAMID,
+    EVAL_SCORE_THRESHOLD,
+    evaluate_samples,
+    training_validation,
+)
 from face_perception.detection.weights import WeightsError
-from face_perception.detection.wider import WiderFaceDataset, WiderSample
-from face_perception.download import DownloadError, download_file
-from face_perception.files import sha256_file
-from face_perception.imageio import load_bgr, read_image_bgr
+from face_perception.download import download_file
+from face_perception.imageio import load_bgr
+from face_perception.training.checkpoint import CheckpointError
+from face_perception.training.config import resolve_device
 from face_perception.types import Face
 
 BACKBONES = model_folder.BACKBONES
-# ImageNet ResNet-50 from torchvision, used as the pretrained backbone of 'resnet' training.
-# torchvision publishes the first 8 hex digits of each file's sha256 in its name; that prefix is
-# what we can verify (as torch.hub does).
-BACKBONE_URLS = {
-    "resnet": {"url": "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-               "sha256_prefix": "0676ba61", "filename": "resnet50-0676ba61.pth"},
-}
-# Score threshold for evaluation: low, so the precision/recall curve covers the whole range.
-EVAL_SCORE_THRESHOLD = 0.02
-# Test-time pyramid of eval(pyramid=True): factors on top of the base size.
-EVAL_PYRAMID = (0.5, 1.0, 1.5)
+__all__ = ["BACKBONES", "BACKBONE_URLS", "RetinaFaceLearner", "RetinaFaceLearnerError"]
 
 
 class RetinaFaceLearnerError(RuntimeError):
@@ -44,24 +44,19 @@ class RetinaFaceLearnerError(RuntimeError):
 
 
 def _pick_device(device: str) -> str:
-    import torch
-
     if device not in ("cuda", "cpu") and not str(device).startswith("cuda:"):
         raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn("CUDA is not available; RetinaFaceLearner falls back to the CPU",
-                      RuntimeWarning, stacklevel=3)
-        return "cpu"
-    return str(device)
+    return resolve_device(str(device), stacklevel=4)
 
 
 @contextlib.contextmanager
 def _as_learner_error():
-    """Model files and checkpoints are read and checked in detection/ (WeightsError and its
-    ModelFolderError); the seed API reports their faults as RetinaFaceLearnerError."""
+    """Model files and checkpoints are read and checked in detection/ and the training core
+    (WeightsError and its ModelFolderError, CheckpointError); the seed API reports their faults
+    as RetinaFaceLearnerError."""
     try:
         yield
-    except WeightsError as exc:
+    except (WeightsError, CheckpointError) as exc:
         raise RetinaFaceLearnerError(str(exc)) from exc
 
 
@@ -73,22 +68,6 @@ def as_image(img) -> np.ndarray:
     return load_bgr(img)
 
 
-def as_samples(dataset) -> list[WiderSample]:
-    """Accept a WiderFaceDataset, a list of WiderSample, a WIDER root or a label.txt path."""
-    if isinstance(dataset, (str, os.PathLike)):
-        path = Path(dataset)
-        if path.is_file():
-            return list(WiderFaceDataset.from_label_file(path))
-        return list(WiderFaceDataset(path, splits=["train"]))
-    if isinstance(dataset, WiderFaceDataset):
-        return list(dataset.samples)
-    samples = list(dataset)
-    if not all(isinstance(s, WiderSample) for s in samples):
-        raise TypeError("dataset must be a WiderFaceDataset, a sequence of WiderSample, a WIDER "
-                        f"root folder or a label.txt path; got {type(dataset).__name__}")
-    return samples
-
-
 class RetinaFaceLearner:
     """Train, evaluate and run RetinaFace (backbones 'resnet' and 'mnet').
 
@@ -96,7 +75,8 @@ class RetinaFaceLearner:
     parameters: ``image_size`` (square training crop, default the backbone's 640 / 840),
     ``seed`` (augmentation, shuffling and initialisation), ``num_workers`` (DataLoader processes),
     ``freeze_bn`` ('auto': batch-norm layers that came from pretrained weights keep their
-    statistics, as fine-tuning with batches of 2 cannot estimate new ones; True/False for all).
+    statistics, as fine-tuning with batches of 2 cannot estimate new ones; True/False for all),
+    ``threads`` (torch threads of fit; 0: every usable core; None: torch's own).
     """
 
     def __init__(self, backbone: str = "resnet", lr: float = 0.0001, batch_size: int = 2,
@@ -105,46 +85,42 @@ class RetinaFaceLearner:
                  weight_decay: float = 5e-4, log_after: int = 20, prefix: str = "",
                  shuffle: bool = True, flip: bool = False, val_after: int = 5,
                  temp_path: str = "", device: str = "cuda", *, image_size: Optional[int] = None,
-                 seed: int = 0, num_workers: int = 0, freeze_bn: Union[str, bool] = "auto"):
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if int(epochs) < 0:
-            raise ValueError(f"epochs must be >= 0, got {epochs}")
-        for name, value in (("checkpoint_after_iter", checkpoint_after_iter),
-                            ("checkpoint_load_iter", checkpoint_load_iter),
-                            ("val_after", val_after), ("log_after", log_after)):
-            if int(value) < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
-        if freeze_bn not in ("auto", True, False):
-            raise ValueError(f"freeze_bn must be 'auto', True or False, got {freeze_bn!r}")
-        self.backbone = backbone
-        self.lr = float(lr)
-        self.batch_size = int(batch_size)
-        self.checkpoint_after_iter = int(checkpoint_after_iter)
+                 seed: int = 0, num_workers: int = 0, freeze_bn: Union[str, bool] = "auto",
+                 threads: Optional[int] = None):
+        # The run's hyper-parameters are checked by TrainSettings (for the CLI too).
+        settings = TrainSettings(
+            backbone=backbone, lr=lr, lr_steps=lr_steps, epochs=epochs, batch_size=batch_size,
+            momentum=momentum, weight_decay=weight_decay, image_size=image_size, seed=seed,
+            shuffle=shuffle, flip=flip, num_workers=num_workers, freeze_bn=freeze_bn,
+            log_after=log_after, checkpoint_after=checkpoint_after_iter, val_after=val_after,
+            threads=threads)
+        if int(checkpoint_load_iter) < 0:
+            raise ValueError(f"checkpoint_load_iter must be >= 0, got {checkpoint_load_iter}")
+        self.backbone = settings.backbone
+        self.lr = settings.lr
+        self.batch_size = settings.batch_size
+        self.checkpoint_after_iter = settings.checkpoint_after
         self.checkpoint_load_iter = int(checkpoint_load_iter)
         self.lr_steps = lr_steps
-        self._lr_steps = parse_lr_steps(lr_steps)
-        self.epochs = int(epochs)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self.log_after = int(log_after)
+        self._lr_steps = settings.lr_steps
+        self.epochs = settings.epochs
+        self.momentum = settings.momentum
+        self.weight_decay = settings.weight_decay
+        self.log_after = settings.log_after
         self.prefix = prefix
-        self.shuffle = bool(shuffle)
-        self.flip = bool(flip)
-        self.val_after = int(val_after)
+        self.shuffle = settings.shuffle
+        self.flip = settings.flip
+        self.val_after = settings.val_after
         self.temp_path = temp_path
         self.device = _pick_device(device)
-        self.seed = int(seed)
-        self.num_workers = int(num_workers)
-        self.freeze_bn = freeze_bn
+        self.seed = settings.seed
+        self.num_workers = settings.num_workers
+        self.freeze_bn = settings.freeze_bn
+        self.threads = settings.threads
         from face_perception.detection.config import get_config
 
         self.cfg = get_config(backbone)
-        self.image_size = int(image_size or self.cfg["image_size"])
+        self.image_size = settings.image_size
         self.model = None            # torch RetinaFace, built by fit/load
         self.onnx_path: Optional[Path] = None  # set by optimize() / load() of an optimized model
         self._onnx_bytes: Optional[bytes] = None
@@ -158,21 +134,16 @@ class RetinaFaceLearner:
     # ------------------------------------------------------------------------------------------
 
     def _new_model(self):
-        return training.new_model(self.backbone, self.seed)
+        return network.new_model(self.backbone, self.seed)
 
     def _init_model(self, from_scratch: bool, verbose: bool) -> None:
         """Random network; unless ``from_scratch``, with a pretrained backbone (seed semantics)."""
-        model = self._new_model()
-        self._pretrained_bn = set()
-        if not from_scratch:
-            if self.backbone == "mnet":
-                body = training.mnet_backbone_state()
-            else:
-                path = self.download(mode="backbone", verbose=verbose)
-                with _as_learner_error():
-                    body = training.imagenet_backbone_state(Path(path))
-            with _as_learner_error():
-                self._pretrained_bn = training.attach_backbone(model, body, self.backbone)
+        imagenet = None
+        if not from_scratch and self.backbone == "resnet":
+            imagenet = self.download(mode="backbone", verbose=verbose)
+        with _as_learner_error():
+            model, self._pretrained_bn = network.initial_model(self.backbone, self.seed,
+                                                               from_scratch, imagenet)
         self.model = model.to(self.device)
         self._invalidate()
 
@@ -199,21 +170,22 @@ class RetinaFaceLearner:
 
     def checkpoint_path(self, epoch: int) -> Path:
         """Checkpoint file of ``epoch`` under temp_path: ``<prefix>-<epoch:04d>.pth``."""
-        return training.checkpoint_path(self.temp_path, self.prefix
-                                        or f"retinaface_{self.backbone}", epoch)
+        return ckpt.checkpoint_path(self.temp_path, self.prefix
+                                    or f"retinaface_{self.backbone}", epoch)
 
     def fit(self, dataset, val_dataset=None, from_scratch: bool = False, silent: bool = False,
-            verbose: bool = True) -> dict:
+            verbose: bool = True, logging_path: str = "") -> dict:
         """Train for ``epochs`` epochs; returns ``{"loss": [...], "loss_parts": [...],
         "lr": [...], "val": [(epoch, eval dict)], "epochs": n, "iterations": n}``.
 
         Starts from the loaded model when there is one, else from a new network with a
         pretrained backbone (or random, ``from_scratch=True``). With ``checkpoint_load_iter`` N
         it resumes exactly from ``checkpoint_path(N)``: weights, optimizer, epoch and RNG state.
+        ``logging_path``: TensorBoard event files (loss, lr, images/s, validation per epoch).
         The loop and the checkpoints are ``face_perception.detection.training``'s.
         """
         say = (lambda *a: None) if silent else (lambda *a: print(*a, flush=True))
-        samples = as_samples(dataset)
+        samples = open_samples(dataset)
         if not samples:
             raise ValueError("training dataset is empty")
         if not self.checkpoint_load_iter and self.model is None and self.onnx_path is not None:
@@ -227,33 +199,32 @@ class RetinaFaceLearner:
             self._init_model(from_scratch, verbose and not silent)
         model = self.model.to(self.device)
         self._invalidate()
-        settings = training.TrainSettings(
-            backbone=self.backbone, lr=self.lr, lr_steps=self._lr_steps, epochs=self.epochs,
-            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
-            image_size=self.image_size, seed=self.seed, shuffle=self.shuffle, flip=self.flip,
-            num_workers=self.num_workers, freeze_bn=self.freeze_bn, device=self.device,
-            log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter)
-
-        def epoch_done(epochs: int) -> None:
-            self.epochs_trained = epochs
-
-        def validate(epochs: int) -> Optional[dict]:
-            if val_dataset is None or not self.val_after or epochs % self.val_after:
-                return None
-            self._invalidate()
-            return self.eval(val_dataset, verbose=False, pyramid=False, flip=False,
-                             target_size=self.image_size, max_size=2 * self.image_size)
-
-        history, iterations = training.train(
-            model, samples, settings, pretrained_bn=self._pretrained_bn, resume=resume,
-            checkpoint_file=self.checkpoint_path, validate=validate, epoch_done=epoch_done,
-            say=say, verbose=verbose)
+        epochs = EpochCount(self.epochs_trained)
+        validate = None
+        if val_dataset is not None:
+            validate = training_validation(model, open_samples(val_dataset), self.image_size,
+                                           self.device)
+        history, iterations = train(
+            model, samples, self._settings(logging_path), pretrained_bn=self._pretrained_bn,
+            resume=resume, checkpoint_file=self.checkpoint_path, validate=validate,
+            callbacks=[epochs], say=say, verbose=verbose)
         self._invalidate()
+        self.epochs_trained = epochs.epochs
         history["epochs"] = self.epochs_trained
         history["iterations"] = iterations
         return history
 
-    def _load_checkpoint(self, epoch: int) -> training.Checkpoint:
+    def _settings(self, logging_path: str = "") -> TrainSettings:
+        return TrainSettings(
+            backbone=self.backbone, lr=self.lr, lr_steps=self._lr_steps, epochs=self.epochs,
+            batch_size=self.batch_size, momentum=self.momentum, weight_decay=self.weight_decay,
+            image_size=self.image_size, seed=self.seed, shuffle=self.shuffle, flip=self.flip,
+            num_workers=self.num_workers, freeze_bn=self.freeze_bn, device=self.device,
+            log_after=self.log_after, checkpoint_after=self.checkpoint_after_iter,
+            val_after=self.val_after, threads=self.threads,
+            logging_path=str(logging_path or ""))
+
+    def _load_checkpoint(self, epoch: int):
         """Load checkpoint ``epoch`` into the learner; returns it for fit() to continue from."""
         path = self.checkpoint_path(epoch)
         if not path.is_file():
@@ -261,12 +232,9 @@ class RetinaFaceLearner:
                 f"checkpoint for epoch {epoch} not found: {path} (checkpoint_load_iter="
                 f"{epoch}, temp_path={self.temp_path!r}, prefix={self.prefix!r})")
         with _as_learner_error():
-            checkpoint = training.load_checkpoint(path, self.backbone, self.seed,
-                                                  self.image_size)
-        model = self._new_model()
-        model.load_state_dict(checkpoint.model_state)
+            model, checkpoint = ckpt.resume(path, self.backbone, self.seed, self.image_size)
         self.model = model.to(self.device)
-        self._pretrained_bn = checkpoint.pretrained_bn
+        self._pretrained_bn = checkpoint.extra["pretrained_bn"]
         self.epochs_trained = checkpoint.epoch
         return checkpoint
 
@@ -325,33 +293,13 @@ class RetinaFaceLearner:
         (defaults: the seed's 1024 / 1980). Detections down to score 0.02 feed the PR curve.
         Returns ``{"ap", "recall", "precision", "num_images", "num_faces", "easy": {...}, ...}``.
         """
-        from face_perception.detection.evaluation import evaluate_detection_dataset
-
-        samples = as_samples(dataset)
-        if use_subset and len(samples) > subset_size:
-            pick = np.random.default_rng(self.seed).choice(len(samples), subset_size,
-                                                           replace=False)
-            samples = [samples[i] for i in sorted(pick)]
-        det = self._detector(EVAL_SCORE_THRESHOLD, 0.4, int(target_size), int(max_size),
-                             scales=list(EVAL_PYRAMID) if pyramid else None, flip=flip)
-        detections = []
-        for i, sample in enumerate(samples):
-            faces = det.detect(read_image_bgr(sample.image_path))
-            detections.append((np.array([f.box for f in faces], np.float32).reshape(-1, 4),
-                               np.array([f.score for f in faces], np.float32)))
-            if verbose and (i + 1) % 50 == 0:
-                print(f"eval: {i + 1}/{len(samples)} images", flush=True)
-        scores = evaluate_detection_dataset(detections, samples, iou_threshold)
-        result = scores["all"].as_dict()
-        result["num_images"] = len(samples)
-        for name, score in scores.items():
-            if name != "all":
-                result[name] = score.as_dict()
-        if verbose:
-            extra = " ".join(f"{k} AP {result[k]['ap']:.4f}" for k in scores if k != "all")
-            print(f"eval on {len(samples)} images: AP {result['ap']:.4f} recall "
-                  f"{result['recall']:.4f} {extra}".rstrip(), flush=True)
-        return result
+        samples = open_samples(dataset)
+        if use_subset:
+            samples = random_subset(samples, subset_size, self.seed)
+        det = self._detector(EVAL_SCORE_THRESHOLD, EVAL_NMS_THRESHOLD, int(target_size),
+                             int(max_size), scales=list(EVAL_PYRAMID) if pyramid else None,
+                             flip=flip)
+        return evaluate_samples(det, samples, iou_threshold, verbose=verbose)
 
     # ------------------------------------------------------------------------------------------
     # Saving, loading, export, download
@@ -415,7 +363,7 @@ class RetinaFaceLearner:
         self.model = model.to(self.device).eval()
         self._invalidate()
         # Loaded weights are trained weights: their BN statistics are kept when fine-tuning.
-        self._pretrained_bn = training.bn_names(model)
+        self._pretrained_bn = network.bn_names(model)
         self.image_size = int(folder.meta.get("training_image_size", self.image_size))
         self.epochs_trained = int(folder.meta.get("epochs_trained", 0))
         if onnx_bytes is not None:
@@ -467,14 +415,9 @@ class RetinaFaceLearner:
             folder = cache_dir("retinaface")  # shared by every later fit()
         if mode == "pretrained":
             target = folder / f"retinaface_{self.backbone}"
-            if self.backbone == "mnet" and url is None:
-                state = weights.mnet_state_dict()
-            else:
-                file = weights.download(self.backbone, url=url, sha256=sha256,
-                                        dest_dir=folder / ".downloads")
-                # download_file has verified the sha256; the file holds tensors only.
-                with _as_learner_error():
-                    state = weights.pretrained_state_dict(self.backbone, Path(file))
+            with _as_learner_error():
+                state = network.pretrained_detector_state(self.backbone, folder / ".downloads",
+                                                          url=url, sha256=sha256)
             self._write_model_folder(target, state)
             if verbose:
                 print(f"pretrained {self.backbone} RetinaFace written to {target}", flush=True)
@@ -487,15 +430,7 @@ class RetinaFaceLearner:
             if self.backbone == "mnet":
                 weights.mnet_state_dict()  # converts (offline) on first use
                 return weights.converted_mnet_path()
-            entry = BACKBONE_URLS["resnet"]
-            dest = folder / entry["filename"]
-            if not dest.is_file():
-                download_file(entry["url"], dest, None)
-            if not sha256_file(dest).startswith(entry["sha256_prefix"]):
-                dest.unlink()
-                raise DownloadError(f"{entry['url']}: sha256 does not start with "
-                                    f"{entry['sha256_prefix']} (damaged download removed)")
-            return dest
+            return network.download_imagenet_backbone(folder)
         if mode in ("images", "annotations"):
             if url is None or not sha256:
                 raise ValueError(

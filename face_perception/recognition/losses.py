@@ -1,4 +1,6 @@
-"""Training losses over head logits: focal loss (the seed's default) and plain cross-entropy."""
+"""Training losses over head logits: focal loss (the seed's default) and plain cross-entropy.
+The training loop and ``FocalLoss`` share ``per_sample_loss``: the loop has the per-sample
+cross-entropy already (partial FC computes it over every process's classes)."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +8,22 @@ import torch.nn.functional as F
 from torch import nn
 
 LOSS_NAMES = ("focal", "softmax")
+FOCAL_GAMMA = 2.0  # as in the paper and face.evoLVe
+
+
+def focal(ce: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+    """Focal loss of each sample from its cross-entropy: ``(1 - p_t)^gamma * ce``, with
+    ``p_t = e^-ce`` the probability of the target class."""
+    return (1.0 - torch.exp(-ce)) ** gamma * ce
+
+
+def per_sample_loss(ce: torch.Tensor, name: str) -> torch.Tensor:
+    """The loss ``name`` of each sample from its cross-entropy."""
+    if name == "focal":
+        return focal(ce)
+    if name == "softmax":
+        return ce
+    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSS_NAMES)}")
 
 
 class FocalLoss(nn.Module):
@@ -15,7 +33,7 @@ class FocalLoss(nn.Module):
     samples the model already gets right, so hard identities dominate the gradient.
     """
 
-    def __init__(self, gamma: float = 2.0, reduction: str = "mean") -> None:
+    def __init__(self, gamma: float = FOCAL_GAMMA, reduction: str = "mean") -> None:
         super().__init__()
         if gamma < 0:
             raise ValueError(f"focal loss gamma must be >= 0, got {gamma}")
@@ -24,8 +42,7 @@ class FocalLoss(nn.Module):
         self.gamma, self.reduction = float(gamma), reduction
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        log_pt = -F.cross_entropy(logits, labels.long(), reduction="none")
-        loss = -((1.0 - log_pt.exp()) ** self.gamma) * log_pt
+        loss = focal(F.cross_entropy(logits, labels.long(), reduction="none"), self.gamma)
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":

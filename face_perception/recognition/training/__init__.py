@@ -1,10 +1,12 @@
 """Training of face recognition models: ``train(config)`` runs the loop of ``loop.py`` with the
 parameters of ``config.TrainConfig`` (the seed learner's names) and writes a model folder.
 
-Modules: config (parameters, YAML), data (training sets), loop (the iteration loop),
-schedule (learning rate per iteration), checkpoint (exact-resume state), validation,
-distributed (torchrun / DDP / partial FC), progress (TensorBoard and the progress bar).
-The trained model on disk: ``recognition/model_folder.py``.
+Modules: config (parameters, YAML), data (training sets), loop (the run in named steps),
+partial_fc (the sharded head), checkpoint (where checkpoints are, in the core's format),
+validation, distributed (torchrun / DDP),
+batchnorm, class_sampling. The learning-rate schedule, the checkpoint format, progress and
+callbacks are the shared training core's (``face_perception.training``). The trained model on
+disk: ``recognition/model_folder.py``.
 Imported lazily: reading a config does not import torch.
 """
 from __future__ import annotations

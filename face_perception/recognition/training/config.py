@@ -3,7 +3,6 @@ form: load with overrides, validate, write the resolved config beside the checkp
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +11,8 @@ from typing import Any, Optional, Union
 import yaml
 
 from face_perception.recognition.model_import.published import LAYOUT_OF_FORMAT
+from face_perception.training.config import MODES, OPTIMIZERS, SCHEDULES, check_device
 
-MODES = ("full", "head_only", "finetune")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "poly")
 BEST_METRICS = ("auc", "accuracy_at_threshold", "accuracy_mean")
 COLOR_ORDERS = ("rgb", "bgr")
 PRECISIONS = ("float32", "float64", "bfloat16")
@@ -101,74 +98,57 @@ class TrainConfig:
 
     # -- checks -------------------------------------------------------------------------------
     def validate(self) -> None:
+        """Check and clean every value (``recognition.params``: the one set of validators the
+        learner's arguments pass through too, as the learner builds a TrainConfig)."""
+        from face_perception.recognition import params
         from face_perception.recognition.backbones import BACKBONE_NAMES
         from face_perception.recognition.heads import HEAD_NAMES
         from face_perception.recognition.losses import LOSS_NAMES
 
-        _number(self, "lr", low=0.0, strict=True)
+        self.lr = params.positive_float("lr", self.lr)
         for name, low in (("iters", 1), ("batch_size", 1), ("checkpoint_after_iter", 0),
                           ("checkpoint_load_iter", 0), ("val_after", 0), ("embedding_size", 1),
                           ("seed", 0), ("val_pairs", 2), ("threads", 0), ("keep_checkpoints", 0),
                           ("warmup_iters", 0), ("epochs", 0), ("accumulate", 1)):
-            _integer(self, name, low)
+            setattr(self, name, params.int_at_least(name, getattr(self, name), low))
         if self.num_workers is not None:
-            _integer(self, "num_workers", 0)
-        _number(self, "clip_grad_norm", low=0.0)
-        _number(self, "sample_rate", low=0.0, strict=True)
+            self.num_workers = params.int_at_least("num_workers", self.num_workers, 0)
+        self.clip_grad_norm = params.float_range("clip_grad_norm", self.clip_grad_norm, 0.0,
+                                                 None)
+        self.sample_rate = params.positive_float("sample_rate", self.sample_rate)
         if self.sample_rate > 1.0:
             raise ValueError(f"sample_rate must be in (0, 1] (the share of class centres used "
                              f"per step), got {self.sample_rate!r}")
         for name in ("aug_crop", "aug_photometric", "aug_low_res"):
             v = getattr(self, name)
-            if not _is_num(v) or not 0.0 <= v <= 1.0:
+            if not params.is_number(v) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
             setattr(self, name, float(v))
-        _number(self, "weight_decay", low=0.0)
-        _number(self, "momentum", low=0.0, high=1.0)
+        self.weight_decay = params.float_range("weight_decay", self.weight_decay, 0.0, None)
+        self.momentum = params.float_range("momentum", self.momentum, 0.0, 1.0)
         for name, valid in (("optimizer", OPTIMIZERS), ("backbone", BACKBONE_NAMES),
                             ("network_head", HEAD_NAMES), ("loss", LOSS_NAMES),
                             ("mode", MODES), ("color_order", COLOR_ORDERS),
                             ("precision", PRECISIONS), ("lr_schedule", SCHEDULES),
                             ("best_metric", BEST_METRICS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, "
-                                 f"got {getattr(self, name)!r}")
-        if not isinstance(self.device, str) or not (self.device in ("cpu", "auto")
-                                                    or self.device.startswith("cuda")):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (or 'cuda:N'), got "
-                             f"{self.device!r}")
+            params.choice(name, getattr(self, name), valid)
+        check_device(self.device)
         for name in ("drop_last", "pin_memory", "flip", "partial_fc", "sync_bn",
                      "decay_bn_and_bias", "amp", "channels_last", "silent", "verbose",
                      "resume", "val_flip"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        size = self.input_size
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or \
-                not all(_is_int(v) and v > 0 for v in size):
-            raise ValueError(f"input_size must be [width, height] (two positive integers), "
-                             f"got {size!r}")
-        self.input_size = [int(v) for v in size]
-        for name, low in (("rgb_mean", 0.0), ("rgb_std", 1e-6)):
-            v = getattr(self, name)
-            if not isinstance(v, (list, tuple)) or len(v) != 3 or \
-                    not all(_is_num(x) and low <= float(x) <= (1.0 if name == "rgb_mean"
-                                                                else math.inf) for x in v):
-                raise ValueError(f"{name} must be 3 numbers (R, G, B) in 0..1 pixel units, "
-                                 f"got {v!r}")
-            setattr(self, name, [float(x) for x in v])
-        st = self.stages
-        if not isinstance(st, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in st) \
-                or list(st) != sorted(st):
-            raise ValueError(f"stages must be increasing non-negative iteration numbers, "
-                             f"got {st!r}")
-        self.stages = [int(v) for v in st]
+            setattr(self, name, params.boolean(name, getattr(self, name)))
+        self.input_size = params.size_pair("input_size", self.input_size)
+        self.rgb_mean = params.rgb_triple("rgb_mean", self.rgb_mean, low=0.0, high=1.0)
+        self.rgb_std = params.rgb_triple("rgb_std", self.rgb_std, low=1e-6, high=None)
+        self.stages = params.lr_stages(self.stages)
         for name in ("head_s", "head_m", "head_h", "head_t_alpha"):
             v = getattr(self, name)
-            if v is not None and not _is_num(v):
+            if v is not None and not params.is_number(v):
                 raise ValueError(f"{name} must be a number or null, got {v!r}")
         ml = self.margin_list
         if ml is not None:
-            if not isinstance(ml, (list, tuple)) or len(ml) != 3 or not all(map(_is_num, ml)):
+            if not isinstance(ml, (list, tuple)) or len(ml) != 3 or \
+                    not all(map(params.is_number, ml)):
                 raise ValueError(f"margin_list must be [m1, m2, m3] (three numbers), got {ml!r}")
             self.margin_list = [float(v) for v in ml]
         from face_perception.recognition.heads import check_head_settings
@@ -191,13 +171,22 @@ class TrainConfig:
             else:
                 setattr(self, name, str(v))
         if not self.temp_path:
-            raise ValueError("temp_path must be a non-empty folder path")
+            raise ValueError(f"temp_path must be a non-empty path (a folder), got "
+                             f"{self.temp_path!r}")
         if self.mode in ("head_only", "finetune") and not self.init_model:
             raise ValueError(f"mode {self.mode!r} starts from a trained backbone: set "
                              "init_model to its model folder")
         if self.checkpoint_load_iter and self.checkpoint_load_iter >= self.iters:
             raise ValueError(f"checkpoint_load_iter ({self.checkpoint_load_iter}) must be "
                              f"below iters ({self.iters})")
+
+    def learning_rate(self, iteration: int, total: int) -> float:
+        """The learning rate of ``iteration`` (0-based) of ``total`` (the core's schedule:
+        warm-up, then step, cosine or poly)."""
+        from face_perception.training.schedule import learning_rate
+
+        return learning_rate(self.lr, iteration, total, self.lr_schedule, self.stages,
+                             self.warmup_iters)
 
     def head_kwargs(self) -> dict:
         """The head's settings given in this config (the rest keep the head's defaults)."""
@@ -332,27 +321,3 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"parameter {key!r} is given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _integer(cfg, name: str, low: int) -> None:
-    v = getattr(cfg, name)
-    if not _is_int(v) or v < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
-
-
-def _number(cfg, name: str, low: float, high: Optional[float] = None,
-            strict: bool = False) -> None:
-    v = getattr(cfg, name)
-    if not _is_num(v) or (v <= low if strict else v < low) or (high is not None and v >= high):
-        bound = f"> {low}" if strict else (f"in [{low}, {high})" if high is not None
-                                           else f">= {low}")
-        raise ValueError(f"{name} must be a number {bound}, got {v!r}")
-    setattr(cfg, name, float(v))

@@ -1,5 +1,6 @@
 """Data-parallel training under ``torchrun``: process group set-up (gloo on CPU, nccl on CUDA)
-and partial FC, the head's classes sharded across processes with a softmax over all shards."""
+and the collectives partial FC (``partial_fc.PartialFC``) is built from: class shards, their
+gathering, and a softmax cross-entropy over every process's shard."""
 from __future__ import annotations
 
 import os
@@ -185,49 +186,11 @@ class _ShardedCrossEntropy(torch.autograd.Function):
         return g * grad[:, None], None
 
 
-class PartialFC(torch.nn.Module):
-    """A margin head over this process's classes [start, stop), applied to the embeddings of
-    the whole global batch (gathered from every process). ``forward`` returns the per-sample
-    cross-entropy over all classes and whether each sample's target logit is the top one."""
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return _ScaleGrad.apply(x, factor)
 
-    def __init__(self, head: torch.nn.Module, start: int, stop: int, ctx: Context,
-                 sampler=None, keys: frozenset = frozenset()):
-        super().__init__()
-        self.head, self.start, self.stop, self.ctx = head, start, stop, ctx
-        # sample_rate < 1 (class_sampling.ClassSampler): logits over the positives of the
-        # global batch and a random share of the other centres of this shard
-        self.sampler, self.keys = sampler, keys
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor):
-        # DDP averages the backbone's gradients over processes; the gathered loss already
-        # covers every process's samples, so their gradients must be summed instead.
-        scaled = _ScaleGrad.apply(embeddings, float(self.ctx.world))
-        sizes = row_counts(len(labels), self.ctx)
-        emb = gather_rows(scaled, sizes)
-        with torch.no_grad():
-            labels = gather_rows(labels, sizes)
-        local = torch.where((labels >= self.start) & (labels < self.stop), labels - self.start,
-                            torch.full_like(labels, -1))
-        if self.sampler is not None and self.sampler.enabled:
-            from face_perception.recognition.training.class_sampling import sampled_head
-
-            index, local = self.sampler.choose(local)
-
-            def head(e, y):
-                return sampled_head(self.head, self.keys, index, e, y)
-        else:
-            head = self.head
-        logits = head(emb, None)
-        hit = local >= 0
-        if bool(hit.any()) or hasattr(self.head, "iteration"):
-            margined = head(emb[hit], local[hit])
-            logits = logits.index_put((torch.nonzero(hit).flatten(),), margined)
-        ce = _ShardedCrossEntropy.apply(logits, local)
-        with torch.no_grad():
-            top = logits.max(dim=1).values
-            dist.all_reduce(top, op=dist.ReduceOp.MAX)
-            rows = torch.nonzero(hit).flatten()
-            correct = torch.zeros_like(top)
-            correct[rows] = (logits[rows, local[rows]] >= top[rows]).to(top.dtype)
-            dist.all_reduce(correct)
-        return ce, correct, labels
+def sharded_cross_entropy(logits: torch.Tensor, local_labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy over the classes of every process (``local_labels``: the
+    class within this process's shard, -1 for samples whose class another process holds)."""
+    return _ShardedCrossEntropy.apply(logits, local_labels)

@@ -1,10 +1,12 @@
-"""The training loop: backbone + margin head + focal/softmax loss, SGD or AdamW with a step,
-cosine or polynomial schedule (with warm-up), gradient accumulation and clipping, checkpoints
-(exact resume, best model kept across resumes), validation and the final model folder."""
+"""The recognition training loop on the shared core (``face_perception.training``): backbone +
+margin head (or partial FC) + focal/softmax loss, SGD or AdamW with the core's schedule,
+gradient accumulation and clipping. A run is a sequence of small named steps (data, model,
+optimizer, resume, loader, one step per iteration, the final model folder); reporting,
+validation with the best model, and checkpoints are callbacks of the core."""
 from __future__ import annotations
 
 import contextlib
-import os
+import copy
 import sys
 import warnings
 from pathlib import Path
@@ -14,12 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from face_perception.devices import torch_device
+from face_perception.recognition.losses import per_sample_loss
 from face_perception.recognition.model_folder import trained_meta, write_model_folder
 from face_perception.recognition.training import checkpoint as ckpt
 from face_perception.recognition.training import distributed
 from face_perception.recognition.training.batchnorm import synchronise_batchnorm
-from face_perception.recognition.training.class_sampling import ClassSampler, sampled_head
+from face_perception.recognition.training.class_sampling import ClassSampler
 from face_perception.recognition.training.config import TrainConfig
 from face_perception.recognition.training.data import (
     Augmentation,
@@ -27,33 +29,30 @@ from face_perception.recognition.training.data import (
     BatchSampler,
     ChipTransform,
     TorchSet,
-    network_normalisation,
     open_training_set,
 )
-from face_perception.recognition.training.progress import Progress
-from face_perception.recognition.training.schedule import learning_rate, lr_at  # noqa: F401
-
-FOCAL_GAMMA = 2.0
-
-
-def reduce_loss(ce: torch.Tensor, loss: str) -> torch.Tensor:
-    """Mean loss from per-sample cross-entropy: focal ``(1 - p_t)^2 * ce`` (p_t = e^-ce, as
-    ``losses.FocalLoss``) or plain softmax cross-entropy."""
-    if loss == "focal":
-        return ((1.0 - torch.exp(-ce)) ** FOCAL_GAMMA * ce).mean()
-    return ce.mean()
-
-
-def process_threads(threads: int) -> int:
-    """Torch threads of one training process: ``threads``, or with 0 the usable cores shared
-    out among the processes torchrun started on this machine (spinning OpenMP threads that
-    outnumber the cores cost 3-7x on a shared machine, docs/training.md)."""
-    from face_perception.threads import usable_cores
-
-    if threads:
-        return int(threads)
-    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, usable_cores() // local)
+from face_perception.recognition.training.model import (
+    TrainModel,
+    optimizer_groups,
+    starting_backbone,
+)
+from face_perception.recognition.training.partial_fc import PartialFC
+from face_perception.training.callbacks import (
+    Callbacks,
+    Checkpointing,
+    Reporting,
+    RunState,
+    Validation,
+)
+from face_perception.training.checkpoint import (
+    Checkpoint,
+    check_identity,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from face_perception.training.config import make_optimizer, process_threads, resolve_device, set_lr
+from face_perception.training.progress import Progress
 
 
 def loader_workers(num_workers: Optional[int]) -> int:
@@ -63,31 +62,6 @@ def loader_workers(num_workers: Optional[int]) -> int:
     if num_workers is not None:
         return int(num_workers)
     return max(0, min(2, usable_cores() - 1))
-
-
-class TrainModel(nn.Module):
-    """Backbone and (replicated) head in one module, the unit DDP wraps. ``forward`` gives
-    (embeddings, logits, labels): with class sampling (``sampler`` enabled, one process) the
-    logits cover the sampled classes only and the labels are positions among them."""
-
-    def __init__(self, backbone: nn.Module, head: Optional[nn.Module],
-                 dtype: torch.dtype = torch.float32, sampler: Optional[ClassSampler] = None,
-                 keys: frozenset = frozenset()):
-        super().__init__()
-        self.backbone, self.head, self.dtype = backbone, head, dtype
-        self.sampler, self.keys = sampler, keys
-
-    def forward(self, x, labels=None):
-        emb = self.backbone(x)
-        if self.head is None:
-            return emb, None, labels
-        # the margin (acos, cos of sums) in full precision, also under AMP / bfloat16
-        with torch.autocast(x.device.type, enabled=False):
-            if labels is not None and self.sampler is not None and self.sampler.enabled:
-                index, labels = self.sampler.choose(labels)
-                return emb, sampled_head(self.head, self.keys, index, emb.to(self.dtype),
-                                         labels), labels
-            return emb, self.head(emb.to(self.dtype), labels), labels
 
 
 class Trainer:
@@ -112,12 +86,6 @@ class Trainer:
         self._layout: dict = {}  # backbone unit options of an init_from network
 
     # ------------------------------------------------------------------------------ set-up
-    def _device(self) -> str:
-        device = self.cfg.device
-        if device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return torch_device(device, stacklevel=4)
-
     def _say(self, text: str) -> None:
         """A message for the user (not per step): only the main process, only when verbose."""
         if self._main and self.cfg.verbose and not self.cfg.silent:
@@ -125,330 +93,380 @@ class Trainer:
 
     def build_backbone(self):
         """The network this run starts from, before any step: (backbone, embedding_size,
-        input_size, mean, std, color_order). A new one (mode full), the backbone of
-        ``init_model`` (head_only, finetune) or the published weights of ``init_from``."""
-        from face_perception.recognition.backbones import FIXED_GEOMETRY, get_model
-        from face_perception.recognition.params import backbone_geometry
-
-        cfg = self.cfg
-        if cfg.mode in ("head_only", "finetune"):
-            net, meta = _load_backbone(cfg.init_model, cfg.backbone)
-            # the layout options of a folder trained from published weights stay with it
-            self._layout = {k: v for k, v in meta.architecture_kwargs.items()
-                            if k not in ("embedding_size", "input_size")}
-            return (net, meta.embedding_size, list(meta.input_size), list(meta.mean),
-                    list(meta.std), meta.color_order)
-        if cfg.init_from:
-            return self._published_backbone()
-        size, emb = backbone_geometry(cfg.backbone, list(cfg.input_size), cfg.embedding_size)
-        if cfg.backbone in FIXED_GEOMETRY:
-            model = get_model(cfg.backbone)
-        else:
-            model = get_model(cfg.backbone, embedding_size=emb, input_size=tuple(size))
-        mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
-        return model, emb, size, mean, std, cfg.color_order
-
-    def _published_backbone(self):
-        """``init_from``: the published network, built in its own layout (arcface_torch's
-        units have a mid BN and projection shortcuts ours lack) with its weights; the run's
-        geometry and input normalisation must be the ones those weights were trained with."""
-        from face_perception.recognition.model_import import published_backbone
-
-        cfg = self.cfg
-        fmt, path = cfg.init_from["format"], cfg.init_from["path"]
-        pub = published_backbone(path, fmt, cfg.backbone)
-        mean, std = network_normalisation(cfg.rgb_mean, cfg.rgb_std, cfg.color_order)
-        wrong = []
-        if list(cfg.input_size) != list(pub.input_size):
-            wrong.append(f"input_size {cfg.input_size} (the file's: {list(pub.input_size)})")
-        if cfg.embedding_size != pub.embedding_size:
-            wrong.append(f"embedding_size {cfg.embedding_size} (the file's: "
-                         f"{pub.embedding_size})")
-        if cfg.color_order != pub.color_order:
-            wrong.append(f"color_order {cfg.color_order!r} (the file's: {pub.color_order!r})")
-        if not np.allclose(mean, pub.mean) or not np.allclose(std, pub.std):
-            wrong.append(f"rgb_mean/rgb_std {cfg.rgb_mean}/{cfg.rgb_std} (the file's: "
-                         f"{[v / 255 for v in pub.mean]}/{[v / 255 for v in pub.std]})")
-        if wrong:
-            raise ValueError(f"init_from {path} ({fmt}) was trained with other settings than "
-                             f"this run's: {'; '.join(wrong)}")
-        self._layout = {k: v for k, v in pub.architecture_kwargs.items()
-                        if k not in ("embedding_size", "input_size")}
-        return (pub.model, pub.embedding_size, list(pub.input_size), mean, std,
-                pub.color_order)
+        input_size, mean, std, color_order) (``model.starting_backbone``)."""
+        *start, self._layout = starting_backbone(self.cfg)
+        return tuple(start)
 
     # ------------------------------------------------------------------------------ run
     def fit(self) -> dict:
         from face_perception.threads import set_torch_threads
 
-        cfg = self.cfg
-        device = self._device()
-        self.threads = set_torch_threads(process_threads(cfg.threads))
-        ctx = distributed.setup(device)
-        self._main = ctx.is_main
+        self.device = resolve_device(self.cfg.device, stacklevel=4)
+        self.threads = set_torch_threads(process_threads(self.cfg.threads))
+        self.ctx = distributed.setup(self.device)
+        self._main = self.ctx.is_main
         try:
-            return self._fit(cfg, device, ctx)
+            # Everything that can be wrong with the input is found before anything is written.
+            self._open_data()
+            self._open_validation()
+            self._build_model()
+            self._build_optimizer()
+            start = self._resume()
+            if self.ctx.is_main:
+                ckpt.checkpoint_dir(self.out_dir).mkdir(parents=True, exist_ok=True)
+                self.cfg.save(ckpt.checkpoint_dir(self.out_dir) / "config.yaml")
+            self._wrap_model()
+            loader = self._loader(start)
+            self._train(start, loader)
+            return self._finish()
         finally:
-            ctx.close()
+            self.ctx.close()
 
-    def _fit(self, cfg: TrainConfig, device: str, ctx) -> dict:
+    def _open_data(self) -> None:
+        """The training set, the batch order of this process and the run's iterations."""
+        cfg, ctx = self.cfg, self.ctx
+        self.tset = open_training_set(self.dataset)
+        for note in self.tset.notes():
+            self._say(note)
+        self.order = BatchOrder(len(self.tset), cfg.batch_size, ctx.world, ctx.rank, cfg.seed,
+                                cfg.drop_last, cfg.flip, where=str(self.tset.root))
+        self.total = cfg.iters
+        if cfg.epochs:
+            self.total = max(1, cfg.epochs * self.order.per_epoch // cfg.accumulate)
+        self.classes = list(self.tset.classes)
+        self.out_dir = Path(cfg.temp_path)
+
+    def _open_validation(self) -> None:
+        """The validation sets (main process only: the others never validate)."""
+        cfg = self.cfg
+        self.validations = []
+        if not self.ctx.is_main:
+            return
+        from face_perception.recognition.training.validation import ValidationSet
+
+        self.validations = [ValidationSet(v, cfg.val_pairs, seed=cfg.seed)
+                            for v in self.val_sources]
+        for v in self.validations:
+            problem = v.fold_problem()
+            if problem:
+                warnings.warn(f"{problem}; best/ is chosen by {cfg.best_metric}"
+                              + (" (set best_metric: auc)" if cfg.best_metric ==
+                                 "accuracy_mean" else ""), RuntimeWarning, stacklevel=3)
+
+    def _new_head(self, num_classes: int) -> nn.Module:
         from face_perception.recognition.heads import get_head
 
-        # Everything that can be wrong with the input is found before anything is written.
-        tset = open_training_set(self.dataset)
-        for note in tset.notes():
-            self._say(note)
-        order = BatchOrder(len(tset), cfg.batch_size, ctx.world, ctx.rank, cfg.seed,
-                           cfg.drop_last, cfg.flip, where=str(tset.root))
-        total = cfg.iters
-        if cfg.epochs:
-            total = max(1, cfg.epochs * order.per_epoch // cfg.accumulate)
-        validations = []
-        if ctx.is_main:
-            from face_perception.recognition.training.validation import ValidationSet
+        return get_head(self.cfg.network_head, self.emb_size, num_classes,
+                        **self.cfg.head_kwargs())
 
-            validations = [ValidationSet(v, cfg.val_pairs, seed=cfg.seed)
-                           for v in self.val_sources]
-            for v in validations:
-                problem = v.fold_problem()
-                if problem:
-                    warnings.warn(f"{problem}; best/ is chosen by {cfg.best_metric}"
-                                  + (" (set best_metric: auc)" if cfg.best_metric ==
-                                     "accuracy_mean" else ""), RuntimeWarning, stacklevel=3)
-        self.classes = list(tset.classes)
+    def _build_model(self) -> None:
+        """Backbone and head (or this process's partial FC shard) on the device, seeded alike
+        in every process."""
+        cfg, ctx, device = self.cfg, self.ctx, self.device
         num_classes = len(self.classes)
         torch.manual_seed(cfg.seed)  # same initial weights in every process
-        backbone, emb_size, size, mean, std, color = self.build_backbone()
-        transform = ChipTransform(size, mean, std, color)
-        head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
-        self.meta = trained_meta(cfg.backbone, emb_size, size, mean, std, color,
+        backbone, self.emb_size, size, mean, std, color = self.build_backbone()
+        self.chip = (size, mean, std, color)  # what the network takes
+        self.transform = ChipTransform(*self.chip)
+        head = self._new_head(num_classes)
+        self.meta = trained_meta(cfg.backbone, self.emb_size, size, mean, std, color,
                                  layout=self._layout)
-        sharded = cfg.partial_fc and ctx.enabled
-        if cfg.sample_rate < 1.0 and ctx.enabled and not sharded:
+        self.sharded = cfg.partial_fc and ctx.enabled
+        if cfg.sample_rate < 1.0 and ctx.enabled and not self.sharded:
             raise ValueError(f"sample_rate {cfg.sample_rate} samples each process's shard of "
                              "the class centres: with several processes set partial_fc: true")
-        # the head tensors partial FC splits by class; checkpoints hold them whole
-        shards = _Shards(distributed.class_keys(head.state_dict(), num_classes), 0,
-                         num_classes, sharded, ctx)
-        if sharded:
-            shards.start, shards.stop = distributed.shard_range(num_classes, ctx.world,
-                                                                ctx.rank)
-            head = _shard_head(head, cfg, emb_size, shards)
+        self.pfc = None
+        if self.sharded:
+            self.pfc = PartialFC(self._new_head, head, num_classes, ctx, cfg.sample_rate,
+                                 cfg.seed)
+            head = self.pfc.head
         if ctx.enabled and cfg.sync_bn and cfg.mode != "head_only":
             backbone = synchronise_batchnorm(backbone, device)
-        dtype = torch.float64 if cfg.precision == "float64" else torch.float32
-        backbone.to(device, dtype)
-        head.to(device, dtype)
+        self.dtype = torch.float64 if cfg.precision == "float64" else torch.float32
+        backbone.to(device, self.dtype)
+        head.to(device, self.dtype)
         if cfg.channels_last and device.startswith("cuda"):
             backbone.to(memory_format=torch.channels_last)
         if cfg.mode == "head_only":
             backbone.requires_grad_(False)
-        groups, shards.names = optimizer_groups({"backbone": backbone, "head": head},
-                                                cfg.weight_decay, cfg.decay_bn_and_bias)
-        if cfg.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=cfg.lr)
-        else:
-            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-        identity = {"backbone": cfg.backbone, "network_head": cfg.network_head,
-                    "embedding_size": emb_size, "num_classes": num_classes,
-                    "input_size": list(size), "classes": self.classes,
-                    "optimizer_name": cfg.optimizer, "sample_rate": cfg.sample_rate}
-        out_dir = Path(cfg.temp_path)
-        stats = {"loss_history": [], "accuracy_history": [], "lr_history": [], "val": {},
-                 "val_sets": {}, "val_history": [], "val_scores": [], "checkpoints": [],
-                 "best_val_accuracy": None, "best_val_score": None,
-                 "best_metric": cfg.best_metric, "best_iteration": None,
-                 "best_model_folder": None, "start_iteration": 0, "threads": self.threads}
-        start = 0
+        self.backbone, self.head = backbone, head
+        self.identity = {"backbone": cfg.backbone, "network_head": cfg.network_head,
+                         "embedding_size": self.emb_size, "num_classes": num_classes,
+                         "input_size": list(size), "classes": self.classes,
+                         "optimizer_name": cfg.optimizer, "sample_rate": cfg.sample_rate}
+
+    def _build_optimizer(self) -> None:
+        cfg = self.cfg
+        groups, names = optimizer_groups({"backbone": self.backbone, "head": self.head},
+                                         cfg.weight_decay, cfg.decay_bn_and_bias)
+        if self.pfc is not None:
+            self.pfc.optimizer_names = names
+        self.opt = make_optimizer(cfg.optimizer, groups, cfg.lr, momentum=cfg.momentum)
+        self.trainable = [p for g in self.opt.param_groups for p in g["params"]]
+
+    def _resume(self) -> int:
+        """The iteration this run starts at: 0, or that of the checkpoint it resumes (whose
+        weights, optimizer, RNG and validation state it takes)."""
+        cfg, out_dir = self.cfg, self.out_dir
+        self.stats = {"loss_history": [], "accuracy_history": [], "lr_history": [], "val": {},
+                      "val_sets": {}, "val_history": [], "val_scores": [], "checkpoints": [],
+                      "best_val_accuracy": None, "best_val_score": None,
+                      "best_metric": cfg.best_metric, "best_iteration": None,
+                      "best_model_folder": None, "start_iteration": 0,
+                      "threads": self.threads}
         load = cfg.checkpoint_load_iter
         if cfg.resume and not load:
-            load = ckpt.latest_iteration(out_dir, below=total)
+            load = ckpt.latest_iteration(out_dir, below=self.total)
             if not load:
                 self._say(f"resume: no checkpoint in {ckpt.checkpoint_dir(out_dir)}; "
                           "starting at iteration 0")
-        if load:
-            if load >= total:
-                raise ValueError(f"checkpoint_load_iter ({load}) must be below the run's "
-                                 f"{total} iterations")
-            path = ckpt.checkpoint_path(out_dir, load)
-            state = ckpt.load_checkpoint(path, identity, defaults={"optimizer_name": "sgd",
-                                                               "sample_rate": 1.0})
-            shards.restore(path, state, backbone, head, opt)
-            ckpt.set_rng_state(state["rng"])
-            start = int(state["iteration"])
-            _restore_validation(stats, state.get("validation"), out_dir)
-            self._say(f"resumed from {path} at iteration {start}")
-        stats["start_iteration"] = start
-        if ctx.is_main:
-            ckpt.checkpoint_dir(out_dir).mkdir(parents=True, exist_ok=True)
-            cfg.save(ckpt.checkpoint_dir(out_dir) / "config.yaml")
+        if not load:
+            return 0
+        if load >= self.total:
+            raise ValueError(f"checkpoint_load_iter ({load}) must be below the run's "
+                             f"{self.total} iterations")
+        path = ckpt.checkpoint_path(out_dir, load)
+        state = ckpt.read(path)
+        check_identity(state, self.identity, defaults={"optimizer_name": "sgd",
+                                                       "sample_rate": 1.0})
+        self._restore(state)
+        set_rng_state(state.rng)
+        _restore_validation(self.stats, state.extra.get("validation"), out_dir)
+        self._say(f"resumed from {path} at iteration {state.step}")
+        self.stats["start_iteration"] = state.step
+        return state.step
 
-        sampler = ClassSampler(cfg.sample_rate, shards.stop - shards.start, cfg.seed, ctx.rank)
-        model = TrainModel(backbone, None if sharded else head, dtype, sampler,
-                           frozenset(shards.keys))
-        runner = model
-        is_ddp = ctx.enabled and any(p.requires_grad for p in model.parameters())
-        if is_ddp:
+    def _restore(self, state: Checkpoint) -> None:
+        """Load a checkpoint's weights and optimizer state (the whole head: this process keeps
+        its shard under partial FC)."""
+        head_state, opt_state = state.models["head"], state.optimizer
+        if self.pfc is not None:
+            head_state, opt_state = self.pfc.shard(head_state, opt_state)
+        try:
+            self.backbone.load_state_dict(state.models["backbone"])
+            self.head.load_state_dict(head_state)
+            self.opt.load_state_dict(opt_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ckpt.CheckpointError(f"{state.path} does not fit this run: {exc}") from None
+
+    def _wrap_model(self) -> None:
+        """The module one step runs: backbone and head (DDP-wrapped with several processes);
+        under partial FC the head is ``self.pfc``, outside it."""
+        cfg, ctx = self.cfg, self.ctx
+        if self.pfc is not None:
+            self.sampler = self.pfc.sampler
+            self.model = TrainModel(self.backbone, None, self.dtype)
+        else:
+            self.sampler = ClassSampler(cfg.sample_rate, len(self.classes), cfg.seed, ctx.rank)
+            keys = frozenset(distributed.class_keys(self.head.state_dict(), len(self.classes)))
+            self.model = TrainModel(self.backbone, self.head, self.dtype, self.sampler, keys)
+        self.runner = self.model
+        self.is_ddp = ctx.enabled and any(p.requires_grad for p in self.model.parameters())
+        if self.is_ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ids = [ctx.local_rank] if device.startswith("cuda") else None
-            runner = DDP(model, device_ids=ids)
-        pfc = distributed.PartialFC(head, shards.start, shards.stop, ctx, sampler,
-                                    frozenset(shards.keys)) if sharded else None
-        trainable = [p for g in opt.param_groups for p in g["params"]]
+            ids = [ctx.local_rank] if self.device.startswith("cuda") else None
+            self.runner = DDP(self.model, device_ids=ids)
 
+    def _loader(self, start: int):
+        cfg = self.cfg
         augment = Augmentation(cfg.aug_crop, cfg.aug_photometric, cfg.aug_low_res)
-        loader = torch.utils.data.DataLoader(
-            TorchSet(tset, transform, augment),
-            batch_sampler=BatchSampler(order, start, total, cfg.accumulate),
+        return torch.utils.data.DataLoader(
+            TorchSet(self.tset, self.transform, augment),
+            batch_sampler=BatchSampler(self.order, start, self.total, cfg.accumulate),
             num_workers=loader_workers(cfg.num_workers),
-            pin_memory=cfg.pin_memory and device != "cpu",
+            pin_memory=cfg.pin_memory and self.device != "cpu",
             # its own generator: creating the loader must not draw from the global RNG,
             # or a resumed run would diverge from the uninterrupted one
             generator=torch.Generator().manual_seed(cfg.seed))
-        amp = cfg.amp and device.startswith("cuda") and dtype == torch.float32
-        bf16 = cfg.precision == "bfloat16"
-        scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        progress = Progress(cfg.logging_path, total, start, cfg.silent, ctx.is_main,
-                            verbose=cfg.verbose)
-        embedder = None
-        if validations:
-            from face_perception.recognition.training.validation import ModelEmbedder
 
-            no_flip = ChipTransform(size, mean, std, color)
-            embedder = ModelEmbedder(backbone, self.meta, no_flip, device,
-                                     flip_tta=cfg.val_flip)
-        rates = []
+    def _train(self, start: int, loader) -> None:
+        """Iterations ``start`` .. total, each followed by the callbacks."""
+        cfg = self.cfg
+        self.amp = cfg.amp and self.device.startswith("cuda") and self.dtype == torch.float32
+        self.bf16 = cfg.precision == "bfloat16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        progress = Progress(cfg.logging_path, self.total, start, cfg.silent, self.ctx.is_main,
+                            verbose=cfg.verbose)
+        self.reporting = Reporting(progress, {"loss": "loss_history",
+                                              "accuracy": "accuracy_history",
+                                              "lr": "lr_history"})
+        self.checkpointing = Checkpointing(cfg.checkpoint_after_iter, "step",
+                                           self._save_checkpoint)
+        callbacks = Callbacks([self.reporting, self._validation(progress), self.checkpointing])
+        run = RunState(total=self.total, step=start, stats=self.stats)
         batches = iter(loader)
         try:
-            for k in range(start, total):
-                lr = learning_rate(cfg, k, total)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                model.train()
-                if cfg.mode == "head_only":
-                    backbone.eval()  # frozen: batch-norm statistics stay as trained
-                opt.zero_grad(set_to_none=True)
-                loss_value = acc = 0.0
-                images = 0
-                for j in range(cfg.accumulate):
-                    x, y = next(batches)
-                    sampler.at(k, j)
-                    x = x.to(device, dtype, non_blocking=True)
-                    y = y.to(device, non_blocking=True)
-                    if cfg.channels_last and device.startswith("cuda"):
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    last = j == cfg.accumulate - 1
-                    # DDP all-reduces gradients on the last micro-batch only
-                    sync = runner.no_sync() if is_ddp and not last else contextlib.nullcontext()
-                    if amp:
-                        autocast = torch.autocast("cuda")
-                    elif bf16:
-                        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16)
-                    else:
-                        autocast = contextlib.nullcontext()
-                    with sync:
-                        with autocast:
-                            emb, logits, y_logits = runner(x, y)
-                        if sharded:
-                            ce, correct, _ = pfc(emb.to(dtype), y)
-                            loss = reduce_loss(ce, cfg.loss)
-                            part_loss, part_acc = float(loss.detach()), float(correct.mean())
-                        else:
-                            ce = nn.functional.cross_entropy(logits.to(dtype), y_logits,
-                                                             reduction="none")
-                            loss = reduce_loss(ce, cfg.loss)
-                            part_loss = distributed.mean_over_processes(
-                                float(loss.detach()), ctx)
-                            part_acc = distributed.mean_over_processes(
-                                float((logits.argmax(1) == y_logits).float().mean()), ctx)
-                        if not torch.isfinite(loss):
-                            raise FloatingPointError(f"loss became {float(loss)} at iteration "
-                                                     f"{k}; lower lr")
-                        scaler.scale(loss / cfg.accumulate).backward()
-                    loss_value += part_loss / cfg.accumulate
-                    acc += part_acc / cfg.accumulate
-                    images += len(y) * ctx.world
-                if cfg.clip_grad_norm:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
-                scaler.step(opt)
-                scaler.update()
-                done = k + 1
-                rates.append(progress.step(done, loss_value, acc, lr, images))
-                stats["loss_history"].append(loss_value)
-                stats["accuracy_history"].append(acc)
-                stats["lr_history"].append(lr)
-                if embedder is not None and cfg.val_after and done % cfg.val_after == 0:
-                    self._validate(validations, embedder, done, progress, stats, backbone,
-                                   head, sharded, out_dir)
-                if cfg.checkpoint_after_iter and done % cfg.checkpoint_after_iter == 0:
-                    path = ckpt.checkpoint_path(out_dir, done)
-                    head_state, opt_state = shards.whole(head, opt)  # collective
-                    if ctx.is_main:
-                        ckpt.save_checkpoint(path, {
-                            **identity, "iteration": done,
-                            "backbone_state": backbone.state_dict(),
-                            "head_state": head_state, "optimizer": opt_state,
-                            "rng": ckpt.rng_state(), "validation": _validation_state(stats)})
-                        ckpt.prune_checkpoints(out_dir, cfg.keep_checkpoints)
-                    stats["checkpoints"].append(str(path))
+            for k in range(start, self.total):
+                lr = cfg.learning_rate(k, self.total)
+                set_lr(self.opt, lr)
+                loss, accuracy, images = self._step(k, batches)
+                run.step, run.images = k + 1, images
+                run.scalars = {"loss": loss, "accuracy": accuracy, "lr": lr}
+                callbacks.on_step(run)
                 progress.restart_clock()  # images/s counts training steps only
+            callbacks.on_train_end(run)
         finally:
             progress.close()
-        if embedder is not None and (not cfg.val_after or total % cfg.val_after):
-            self._validate(validations, embedder, total, progress, stats, backbone, head,
-                           sharded, out_dir)
-        full_head = head
-        if sharded:
-            full_head = get_head(cfg.network_head, emb_size, num_classes, **cfg.head_kwargs())
-            full_head.load_state_dict(shards.whole(head, opt)[0])
-        self.backbone, self.head = backbone.eval(), (full_head.eval() if full_head is not None
-                                                     else None)
-        if stats["val"]:
-            self.meta.threshold = float(np.clip(stats["val"]["threshold"], -1, 1))
-        if ctx.is_main:
-            self.model_folder = write_model_folder(out_dir / "model", backbone, self.meta,
-                                                   self.head, cfg.network_head, self.classes)
-        stats.update({
-            "train_loss": stats["loss_history"][-1] if stats["loss_history"] else None,
-            "train_accuracy": (stats["accuracy_history"][-1] if stats["accuracy_history"]
-                               else None),
-            "iterations": total, "num_classes": num_classes, "num_images": len(tset),
-            "images_per_s": float(np.median(rates)) if rates else None,
-            "model_folder": str(out_dir / "model"), "world_size": ctx.world})
-        return stats
 
-    def _validate(self, validations, embedder, done, progress, stats, backbone, head, sharded,
-                  out_dir) -> None:
-        """Evaluate every validation set; best/ is the model with the highest mean of
-        ``best_metric`` over the sets (AUC by default: it needs no folds)."""
-        results = {}
-        for v in validations:
-            metrics = v.evaluate(embedder)
-            metrics["iteration"] = done
-            results[v.source] = metrics
-            progress.validation(done, metrics, v.name if len(validations) > 1 else "")
-        first = results[validations[0].source]
-        metric = self.cfg.best_metric
-        score = float(np.mean([m[metric] for m in results.values()]))
-        stats["val"], stats["val_sets"] = first, results
-        stats["val_history"].append((done, first["accuracy_mean"]))
-        stats["val_scores"].append((done, score))
-        best = stats["best_val_score"]
-        if best is None or score > best:
-            stats["best_val_score"], stats["best_iteration"] = score, done
-            stats["best_val_accuracy"] = first["accuracy_mean"]
-            import copy
+    def _step(self, k: int, batches) -> tuple:
+        """One optimizer step of ``accumulate`` micro-batches: (loss, accuracy, images)."""
+        cfg = self.cfg
+        self.model.train()
+        if cfg.mode == "head_only":
+            self.backbone.eval()  # frozen: batch-norm statistics stay as trained
+        self.opt.zero_grad(set_to_none=True)
+        loss_value = accuracy = 0.0
+        images = 0
+        for j in range(cfg.accumulate):
+            part_loss, part_acc, n = self._micro_batch(k, j, next(batches))
+            loss_value += part_loss / cfg.accumulate
+            accuracy += part_acc / cfg.accumulate
+            images += n * self.ctx.world
+        if cfg.clip_grad_norm:
+            self.scaler.unscale_(self.opt)
+            nn.utils.clip_grad_norm_(self.trainable, cfg.clip_grad_norm)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        return loss_value, accuracy, images
 
+    def _autocast(self, device_type: str):
+        if self.amp:
+            return torch.autocast("cuda")
+        if self.bf16:
+            return torch.autocast(device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _micro_batch(self, k: int, j: int, batch) -> tuple:
+        """Forward and backward of micro-batch ``j`` of iteration ``k``: (its loss, its
+        accuracy, its images), the figures averaged over processes."""
+        cfg, device, dtype, ctx = self.cfg, self.device, self.dtype, self.ctx
+        x, y = batch
+        self.sampler.at(k, j)
+        x = x.to(device, dtype, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if cfg.channels_last and device.startswith("cuda"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        last = j == cfg.accumulate - 1
+        # DDP all-reduces gradients on the last micro-batch only
+        sync = self.runner.no_sync() if self.is_ddp and not last else contextlib.nullcontext()
+        with sync:
+            with self._autocast(x.device.type):
+                emb, logits, y_logits = self.runner(x, y)
+            if self.pfc is not None:
+                ce, correct = self.pfc(emb.to(dtype), y)
+                loss = per_sample_loss(ce, cfg.loss).mean()
+                part_loss, part_acc = float(loss.detach()), float(correct.mean())
+            else:
+                ce = nn.functional.cross_entropy(logits.to(dtype), y_logits, reduction="none")
+                loss = per_sample_loss(ce, cfg.loss).mean()
+                part_loss = distributed.mean_over_processes(float(loss.detach()), ctx)
+                part_acc = distributed.mean_over_processes(
+                    float((logits.argmax(1) == y_logits).float().mean()), ctx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at iteration {k}; "
+                                         "lower lr")
+            self.scaler.scale(loss / cfg.accumulate).backward()
+        return part_loss, part_acc, len(y)
+
+    # ------------------------------------------------------------------------------ callbacks
+    def _head_states(self) -> tuple:
+        """(head state, optimizer state) with the whole head (a collective under partial FC)."""
+        if self.pfc is not None:
+            return self.pfc.whole(self.opt)
+        return self.head.state_dict(), self.opt.state_dict()
+
+    def _save_checkpoint(self, done: int) -> Path:
+        cfg = self.cfg
+        path = ckpt.checkpoint_path(self.out_dir, done)
+        head_state, opt_state = self._head_states()  # collective
+        if self.ctx.is_main:
+            save_checkpoint(path, Checkpoint(
+                kind=ckpt.KIND, epoch=done * cfg.accumulate // self.order.per_epoch, step=done,
+                models={"backbone": self.backbone.state_dict(), "head": head_state},
+                optimizer=opt_state, identity=self.identity, rng=rng_state(),
+                scheduler={"lr": cfg.lr, "schedule": cfg.lr_schedule, "stages": cfg.stages,
+                           "warmup": cfg.warmup_iters, "total": self.total},
+                extra={"validation": _validation_state(self.stats)}))
+            ckpt.prune_checkpoints(self.out_dir, cfg.keep_checkpoints)
+        return path
+
+    def _validation(self, progress: Progress) -> Optional[Validation]:
+        """Validation every ``val_after`` iterations and at the end; best/ is the model with the
+        highest mean of ``best_metric`` over the sets (AUC by default: it needs no folds)."""
+        if not self.validations:
+            return None
+        from face_perception.recognition.training.validation import ModelEmbedder
+
+        cfg = self.cfg
+        embedder = ModelEmbedder(self.backbone, self.meta, ChipTransform(*self.chip), self.device,
+                                 flip_tta=cfg.val_flip)
+        several = len(self.validations) > 1
+
+        def evaluate(done: int) -> dict:
+            results = {}
+            for v in self.validations:
+                metrics = v.evaluate(embedder)
+                metrics["iteration"] = done
+                results[v.source] = metrics
+                name = v.name if several else ""
+                progress.scalars(done, {"accuracy": metrics["accuracy_mean"],
+                                        "auc": metrics["auc"],
+                                        "accuracy_at_threshold":
+                                            metrics["accuracy_at_threshold"]},
+                                 f"val/{name}/" if name else "val/")
+                progress.message(f"iteration {done}: validation{' ' + name if name else ''} "
+                                 f"accuracy {metrics['accuracy_mean']:.4f}, AUC "
+                                 f"{metrics['auc']:.4f}")
+            first = results[self.validations[0].source]
+            score = float(np.mean([m[cfg.best_metric] for m in results.values()]))
+            self.stats["val"], self.stats["val_sets"] = first, results
+            self.stats["val_history"].append((done, first["accuracy_mean"]))
+            self.stats["val_scores"].append((done, score))
+            return {"score": score, "first": first}
+
+        def on_best(done: int, result: dict) -> None:
+            first = result["first"]
+            self.stats["best_val_score"], self.stats["best_iteration"] = result["score"], done
+            self.stats["best_val_accuracy"] = first["accuracy_mean"]
             meta = copy.deepcopy(self.meta)
             meta.threshold = float(np.clip(first["threshold"], -1, 1))
             # The best backbone is what verification measured; the head is kept with it
             # only when it is whole in this process.
-            folder = write_model_folder(out_dir / "best", backbone, meta,
-                                        None if sharded else head, self.cfg.network_head,
-                                        self.classes)
-            stats["best_model_folder"] = str(folder)
+            folder = write_model_folder(self.out_dir / "best", self.backbone, meta,
+                                        None if self.sharded else self.head,
+                                        cfg.network_head, self.classes)
+            self.stats["best_model_folder"] = str(folder)
+
+        validation = Validation(cfg.val_after, "step", evaluate, score=lambda r: r["score"],
+                                on_best=on_best, final=True)
+        validation.restore(self.stats["best_val_score"])
+        return validation
+
+    # ------------------------------------------------------------------------------ result
+    def _finish(self) -> dict:
+        """The trained model (whole head), its model folder and the run's figures."""
+        cfg, stats = self.cfg, self.stats
+        full_head = self.pfc.full_head(self.opt) if self.pfc is not None else self.head
+        self.backbone = self.backbone.eval()
+        self.head = full_head.eval() if full_head is not None else None
+        if stats["val"]:
+            self.meta.threshold = float(np.clip(stats["val"]["threshold"], -1, 1))
+        if self.ctx.is_main:
+            self.model_folder = write_model_folder(self.out_dir / "model", self.backbone,
+                                                   self.meta, self.head, cfg.network_head,
+                                                   self.classes)
+        rates = self.reporting.rates
+        stats.update({
+            "train_loss": stats["loss_history"][-1] if stats["loss_history"] else None,
+            "train_accuracy": (stats["accuracy_history"][-1] if stats["accuracy_history"]
+                               else None),
+            "iterations": self.total, "num_classes": len(self.classes),
+            "num_images": len(self.tset),
+            "images_per_s": float(np.median(rates)) if rates else None,
+            "model_folder": str(self.out_dir / "model"), "world_size": self.ctx.world,
+            "checkpoints": self.checkpointing.paths})
+        return stats
 
 
 def train(config: TrainConfig, dataset=None, val_dataset=None) -> dict:
@@ -456,81 +474,6 @@ def train(config: TrainConfig, dataset=None, val_dataset=None) -> dict:
     return Trainer(config, dataset, val_dataset).fit()
 
 
-def optimizer_groups(modules: dict, weight_decay: float, decay_bn_and_bias: bool):
-    """Optimizer parameter groups of the trainable parameters of ``modules`` ({prefix:
-    module}) and their names in optimizer order. Weight decay applies to weights of two or more
-    dimensions (convolutions, linear layers, class centres) and, unless ``decay_bn_and_bias``,
-    not to the 1-D ones: batch-norm scales and shifts, biases, PReLU slopes (the rule of
-    InsightFace's arcface_torch and timm: decaying them only pulls normalisation towards
-    zero)."""
-    decay, plain = ([], []), ([], [])
-    for prefix, module in modules.items():
-        for name, p in module.named_parameters():
-            if p.requires_grad:
-                group = decay if decay_bn_and_bias or p.ndim > 1 else plain
-                group[0].append(p)
-                group[1].append(f"{prefix}.{name}")
-    groups, names = [], []
-    for (params, group_names), wd in ((decay, weight_decay), (plain, 0.0)):
-        if params:
-            groups.append({"params": params, "weight_decay": wd})
-            names += group_names
-    return groups, names
-
-
-class _Shards:
-    """Partial FC's view of the head: this process holds classes [start, stop) of the
-    ``keys`` tensors (and of their optimizer state: SGD momentum, AdamW moments). ``whole`` and
-    ``restore`` convert to and from the whole-head form checkpoints hold, so that a run
-    resumes on any number of processes."""
-
-    def __init__(self, keys: set, start: int, stop: int, sharded: bool, ctx):
-        self.keys, self.start, self.stop, self.sharded, self.ctx = keys, start, stop, sharded, ctx
-        self.names: list = []  # optimizer parameter names, in optimizer order
-
-    def _by_class(self, index: int) -> bool:
-        name = self.names[index] if index < len(self.names) else ""
-        return name.startswith("head.") and name[len("head."):] in self.keys
-
-    def _per_class(self, opt_state: dict) -> dict:
-        """{"<param index>/<state name>": tensor} of the class-sharded optimizer state."""
-        return {f"{i}/{name}": v for i, s in opt_state["state"].items() if self._by_class(i)
-                for name, v in s.items() if torch.is_tensor(v) and v.ndim > 0}
-
-    def whole(self, head: nn.Module, opt) -> tuple:
-        """(head state, optimizer state) as one process holding every class would have them
-        (a collective under partial FC: every process must call it)."""
-        head_state, opt_state = head.state_dict(), opt.state_dict()
-        if not self.sharded:
-            return head_state, opt_state
-        head_state = distributed.gather_state(head_state, self.keys, self.ctx)
-        part = self._per_class(opt_state)
-        gathered = distributed.gather_state(part, set(part), self.ctx)
-        # new dicts: the ones state_dict() returns are the optimizer's own
-        opt_state = {**opt_state, "state": {
-            i: {name: gathered.get(f"{i}/{name}", v) for name, v in s.items()}
-            for i, s in opt_state["state"].items()}}
-        return head_state, opt_state
-
-    def restore(self, path, state: dict, backbone: nn.Module, head: nn.Module, opt) -> None:
-        """Load a checkpoint's whole-head state, keeping this process's classes."""
-        head_state, opt_state = state["head_state"], state["optimizer"]
-        if self.sharded:
-            head_state = distributed.shard_state(head_state, self.keys, self.start, self.stop)
-            part = self._per_class(opt_state)
-            opt_state = {**opt_state, "state": {
-                i: {name: v[self.start:self.stop] if f"{i}/{name}" in part else v
-                    for name, v in s.items()}
-                for i, s in opt_state["state"].items()}}
-        try:
-            backbone.load_state_dict(state["backbone_state"])
-            head.load_state_dict(head_state)
-            opt.load_state_dict(opt_state)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise ckpt.CheckpointError(f"{path} does not fit this run: {exc}") from None
-
-
-# ---------------------------------------------------------------------------------- helpers
 def _validation_state(stats: dict) -> dict:
     """What a checkpoint keeps of the validations so far (plain numbers, lists, strings), so
     that a resumed run knows the best model and does not overwrite ``best/`` with a worse one."""
@@ -553,29 +496,3 @@ def _restore_validation(stats: dict, saved: Optional[dict], out_dir: Path) -> No
         stats["best_val_score"] = None
     stats["val_history"] = [tuple(v) for v in saved.get("val_history", [])]
     stats["val_scores"] = [tuple(v) for v in saved.get("val_scores", [])]
-
-
-def _load_backbone(model: str, expected: str):
-    """(backbone, ModelMeta) of a model folder (or pretrained name); the
-    weights pass the model folder's checksum rule (``model_meta.verified_file``)."""
-    from face_perception.recognition.model_folder import load_backbone
-    from face_perception.recognition.model_meta import ModelMeta
-    from face_perception.recognition.pretrained import resolve_model
-
-    folder = resolve_model(model)
-    meta = ModelMeta.load(folder)
-    if meta.architecture != expected:
-        raise ValueError(f"{folder} holds a {meta.architecture!r} backbone but this run "
-                         f"trains {expected!r}")
-    return load_backbone(folder, meta), meta
-
-
-def _shard_head(head: nn.Module, cfg: TrainConfig, emb_size: int, shards: _Shards):
-    """This process's slice of a head built for all classes (so that the shards together
-    start from exactly the single-process weights)."""
-    from face_perception.recognition.heads import get_head
-
-    part = get_head(cfg.network_head, emb_size, shards.stop - shards.start, **cfg.head_kwargs())
-    part.load_state_dict(distributed.shard_state(head.state_dict(), shards.keys, shards.start,
-                                                 shards.stop))
-    return part

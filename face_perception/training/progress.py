@@ -1,5 +1,6 @@
 """What a training run reports while it runs: TensorBoard scalars (loss, accuracy, learning
-rate, images/s, validation) under ``logging_path`` and a tqdm bar with loss, images/s and ETA."""
+rate, images/s, validation) under ``logging_path``, a tqdm bar with loss, images/s and ETA, and
+the run's messages (through the bar, so that they do not break it)."""
 from __future__ import annotations
 
 import re
@@ -32,7 +33,8 @@ class Progress:
     """One per run; only the main process writes. ``silent`` turns the bar and prints off."""
 
     def __init__(self, logging_path: str, total: int, start: int, silent: bool,
-                 enabled: bool = True, verbose: bool = True):
+                 enabled: bool = True, verbose: bool = True, bar: bool = True,
+                 unit: str = "it"):
         self.writer = None
         self.bar = None
         self.silent = silent or not enabled
@@ -46,25 +48,30 @@ class Progress:
                 _after_existing_event_files(logging_path)
             self.writer = SummaryWriter(log_dir=str(logging_path),
                                         purge_step=start + 1 if start else None)
-        if not self.silent:
+        if not self.silent and bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="it", dynamic_ncols=True,
+            self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True,
                             desc="train")
         self._t = time.perf_counter()
 
-    def step(self, iteration: int, loss: float, accuracy: float, lr: float,
-             images: int) -> float:
+    def step(self, position: int, scalars: dict, images: int) -> float:
+        """One step done: ``scalars`` ({"loss": ..., "accuracy": ..., "lr": ...}) go to
+        TensorBoard as ``train/<name>`` with the images/s since the last step, which is
+        returned."""
         now = time.perf_counter()
         rate = images / max(now - self._t, 1e-9)
         self._t = now
         if self.writer is not None:
-            self.writer.add_scalar("train/loss", loss, iteration)
-            self.writer.add_scalar("train/accuracy", accuracy, iteration)
-            self.writer.add_scalar("train/lr", lr, iteration)
-            self.writer.add_scalar("train/images_per_s", rate, iteration)
+            for name, value in scalars.items():
+                self.writer.add_scalar(f"train/{name}", value, position)
+            self.writer.add_scalar("train/images_per_s", rate, position)
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{rate:.1f}", lr=f"{lr:.3g}")
+            shown = {k: f"{v:.4f}" for k, v in scalars.items() if k == "loss"}
+            shown["img_s"] = f"{rate:.1f}"
+            if "lr" in scalars:
+                shown["lr"] = f"{scalars['lr']:.3g}"
+            self.bar.set_postfix(**shown)
             self.bar.update(1)
         return rate
 
@@ -73,16 +80,11 @@ class Progress:
         spent since the last step)."""
         self._t = time.perf_counter()
 
-    def validation(self, iteration: int, metrics: dict, name: str = "") -> None:
-        """One validation set's figures (``name``: its tag when there are several)."""
-        prefix = f"val/{name}/" if name else "val/"
+    def scalars(self, position: int, values: dict, prefix: str) -> None:
+        """Figures of ``position`` other than the step's (validation: ``prefix`` 'val/')."""
         if self.writer is not None:
-            self.writer.add_scalar(prefix + "accuracy", metrics["accuracy_mean"], iteration)
-            self.writer.add_scalar(prefix + "auc", metrics["auc"], iteration)
-            self.writer.add_scalar(prefix + "accuracy_at_threshold",
-                                   metrics["accuracy_at_threshold"], iteration)
-        self.message(f"iteration {iteration}: validation{' ' + name if name else ''} accuracy "
-                     f"{metrics['accuracy_mean']:.4f}, AUC {metrics['auc']:.4f}")
+            for name, value in values.items():
+                self.writer.add_scalar(prefix + name, value, position)
 
     def message(self, text: str) -> None:
         if self.silent or not self.verbose:
