@@ -7,18 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
+from face_perception.cli import add_command
+
 # The seed learner's SGD defaults, which detector-train does not expose.
 MOMENTUM = 0.9
 WEIGHT_DECAY = 5e-4
 
 
 def register(sub) -> None:
-    train = sub.add_parser(
-        "detector-train", help="train or fine-tune the RetinaFace face detector",
-        description="Train RetinaFace on WIDER-format data (label.txt with boxes and 5 landmarks) "
-                    "and write a model folder: the model of `detect --model`, "
-                    "`detector-eval --model`, the Detector's and the node's model_path and "
-                    "RetinaFaceLearner.load(). See docs/detection_training.md.")
+    train = add_command(sub, "detector-train", run_train,
+                        help="train or fine-tune the RetinaFace face detector")
     train.add_argument("data", help="WIDER root (reads <root>/train/label.txt) or a label.txt")
     train.add_argument("--out", required=True, help="model folder to write")
     train.add_argument("--backbone", choices=["mnet", "resnet"], default="mnet")
@@ -47,12 +45,9 @@ def register(sub) -> None:
     train.add_argument("--logging-path", default="",
                        help="TensorBoard event files (loss, lr, images/s, val AP per epoch)")
     train.add_argument("--quiet", action="store_true")
-    train.set_defaults(func=run_train)
 
-    ev = sub.add_parser(
-        "detector-eval", help="AP and recall of a face detector on WIDER-format data",
-        description="Average precision (IoU 0.5, VOC all-point) and recall, overall and per "
-                    "WIDER difficulty when split lists are present.")
+    ev = add_command(sub, "detector-eval", run_eval,
+                     help="AP and recall of a face detector on WIDER-format data")
     ev.add_argument("data", help="WIDER root or a label.txt")
     ev.add_argument("--split", default="val", help="split under a WIDER root (default val)")
     ev.add_argument("--model", default="pretrained",
@@ -68,7 +63,6 @@ def register(sub) -> None:
     ev.add_argument("--max-size", type=int, default=1980)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
-    ev.set_defaults(func=run_eval)
 
 
 def _starting_model(args, temp: str):
@@ -104,6 +98,9 @@ def _starting_model(args, temp: str):
 
 
 def run_train(args) -> int:
+    """Train RetinaFace on WIDER-format data (label.txt with boxes and 5 landmarks) and write a
+    model folder: the model of `detect --model`, `detector-eval --model`, the Detector's and the
+    node's model_path and RetinaFaceLearner.load(). See docs/detection_training.md."""
     from face_perception.detection.model_folder import write_model_folder
     from face_perception.detection.training import (
         EpochCount,
@@ -155,6 +152,8 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
+    """Average precision (IoU 0.5, VOC all-point) and recall, overall and per WIDER difficulty
+    when split lists are present."""
     from face_perception.detection.detector import Detector
     from face_perception.detection.training import open_samples
     from face_perception.detection.training.data import random_subset

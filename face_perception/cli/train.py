@@ -4,18 +4,16 @@ defaults. Start it under ``torchrun`` for several processes."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import fields
 
+from face_perception.cli import add_command
 from face_perception.recognition.training.config import TrainConfig, load_config, parse_override
 
 
 def register(sub) -> None:
-    p = sub.add_parser(
-        "train", help="train a face recognition model (YAML config, --set overrides)",
-        description="Train a face recognizer from a YAML config; --set key=value and plain "
-                    "flags (--lr 0.01) override it. Writes checkpoints, the resolved config "
-                    "(checkpoints/config.yaml) and the model folder (model/) under temp_path. "
-                    "See docs/training.md.")
+    p = add_command(sub, "train", run_train,
+                    help="train a face recognition model (YAML config, --set overrides)")
     p.add_argument("config", nargs="?", help="YAML config file (omit to use the defaults)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one parameter (YAML value syntax); repeatable")
@@ -24,10 +22,12 @@ def register(sub) -> None:
     for f in fields(TrainConfig):
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"flag_{f.name}", default=None,
                        metavar="VALUE", help="same as --set " + f.name + "=VALUE")
-    p.set_defaults(func=run_train)
 
 
 def run_train(args) -> int:
+    """Train a face recognizer from a YAML config; --set key=value and plain flags (--lr 0.01)
+    override it. Writes checkpoints, the resolved config (checkpoints/config.yaml) and the model
+    folder (model/) under temp_path. See docs/training.md."""
     overrides = dict(parse_override(text) for text in args.overrides)
     for f in fields(TrainConfig):
         raw = getattr(args, f"flag_{f.name}")
@@ -44,6 +44,6 @@ def run_train(args) -> int:
                                      "best_val_accuracy", "best_metric", "best_val_score",
                                      "best_iteration", "model_folder", "best_model_folder",
                                      "images_per_s", "threads")}
-    if stats.get("world_size", 1) == 1 or int(__import__("os").environ.get("RANK", "0")) == 0:
+    if stats.get("world_size", 1) == 1 or int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2))
     return 0

@@ -41,6 +41,19 @@ def _points(values: Sequence[str], where: str) -> np.ndarray:
     return pts
 
 
+def _add_row(out: Dict[str, np.ndarray], key: str, coords, where: str) -> None:
+    """One image's five points, under a key no earlier line used."""
+    if key in out:
+        raise DatasetError(f"{where}: {key} is listed twice")
+    out[key] = _points(coords, where)
+
+
+def _non_empty(out: Dict[str, np.ndarray], path: Path) -> Dict[str, np.ndarray]:
+    if not out:
+        raise DatasetError(f"{path}: no landmarks in the file")
+    return out
+
+
 def read_landmark_list(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
     """``lfw_landmark.txt``: lines ``<relative image path> x1 y1 x2 y2 ... x5 y5`` separated by
     tabs or spaces. Returns {relative path (``/`` separators): 5x2 float32 points}."""
@@ -54,13 +67,8 @@ def read_landmark_list(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
         if len(fields) != 11:
             raise DatasetError(f"{where}: expected 11 columns (image path and 5 x,y points), "
                                f"got {len(fields)}: {line.strip()!r}")
-        key = fields[0].replace("\\", "/")
-        if key in out:
-            raise DatasetError(f"{where}: {key} is listed twice")
-        out[key] = _points(fields[1:], where)
-    if not out:
-        raise DatasetError(f"{path}: no landmarks in the file")
-    return out
+        _add_row(out, fields[0].replace("\\", "/"), fields[1:], where)
+    return _non_empty(out, path)
 
 
 def read_vggface2_landmarks(path: Union[str, os.PathLike]) -> Dict[str, np.ndarray]:
@@ -81,13 +89,8 @@ def read_vggface2_landmarks(path: Union[str, os.PathLike]) -> Dict[str, np.ndarr
         if len(row) != len(VGGFACE2_COLUMNS):
             raise DatasetError(f"{where}: expected {len(VGGFACE2_COLUMNS)} columns (NAME_ID and "
                                f"5 x,y points), got {len(row)}: {lines[lineno - 1]!r}")
-        key = row[0].strip()
-        if key in out:
-            raise DatasetError(f"{where}: {key} is listed twice")
-        out[key] = _points(row[1:], where)
-    if not out:
-        raise DatasetError(f"{path}: no landmarks in the file")
-    return out
+        _add_row(out, row[0].strip(), row[1:], where)
+    return _non_empty(out, path)
 
 
 def read_image_list(path: Union[str, os.PathLike]) -> List[str]:
