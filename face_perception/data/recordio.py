@@ -187,14 +187,14 @@ class RecordIODataset:
         return int(label), data
 
     def image(self, i: int, color_order: str = "bgr") -> np.ndarray:
-        import cv2
+        from face_perception.imageio import ImageError, decode_image
 
         label, data = self.read(i)
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
+        try:
+            return decode_image(data, color_order=color_order)
+        except ImageError:
             raise DatasetError(f"{self.rec_path}: image {i} (key {self.keys[i]}) cannot be "
-                               "decoded")
-        return img[:, :, ::-1].copy() if color_order == "rgb" else img
+                               "decoded") from None
 
 
 def _read_property(path: Path) -> Tuple[int, Tuple[int, int]]:

@@ -136,14 +136,14 @@ class VerificationBin:
 
     def decode(self, index: int, color_order: str = "bgr") -> np.ndarray:
         """Image ``index`` (0 .. 2N-1) as HxWx3 uint8 in ``color_order``."""
-        import cv2
+        from face_perception.imageio import ImageError, decode_image
 
         data = self.images[index]
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
+        try:
+            return decode_image(data, color_order=color_order)
+        except ImageError:
             raise DatasetError(f"{self.path or self.name}: image {index} cannot be decoded "
-                               f"({len(data)} bytes starting {bytes(data[:4])!r})")
-        return img[:, :, ::-1].copy() if color_order == "rgb" else img
+                               f"({len(data)} bytes starting {bytes(data[:4])!r})") from None
 
     def pair(self, i: int) -> Tuple[np.ndarray, np.ndarray, bool]:
         """Pair ``i``: (first image BGR, second image BGR, issame)."""

@@ -11,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 
-from face_perception.imageio import ImageError
+from face_perception.imageio import ImageError, decode_image
 
 # Packed encodings of sensor_msgs/image_encodings.hpp: encoding -> (channels, bytes per
 # channel) of one pixel as laid out in a row. "uyvy"/"yuyv" are the current names of the
@@ -164,11 +164,11 @@ def compressed_to_bgr(fmt: str, data) -> np.ndarray:
     buf = payload_bytes(data)
     if buf.size == 0:
         raise ImageMessageError(f"compressed {kind} image is empty")
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
+    try:
+        return decode_image(buf)
+    except ImageError:
         raise ImageMessageError(f"cannot decode compressed {kind} image ({buf.size} bytes; "
-                                "corrupt or truncated)")
-    return img
+                                "corrupt or truncated)") from None
 
 
 def _compressed_kind(fmt: str) -> str:
