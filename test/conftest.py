@@ -46,6 +46,17 @@ def ros():
     rclpy.shutdown()
 
 
+@pytest.fixture()
+def ros_context():
+    """An rclpy context of this test only, for nodes run in-process by the test's executor."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
 @pytest.fixture(scope="session")
 def core_detector():
     """The default RetinaFace Detector (ONNX Runtime, CPU)."""

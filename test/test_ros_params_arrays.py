@@ -11,7 +11,6 @@ from test.proc import hang_guard
 
 pytest.importorskip("rclpy", reason="ROS 2 not installed")
 
-import rclpy  # noqa: E402
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -67,14 +66,6 @@ def test_array_rejections_name_the_parameter_and_the_value():
     assert spec["doubles"].check("0.5") == "doubles must be a list of numbers, got str '0.5'"
     with pytest.raises(TypeError, match="item_type"):
         ParamSpec("x", [], "No item type.")
-
-
-@pytest.fixture()
-def ros_context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def test_declare_accepts_every_array_type_from_overrides(ros_context):

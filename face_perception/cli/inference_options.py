@@ -94,8 +94,9 @@ def add_open_set_options(p: argparse.ArgumentParser) -> None:
 
 def recognizer_settings(args: argparse.Namespace) -> dict:
     """The options as face_perception.pipeline.build settings (the nodes' parameter names)."""
-    if args.threshold is not None and not -1.0 <= args.threshold <= 1.0:
-        raise ValueError(f"--threshold is a cosine similarity in [-1, 1], got {args.threshold}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is the cosine similarity a name needs, in [0, 1] (a "
+                         f"negative one would name strangers), got {args.threshold}")
     if args.margin is not None and args.margin < 0:
         raise ValueError(f"--margin must be >= 0, got {args.margin}")
     return {"model": args.model, **embedder_kwargs(args), "gallery_path": args.gallery or "",

@@ -22,13 +22,19 @@ def build_detector(settings: Mapping[str, Any]):
     return Detector(
         backbone=settings.get("backbone", "mnet"), backend=settings["backend"],
         device=settings["device"], model_path=settings.get("model_path") or None,
-        score_threshold=settings.get("score_threshold", 0.5),
+        score_threshold=score_threshold(settings.get("score_threshold")),
         nms_threshold=settings.get("nms_threshold", 0.4),
         target_size=settings.get("target_size", 640), max_size=settings.get("max_size", 640),
         scales=None if scales == [1.0] else scales, flip=settings.get("flip", False),
         max_faces=settings.get("max_faces", 0),
         num_threads=settings.get("num_threads") or usable_cores(),
         calibration=settings.get("calibration") or None)
+
+
+def score_threshold(value) -> Optional[float]:
+    """A detector score threshold from settings: a negative value or None is the backbone's own
+    (``detection.config.DEFAULT_SCORE_THRESHOLDS``)."""
+    return unset_if(value, lambda v: v < 0.0)
 
 
 def build_tracker(settings: Mapping[str, Any]):
@@ -98,7 +104,8 @@ def gallery_stamp(path: str) -> Optional[int]:
         return None
 
 
-def _optional(value, unset) -> Optional[float]:
+def unset_if(value, unset) -> Optional[float]:
+    """A number from settings, or None where it is absent or ``unset`` says it is a sentinel."""
     return None if value is None or unset(float(value)) else float(value)
 
 
@@ -145,8 +152,8 @@ def build_recognizer(settings: Mapping[str, Any], embedder=None, detector=None,
             gallery, note = None, f"gallery {path} not usable ({exc})"
         if gallery is not None and len(gallery) == 0:
             note = f"gallery {path} is empty"
-    threshold = _optional(settings.get("threshold"), lambda v: v <= -1.0)
-    margin = _optional(settings.get("margin"), lambda v: v < 0.0)
+    threshold = unset_if(settings.get("threshold"), lambda v: v < 0.0)
+    margin = unset_if(settings.get("margin"), lambda v: v < 0.0)
     recognizer = Recognizer(embedder, gallery, threshold=threshold, margin=margin,
                             detector=detector)
     return RecognitionSetup(embedder, detector, recognizer, gallery, path, stamp, note)

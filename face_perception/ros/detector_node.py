@@ -12,7 +12,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from face_perception.pipeline.build import build_detector, build_pipeline
+from face_perception.detection.config import DEFAULT_SCORE_THRESHOLDS
+from face_perception.pipeline.build import build_detector, build_pipeline, score_threshold
 from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array, stamp_to_ns
 from face_perception.ros.frame_node import FaceNodeBase
 from face_perception.ros.params import DETECTOR, TRACKING_KEYS
@@ -63,6 +64,10 @@ class DetectorNode(FaceNodeBase):
                 value = values[key]
                 if key == "scales":
                     value = [float(v) for v in value]
+                if key == "score_threshold":
+                    value = score_threshold(value)
+                    if value is None:
+                        value = DEFAULT_SCORE_THRESHOLDS[self.model.backbone]
                 setattr(tuned, key, value)
             return tuned
         return None
@@ -70,8 +75,8 @@ class DetectorNode(FaceNodeBase):
     def describe_model(self) -> str:
         v = self.values
         family = "YuNet-n" if v["backbone"] == "yunet" else f"RetinaFace {v['backbone']}"
-        return (f"{family} ({v['backend']}/{self.devices_in_use}), "
-                f"score>={v['score_threshold']}")
+        score = self.model.score_threshold if self.model is not None else v["score_threshold"]
+        return f"{family} ({v['backend']}/{self.devices_in_use}), score>={score}"
 
     def create_outputs(self) -> None:
         self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "faces/detections",

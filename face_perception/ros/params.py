@@ -316,7 +316,8 @@ DETECTOR = IMAGE_INPUT + (
               choices=DETECTOR_BACKBONES, reload=True),
     ParamSpec("model_path", "", "Detector model folder (from detector-train), .pth weights or "
               ".onnx file; empty = the shipped pretrained model.", reload=True),
-    ParamSpec("score_threshold", 0.5, "Minimum face score.", low=0.0, high=1.0),
+    ParamSpec("score_threshold", -1.0, "Minimum face score; -1 = the backbone's own (0.5 "
+              "RetinaFace, 0.87 YuNet: equal recall).", low=0.0, high=1.0, sentinels=(-1.0,)),
     ParamSpec("nms_threshold", 0.4, "IoU above which overlapping boxes are merged.",
               low=0.01, high=1.0),
     ParamSpec("target_size", 640, "Short image side is resized towards this many pixels.",
@@ -344,7 +345,8 @@ RECOGNIZER = IMAGE_INPUT + (
               "gallery that ~/enroll (or learn_unknown) creates; false: a missing file is "
               "refused, so a mistyped path cannot make everyone 'unknown' unnoticed."),
     ParamSpec("threshold", -1.0, "Open-set threshold: cosine similarity a name needs; -1 = the "
-              "gallery's calibrated rule, else the model's open-set default.", low=-1.0, high=1.0),
+              "gallery's calibrated rule, else the model's open-set default.", low=0.0, high=1.0,
+              sentinels=(-1.0,)),
     ParamSpec("margin", -1.0, "Open-set margin: lead over the second-best identity a name "
               "needs; -1 = the gallery's calibrated rule, else the model's open-set default.",
               low=0.0, high=1.0, sentinels=(-1.0,)),
