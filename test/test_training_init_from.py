@@ -135,3 +135,28 @@ def test_init_from_settings_are_checked_with_the_config(train_dir, arcface_file,
     with pytest.raises(ValueError, match="does not combine with init_model"):
         _cfg(train_dir, tmp_path, "arcface-torch", arcface_file, mode="finetune",
              init_model=str(tmp_path))
+
+
+def test_the_learner_passes_init_from_and_sample_rate_to_training(train_dir, arcface_file,
+                                                                    tmp_path):
+    """FaceRecognitionLearner(init_from=, sample_rate=): fit starts from the published weights
+    (one step at lr 1e-9 leaves them in place) and a bad value is refused by TrainConfig."""
+    from face_perception.learners import FaceRecognitionLearner
+    from face_perception.recognition.model_folder import load_backbone
+
+    folder = import_model(arcface_file, "arcface-torch", tmp_path / "imported")
+    published = dict(load_backbone(folder, ModelMeta.load(folder)).named_parameters())
+    learner = FaceRecognitionLearner(
+        device="cpu", backbone="ir_18", network_head="arcface", mode="full", iters=1,
+        batch_size=4, lr=1e-9, momentum=0.0, weight_decay=0.0, stages=[], num_workers=0,
+        embedding_size=DIM, temp_path=str(tmp_path / "run"), threads=1, sample_rate=0.5,
+        init_from={"format": "arcface-torch", "path": str(arcface_file)})
+    assert learner.sample_rate == 0.5
+    learner.fit(str(train_dir), silent=True)
+    # one step at lr 1e-9: every weight is still the published one (batch-norm running
+    # statistics move, as in the test above)
+    for name, p in learner.backbone_model.named_parameters():
+        torch.testing.assert_close(p.detach(), published[name].detach(), rtol=0, atol=1e-6,
+                                   msg=name)
+    with pytest.raises(ValueError, match="sample_rate must be in"):
+        FaceRecognitionLearner(device="cpu", sample_rate=1.5)

@@ -64,7 +64,8 @@ class FaceRecognitionLearner:
                  checkpoint_load_iter=0, val_after=0, input_size=None, rgb_mean=None,
                  rgb_std=None, embedding_size=512, weight_decay=5e-4, momentum=0.9,
                  drop_last=True, stages=None, pin_memory=True, num_workers=4, seed=123, *,
-                 detector=None, color_order='rgb', threads=None):
+                 detector=None, color_order='rgb', threads=None, sample_rate=1.0,
+                 init_from=None):
         # Mutable defaults are spelled None here (the seed's values are filled in below).
         input_size = [112, 112] if input_size is None else input_size
         rgb_mean = [0.5, 0.5, 0.5] if rgb_mean is None else rgb_mean
@@ -92,7 +93,8 @@ class FaceRecognitionLearner:
             drop_last=drop_last, stages=stages, pin_memory=pin_memory,
             # None: min(2, cores - 1) loader processes (the seed's default 4 oversubscribes a
             # small CPU; kept as the default for the seed's sake)
-            num_workers=num_workers, seed=seed, color_order=color_order)
+            num_workers=num_workers, seed=seed, color_order=color_order,
+            sample_rate=sample_rate, init_from=init_from)
         for name in _CONFIG_ATTRIBUTES:
             setattr(self, name, getattr(config, name))
         # The seed's defaults (112x112, 512-d) give way to a backbone's fixed geometry.
@@ -541,7 +543,7 @@ _CONFIG_ATTRIBUTES = (
     "lr", "iters", "batch_size", "optimizer", "backbone", "network_head", "loss", "temp_path",
     "checkpoint_after_iter", "checkpoint_load_iter", "val_after", "input_size", "rgb_mean",
     "rgb_std", "embedding_size", "weight_decay", "momentum", "drop_last", "stages",
-    "pin_memory", "num_workers", "seed", "color_order")
+    "pin_memory", "num_workers", "seed", "color_order", "sample_rate", "init_from")
 
 def _image_input(img) -> np.ndarray:
     if hasattr(img, "opencv") and callable(img.opencv):  # the seed's engine.data.Image
