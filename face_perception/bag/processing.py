@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,70 +83,34 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     Unreadable frames are counted and skipped (their image is still copied). Raises BagError for
     a missing topic or an existing output, FileNotFoundError for a missing input.
     """
-    from face_perception.pipeline import FacePipeline
+    from face_perception.pipeline import FacePipeline, identity_mode_for, run_passes
     from face_perception.tracking import FaceTracker
 
     msgtype, count = rosbag_io.image_topic_info(input_bag, image_topic)
     storage = storage or rosbag_io.storage_of(input_bag)
     names = {**output_topics(image_topic), **(topics or {})}
     store = rosbag_io.typestore()
-    if identity_mode not in ("live", "offline"):
-        raise ValueError(f"identity_mode must be 'live' or 'offline', got {identity_mode!r}")
-    # Without tracking every frame is judged alone: no track evidence, nothing to look ahead to.
-    identity_mode = identity_mode if tracking else "live"
-    recorded = identity_mode if tracking else "single-frame"
+    mode, recorded = identity_mode_for(identity_mode, tracking, rereadable=True)
     summary = BagSummary(Path(output_bag), identity_mode=recorded)
     pipeline = FacePipeline(detector, recognizer, FaceTracker() if tracking else None,
-                            anonymize=anonymize, identity_mode=identity_mode)
-    offline = identity_mode == "offline"
-    bar = _progress(count * (2 if offline else 1), progress)
-    results: list = []
-    if offline:  # first pass: every frame through the pipeline, names decided per track
+                            anonymize=anonymize, identity_mode=mode)
+    bar = _progress(count * pipeline.passes, progress)
+
+    def read_frames():
         for rec in rosbag_io.read_images(input_bag, image_topic):
-            start = time.perf_counter()
-            image = _decode(rec, summary)
-            if image is not None:
-                result = pipeline.process(image, stamp_to_ns(rec.msg.header.stamp))
-                summary.seconds += time.perf_counter() - start
-                results.append(result.without_image())
-            else:
-                results.append(None)
-            if bar is not None:
-                bar.update(1)
-        named = iter(pipeline.offline_names([r for r in results if r is not None]))
-        results = [next(named) if r is not None else None for r in results]
+            yield stamp_to_ns(rec.msg.header.stamp), rec
+
+    frames = run_passes(pipeline, read_frames, decode=lambda rec: _decode(rec, summary),
+                        attach_image=annotated,
+                        progress=bar.update if bar is not None else None)
     writer = rosbag_io.open_writer(output_bag, storage)
     try:
         writer.set_custom_data("face_perception.identity_mode", recorded)
-        conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
-        wanted = ["detections"] + (["identities"] if recognizer is not None else [])
-        for key in wanted:
-            conns[key] = writer.add_connection(names[key], rosbag_io.DETECTIONS,
-                                               typestore=store)
-        if annotated:
-            key = "identities_image" if recognizer is not None else "detections_image"
-            conns["annotated"] = writer.add_connection(names[key], rosbag_io.IMAGE,
-                                                       typestore=store)
+        conns = _add_connections(writer, store, image_topic, msgtype, names,
+                                 recognizer is not None, annotated)
         summary.topics = {c.topic: c.msgtype for c in conns.values()}
-        for n, rec in enumerate(rosbag_io.read_images(input_bag, image_topic)):
-            summary.frames += 1
-            writer.write(conns["image"], rec.timestamp, rec.rawdata)
-            hdr = rec.msg.header
-            if offline:
-                result = results[n]
-                if result is not None and annotated:
-                    result.image = rosbag_io.decode_image(rec)  # read fine in the first pass
-            else:
-                start = time.perf_counter()
-                image = _decode(rec, summary)
-                result = None if image is None else \
-                    pipeline.process(image, stamp_to_ns(hdr.stamp))
-                summary.seconds += time.perf_counter() - start
-            if result is not None:
-                _write_result(writer, store, conns, rec.timestamp, hdr, result, unknown,
-                              summary)
-            if bar is not None:
-                bar.update(1)
+        for frame in frames:
+            _write_frame(writer, store, conns, frame, unknown, summary)
         if bar is not None:
             bar.close()
     except BaseException:
@@ -158,6 +121,31 @@ def process_bag(input_bag, output_bag, image_topic: str, detector, recognizer=No
     writer.close()
     summary.embeddings = pipeline.embeddings
     return summary
+
+
+def _add_connections(writer, store, image_topic: str, msgtype: str, names: dict[str, str],
+                     identities: bool, annotated: bool) -> dict:
+    """The output bag's topics: the images, detections (identities with a recognizer) and,
+    when ``annotated``, the drawn images."""
+    conns = {"image": writer.add_connection(image_topic, msgtype, typestore=store)}
+    for key in ["detections"] + (["identities"] if identities else []):
+        conns[key] = writer.add_connection(names[key], rosbag_io.DETECTIONS, typestore=store)
+    if annotated:
+        key = "identities_image" if identities else "detections_image"
+        conns["annotated"] = writer.add_connection(names[key], rosbag_io.IMAGE,
+                                                   typestore=store)
+    return conns
+
+
+def _write_frame(writer, store, conns, frame, unknown: str, summary: BagSummary) -> None:
+    """The frame's image unchanged, then its results (none for an undecodable frame)."""
+    rec = frame.source
+    summary.frames += 1
+    summary.seconds += frame.seconds
+    writer.write(conns["image"], rec.timestamp, rec.rawdata)
+    if frame.result is not None:
+        _write_result(writer, store, conns, rec.timestamp, rec.msg.header,
+                      frame.result, unknown, summary)
 
 
 def _decode(rec, summary: BagSummary):

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from face_perception.cli import add_command
 from face_perception.cli.inference_options import add_frame_options, frame_parts_from_args
@@ -42,101 +43,89 @@ def frame_stamp_ns(cap, index: int, fps: float, live: bool) -> int:
     return int(round(index * 1e9 / fps))
 
 
-def run(args) -> int:
-    """Read a video file (or a camera index such as 0), detect and track faces (and name them with
-    --gallery: a name per track from its accumulated evidence), and write an annotated video with
-    boxes, track ids, names and confidences; --json adds JSON Lines, one line per frame."""
+def video_frames(source: str, cap, fps: float, live: bool, max_frames: int):
+    """read_frames for run_passes: each call reads ``source`` from its start ((stamp, image) per
+    frame, at most ``max_frames``, 0: all), the first call from the already open ``cap``."""
+    unread = [cap]
+
+    def read_frames():
+        capture = unread.pop() if unread else open_capture(source)
+        try:
+            n = 0
+            while not max_frames or n < max_frames:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield frame_stamp_ns(capture, n, fps, live), image
+                n += 1
+        finally:
+            capture.release()
+
+    return read_frames
+
+
+def capture_rate(cap, live: bool, max_frames: int) -> tuple[float, int]:
+    """(fps, frames to expect; 0: unknown) of an open capture; 30 fps where it states none."""
     import cv2
 
-    from face_perception.pipeline import FacePipeline
-    from face_perception.tracking import FaceTracker, TrackerConfig
-
-    out_path = Path(args.out)
-    if out_path.suffix.lower() not in (".mp4", ".avi", ".mkv"):
-        raise ValueError(f"--out must end in .mp4, .avi or .mkv, got {args.out}")
-    cap = open_capture(args.input)
-    live = args.input.isdigit()
-    mode = args.identity_mode or ("live" if live else "offline")
-    if args.no_tracking:
-        mode = "live"  # every frame judged alone: nothing to look ahead to
-    recorded = "single-frame" if args.no_tracking else mode
-    if live and mode == "offline":
-        cap.release()
-        raise ValueError("--identity-mode offline needs a video file (a camera cannot be read "
-                         "twice); use live")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 1.0 <= fps <= 1000.0 else 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if not live else 0
-    if args.max_frames:
-        total = min(total, args.max_frames) if total else args.max_frames
+    if max_frames:
+        total = min(total, max_frames) if total else max_frames
+    return fps, total
+
+
+def video_pipeline(args, mode: str):
+    from face_perception.pipeline import FacePipeline
+    from face_perception.tracking import FaceTracker, TrackerConfig
+
     detector, recognizer = frame_parts_from_args(args)
     tracker = None if args.no_tracking else FaceTracker(TrackerConfig(max_age=args.max_age))
-    pipeline = FacePipeline(detector, recognizer, tracker, anonymize=args.anonymize,
-                            identity_mode=mode)
-    json_path = None
-    if args.json is not None:
-        json_path = Path(args.json) if args.json != "" else out_path.with_suffix(".jsonl")
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    return FacePipeline(detector, recognizer, tracker, anonymize=args.anonymize,
+                        identity_mode=mode)
 
-        bar = tqdm(total=(total * (2 if mode == "offline" else 1)) or None, unit="frame",
-                   file=sys.stderr, desc="video", dynamic_ncols=True)
 
-    def read_frames(capture):
-        """(index, stamp, image) of the frames to use."""
-        n = 0
-        while not args.max_frames or n < args.max_frames:
-            ok, image = capture.read()
-            if not ok:
-                break
-            yield n, frame_stamp_ns(capture, n, fps, live), image
-            n += 1
+def progress_bar(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
 
-    frames = named = 0
-    # Written beside the targets under temporary names and renamed at the end (the same
-    # all-or-nothing rule as face_perception.files.atomic_path; OpenCV needs the real suffix).
+    return tqdm(total=total or None, unit="frame", file=sys.stderr, desc="video",
+                dynamic_ncols=True)
+
+
+def write_outputs(frames, out_path: Path, json_path: Optional[Path], fps: float,
+                  recorded: str) -> tuple[int, int]:
+    """Write the annotated video (and JSON Lines) of ``frames`` (PassFrames), all or nothing:
+    beside the targets under temporary names, renamed at the end (the rule of
+    face_perception.files.atomic_path; OpenCV needs the real suffix). (frames, face-frames named).
+    """
+    import cv2
+
     tmp_video = out_path.with_name(f".{out_path.stem}.part{out_path.suffix}")
     tmp_json = json_path.with_name(f".{json_path.name}.part") if json_path else None
     writer = jsonl = None
+    count = named = 0
     try:
-        decided = None
-        if mode == "offline":  # first pass: every frame, then one name per whole track
-            kept = []
-            for _, stamp, image in read_frames(cap):
-                kept.append((stamp, pipeline.process(image, stamp).without_image()))
-                if bar is not None:
-                    bar.update(1)
-            decided = iter(zip([s for s, _ in kept],
-                               pipeline.offline_names([r for _, r in kept])))
-            cap.release()
-            cap = open_capture(args.input)
         jsonl = open(tmp_json, "w") if tmp_json else None
-        for n, stamp, image in read_frames(cap):
-            if decided is not None:
-                got = next(decided, None)
-                if got is None:
-                    break  # the file gave fewer frames the second time
-                stamp, result = got
-                result.image = image
-            else:
-                result = pipeline.process(image, stamp)
+        for frame in frames:
+            result = frame.result
             if writer is None:
+                height, width = result.image.shape[:2]
                 writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (image.shape[1], image.shape[0]))
+                                         (width, height))
                 if not writer.isOpened():
                     raise RuntimeError(f"cannot write video {out_path} with OpenCV")
             writer.write(result.annotated())
             if jsonl is not None:
-                jsonl.write(json.dumps({"frame": n, "stamp_ns": stamp,
+                jsonl.write(json.dumps({"frame": frame.index, "stamp_ns": frame.stamp_ns,
                                         "identity_mode": recorded,
                                         "faces": [t.to_dict() for t in result.tracked]}) + "\n")
             named += result.named
-            frames += 1
-            if bar is not None:
-                bar.update(1)
-        if frames == 0:
-            raise ValueError(f"no frame could be read from {args.input}")
+            count += 1
+        if count == 0:
+            return 0, 0
         writer.release()
         writer = None
         if jsonl is not None:
@@ -145,17 +134,50 @@ def run(args) -> int:
             tmp_json.replace(json_path)
         tmp_video.replace(out_path)
     finally:
-        cap.release()
         if writer is not None:
             writer.release()
         if jsonl is not None:
             jsonl.close()
-        if bar is not None:
-            bar.close()
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-    print(f"frames: {frames}; faces named in {named} face-frames ({recorded} identities); "
+    return count, named
+
+
+def run(args) -> int:
+    """Read a video file (or a camera index such as 0), detect and track faces (and name them with
+    --gallery: a name per track from its accumulated evidence), and write an annotated video with
+    boxes, track ids, names and confidences; --json adds JSON Lines, one line per frame."""
+    from face_perception.pipeline import identity_mode_for, run_passes
+
+    out_path = Path(args.out)
+    if out_path.suffix.lower() not in (".mp4", ".avi", ".mkv"):
+        raise ValueError(f"--out must end in .mp4, .avi or .mkv, got {args.out}")
+    cap = open_capture(args.input)
+    live = args.input.isdigit()
+    try:
+        mode, recorded = identity_mode_for(args.identity_mode, not args.no_tracking,
+                                           rereadable=not live)
+    except ValueError:
+        cap.release()
+        raise
+    fps, total = capture_rate(cap, live, args.max_frames)
+    pipeline = video_pipeline(args, mode)
+    json_path = None
+    if args.json is not None:
+        json_path = Path(args.json) if args.json != "" else out_path.with_suffix(".jsonl")
+    bar = progress_bar(not args.no_progress, total * pipeline.passes)
+    try:
+        frames = run_passes(pipeline, video_frames(args.input, cap, fps, live, args.max_frames),
+                            progress=bar.update if bar is not None else None)
+        count, named = write_outputs(frames, out_path, json_path, fps, recorded)
+        if count == 0:
+            raise ValueError(f"no frame could be read from {args.input}")
+    finally:
+        cap.release()
+        if bar is not None:
+            bar.close()
+    print(f"frames: {count}; faces named in {named} face-frames ({recorded} identities); "
           f"embeddings computed: {pipeline.embeddings}; wrote {out_path}"
           + (f" and {json_path}" if json_path else ""))
     return 0

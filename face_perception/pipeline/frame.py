@@ -117,6 +117,11 @@ class FacePipeline:
         return self.tracking.embeddings
 
     @property
+    def passes(self) -> int:
+        """Reads of the input a whole run takes: 2 offline (decide, then write), 1 live."""
+        return 2 if self.identity_mode == "offline" else 1
+
+    @property
     def active_tracks(self) -> int:
         return self.tracking.active_tracks
 
