@@ -78,6 +78,7 @@ class Listener:
         self.subscriptions: dict[str, object] = {}
         self._lock = threading.Lock()
         self._clients: dict = {}
+        self._kept: list = []  # entities destroyed at close, once the executor has stopped
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -182,10 +183,19 @@ class Listener:
         assert res.success, res.message
         return json.loads(res.message)
 
+    def keep_until_close(self, entity):
+        """An entity (an ActionClient, ...) to destroy only after the executor stopped: rclpy's
+        multi-threaded executor dies when an action client is destroyed while it spins ("action
+        client pointer is invalid" in its wait set)."""
+        self._kept.append(entity)
+        return entity
+
     def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2)
+        for entity in self._kept:
+            entity.destroy()
         for client in self._clients.values():
             self.node.destroy_client(client)
-        self.executor.shutdown(timeout_sec=2)
         self.node.destroy_node()
 
 

@@ -64,7 +64,7 @@ class Rig:
             (face,) = core_detector.detect(frame)
             self.frames[name] = (frame, face)
         self.t = T0
-        self.action = ActionClient(ros.node, Enroll, f"{self.node}/enroll")
+        self.action = ros.keep_until_close(ActionClient(ros.node, Enroll, f"{self.node}/enroll"))
         assert self.action.wait_for_server(timeout_sec=hang_guard(60)), self.proc.output()
 
     def send(self, who: str, track_id: str) -> Detection2DArray:
@@ -85,7 +85,6 @@ class Rig:
         return Goal(self, Enroll.Goal(**fields))
 
     def close(self):
-        self.action.destroy()
         assert self.proc.stop() in (0, -2), self.proc.log_path.read_text()
 
 
@@ -302,7 +301,6 @@ def test_sigint_with_a_goal_pending_ends_the_node_cleanly(ros, photos, core_dete
         if pending:
             goal = rig.goal(name="obama", track_id="7", max_frames=300, timeout_s=600.0)
             goal.wait_feedback(0)
-        rig.action.destroy()
         # SIGINT; the hang guard (SIGKILL after 10 s) would make the exit code -9. The times
         # are printed for the record (docs/ros.md), not asserted: they depend on the machine.
         start = time.monotonic()
