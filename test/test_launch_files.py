@@ -172,7 +172,7 @@ def test_params_file_values_win_over_launch_defaults_and_set_arguments_win_over_
                           {"device": "cuda", "backend": "onnx", "image_transport": "raw",
                            "score_threshold": 0.7}),
         "no_file": ({}, {"device": "cpu", "backend": "onnx", "image_transport": "raw",
-                         "score_threshold": 0.5}),
+                         "score_threshold": -1.0}),  # -1: the backbone's own
     }
     procs = {}
     try:
