@@ -66,6 +66,11 @@ DETECTOR_BACKBONES = BACKBONES + (YUNET,)
 DEFAULT_SCORE_THRESHOLDS = {"mnet": 0.5, "resnet": 0.5, YUNET: 0.87}
 
 
+def default_score_threshold(backbone: str) -> float:
+    """The score threshold of ``backbone`` when none is given (0.5 for an unlisted one)."""
+    return DEFAULT_SCORE_THRESHOLDS.get(backbone, 0.5)
+
+
 def get_config(backbone: str) -> dict:
     """A copy of the config of ``backbone`` ('mnet' or 'resnet'); callers may modify it."""
     try:

@@ -23,9 +23,9 @@ from face_perception.detection import box_utils
 from face_perception.detection import yunet as yunet_net
 from face_perception.detection.config import (
     BGR_MEAN,
-    DEFAULT_SCORE_THRESHOLDS,
     DETECTOR_BACKBONES,
     YUNET,
+    default_score_threshold,
     get_config,
 )
 from face_perception.detection.model_folder import resolve_model_path
@@ -243,8 +243,7 @@ class Detector:
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge mode {merge!r}; choose one of {MERGE_MODES}")
         if score_threshold is None:
-            score_threshold = DEFAULT_SCORE_THRESHOLDS[backbone] \
-                if backbone in DEFAULT_SCORE_THRESHOLDS else 0.5
+            score_threshold = default_score_threshold(backbone)
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if not 0.0 < nms_threshold <= 1.0:

@@ -3,8 +3,9 @@ parameters, the CLI's options) into a Detector, a FaceTracker, a Recognizer with
 the FacePipeline over them.
 
 Settings use the nodes' parameter names (docs/ros.md#parameters); the CLI maps its options onto
-them. Sentinels of the parameters are understood: ``threshold <= -1`` and ``margin < 0`` mean
-"not set" (the gallery's calibrated value, else the model's), as None does.
+them. Sentinels of the parameters are understood: ``threshold < 0`` and ``margin < 0`` mean
+"not set" (the gallery's calibrated value, else the model's), and ``score_threshold < 0`` the
+backbone's own, as None does.
 """
 from __future__ import annotations
 

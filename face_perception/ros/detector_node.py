@@ -12,7 +12,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
-from face_perception.detection.config import DEFAULT_SCORE_THRESHOLDS
+from face_perception.detection.config import default_score_threshold
 from face_perception.pipeline.build import build_detector, build_pipeline, score_threshold
 from face_perception.ros.conversions import bgr_to_image, faces_to_detection_array, stamp_to_ns
 from face_perception.ros.frame_node import FaceNodeBase
@@ -67,7 +67,7 @@ class DetectorNode(FaceNodeBase):
                 if key == "score_threshold":
                     value = score_threshold(value)
                     if value is None:
-                        value = DEFAULT_SCORE_THRESHOLDS[self.model.backbone]
+                        value = default_score_threshold(self.model.backbone)
                 setattr(tuned, key, value)
             return tuned
         return None
